@@ -1,0 +1,9 @@
+"""URL routes: the admin and the engine's API. Domain apps add theirs here."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("taskhub.urls")),
+]

@@ -1,0 +1,51 @@
+"""taskhub: durable background tasks for Django.
+
+Public API::
+
+    from taskhub import task, schedule, schedule_many, TaskContext, PermanentError
+    from taskhub.retry import Schedule, Exponential, Linear
+"""
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "task",
+    "schedule",
+    "schedule_many",
+    "TaskContext",
+    "PermanentError",
+    "TaskCancelled",
+    "InvalidTaskRequest",
+    "Schedule",
+    "Exponential",
+    "Linear",
+]
+
+_EXPORTS = {
+    "task": "taskhub.registry",
+    "schedule": "taskhub.scheduling",
+    "schedule_many": "taskhub.scheduling",
+    "TaskContext": "taskhub.context",
+    "PermanentError": "taskhub.errors",
+    "TaskCancelled": "taskhub.errors",
+    "InvalidTaskRequest": "taskhub.errors",
+    "Schedule": "taskhub.retry",
+    "Exponential": "taskhub.retry",
+    "Linear": "taskhub.retry",
+}
+
+if TYPE_CHECKING:
+    from .context import TaskContext
+    from .errors import InvalidTaskRequest, PermanentError, TaskCancelled
+    from .registry import task
+    from .retry import Exponential, Linear, Schedule
+    from .scheduling import schedule, schedule_many
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so that importing taskhub (e.g. from settings) doesn't import Django models early.
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(name)

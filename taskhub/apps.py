@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class TaskhubConfig(AppConfig):
+    name = "taskhub"
+    verbose_name = "taskhub"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Every process (web, dispatcher, workers) must know every task type, so that scheduling
+        # validates against the same registry the workers run from.
+        from django.utils.module_loading import autodiscover_modules
+
+        autodiscover_modules("tasks")

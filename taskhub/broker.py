@@ -1,0 +1,99 @@
+"""The broker (transport) and the Redis client (coordination): built lazily, never at import.
+
+Redis carries Dramatiq's messages (or RabbitMQ does, with an ``amqp://`` BROKER_URL) and the
+engine's small coordination keys: attempt claims, cancel and pause flags, dispatcher wake-ups.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import redis
+from django.conf import settings
+from dramatiq import Broker
+
+from . import embedded
+from .conf import taskhub_settings
+
+logger = logging.getLogger(__name__)
+
+#: The one Dramatiq actor every task runs through; the row says which handler it is.
+EXECUTE_ACTOR = "taskhub_execute"
+
+
+def redis_url() -> str:
+    """REDIS_URL, or the embedded server's socket when it is empty."""
+    return settings.REDIS_URL or f"unix://{embedded.socket_path()}"
+
+
+def broker_url() -> str:
+    return getattr(settings, "BROKER_URL", "") or redis_url()
+
+
+def uses_embedded_redis() -> bool:
+    return not settings.REDIS_URL
+
+
+def ensure_redis() -> None:
+    """Make sure the coordination Redis is reachable (starts the embedded one if that's ours)."""
+    if uses_embedded_redis():
+        embedded.ensure_running()
+
+
+@functools.cache
+def _client_for(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+    )
+
+
+def get_redis() -> redis.Redis:
+    """The process's shared Redis client (thread-safe connection pool)."""
+    return _client_for(redis_url())
+
+
+def key(*parts: object) -> str:
+    """A coordination key under the configured prefix."""
+    return ":".join([taskhub_settings.KEY_PREFIX, *map(str, parts)])
+
+
+def dramatiq_namespace() -> str:
+    return f"{taskhub_settings.KEY_PREFIX}-dq"
+
+
+def build_broker(middleware=None, **options) -> Broker:
+    """Dramatiq broker factory named in DRAMATIQ_BROKER (django_dramatiq calls it at startup).
+
+    Only builds clients; nothing connects until the broker is used.
+    """
+    url = broker_url()
+    if url.startswith(("amqp://", "amqps://")):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        return RabbitmqBroker(url=url, middleware=middleware, confirm_delivery=True, **options)
+    from dramatiq.brokers.redis import RedisBroker
+
+    # maintenance_chance=0: the lifeline recovers lost work deterministically; Dramatiq's own
+    # random requeue of a dead worker's messages could replay an attempt hours later.
+    return RedisBroker(
+        url=url,
+        middleware=middleware,
+        namespace=dramatiq_namespace(),
+        maintenance_chance=0,
+        **options,
+    )
+
+
+def get_broker() -> Broker:
+    import dramatiq
+
+    return dramatiq.get_broker()
+
+
+def wake_dispatcher() -> None:
+    """Tell dispatchers there is ready work; a failure only delays it to the next poll."""
+    try:
+        get_redis().lpush(key("wake"), 1)
+    except (redis.RedisError, OSError) as exc:
+        logger.debug("dispatcher wake-up not sent: %s", exc)

@@ -1,0 +1,3 @@
+"""Domain-free built-in tasks."""
+
+from . import http, ping  # noqa: F401

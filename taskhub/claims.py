@@ -1,0 +1,96 @@
+"""Redis keys that guard an attempt: its claim, and the cancel and pause flags a worker checks.
+
+The claim is what keeps an attempt from starting twice (invariant I2): whichever worker sets
+``claim:<task>:<attempt>`` first runs it; every other copy of the message is dropped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from enum import StrEnum
+
+from .broker import get_redis, key
+from .conf import taskhub_settings
+
+_CLAIM_SCRIPT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'cancelled' end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 'paused' end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 'claimed' end
+return 'duplicate'
+"""
+
+
+class ClaimResult(StrEnum):
+    CLAIMED = "claimed"  # this worker runs the attempt
+    DUPLICATE = "duplicate"  # another copy of the message already started it
+    CANCELLED = "cancelled"  # the task was cancelled after it was queued
+    PAUSED = "paused"  # its queue was paused after it was queued: hand it back
+
+
+def claim_key(task_id: uuid.UUID | str, attempt: int) -> str:
+    return key("claim", task_id, attempt)
+
+
+def cancel_key(task_id: uuid.UUID | str) -> str:
+    return key("cancel", task_id)
+
+
+def pause_key(queue: str) -> str:
+    return key("paused", queue)
+
+
+_script = None
+
+
+def claim_attempt(task_id: str, attempt: int, queue: str, worker_id: str) -> ClaimResult:
+    global _script
+    if _script is None:
+        _script = get_redis().register_script(_CLAIM_SCRIPT)
+    keys = [claim_key(task_id, attempt), cancel_key(task_id), pause_key(queue)]
+    outcome = _script(keys=keys, args=[worker_id, int(taskhub_settings.CLAIM_TTL)])
+    return ClaimResult(outcome.decode() if isinstance(outcome, bytes) else outcome)
+
+
+def release_claim(task_id: str, attempt: int) -> None:
+    """Forget a claim so the attempt can be picked up again (used when handing work back)."""
+    get_redis().delete(claim_key(task_id, attempt))
+
+
+def claim_holders(attempts: Iterable[tuple[str, int]]) -> list[str | None]:
+    """The worker id holding each (task, attempt) claim, or None."""
+    keys = [claim_key(t, a) for t, a in attempts]
+    if not keys:
+        return []
+    return [v.decode() if v else None for v in get_redis().mget(keys)]
+
+
+def reassert_claims(attempts: Iterable[tuple[str, int]], worker_id: str) -> None:
+    """Rewrite our claims (after Redis lost its data, a running attempt must stay claimed)."""
+    pipe = get_redis().pipeline(transaction=False)
+    for task_id, attempt in attempts:
+        pipe.set(claim_key(task_id, attempt), worker_id, ex=int(taskhub_settings.CLAIM_TTL))
+    pipe.execute()
+
+
+def set_cancel_flags(task_ids: Iterable[str]) -> None:
+    pipe = get_redis().pipeline(transaction=False)
+    for task_id in task_ids:
+        pipe.set(cancel_key(task_id), 1, ex=int(taskhub_settings.CLAIM_TTL))
+    pipe.execute()
+
+
+def is_cancel_requested(task_id: str) -> bool:
+    return bool(get_redis().exists(cancel_key(task_id)))
+
+
+def sync_pause_flags(paused: Iterable[str], queues: Iterable[str]) -> None:
+    """Make the Redis pause flags match the database (the truth) for the given queues."""
+    paused = set(paused)
+    pipe = get_redis().pipeline(transaction=False)
+    for queue in queues:
+        if queue in paused:
+            pipe.set(pause_key(queue), 1)
+        else:
+            pipe.delete(pause_key(queue))
+    pipe.execute()

@@ -1,0 +1,296 @@
+"""The dispatcher: moves ready rows to the broker, in priority order, within each queue's window.
+
+One cycle is one short transaction: lock out other dispatchers, count what each queue has in
+flight, claim up to (window − in flight) ready rows per unpaused queue — highest priority first —
+mark them ``queued`` with attempt + 1, and record the events. Messages are sent after commit, in
+one pipelined round trip. Keeping only a small window in the broker is what makes priorities,
+pause and concurrency caps hold (invariant I5) while Redis itself knows nothing about them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import redis
+from django.db import DatabaseError, InterfaceError, connection, transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from .broker import EXECUTE_ACTOR, get_broker, get_redis, key
+from .conf import taskhub_settings
+from .models import (
+    IN_FLIGHT_STATUSES,
+    READY_STATUSES,
+    EventKind,
+    QueueState,
+    Task,
+    TaskEvent,
+    TaskStatus,
+    WorkerProcess,
+)
+from .registry import declared_queues
+
+logger = logging.getLogger(__name__)
+
+#: pg_advisory_xact_lock key serialising dispatch cycles across dispatcher processes.
+DISPATCH_LOCK = 0x7461736B  # "task"
+
+_CLAIM_SQL = """
+UPDATE {table} SET status = 'queued', attempt = attempt + 1, queued_at = %s, updated_at = %s
+WHERE id IN (
+    SELECT id FROM {table}
+    WHERE queue = %s AND status IN ('pending', 'retrying') AND scheduled_at <= %s
+    ORDER BY priority DESC, scheduled_at
+    LIMIT %s {lock}
+)
+RETURNING id, name, queue, attempt, max_attempts, payload, correlation_id, user_id, timeout,
+          priority
+"""
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    """A row this cycle moved to ``queued``, and the message that carries it."""
+
+    envelope: dict[str, Any]
+    priority: int
+
+    @property
+    def message(self) -> dramatiq.Message:
+        env = self.envelope
+        return dramatiq.Message(
+            queue_name=env["queue"], actor_name=EXECUTE_ACTOR, args=(env,), kwargs={},
+            options={"time_limit": int(env["timeout"] * 1000)},
+        )  # fmt: skip
+
+
+def live_workers(now: dt.datetime) -> list[WorkerProcess]:
+    horizon = now - dt.timedelta(seconds=taskhub_settings.LIFELINE_TIMEOUT)
+    return list(
+        WorkerProcess.objects.filter(stopped_at__isnull=True, last_heartbeat_at__gte=horizon)
+    )
+
+
+def queue_windows(queues: list[str], workers: list[WorkerProcess]) -> dict[str, int]:
+    """How many messages each queue may have in flight: a few per live thread, within its cap."""
+    windows = {}
+    for queue in queues:
+        threads = sum(w.threads for w in workers if not w.queues or queue in w.queues)
+        window = max(
+            taskhub_settings.DISPATCH_MIN_WINDOW, taskhub_settings.DISPATCH_PREFETCH * threads
+        )
+        cap = taskhub_settings.queue_config(queue).get("concurrency")
+        windows[queue] = min(window, cap) if cap else window
+    return windows
+
+
+def _lock_dispatch() -> None:
+    # SQLite needs no lock: taskhub opens its transactions IMMEDIATE, so they are serial anyway.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DISPATCH_LOCK])
+
+
+def _rate_budget(queue: str, now_s: int) -> int | None:
+    rate = taskhub_settings.queue_config(queue).get("rate")
+    if not rate:
+        return None
+    used = int(get_redis().get(key("rate", queue, now_s)) or 0)
+    return max(0, int(rate) - used)
+
+
+def _spend_rate(queue: str, now_s: int, count: int) -> None:
+    if count and taskhub_settings.queue_config(queue).get("rate"):
+        pipe = get_redis().pipeline()
+        pipe.incrby(key("rate", queue, now_s), count)
+        pipe.expire(key("rate", queue, now_s), 5)
+        pipe.execute()
+
+
+def claim_ready_tasks(queue: str, limit: int, now: dt.datetime) -> list[Dispatched]:
+    """Move up to ``limit`` ready rows of ``queue`` to queued (inside the caller's transaction)."""
+    lock = "FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    sql = _CLAIM_SQL.format(table=Task._meta.db_table, lock=lock)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, now, queue, now, limit])
+        rows = cursor.fetchall()
+    claimed = []
+    for tid, name, q, attempt, max_attempts, payload, corr, user, timeout, priority in rows:
+        envelope = {
+            "id": str(uuid.UUID(str(tid))), "name": name, "queue": q, "attempt": attempt,
+            "max_attempts": max_attempts,
+            "payload": json.loads(payload) if isinstance(payload, str) else payload,
+            "correlation_id": corr, "user_id": user, "timeout": timeout,
+        }  # fmt: skip
+        claimed.append(Dispatched(envelope, priority))
+    # Highest priority first on the wire too, so a worker's prefetch sees it first.
+    claimed.sort(key=lambda d: -d.priority)
+    return claimed
+
+
+class Dispatcher:
+    """Runs dispatch cycles until stopped; also drives the lifeline on its interval."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._workers_cache: tuple[float, list[WorkerProcess]] = (0.0, [])
+        self._last_pause_sync = 0.0
+        self._last_lifeline = 0.0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _workers(self, now: dt.datetime) -> list[WorkerProcess]:
+        fetched_at, workers = self._workers_cache
+        if time.monotonic() - fetched_at > 1.0:
+            workers = live_workers(now)
+            self._workers_cache = (time.monotonic(), workers)
+        return workers
+
+    def dispatch_once(self) -> list[Dispatched]:
+        """One cycle: claim within every queue's budget, commit, then send."""
+        now = timezone.now()
+        now_s = int(time.time())
+        queues = declared_queues()
+        with transaction.atomic():
+            _lock_dispatch()
+            paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
+            in_flight = Counter(dict(
+                Task.objects.filter(status__in=IN_FLIGHT_STATUSES).values("queue")
+                .annotate(n=Count("id")).values_list("queue", "n")
+            ))  # fmt: skip
+            windows = queue_windows(queues, self._workers(now))
+            claimed: list[Dispatched] = []
+            for queue in queues:
+                budget = min(windows[queue] - in_flight[queue], taskhub_settings.DISPATCH_BATCH)
+                rate = _rate_budget(queue, now_s)
+                if rate is not None:
+                    budget = min(budget, rate)
+                if queue in paused or budget <= 0:
+                    continue
+                batch = claim_ready_tasks(queue, budget, now)
+                _spend_rate(queue, now_s, len(batch))
+                claimed.extend(batch)
+            TaskEvent.objects.bulk_create([
+                TaskEvent(task_id=d.envelope["id"], kind=EventKind.QUEUED,
+                          attempt=d.envelope["attempt"], at=now)
+                for d in claimed
+            ])  # fmt: skip
+        if claimed:
+            self._send(claimed)
+        self._maybe_sync_pause_flags(paused, queues)
+        return claimed
+
+    def _send(self, claimed: list[Dispatched]) -> None:
+        try:
+            send_messages([d.message for d in claimed])
+        except (redis.RedisError, OSError, dramatiq.errors.ConnectionError) as exc:
+            logger.warning(
+                "broker refused %d messages, returning them to pending: %s", len(claimed), exc
+            )
+            unqueue(
+                [(d.envelope["id"], d.envelope["attempt"]) for d in claimed],
+                reason="broker unavailable",
+            )
+
+    def _maybe_sync_pause_flags(self, paused: set[str], queues: list[str]) -> None:
+        from .claims import sync_pause_flags
+
+        if time.monotonic() - self._last_pause_sync >= 1.0:
+            sync_pause_flags(paused, queues)
+            self._last_pause_sync = time.monotonic()
+
+    def next_due_in(self) -> float:
+        """Seconds until the earliest delayed row is due, capped by the poll interval."""
+        poll = taskhub_settings.DISPATCH_POLL_INTERVAL
+        now = timezone.now()
+        first = (
+            Task.objects.filter(status__in=READY_STATUSES, scheduled_at__gt=now)
+            .order_by("scheduled_at").values_list("scheduled_at", flat=True).first()
+        )  # fmt: skip
+        if first is None:
+            return poll
+        return max(0.0, min(poll, (first - now).total_seconds()))
+
+    def run_forever(self) -> None:
+        from .lifeline import Lifeline
+
+        lifeline = Lifeline()
+        failures = 0
+        logger.info("dispatcher started")
+        while not self._stop.is_set():
+            try:
+                claimed = self.dispatch_once()
+                if time.monotonic() - self._last_lifeline >= taskhub_settings.LIFELINE_INTERVAL:
+                    lifeline.run_once()
+                    self._last_lifeline = time.monotonic()
+                failures = 0
+                if not claimed:
+                    self._wait(self.next_due_in())
+            except (DatabaseError, InterfaceError, redis.RedisError, OSError) as exc:
+                failures += 1
+                logger.warning("dispatch cycle failed (%d in a row): %s", failures, exc)
+                connection.close()
+                self._stop.wait(min(5.0, 0.1 * 2**failures))
+        logger.info("dispatcher stopped")
+
+    def _wait(self, timeout: float) -> None:
+        if timeout <= 0:
+            return
+        client = get_redis()
+        # BLPOP returns as soon as anything is committed; drain the rest so wake-ups coalesce.
+        if client.blpop([key("wake")], timeout=max(timeout, 0.01)):
+            client.delete(key("wake"))
+
+
+def send_messages(messages: list[dramatiq.Message]) -> None:
+    """Send messages to the broker; on Redis, all in one pipelined round trip."""
+    broker = get_broker()
+    from dramatiq.brokers.redis import RedisBroker
+
+    if not isinstance(broker, RedisBroker):
+        for message in messages:
+            broker.enqueue(message)
+        return
+    script = broker.scripts["dispatch"]
+    pipe = broker.client.pipeline(transaction=False)
+    timestamp = int(time.time() * 1000)
+    for message in messages:
+        redis_id = str(uuid.uuid4())
+        message = message.copy(options={"redis_message_id": redis_id})
+        args = [
+            "enqueue", timestamp, message.queue_name, broker.broker_id,
+            broker.heartbeat_timeout, broker.dead_message_ttl, 0, broker._max_unpack_size(),
+            redis_id, message.encode(),
+        ]  # fmt: skip
+        script(keys=[broker.namespace], args=args, client=pipe)
+    pipe.execute()
+
+
+def unqueue(attempts: list[tuple[str, int]], *, reason: str) -> int:
+    """Return queued rows whose message never left to pending (undoing the attempt bump)."""
+    from .store import guarded_update
+
+    now = timezone.now()
+    with transaction.atomic():
+        changed = guarded_update(
+            ("id", "attempt", "status", "updated_at"),
+            [(t, a, TaskStatus.PENDING, now) for t, a in attempts],
+            "status = v.status, attempt = v.attempt - 1, updated_at = v.updated_at",
+            [TaskStatus.QUEUED],
+        )
+        TaskEvent.objects.bulk_create([
+            TaskEvent(task_id=t, kind=EventKind.RECOVERED, attempt=a, at=now,
+                      data={"reason": reason})
+            for t, a in changed
+        ])  # fmt: skip
+    return len(changed)

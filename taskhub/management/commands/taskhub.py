@@ -1,0 +1,22 @@
+"""``manage.py taskhub``: enqueue, show, stats, pause, … (see ``manage.py taskhub --help``)."""
+
+from django.core.management.base import BaseCommand
+
+from taskhub import commands  # noqa: F401  (registers the engine's subcommands)
+from taskhub.cli import SUBCOMMANDS, run
+
+
+class Command(BaseCommand):
+    help = "taskhub: schedule, inspect and steer background tasks; run the stack."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+        for spec in SUBCOMMANDS.values():
+            spec.add_arguments(sub.add_parser(spec.name, help=spec.help))
+
+    def handle(self, *args, **options):
+        from argparse import Namespace
+
+        code = run(Namespace(**options))
+        if code:
+            raise SystemExit(code)

@@ -1,0 +1,208 @@
+"""The engine's durable state: task rows are the source of truth; the broker only carries them."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class TaskStatus(models.TextChoices):
+    PENDING = "pending"  # committed, waiting for its time, its queue and a free slot
+    QUEUED = "queued"  # handed to the broker for the current attempt
+    RUNNING = "running"  # an attempt is executing on a worker
+    RETRYING = "retrying"  # an attempt failed; the next one is due at scheduled_at
+    COMPLETED = "completed"  # finished successfully; result holds the return value
+    FAILED = "failed"  # out of attempts or failed permanently; a DeadLetter records it
+    CANCELLED = "cancelled"  # cancelled before it finished; never starts again
+
+
+#: States a task can still leave on its own: the engine owes it work.
+ACTIVE_STATUSES = (
+    TaskStatus.PENDING,
+    TaskStatus.QUEUED,
+    TaskStatus.RUNNING,
+    TaskStatus.RETRYING,
+)
+#: States the dispatcher picks ready work from.
+READY_STATUSES = (TaskStatus.PENDING, TaskStatus.RETRYING)
+#: States that hold a slot of their queue's concurrency cap.
+IN_FLIGHT_STATUSES = (TaskStatus.QUEUED, TaskStatus.RUNNING)
+FINISHED_STATUSES = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+class Task(models.Model):
+    """One unit of background work and the state of its latest attempt."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    queue = models.CharField(max_length=100, default="default")
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.PENDING)
+    payload = models.JSONField(default=dict)
+    result = models.JSONField(null=True, blank=True)
+    priority = models.SmallIntegerField(default=0)
+    attempt = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=5)
+    timeout = models.FloatField(default=300.0)
+    scheduled_at = models.DateTimeField()
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True, help_text="Seconds of the last attempt")
+    error = models.TextField(blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+    progress = models.PositiveSmallIntegerField(default=0)
+    correlation_id = models.CharField(max_length=200, blank=True, default="")
+    user_id = models.CharField(max_length=200, blank=True, default="")
+    dedup_key = models.CharField(max_length=255, null=True, blank=True)
+    worker_id = models.CharField(max_length=200, blank=True, default="")
+    cancel_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # What the dispatcher scans: ready rows of a queue in priority order.
+            models.Index(
+                fields=["queue", "-priority", "scheduled_at"],
+                condition=Q(status__in=READY_STATUSES),
+                name="task_ready_idx",
+            ),
+            # When the next delayed row is due (the dispatcher's sleep).
+            models.Index(
+                fields=["scheduled_at"],
+                condition=Q(status__in=READY_STATUSES),
+                name="task_due_idx",
+            ),
+            # What concurrency caps, the lifeline and health checks count.
+            models.Index(
+                fields=["queue", "status"],
+                condition=Q(status__in=IN_FLIGHT_STATUSES),
+                name="task_in_flight_idx",
+            ),
+            models.Index(fields=["-created_at"], name="task_created_idx"),
+            models.Index(fields=["status", "-created_at"], name="task_status_created_idx"),
+            models.Index(fields=["queue", "-created_at"], name="task_queue_created_idx"),
+            models.Index(fields=["name", "-created_at"], name="task_name_created_idx"),
+            models.Index(fields=["status", "completed_at"], name="task_finished_idx"),
+            models.Index(fields=["correlation_id"], name="task_correlation_idx"),
+            models.Index(fields=["user_id"], name="task_user_idx"),
+            models.Index(fields=["dedup_key", "-completed_at"], name="task_dedup_idx"),
+        ]
+        constraints = [
+            # Deduplication is a constraint, not check-then-insert: racing callers can't both win.
+            models.UniqueConstraint(
+                fields=["dedup_key"],
+                condition=Q(dedup_key__isnull=False) & Q(status__in=ACTIVE_STATUSES),
+                name="task_active_dedup_key_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+
+class EventKind(models.TextChoices):
+    CREATED = "created"
+    QUEUED = "queued"
+    STARTED = "started"
+    PROGRESS = "progress"
+    COMPLETED = "completed"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    DEAD_LETTERED = "dead_lettered"
+    CANCELLED = "cancelled"
+    CANCEL_REQUESTED = "cancel_requested"
+    RECOVERED = "recovered"  # the lifeline returned a lost attempt or message to the queue
+    REQUEUED = "requeued"  # an operator sent a finished task around again
+
+
+class TaskEvent(models.Model):
+    """The audit trail: one row per transition, in the order it happened."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=32, choices=EventKind.choices)
+    attempt = models.PositiveIntegerField(default=0)
+    at = models.DateTimeField()
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["task", "id"], name="taskevent_task_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.attempt} of {self.task_id}"
+
+
+class TaskLog(models.Model):
+    """A line a handler logged through ``ctx.logger``."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="logs")
+    attempt = models.PositiveIntegerField(default=0)
+    level = models.CharField(max_length=10)
+    message = models.TextField()
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["task", "id"], name="tasklog_task_idx")]
+
+    def __str__(self) -> str:
+        return f"[{self.level}] {self.message[:60]}"
+
+
+class DeadLetter(models.Model):
+    """A task that ran out of attempts or failed permanently, kept until an operator acts."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="dead_letters")
+    task_name = models.CharField(max_length=200)
+    queue = models.CharField(max_length=100)
+    payload = models.JSONField(default=dict)
+    error = models.TextField(blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["queue", "-created_at"], name="deadletter_queue_idx")]
+
+    def __str__(self) -> str:
+        return f"dead letter of {self.task_name} {self.task_id}"
+
+
+class QueueState(models.Model):
+    """Operator-controlled state of a queue; lives in the database so it survives restarts."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    paused = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({'paused' if self.paused else 'active'})"
+
+
+class WorkerProcess(models.Model):
+    """A live (or recently live) worker process and its heartbeat."""
+
+    id = models.CharField(max_length=200, primary_key=True)
+    hostname = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list)
+    threads = models.PositiveIntegerField(default=1)
+    broker_id = models.CharField(max_length=64, blank=True, default="")
+    started_at = models.DateTimeField()
+    last_heartbeat_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["last_heartbeat_at"], name="worker_heartbeat_idx")]
+
+    def __str__(self) -> str:
+        return self.id

@@ -1,0 +1,242 @@
+"""The worker side of an attempt: claiming it, running the handler, deciding its outcome, and
+the process's heartbeat. Driven by :class:`taskhub.middleware.TaskTrackingMiddleware`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import traceback as tb
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+from django.db import DatabaseError, InterfaceError, close_old_connections
+from django.utils import timezone
+from dramatiq.middleware import SkipMessage, TimeLimitExceeded
+
+from . import claims
+from .broker import EXECUTE_ACTOR, ensure_redis, get_redis
+from .claims import ClaimResult
+from .conf import taskhub_settings
+from .context import TaskContext
+from .errors import InvalidTaskRequest, PermanentError, TaskCancelled
+from .models import TaskStatus, WorkerProcess
+from .outcomes import Outcome, OutcomeWriter, StartedAttempt
+from .payloads import parse_payload, to_jsonable
+from .registry import declared_queues, get_definition
+
+logger = logging.getLogger(__name__)
+_current = threading.local()
+MAX_RESULT_BYTES = 1024 * 1024
+
+
+@dataclass
+class Attempt:
+    """One attempt in progress on this worker thread."""
+
+    envelope: dict[str, Any]
+    ctx: TaskContext
+    start: StartedAttempt
+    result: Any = None
+
+
+def current_attempt() -> Attempt:
+    attempt = getattr(_current, "attempt", None)
+    if attempt is None:
+        raise RuntimeError("no taskhub attempt is running on this thread")
+    return attempt
+
+
+def run_current_attempt() -> None:
+    """Body of the Dramatiq actor: call the handler for the claimed attempt."""
+    attempt = current_attempt()
+    definition = get_definition(attempt.envelope["name"])
+    payload = parse_payload(definition, attempt.envelope["payload"])
+    if definition.takes_context:
+        attempt.result = definition.func(payload, attempt.ctx)
+    else:
+        attempt.result = definition.func(payload)
+
+
+class WorkerRuntime:
+    """Everything one worker process keeps for tracking its attempts."""
+
+    def __init__(self) -> None:
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.writer: OutcomeWriter | None = None
+        self._heartbeat: Heartbeat | None = None
+
+    # -- process lifecycle ---------------------------------------------------------------------
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        ensure_redis()
+        for queue in declared_queues():
+            broker.declare_queue(queue)
+        # Idle consumers poll with a backoff capped at this; Dramatiq's 1 s default would add up
+        # to a second of latency to every task that arrives on an idle queue.
+        worker.worker_timeout = int(taskhub_settings.WORKER_POLL_MS)
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Pid-based id: a forked process must not share its parent's identity.
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.writer = OutcomeWriter(self.worker_id)
+        self.writer.start()
+        whitelist = worker.consumer_whitelist
+        queues = sorted(whitelist) if whitelist else declared_queues()
+        self._heartbeat = Heartbeat(
+            self.worker_id,
+            self.writer,
+            queues,
+            worker.worker_threads,
+            getattr(broker, "broker_id", ""),
+        )
+        self._heartbeat.start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        logger.info("worker %s shutting down: finishing in-flight tasks", self.worker_id)
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if self.writer is not None:
+            self.writer.stop()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+
+    # -- per message ---------------------------------------------------------------------------
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+        if message.actor_name != EXECUTE_ACTOR or self.writer is None:
+            return
+        env = message.args[0]
+        task_id, attempt = env["id"], env["attempt"]
+        claim = claims.claim_attempt(task_id, attempt, env["queue"], self.worker_id)
+        if claim is ClaimResult.PAUSED:
+            self._hand_back(env)
+        if claim is not ClaimResult.CLAIMED:
+            logger.debug("dropping message for %s attempt %s: %s", task_id, attempt, claim)
+            raise SkipMessage(claim.value)
+        start = self.writer.record_start(task_id, attempt)
+        ctx = TaskContext(
+            task_id=task_id, name=env["name"], queue=env["queue"], attempt=attempt,
+            max_attempts=env["max_attempts"], correlation_id=env.get("correlation_id", ""),
+            user_id=env.get("user_id", ""), _writer=self.writer,
+        )  # fmt: skip
+        _current.attempt = Attempt(envelope=env, ctx=ctx, start=start)
+
+    def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
+        attempt = getattr(_current, "attempt", None)
+        if message.actor_name != EXECUTE_ACTOR or attempt is None:
+            return
+        _current.attempt = None
+        outcome = decide_outcome(attempt, exception)
+        self.writer.record_outcome(outcome)
+
+    def _hand_back(self, env: dict) -> None:
+        """The queue was paused after this was dispatched: return the row to pending."""
+        now = timezone.now()
+        self.writer.record_outcome(Outcome(
+            task_id=env["id"], attempt=env["attempt"], name=env["name"], queue=env["queue"],
+            status=TaskStatus.PENDING, started_at=None, finished_at=now,
+            event_data={"reason": "queue paused"},
+        ))  # fmt: skip
+
+
+def decide_outcome(attempt: Attempt, exception: BaseException | None) -> Outcome:
+    """Turn how the handler ended into the attempt's outcome, asking the retry policy."""
+    env, ctx = attempt.envelope, attempt.ctx
+    finished = timezone.now()
+    base = dict(
+        task_id=env["id"], attempt=env["attempt"], name=env["name"], queue=env["queue"],
+        started_at=attempt.start.started_at, finished_at=finished, start=attempt.start,
+        duration=time.monotonic() - attempt.start.monotonic, payload=env["payload"],
+    )  # fmt: skip
+    if exception is None:
+        if ctx.cancel_seen:
+            return Outcome(status=TaskStatus.CANCELLED, error="cancelled while running", **base)
+        try:
+            result = to_jsonable(attempt.result)
+            size = len(json.dumps(result, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            return _failed(base, f"result is not JSON-serialisable: {exc}", "", permanent=True)
+        if size > MAX_RESULT_BYTES:
+            message = f"result is {size} bytes, over the limit of {MAX_RESULT_BYTES}"
+            return _failed(base, message, "", permanent=True)
+        return Outcome(status=TaskStatus.COMPLETED, result=result, **base)
+    if isinstance(exception, TaskCancelled):
+        return Outcome(status=TaskStatus.CANCELLED, error=str(exception), **base)
+    trace = "".join(tb.format_exception(exception))
+    if isinstance(exception, TimeLimitExceeded):
+        error = f"timed out after {env.get('timeout')} s"
+    else:
+        error = f"{type(exception).__name__}: {exception}"
+    permanent = isinstance(exception, PermanentError | InvalidTaskRequest)
+    if permanent or env["attempt"] >= env["max_attempts"]:
+        return _failed(base, error, trace, permanent=permanent)
+    definition = get_definition(env["name"])
+    delay = definition.retry_policy.delay(env["attempt"])
+    retry_at = finished + dt.timedelta(seconds=delay)
+    return Outcome(
+        status=TaskStatus.RETRYING,
+        error=error,
+        traceback=trace,
+        retry_at=retry_at,
+        event_data={"error": error, "delay": delay, "retry_at": retry_at.isoformat()},
+        **base,
+    )
+
+
+def _failed(base: dict, error: str, trace: str, *, permanent: bool) -> Outcome:
+    data = {"error": error, "permanent": permanent}
+    return Outcome(status=TaskStatus.FAILED, error=error, traceback=trace, event_data=data, **base)
+
+
+class Heartbeat:
+    """Writes this process's heartbeat row and re-asserts its claims every few seconds."""
+
+    def __init__(
+        self, worker_id: str, writer: OutcomeWriter, queues: list[str], threads: int, broker_id: str
+    ):
+        self.worker_id, self.writer = worker_id, writer
+        self.queues, self.threads, self.broker_id = queues, threads, broker_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="taskhub-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        try:
+            WorkerProcess.objects.filter(id=self.worker_id).update(stopped_at=timezone.now())
+        except (DatabaseError, InterfaceError) as exc:
+            logger.warning("could not record worker stop: %s", exc)
+
+    def beat(self) -> None:
+        now = timezone.now()
+        updated = WorkerProcess.objects.filter(id=self.worker_id).update(last_heartbeat_at=now)
+        if not updated:
+            WorkerProcess.objects.create(
+                id=self.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
+                queues=self.queues, threads=self.threads, broker_id=self.broker_id,
+                started_at=now, last_heartbeat_at=now,
+            )  # fmt: skip
+        claims.reassert_claims(self.writer.in_flight(), self.worker_id)
+        get_redis().set(
+            claims.key("worker", self.worker_id), 1, ex=int(taskhub_settings.LIFELINE_TIMEOUT)
+        )
+
+    def _run(self) -> None:
+        interval = taskhub_settings.HEARTBEAT_INTERVAL
+        while True:
+            try:
+                self.beat()
+            except Exception as exc:  # a heartbeat must never kill the worker; retry next beat
+                logger.warning("heartbeat failed: %s", exc)
+                close_old_connections()
+            if self._stop.wait(interval):
+                return
