@@ -5,6 +5,7 @@ under ``var/``. ``DATABASE_URL`` and ``REDIS_URL`` (and optionally ``BROKER_URL`
 real servers. Every variable is listed, with its default, in the README's configuration table.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -74,26 +75,30 @@ TEMPLATES = [
 
 # --- Database -----------------------------------------------------------------------------------
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
+# SQLite in WAL mode with IMMEDIATE transactions: writers queue on the busy timeout instead of
+# failing with "database is locked" when they upgrade a read to a write.
+SQLITE_OPTIONS = {
+    "timeout": 30,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"]["OPTIONS"] = dict(SQLITE_OPTIONS)
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+    elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
         DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ.get(
             "TASKHUB_TEST_DATABASE", "test_" + DATABASES["default"]["NAME"]
         )
 else:
-    # The embedded default: one SQLite file in WAL mode, shared by every process of the stack.
-    # IMMEDIATE transactions take the write lock up front so writers queue on busy_timeout
-    # instead of failing with "database is locked" when they upgrade a read to a write.
+    # The embedded default: one SQLite file, shared by every process of the stack.
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": VAR_DIR / "taskhub.sqlite3",
-            "OPTIONS": {
-                "timeout": 30,
-                "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
+            "OPTIONS": dict(SQLITE_OPTIONS),
             "TEST": {"NAME": str(VAR_DIR / "test_taskhub.sqlite3")},
         }
     }
@@ -134,6 +139,8 @@ _TASKHUB_ENV = {
 for _key, _type in _TASKHUB_ENV.items():
     if f"TASKHUB_{_key}" in os.environ:
         TASKHUB[_key] = _type(os.environ[f"TASKHUB_{_key}"])
+# Any other key, as one JSON object (used by tests and drills to tune every process alike).
+TASKHUB.update(json.loads(os.environ.get("TASKHUB_SETTINGS_JSON", "{}")))
 
 # --- Web ------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -1,0 +1,41 @@
+"""Settings for the test suite: the project's settings plus a test app of tasks, and timings
+short enough that recovery drills finish in seconds. Worker and dispatcher processes started by
+the tests use this module too, so every process agrees."""
+
+import json
+import os
+import uuid
+
+from .settings import *  # noqa: F403
+from .settings import INSTALLED_APPS, TASKHUB
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.taskapp"]
+
+# One key prefix per test session (inherited by the processes it starts): sessions sharing a
+# Redis never see each other's keys or messages.
+os.environ.setdefault("TASKHUB_KEY_PREFIX", f"th-test-{uuid.uuid4().hex[:8]}")
+
+TASKHUB = {
+    **TASKHUB,
+    "KEY_PREFIX": os.environ["TASKHUB_KEY_PREFIX"],
+    "HEARTBEAT_INTERVAL": 1.0,
+    "LIFELINE_TIMEOUT": 4.0,
+    "LIFELINE_INTERVAL": 1.0,
+    "REDISPATCH_AFTER": 4.0,
+    "DISPATCH_POLL_INTERVAL": 0.5,
+    "QUEUES": {
+        **TASKHUB.get("QUEUES", {}),
+        "default": {"concurrency": None},
+        "capped": {"concurrency": 3},
+        "single": {"concurrency": 1},
+        "rated": {"concurrency": None, "rate": 5},
+        "email": {"concurrency": 5},
+        "image-processing": {"concurrency": 3},
+        "blockchain-events": {"concurrency": 5, "rate": 10},
+        "notifications": {"concurrency": 5},
+        "analytics": {"concurrency": 2},
+        "webhooks": {"concurrency": 10},
+    },
+    **json.loads(os.environ.get("TASKHUB_SETTINGS_JSON", "{}")),
+}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

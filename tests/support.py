@@ -1,0 +1,187 @@
+"""Helpers for end-to-end tests: real worker and dispatcher processes on the test database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url_for_children() -> str:
+    """A DATABASE_URL naming the test database the suite created, for child processes."""
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    user = s.get("USER") or ""
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    host = s.get("HOST") or "127.0.0.1"
+    port = s.get("PORT") or 5432
+    return f"postgres://{auth}{host}:{port}/{s['NAME']}"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",
+        "DATABASE_URL": database_url_for_children(),
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    })  # fmt: skip
+    return env
+
+
+class Stack:
+    """Worker processes (rundramatiq) and a dispatcher, started like production starts them."""
+
+    def __init__(
+        self,
+        processes: int = 1,
+        threads: int = 4,
+        queues: list[str] | None = None,
+        dispatcher: bool = True,
+        env: dict[str, str] | None = None,
+        log_dir: Path = None,
+    ):
+        self.processes, self.threads, self.queues = processes, threads, queues
+        self.with_dispatcher = dispatcher
+        self.env = env or {}
+        self.log_dir = log_dir or ROOT / "var" / "test-logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.workers: list[subprocess.Popen] = []
+        self.dispatchers: list[subprocess.Popen] = []
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}-{time.time_ns()}.log", "wb")  # noqa: SIM115
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), *argv],
+            cwd=ROOT,
+            env=child_env(**self.env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start_worker(
+        self,
+        processes: int | None = None,
+        threads: int | None = None,
+        queues: list[str] | None = None,
+    ) -> subprocess.Popen:
+        argv = [
+            "rundramatiq",
+            "--processes",
+            str(processes or self.processes),
+            "--threads",
+            str(threads or self.threads),
+            "--worker-shutdown-timeout",
+            "10000",
+        ]
+        if queues or self.queues:
+            argv += ["--queues", *(queues or self.queues)]
+        proc = self._spawn("worker", argv)
+        self.workers.append(proc)
+        return proc
+
+    def start_dispatcher(self) -> subprocess.Popen:
+        proc = self._spawn("dispatcher", ["taskhub", "dispatcher"])
+        self.dispatchers.append(proc)
+        return proc
+
+    def start(self, wait_ready: bool = True) -> Stack:
+        self.start_worker()
+        if self.with_dispatcher:
+            self.start_dispatcher()
+        if wait_ready:
+            self.wait_for_workers(self.processes)
+        return self
+
+    def wait_for_workers(self, count: int, timeout: float = 30) -> None:
+        from django.utils import timezone
+
+        from taskhub.dispatcher import live_workers
+
+        wait_for(
+            lambda: len(live_workers(timezone.now())) >= count,
+            timeout=timeout,
+            message=f"{count} live workers",
+        )
+
+    def worker_children(self, proc: subprocess.Popen | None = None) -> list[int]:
+        """Pids of the Dramatiq worker processes (children of the rundramatiq main process)."""
+        proc = proc or self.workers[0]
+        out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    def kill9_worker_process(self) -> int:
+        pid = self.worker_children()[0]
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def stop(self, timeout: float = 20) -> None:
+        for proc in self.workers + self.dispatchers:
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.workers + self.dispatchers:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+            _signal_group(proc, signal.SIGKILL)
+        self.workers, self.dispatchers = [], []
+
+
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(proc.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 20,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def wait_status(task_id, statuses: str | tuple[str, ...], timeout: float = 30):
+    from taskhub.models import Task
+
+    wanted = (statuses,) if isinstance(statuses, str) else statuses
+
+    def check():
+        task = Task.objects.get(id=task_id)
+        return task if task.status in wanted else None
+
+    return wait_for(check, timeout=timeout, message=f"task {task_id} to be {wanted}")
+
+
+def wait_all_finished(ids, timeout: float = 120) -> None:
+    from taskhub.models import FINISHED_STATUSES, Task
+
+    ids = list(ids)
+    wait_for(
+        lambda: Task.objects.filter(id__in=ids, status__in=FINISHED_STATUSES).count() == len(ids),
+        timeout=timeout,
+        interval=0.2,
+        message=f"{len(ids)} tasks to finish",
+    )

@@ -1,0 +1,127 @@
+"""Task types the test suite runs through real workers.
+
+Handlers record what happened in Redis (under the session's key prefix) so a test can see the
+order and overlap of starts across processes, not just final rows.
+"""
+
+import time
+
+from pydantic import BaseModel, Field
+
+from taskhub import Exponential, Linear, PermanentError, Schedule, task
+from taskhub.broker import get_redis, key
+
+
+class Sleep(BaseModel):
+    seconds: float = Field(default=0.0, ge=0, le=60)
+    label: str = "default"
+
+
+_TRACK = """
+local running = redis.call('INCR', KEYS[1])
+local peak = tonumber(redis.call('GET', KEYS[2]) or '0')
+if running > peak then redis.call('SET', KEYS[2], running) end
+redis.call('RPUSH', KEYS[3], ARGV[1])
+return running
+"""
+
+
+def track_start(label: str, task_id: str) -> None:
+    keys = [key("test", label, "running"), key("test", label, "peak"), key("test", label, "order")]
+    get_redis().eval(_TRACK, 3, *keys, task_id)
+
+
+def track_end(label: str, task_id: str) -> None:
+    client = get_redis()
+    client.decr(key("test", label, "running"))
+    client.rpush(key("test", label, "runs"), task_id)
+
+
+@task("test.noop")
+def noop(payload: dict) -> None:
+    return None
+
+
+@task("test.sleep", schema=Sleep)
+def sleep(payload: Sleep, ctx) -> dict:
+    track_start(payload.label, ctx.task_id)
+    try:
+        time.sleep(payload.seconds)
+    finally:
+        track_end(payload.label, ctx.task_id)
+    return {"slept": payload.seconds, "attempt": ctx.attempt}
+
+
+@task("test.sleep_capped", queue="capped", schema=Sleep)
+def sleep_capped(payload: Sleep, ctx) -> dict:
+    return sleep.func(payload, ctx)
+
+
+@task("test.sleep_single", queue="single", schema=Sleep)
+def sleep_single(payload: Sleep, ctx) -> dict:
+    return sleep.func(payload, ctx)
+
+
+@task("test.sleep_rated", queue="rated", schema=Sleep)
+def sleep_rated(payload: Sleep, ctx) -> dict:
+    return sleep.func(payload, ctx)
+
+
+class FailTimes(BaseModel):
+    times: int = 1
+
+
+@task("test.fail_times", schema=FailTimes, retry=Schedule([0.2]))
+def fail_times(payload: FailTimes, ctx) -> dict:
+    if ctx.attempt <= payload.times:
+        raise RuntimeError(f"planned failure {ctx.attempt} of {payload.times}")
+    return {"succeeded_on": ctx.attempt}
+
+
+@task("test.fail_schedule", retry=Schedule([1, 2]), max_attempts=3)
+def fail_schedule(payload: dict) -> None:
+    raise RuntimeError("always fails (schedule)")
+
+
+@task("test.fail_exponential", retry=Exponential(base=2, cap=3), max_attempts=3)
+def fail_exponential(payload: dict) -> None:
+    raise RuntimeError("always fails (exponential)")
+
+
+@task("test.fail_linear", retry=Linear(1.5, cap=2), max_attempts=3)
+def fail_linear(payload: dict) -> None:
+    raise RuntimeError("always fails (linear)")
+
+
+@task("test.permanent", retry=Schedule([0.1]), max_attempts=5)
+def permanent(payload: dict) -> None:
+    raise PermanentError("card declined")
+
+
+@task("test.slow_timeout", timeout=1, retry=Schedule([0.2]), max_attempts=2)
+def slow_timeout(payload: dict) -> None:
+    time.sleep(5)
+
+
+@task("test.progress")
+def progress(payload: dict, ctx) -> str:
+    for step in (25, 50, 75):
+        ctx.set_progress(step)
+        ctx.logger.info("reached %d%%", step)
+        time.sleep(0.15)
+    return "done"
+
+
+@task("test.cancellable")
+def cancellable(payload: dict, ctx) -> str:
+    track_start("cancellable", ctx.task_id)
+    deadline = time.monotonic() + payload.get("seconds", 20)
+    while time.monotonic() < deadline:
+        ctx.check_cancelled()
+        time.sleep(0.05)
+    return "ran to the end"
+
+
+@task("test.bad_result")
+def bad_result(payload: dict) -> object:
+    return {1, 2, 3}
