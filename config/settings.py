@@ -135,6 +135,7 @@ _TASKHUB_ENV = {
     "FLUSH_INTERVAL_MS": int,
     "HEARTBEAT_INTERVAL": float,
     "KEY_PREFIX": str,
+    "ALLOW_PRIVATE_TARGETS": lambda v: v.strip().lower() in {"1", "true", "yes", "on"},
 }
 for _key, _type in _TASKHUB_ENV.items():
     if f"TASKHUB_{_key}" in os.environ:

@@ -55,6 +55,8 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_DAYS": 7.0,
     "PRUNE_BATCH": 5000,
     "KEY_PREFIX": "taskhub",
+    # Let outgoing HTTP (webhooks, image downloads, syncs) reach private/loopback addresses.
+    "ALLOW_PRIVATE_TARGETS": False,
     # How long the idle Dramatiq consumer sleeps at most between polls (milliseconds).
     "WORKER_POLL_MS": 50,
 }

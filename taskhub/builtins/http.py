@@ -2,16 +2,17 @@
 
 2xx → success (status code and a body excerpt as the result); 5xx, timeouts and connection
 errors → retried by policy; 4xx → permanent failure (retrying the same request won't help).
+Requests go through the SSRF guard (taskhub.net): private targets need ALLOW_PRIVATE_TARGETS.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-import httpx
 from pydantic import AnyHttpUrl, BaseModel, Field, model_validator
 
 from ..errors import PermanentError
+from ..net import guarded_client
 from ..registry import task
 from ..retry import Exponential
 
@@ -47,7 +48,7 @@ class HttpServerError(Exception):
     secret_fields=("headers",),
 )
 def http_request(payload: HttpRequest, ctx) -> dict:
-    with httpx.Client(timeout=payload.timeout, follow_redirects=False) as client:
+    with guarded_client(timeout=payload.timeout) as client:
         response = client.request(
             payload.method, str(payload.url), headers=payload.headers,
             json=payload.json_body, content=payload.body,
