@@ -120,7 +120,7 @@ class Lifeline:
             if holder is None:
                 resend.append(row)
             elif holder not in live:
-                lost.append(row)
+                lost.append({**row, "worker_id": holder})
         return lost, resend
 
     def _recover(self, rows: list[dict], now, report) -> None:

@@ -276,12 +276,14 @@ class OutcomeWriter:
             _FINISH_SET,
             [TaskStatus.QUEUED, TaskStatus.RUNNING],
         )
-        changed |= guarded_update(
+        released = guarded_update(
             ("id", "attempt", "status", "updated_at"),
             [(o.task_id, o.attempt, TaskStatus.PENDING, now) for o in releasing],
             _RELEASE_SET,
             [TaskStatus.QUEUED, TaskStatus.RUNNING],
         )
+        # RETURNING gives the new attempt, one less than the attempt handed back.
+        changed |= {(task_id, attempt + 1) for task_id, attempt in released}
         applied = [o for o in outcomes if (uuid.UUID(o.task_id), o.attempt) in changed]
         events, dead = [], []
         for o in applied:

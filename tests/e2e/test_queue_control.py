@@ -23,8 +23,9 @@ def peak(label):
 
 def test_a_critical_task_overtakes_a_backlog_of_low_ones(make_stack):
     stack = make_stack(processes=1, threads=1)
-    backlog = schedule_many("test.sleep", [{"seconds": 0.03, "label": "prio"}] * 200,
-                            priority="low")
+    backlog = schedule_many(
+        "test.sleep", [{"seconds": 0.03, "label": "prio"}] * 200, priority="low"
+    )
     stack.start()
     wait_for(lambda: len(started_order("prio")) >= 5, message="the backlog to start")
 
