@@ -30,7 +30,7 @@ from .errors import InvalidTaskRequest, PermanentError, TaskCancelled
 from .models import TaskStatus, WorkerProcess
 from .outcomes import Outcome, OutcomeWriter, StartedAttempt
 from .payloads import parse_payload, to_jsonable
-from .registry import declared_queues, get_definition
+from .registry import all_definitions, declared_queues, get_definition
 
 logger = logging.getLogger(__name__)
 _current = threading.local()
@@ -121,7 +121,9 @@ class WorkerRuntime:
             return
         env = message.args[0]
         task_id, attempt = env["id"], env["attempt"]
-        claim = claims.claim_attempt(task_id, attempt, env["queue"], self.worker_id)
+        claim = claims.claim_attempt(
+            task_id, attempt, env["queue"], self.worker_id, rate_limits(env["queue"], env["name"])
+        )
         if claim is ClaimResult.PAUSED:
             self._hand_back(env)
         if claim is not ClaimResult.CLAIMED:
@@ -151,6 +153,18 @@ class WorkerRuntime:
             status=TaskStatus.PENDING, started_at=None, finished_at=now,
             event_data={"reason": "queue paused"},
         ))  # fmt: skip
+
+
+def rate_limits(queue: str, name: str) -> dict[str, float]:
+    """The start-rate limits an attempt must fit in: its queue's and its task type's."""
+    limits = {}
+    queue_rate = taskhub_settings.queue_config(queue).get("rate")
+    if queue_rate:
+        limits[f"queue:{queue}"] = queue_rate
+    definition = all_definitions().get(name)
+    if definition is not None and definition.rate_limit:
+        limits[f"task:{name}"] = definition.rate_limit
+    return limits
 
 
 def decide_outcome(attempt: Attempt, exception: BaseException | None) -> Outcome:
