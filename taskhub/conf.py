@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
     # priority and pause effective at once; large keeps very short tasks flowing.
     "DISPATCH_PREFETCH": 2,
     "DISPATCH_MIN_WINDOW": 2,
+    # Extra window: what a queue drains in this many seconds (see dispatcher.queue_windows).
+    "DISPATCH_BUFFER_SECONDS": 0.1,
     "DISPATCH_BATCH": 500,
     # Fallback poll when no wake-up arrives (seconds).
     "DISPATCH_POLL_INTERVAL": 1.0,
