@@ -116,7 +116,8 @@ def attempt_delivery(
     delivery = WebhookDelivery.objects.select_related("endpoint").filter(id=delivery_id).first()
     if delivery is None:
         return {"skipped": "the delivery no longer exists"}
-    if delivery.status == DeliveryStatus.SUCCEEDED or delivery.attempts >= number:
+    finished = (DeliveryStatus.SUCCEEDED, DeliveryStatus.PERMANENTLY_FAILED)
+    if delivery.status in finished or delivery.attempts >= number:
         return {"skipped": f"attempt {number} is not due", "status": delivery.status}
     endpoint = delivery.endpoint
     body = delivery.body()

@@ -48,6 +48,12 @@ def endpoints_changed() -> None:
                      MAX_AGE, exc)  # fmt: skip
 
 
+def forget_endpoints() -> None:
+    """Drop this process's cached endpoint list (tests)."""
+    with _cache_lock:
+        _cache.update(version=None, at=0.0, endpoints=[])
+
+
 def active_endpoints() -> list[WebhookEndpoint]:
     try:
         version = get_redis().get(_version_key())
@@ -87,10 +93,9 @@ def publish_task_events(sender, outcomes, **kwargs) -> None:
     if not relevant:
         return
     names = {name for names in _EVENTS.values() for name in names}
-    endpoints = [e for e in active_endpoints() if any(e.subscribes_to(n) for n in names)]
-    if not endpoints:
-        return
+    if not any(e.subscribes_to(n) for e in active_endpoints() for n in names):
+        return  # the common case: nobody listens, and it cost one Redis GET
     events = [
         (event, task_event_payload(o)) for o in relevant for event in _EVENTS.get(o.status, ())
     ]
-    publish_many(events, endpoints=endpoints)
+    publish_many(events)  # reads the endpoints afresh: the cache only answers "anyone?"
