@@ -18,8 +18,10 @@ pytestmark = pytest.mark.django_db
 
 def outcome(name="reports.build", status=TaskStatus.COMPLETED, **extra):
     now = timezone.now()
-    return Outcome(task_id="6f0c0000-0000-0000-0000-000000000001", attempt=1, name=name,
-                   queue="default", status=status, started_at=now, finished_at=now, **extra)  # fmt: skip
+    return Outcome(
+        task_id="6f0c0000-0000-0000-0000-000000000001", attempt=1, name=name, queue="default",
+        status=status, started_at=now, finished_at=now, **extra,
+    )  # fmt: skip
 
 
 def published():
