@@ -61,6 +61,13 @@ DEFAULTS: dict[str, Any] = {
     "ALLOW_PRIVATE_TARGETS": False,
     # How long the idle Dramatiq consumer sleeps at most between polls (milliseconds).
     "WORKER_POLL_MS": 50,
+    # Crons and stored schedules (taskhub.cron, runscheduler). False turns all scheduling off.
+    "ENABLE_SCHEDULING": True,
+    # How often the scheduler looks for due slots and edited schedules (seconds).
+    "SCHEDULER_POLL_INTERVAL": 1.0,
+    # After downtime, missed slots coalesce into one run if the latest is at most this old
+    # (seconds); older ones are recorded as skipped.
+    "SCHEDULER_GRACE": 3600.0,
 }
 
 
