@@ -184,6 +184,10 @@ class QueueState(models.Model):
     paused = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        # The admin's "Queues" page is the dashboard of every declared queue.
+        verbose_name, verbose_name_plural = "queue", "queues"
+
     def __str__(self) -> str:
         return f"{self.name} ({'paused' if self.paused else 'active'})"
 

@@ -29,5 +29,5 @@ urlpatterns = [
     path(f"{_queue}/remove/<str:job_id>", task_queue.RemoveJob.as_view(),
          name="task-queue-remove"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", docs.SwaggerUI.as_view(url_name="schema"), name="swagger-ui"),
+    path("docs/", docs.SwaggerUI.as_view(url_name="api:schema"), name="swagger-ui"),
 ]  # fmt: skip
