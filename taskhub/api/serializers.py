@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
@@ -18,16 +19,23 @@ MAX_BULK = 1000
 class StrictSerializer(serializers.Serializer):
     """Rejects fields it does not know, so a typo (``paylod``) is an error, not silence."""
 
-    def validate(self, attrs):
-        if isinstance(self.initial_data, dict):
-            unknown = sorted(set(self.initial_data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return attrs
+    def to_internal_value(self, data):
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, Mapping) else []
+        errors = {name: ["Unknown field."] for name in unknown}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not isinstance(exc.detail, dict):
+                raise
+            raise serializers.ValidationError({**exc.detail, **errors}) from None
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
 
 
-@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "integer"}],
-                      "example": "high"})  # fmt: skip
+@extend_schema_field(
+    {"oneOf": [{"type": "string"}, {"type": "integer"}], "example": "high"}
+)
 class PriorityField(serializers.Field):
     """A priority name (critical, high, normal, low, deferred) or a number from -100 to 100;
     checked by the scheduler, which knows the names."""
