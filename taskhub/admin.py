@@ -152,7 +152,7 @@ def exact_search(queryset, term: str, fields: tuple[str, ...]):
 
 @admin.register(Task)
 class TaskAdmin(RoleAdmin):
-    list_display = ("short_id", "name", "queue", "badge", "attempts", "progress", "created_at",
+    list_display = ("short_id", "name", "queue", "badge", "attempts", "progress_bar", "created_at",
                     "took")  # fmt: skip
     list_filter = (StatusFilter, QueueFilter, TaskNameFilter, PriorityFilter, CreatedFilter)
     search_fields = ("id",)
@@ -161,7 +161,7 @@ class TaskAdmin(RoleAdmin):
     ordering = ("-created_at",)
     actions = ("retry_tasks", "cancel_tasks")
     fieldsets = (
-        (None, {"fields": ("id", "name", "queue", "badge", "attempts", "priority", "progress")}),
+        (None, {"fields": ("id", "name", "queue", "badge", "attempts", "priority", "progress_bar")}),
         ("Payload and result", {"fields": ("payload_json", "result_json")}),
         ("Error", {"fields": ("error", "traceback_text")}),
         ("Timeline", {"fields": ("events_timeline", "logs_table")}),
@@ -169,7 +169,7 @@ class TaskAdmin(RoleAdmin):
         ("Times", {"fields": ("created_at", "scheduled_at", "queued_at", "started_at",
                               "completed_at", "took")}),
     )  # fmt: skip
-    readonly_fields = ("id", "name", "queue", "badge", "attempts", "priority", "progress",
+    readonly_fields = ("id", "name", "queue", "badge", "attempts", "priority", "progress_bar",
                        "payload_json", "result_json", "error", "traceback_text",
                        "events_timeline", "logs_table", "correlation_id", "user_id",
                        "dedup_key", "worker_id", "created_at", "scheduled_at", "queued_at",
@@ -193,7 +193,7 @@ class TaskAdmin(RoleAdmin):
         return f"{task.attempt}/{task.max_attempts}"
 
     @admin.display(description="progress")
-    def progress(self, task):
+    def progress_bar(self, task):
         return progress_bar(task.progress)
 
     @admin.display(description="duration")

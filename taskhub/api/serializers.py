@@ -33,9 +33,7 @@ class StrictSerializer(serializers.Serializer):
         return value
 
 
-@extend_schema_field(
-    {"oneOf": [{"type": "string"}, {"type": "integer"}], "example": "high"}
-)
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "integer"}], "example": "high"})
 class PriorityField(serializers.Field):
     """A priority name (critical, high, normal, low, deferred) or a number from -100 to 100;
     checked by the scheduler, which knows the names."""

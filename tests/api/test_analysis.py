@@ -58,15 +58,23 @@ def test_error_fingerprints_ignore_ids_and_numbers():
 
 def test_failures_are_grouped_with_frequency_users_and_advice(viewer):
     for i in range(3):
-        finish(TaskStatus.FAILED, name="http.request", user=f"u{i % 2}",
-               error=f"HttpServerError: server answered 503: try later (req {i})", ago=10 - i)
+        finish(
+            TaskStatus.FAILED,
+            name="http.request",
+            user=f"u{i % 2}",
+            error=f"HttpServerError: server answered 503: try later (req {i})",
+            ago=10 - i,
+        )
     finish(TaskStatus.FAILED, error="KeyError: 'amount'")
     finish(TaskStatus.FAILED, error="timed out after 30.0 s")
     data = viewer.get("/api/failures").json()
     assert data["totalFailures"] == 5
     top = data["failures"][0]
     assert (top["taskType"], top["errorType"], top["frequency"], top["affectedUsers"]) == (
-        "http.request", "HttpServerError", 3, 2
+        "http.request",
+        "HttpServerError",
+        3,
+        2,
     )
     assert "unavailable" in top["suggestedAction"]
     assert "(req 2)" in top["lastError"]  # the latest occurrence
@@ -115,8 +123,11 @@ def test_a_broker_outage_is_down_with_503(viewer, client, monkeypatch):
 
 
 def test_a_registered_scheduler_check_is_reported(viewer, monkeypatch):
-    monkeypatch.setitem(health.CHECKS, "scheduler",
-                        lambda: {"name": "scheduler", "status": "degraded", "message": "stale"})
+    monkeypatch.setitem(
+        health.CHECKS,
+        "scheduler",
+        lambda: {"name": "scheduler", "status": "degraded", "message": "stale"},
+    )
     details = viewer.get("/api/task-queue/health").json()["details"]
     assert next(d for d in details if d["name"] == "scheduler")["message"] == "stale"
 
@@ -147,9 +158,16 @@ def test_the_openapi_schema_validates_without_warnings():
 
 def test_the_schema_documents_every_endpoint(viewer):
     schema = viewer.get("/api/schema/?format=json").json()
-    for endpoint in ("/api/tasks", "/api/tasks/bulk", "/api/tasks/{task_id}/retry",
-                     "/api/task-queue/email", "/api/task-queue/{queue_name}/failed",
-                     "/api/task-queue/health", "/api/metrics", "/api/failures"):
+    for endpoint in (
+        "/api/tasks",
+        "/api/tasks/bulk",
+        "/api/tasks/{task_id}/retry",
+        "/api/task-queue/email",
+        "/api/task-queue/{queue_name}/failed",
+        "/api/task-queue/health",
+        "/api/metrics",
+        "/api/failures",
+    ):
         assert endpoint in schema["paths"], endpoint
     email = schema["paths"]["/api/task-queue/email"]["post"]["requestBody"]
     assert "template" in email["content"]["application/json"]["schema"]["required"]

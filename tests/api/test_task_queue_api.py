@@ -67,9 +67,14 @@ def test_a_configured_sender_replaces_the_default(settings):
 
 
 def test_the_schemas_are_importable_models():
-    assert {m.__name__ for m in (EmailPayload, ImagePayload, BlockchainEventPayload,
-                                 NotificationPayload)} == {  # fmt: skip
-        "EmailPayload", "ImagePayload", "BlockchainEventPayload", "NotificationPayload"
+    assert {
+        m.__name__
+        for m in (EmailPayload, ImagePayload, BlockchainEventPayload, NotificationPayload)
+    } == {  # fmt: skip
+        "EmailPayload",
+        "ImagePayload",
+        "BlockchainEventPayload",
+        "NotificationPayload",
     }
 
 
@@ -80,7 +85,10 @@ def test_status_shows_the_job(viewer):
     job = data["job"]
     assert {"id", "status", "progress", "attempts"} <= set(job)
     assert (job["id"], job["status"], job["progress"], job["attempts"]) == (
-        str(task.id), "pending", 0, 0
+        str(task.id),
+        "pending",
+        0,
+        0,
     )
     # the same job looked up under another queue is not found
     assert viewer.get(f"/api/task-queue/status/default/{task.id}").json() == {"found": False}

@@ -120,5 +120,7 @@ def test_creating_a_task_is_audited_with_its_id(operator):
     data = operator.post("/api/tasks", {"task": "taskhub.ping"}, format="json").json()
     action = OperatorAction.objects.get()
     assert (action.action, action.target_id, action.username) == (
-        "task.create", data["id"], "operator-user"
+        "task.create",
+        data["id"],
+        "operator-user",
     )
