@@ -47,6 +47,10 @@ STATUS_COLOURS = {
 }  # fmt: skip
 SHOWN_HISTORY = 500
 
+admin.site.site_header = "taskhub console"
+admin.site.site_title = "taskhub"
+admin.site.index_title = "Tasks, queues and operators"
+
 
 def status_badge(status: str):
     colour = STATUS_COLOURS.get(status, "#6c757d")
@@ -161,7 +165,8 @@ class TaskAdmin(RoleAdmin):
     ordering = ("-created_at",)
     actions = ("retry_tasks", "cancel_tasks")
     fieldsets = (
-        (None, {"fields": ("id", "name", "queue", "badge", "attempts", "priority", "progress_bar")}),
+        (None, {"fields": ("id", "name", "queue", "badge", "attempts", "priority",
+                           "progress_bar")}),
         ("Payload and result", {"fields": ("payload_json", "result_json")}),
         ("Error", {"fields": ("error", "traceback_text")}),
         ("Timeline", {"fields": ("events_timeline", "logs_table")}),

@@ -206,6 +206,7 @@ class WorkerProcess(models.Model):
     stopped_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "worker processes"
         indexes = [models.Index(fields=["last_heartbeat_at"], name="worker_heartbeat_idx")]
 
     def __str__(self) -> str:
