@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from taskhub import analytics
@@ -46,6 +47,9 @@ def live_server_url(transactional_db, monkeypatch):
     # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
     # between browser steps are still plain synchronous calls.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    # The server's request threads close their connections after each request, so none is left
+    # holding the test database when it is dropped.
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(application, lifespan="off", log_level="warning",
