@@ -6,37 +6,52 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('taskhub', '0001_initial'),
+        ("taskhub", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='queuestate',
-            options={'verbose_name': 'queue', 'verbose_name_plural': 'queues'},
+            name="queuestate",
+            options={"verbose_name": "queue", "verbose_name_plural": "queues"},
         ),
         migrations.AlterModelOptions(
-            name='workerprocess',
-            options={'verbose_name_plural': 'worker processes'},
+            name="workerprocess",
+            options={"verbose_name_plural": "worker processes"},
         ),
         migrations.CreateModel(
-            name='OperatorAction',
+            name="OperatorAction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.DateTimeField(db_index=True)),
-                ('username', models.CharField(blank=True, default='', max_length=150)),
-                ('source', models.CharField(max_length=16)),
-                ('action', models.CharField(max_length=64)),
-                ('target_type', models.CharField(blank=True, default='', max_length=32)),
-                ('target_id', models.CharField(blank=True, default='', max_length=200)),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("at", models.DateTimeField(db_index=True)),
+                ("username", models.CharField(blank=True, default="", max_length=150)),
+                ("source", models.CharField(max_length=16)),
+                ("action", models.CharField(max_length=64)),
+                ("target_type", models.CharField(blank=True, default="", max_length=32)),
+                ("target_id", models.CharField(blank=True, default="", max_length=200)),
+                ("details", models.JSONField(blank=True, default=dict)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-at', '-id'],
-                'indexes': [models.Index(fields=['target_type', 'target_id'], name='opaction_target_idx')],
+                "ordering": ["-at", "-id"],
+                "indexes": [
+                    models.Index(fields=["target_type", "target_id"], name="opaction_target_idx")
+                ],
             },
         ),
     ]
