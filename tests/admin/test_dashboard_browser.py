@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from taskhub import analytics
@@ -74,6 +74,9 @@ def browser():
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield chromium
         chromium.close()
+        # ORM calls made while Playwright's loop ran may hold a connection of their own
+        # (Django keeps connections per async context); close it before the database goes.
+        connections.close_all()
 
 
 def _rows():
