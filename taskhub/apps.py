@@ -19,3 +19,9 @@ class TaskhubConfig(AppConfig):
         if taskhub_settings.ENABLE_SCHEDULING:
             # `taskhub up` runs the scheduler as its own process, never inside web workers.
             EXTRA_PROCESSES.setdefault("scheduler", ["runscheduler"])
+
+        from django.db.models.signals import post_migrate
+
+        from .roles import ensure_role_groups
+
+        post_migrate.connect(ensure_role_groups, sender=self)

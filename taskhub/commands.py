@@ -201,3 +201,31 @@ def up(args) -> int:
     return Stack(
         host=args.host, port=args.port, processes=args.processes, threads=args.threads
     ).run()
+
+
+def _createuser_args(p) -> None:
+    from .roles import ROLES
+
+    p.add_argument("username")
+    p.add_argument("--role", choices=ROLES, default="viewer")
+    p.add_argument("--email", default="")
+    p.add_argument("--password", help="default: a random one, printed once")
+
+
+@subcommand(
+    "createuser",
+    "create a console user with a role (viewer, operator, admin); prints an API token",
+    _createuser_args,
+)
+def createuser(args) -> None:
+    from .roles import create_user
+
+    if not args.username.strip():
+        raise fail("username must not be empty")
+    user, password, token = create_user(
+        args.username, args.role, password=args.password, email=args.email
+    )
+    shown = password if not args.password else "(as given)"
+    sys.stdout.write(
+        f"user: {user.get_username()}\nrole: {args.role}\npassword: {shown}\ntoken: {token}\n"
+    )

@@ -68,6 +68,20 @@ DEFAULTS: dict[str, Any] = {
     # After downtime, missed slots coalesce into one run if the latest is at most this old
     # (seconds); older ones are recorded as skipped.
     "SCHEDULER_GRACE": 3600.0,
+    # --- operator surfaces (admin, API, health, metrics) ---
+    # Health turns "degraded" when a running queue has more waiting tasks than this, or its
+    # oldest waiting task has waited longer than this many seconds.
+    "HEALTH_MAX_WAITING": 10_000,
+    "HEALTH_MAX_WAITING_AGE": 600.0,
+    # Seconds /metrics reuses its database aggregates (one set of queries per interval).
+    "METRICS_CACHE_SECONDS": 5.0,
+    # Serve /metrics without authentication (otherwise: a viewer's token or session).
+    "METRICS_PUBLIC": False,
+    # Seconds between refreshes of the queues dashboard in the admin.
+    "DASHBOARD_REFRESH_SECONDS": 5,
+    # What the /api/task-queue/* task types do once validated: task name → dotted path of a
+    # callable ``(payload, ctx) -> result``. See taskhub/builtins/queue_api.py.
+    "SENDERS": {},
 }
 
 

@@ -1,34 +1,120 @@
-"""Liveness of the parts the engine depends on."""
+"""Health of the parts the engine depends on: database, broker, live workers, the scheduler and
+queue overload, rolled up to ok / degraded / down.
+
+``down`` (HTTP 503) means work cannot run or be accepted (database or broker unreachable);
+``degraded`` means it runs late or not at all without losing anything (no live worker, an
+overloaded queue, a stalled scheduler). Other parts add checks with :func:`register_check`.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import redis
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
+from django.utils import timezone
 
 from .broker import get_redis
+from .conf import taskhub_settings
+
+OK, DEGRADED, DOWN, SKIPPED = "ok", "degraded", "down", "skipped"
+_SEVERITY = {OK: 0, SKIPPED: 0, DEGRADED: 1, DOWN: 2}
+
+#: Extra checks (name → function returning a check dict), e.g. the cron scheduler's heartbeat.
+CHECKS: dict[str, Callable[[], dict]] = {}
+
+
+def register_check(name: str, check: Callable[[], dict]) -> None:
+    """Add a check to every health report; it returns ``{"name", "status", ...}``."""
+    CHECKS[name] = check
 
 
 def check_database() -> dict:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        return {"name": "database", "status": "ok"}
+        return {"name": "database", "status": OK}
     except DatabaseError as exc:
-        return {"name": "database", "status": "down", "error": str(exc)}
+        return {"name": "database", "status": DOWN, "error": str(exc)}
 
 
 def check_redis() -> dict:
     try:
         get_redis().ping()
-        return {"name": "redis", "status": "ok"}
+        return {"name": "redis", "status": OK}
     except (redis.RedisError, OSError) as exc:
-        return {"name": "redis", "status": "down", "error": str(exc)}
+        return {"name": "redis", "status": DOWN, "error": str(exc)}
+
+
+def check_workers() -> dict:
+    from .analytics import live_workers
+
+    workers = live_workers()
+    if not workers:
+        return {"name": "workers", "status": DEGRADED, "live": 0,
+                "message": "no worker has sent a heartbeat recently: nothing will run"}  # fmt: skip
+    threads = sum(w.threads for w in workers)
+    return {"name": "workers", "status": OK, "live": len(workers), "threads": threads}
+
+
+def check_scheduler() -> dict:
+    check = CHECKS.get("scheduler")
+    if check is None:
+        return {"name": "scheduler", "status": SKIPPED, "message": "no scheduler registered"}
+    return check()
+
+
+def check_queues(overview: list[dict]) -> dict:
+    """Degraded when a running (not paused) queue has too many waiting tasks or too old a one."""
+    max_waiting = taskhub_settings.HEALTH_MAX_WAITING
+    max_age = taskhub_settings.HEALTH_MAX_WAITING_AGE
+    overloaded = []
+    for q in overview:
+        if q["paused"]:
+            continue
+        age = q["oldest_waiting_seconds"] or 0
+        if q["waiting"] > max_waiting or age > max_age:
+            overloaded.append({"queue": q["queue"], "waiting": q["waiting"],
+                               "oldest_waiting_seconds": age})  # fmt: skip
+    return {
+        "name": "queues",
+        "status": DEGRADED if overloaded else OK,
+        "thresholds": {"waiting": max_waiting, "oldest_waiting_seconds": max_age},
+        "overloaded": overloaded,
+    }
+
+
+def report() -> dict:
+    """Every check and the overall status; queue figures are included for the API's summary."""
+    from .analytics import overview_snapshot
+
+    checks = [check_database(), check_redis()]
+    overview: list[dict] = []
+    if checks[0]["status"] == OK:
+        try:
+            overview = overview_snapshot.get()
+            checks += [check_workers(), check_queues(overview)]
+        except DatabaseError as exc:
+            checks.append({"name": "queues", "status": DOWN, "error": str(exc)})
+    checks.append(check_scheduler())
+    checks += [check() for name, check in sorted(CHECKS.items()) if name != "scheduler"]
+    status = max((c["status"] for c in checks), key=_SEVERITY.__getitem__)
+    if status == SKIPPED:
+        status = OK
+    return {"status": status, "timestamp": timezone.now(), "checks": checks, "queues": overview}
+
+
+def http_status(status: str) -> int:
+    return 503 if status == DOWN else 200
 
 
 def healthz(request):
-    checks = [check_database(), check_redis()]
-    status = "down" if any(c["status"] == "down" for c in checks) else "ok"
-    return JsonResponse(
-        {"status": status, "checks": checks}, status=503 if status == "down" else 200
-    )
+    """Unauthenticated liveness for load balancers: statuses only, no queue details."""
+    result = report()
+    body = {
+        "status": result["status"],
+        "timestamp": result["timestamp"],
+        "checks": result["checks"],
+    }
+    return JsonResponse(body, status=http_status(result["status"]))

@@ -56,6 +56,8 @@ class Stack:
         else:
             ensure_redis()
         call_command("migrate", interactive=False, verbosity=0)
+        if not settings.DATABASE_URL:
+            _announce_first_admin()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -105,6 +107,19 @@ class Stack:
         # The group may hold grandchildren that outlived their parent.
         for child in self.children.values():
             _signal_group(child, signal.SIGKILL)
+
+
+def _announce_first_admin() -> None:
+    """The embedded default starts with an admin user, whose credentials are printed once."""
+    from .roles import create_first_admin
+
+    created = create_first_admin()
+    if created:
+        name, password, token = created
+        sys.stdout.write(
+            f"created the first admin user (shown only this once):\n"
+            f"  user: {name}\n  password: {password}\n  API token: {token}\n"
+        )
 
 
 def _signal_group(child: subprocess.Popen, signum: int) -> None:

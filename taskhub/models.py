@@ -184,6 +184,10 @@ class QueueState(models.Model):
     paused = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        # The admin's "Queues" page is the dashboard of every declared queue.
+        verbose_name, verbose_name_plural = "queue", "queues"
+
     def __str__(self) -> str:
         return f"{self.name} ({'paused' if self.paused else 'active'})"
 
@@ -202,6 +206,7 @@ class WorkerProcess(models.Model):
     stopped_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "worker processes"
         indexes = [models.Index(fields=["last_heartbeat_at"], name="worker_heartbeat_idx")]
 
     def __str__(self) -> str:
@@ -302,3 +307,31 @@ class ScheduleRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schedule_id} @ {self.slot.isoformat()} ({self.status})"
+
+
+class OperatorAction(models.Model):
+    """The operator audit log: who did what, when, through which surface.
+
+    Written by every admin action and every mutating API call, in the same transaction as the
+    change it records, so a rolled-back action leaves no audit row and a committed one always has.
+    """
+
+    at = models.DateTimeField(db_index=True)
+    user = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    #: the user's name as it was (kept when the user is deleted)
+    username = models.CharField(max_length=150, blank=True, default="")
+    source = models.CharField(max_length=16)  # admin | api | cli
+    action = models.CharField(max_length=64)  # e.g. task.retry, queue.pause
+    target_type = models.CharField(max_length=32, blank=True, default="")
+    target_id = models.CharField(max_length=200, blank=True, default="")
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["target_type", "target_id"], name="opaction_target_idx")]
+
+    def __str__(self) -> str:
+        who = self.username or "system"
+        return f"{who} {self.action} {self.target_id} at {self.at:%Y-%m-%d %H:%M:%S}"

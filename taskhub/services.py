@@ -189,3 +189,28 @@ def queue_stats() -> list[dict[str, Any]]:
         stats.setdefault(row["queue"], {"queue": row["queue"], "paused": False})
         stats[row["queue"]][row["status"]] = row["n"]
     return list(stats.values())
+
+
+#: Options a scheduling request may carry beside the task name and payload.
+SCHEDULE_OPTIONS = ("priority", "delay", "max_attempts", "dedup_key", "correlation_id", "user_id")
+
+
+def schedule_batch(requests: list[dict[str, Any]]) -> list[Task]:
+    """Schedule tasks of any types at once, all or nothing.
+
+    Each request is ``{"task", "payload", **SCHEDULE_OPTIONS}``. The first invalid one raises
+    InvalidTaskRequest with its errors keyed ``"<index>.<field>"`` and nothing is stored.
+    """
+    from .errors import InvalidTaskRequest
+    from .scheduling import schedule
+
+    rows = []
+    with transaction.atomic():
+        for index, request in enumerate(requests):
+            options = {k: request[k] for k in SCHEDULE_OPTIONS if request.get(k) is not None}
+            try:
+                rows.append(schedule(request["task"], request.get("payload"), **options))
+            except InvalidTaskRequest as exc:
+                errors = {f"{index}.{field}": messages for field, messages in exc.errors.items()}
+                raise InvalidTaskRequest(f"item {index}: {exc}", errors=errors) from None
+    return rows

@@ -1,9 +1,12 @@
-"""The engine's URLs. The REST API and dashboard are added by the operator-surfaces work."""
+"""The engine's URLs: health, Prometheus metrics and the REST API under ``/api/``."""
 
-from django.urls import path
+from django.urls import include, path
 
 from . import health
+from .prometheus import MetricsView
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", MetricsView.as_view(), name="prometheus-metrics"),
+    path("api/", include(("taskhub.api.urls", "taskhub-api"), namespace="api")),
 ]

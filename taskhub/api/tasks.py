@@ -1,0 +1,153 @@
+"""``/api/tasks``: schedule, list, inspect, retry, cancel and delete tasks."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import services
+from ..audit import audited
+from ..models import Task
+from ..scheduling import schedule
+from .permissions import ADMIN, OPERATOR, VIEWER, RolePermission
+from .serializers import (
+    BulkTaskRequestSerializer,
+    TaskDetailSerializer,
+    TaskFilterSerializer,
+    TaskListSerializer,
+    TaskRequestSerializer,
+    TaskSerializer,
+)
+
+
+class TaskCursorPagination(CursorPagination):
+    """Newest first along the created_at index; a bad cursor or limit is a 400, not a 404."""
+
+    ordering = "-created_at"
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 500
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except NotFound as exc:  # DRF's answer to a cursor it can't decode
+            raise ValidationError({"cursor": ["Invalid cursor."]}) from exc
+
+
+def _filtered(params: dict):
+    tasks = Task.objects.all()
+    lookups = {
+        "status": "status__in", "queue": "queue", "task": "name",
+        "correlation_id": "correlation_id", "user_id": "user_id",
+        "created_after": "created_at__gte", "created_before": "created_at__lt",
+    }  # fmt: skip
+    for param, lookup in lookups.items():
+        if params.get(param) not in (None, "", set()):
+            value = params[param]
+            tasks = tasks.filter(**{lookup: list(value) if param == "status" else value})
+    return tasks
+
+
+class TaskListCreate(APIView):
+    permission_classes = [RolePermission]
+    roles = {"GET": VIEWER, "POST": OPERATOR}
+
+    @extend_schema(
+        summary="List tasks, newest first (cursor pagination)",
+        operation_id="tasks_list",
+        parameters=[TaskFilterSerializer],
+        responses=TaskListSerializer,
+    )
+    def get(self, request):
+        filters = TaskFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        paginator = TaskCursorPagination()
+        page = paginator.paginate_queryset(_filtered(filters.validated_data), request, view=self)
+        return paginator.get_paginated_response(TaskSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Schedule a task",
+        request=TaskRequestSerializer,
+        responses={201: TaskSerializer},
+    )
+    def post(self, request):
+        body = TaskRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        name, payload = data.pop("task"), data.pop("payload", {})
+        with audited(request.user, "task.create", source="api", target_type="task") as extra:
+            task = schedule(name, payload, **data)
+            extra.update(task=name, target_id=task.id)
+        return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED)
+
+
+class TaskBulkCreate(APIView):
+    permission_classes = [RolePermission]
+    roles = {"POST": OPERATOR}
+
+    @extend_schema(
+        summary="Schedule many tasks at once (all or nothing)",
+        request=BulkTaskRequestSerializer,
+        responses={201: TaskSerializer(many=True)},
+    )
+    def post(self, request):
+        body = BulkTaskRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        requests = body.validated_data["tasks"]
+        with audited(request.user, "task.bulk_create", source="api", target_type="task",
+                     count=len(requests)):  # fmt: skip
+            tasks = services.schedule_batch(requests)
+        return Response(TaskSerializer(tasks, many=True).data, status=status.HTTP_201_CREATED)
+
+
+_ID = OpenApiParameter("task_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+
+
+class TaskDetail(APIView):
+    permission_classes = [RolePermission]
+    roles = {"GET": VIEWER, "DELETE": ADMIN}
+
+    @extend_schema(summary="A task with its events and logs", parameters=[_ID],
+                   responses=TaskDetailSerializer)  # fmt: skip
+    def get(self, request, task_id):
+        return Response(TaskDetailSerializer(services.get_task(task_id)).data)
+
+    @extend_schema(summary="Delete a finished task and its history", parameters=[_ID],
+                   responses={204: None})  # fmt: skip
+    def delete(self, request, task_id):
+        with audited(request.user, "task.delete", source="api", target_type="task",
+                     target_id=task_id):  # fmt: skip
+            services.delete_task(task_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TaskRetry(APIView):
+    permission_classes = [RolePermission]
+    roles = {"POST": OPERATOR}
+
+    @extend_schema(summary="Run a failed or cancelled task again", parameters=[_ID],
+                   request=None, responses=TaskSerializer)  # fmt: skip
+    def post(self, request, task_id):
+        with audited(request.user, "task.retry", source="api", target_type="task",
+                     target_id=task_id):  # fmt: skip
+            task = services.retry_task(task_id, actor=request.user.get_username())
+        return Response(TaskSerializer(task).data)
+
+
+class TaskCancel(APIView):
+    permission_classes = [RolePermission]
+    roles = {"POST": OPERATOR}
+
+    @extend_schema(summary="Cancel a waiting task, or ask a running one to stop",
+                   parameters=[_ID], request=None, responses=TaskSerializer)  # fmt: skip
+    def post(self, request, task_id):
+        with audited(request.user, "task.cancel", source="api", target_type="task",
+                     target_id=task_id):  # fmt: skip
+            task = services.cancel_task(task_id, actor=request.user.get_username())
+        return Response(TaskSerializer(task).data)

@@ -1,0 +1,33 @@
+"""Routes of the REST API, mounted under ``/api/``."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
+
+from . import analysis, docs, task_queue, tasks
+
+_queue = "task-queue/<str:queue_name>"
+
+urlpatterns = [
+    path("tasks", tasks.TaskListCreate.as_view(), name="task-list"),
+    path("tasks/bulk", tasks.TaskBulkCreate.as_view(), name="task-bulk"),
+    path("tasks/<str:task_id>", tasks.TaskDetail.as_view(), name="task-detail"),
+    path("tasks/<str:task_id>/retry", tasks.TaskRetry.as_view(), name="task-retry"),
+    path("tasks/<str:task_id>/cancel", tasks.TaskCancel.as_view(), name="task-cancel"),
+    path("metrics", analysis.Metrics.as_view(), name="metrics"),
+    path("failures", analysis.Failures.as_view(), name="failures"),
+    path("task-queue/health", task_queue.Health.as_view(), name="task-queue-health"),
+    path("task-queue/stats", task_queue.QueueStats.as_view(), name="task-queue-stats"),
+    path("task-queue/status/<str:queue_name>/<str:job_id>", task_queue.JobStatus.as_view(),
+         name="task-queue-status"),
+    *[path(f"task-queue/{kind}", task_queue.enqueue_view(kind), name=f"task-queue-{kind}")
+      for kind in ("email", "image-processing", "blockchain-event", "notification")],
+    path(f"{_queue}/failed", task_queue.FailedJobs.as_view(), name="task-queue-failed"),
+    path(f"{_queue}/pause", task_queue.PauseQueue.as_view(), name="task-queue-pause"),
+    path(f"{_queue}/resume", task_queue.ResumeQueue.as_view(), name="task-queue-resume"),
+    path(f"{_queue}/clear", task_queue.ClearQueue.as_view(), name="task-queue-clear"),
+    path(f"{_queue}/retry/<str:job_id>", task_queue.RetryJob.as_view(), name="task-queue-retry"),
+    path(f"{_queue}/remove/<str:job_id>", task_queue.RemoveJob.as_view(),
+         name="task-queue-remove"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", docs.SwaggerUI.as_view(url_name="api:schema"), name="swagger-ui"),
+]  # fmt: skip

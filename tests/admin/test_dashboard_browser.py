@@ -1,0 +1,160 @@
+"""What an operator sees in a real browser: headless Chromium against a real uvicorn server
+serving the project (static files included) on the test database with real rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from taskhub import analytics
+from taskhub.models import QueueState, Task, TaskStatus
+from taskhub.roles import create_user
+from taskhub.scheduling import schedule
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts"
+EMAIL = {"to": "a@example.com", "subject": "Hi", "template": "welcome"}
+
+pytestmark = pytest.mark.e2e
+
+
+def _require_browser():
+    if Path(CHROMIUM).exists():
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"Chromium not found at {CHROMIUM}: `make test` installs it (apt chromium)")
+    pytest.skip("Chromium is not installed here (apt-get install chromium); CI runs this test")
+
+
+@pytest.fixture
+def live_server_url(transactional_db, monkeypatch):
+    """The project's ASGI app on uvicorn in a thread, on a free port."""
+    import uvicorn
+
+    from config.asgi import application
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
+    # between browser steps are still plain synchronous calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    # The server's request threads close their connections after each request, so none is left
+    # holding the test database when it is dropped.
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(application, lifespan="off", log_level="warning",
+                            timeout_graceful_shutdown=1)  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(5)
+
+
+@pytest.fixture
+def browser():
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield chromium
+        chromium.close()
+        # ORM calls made while Playwright's loop ran may hold a connection of their own
+        # (Django keeps connections per async context); close it before the database goes.
+        connections.close_all()
+
+
+def _rows():
+    now = timezone.now()
+    for _ in range(3):
+        schedule("email.send", EMAIL)
+    schedule("email.send", EMAIL, delay=3600)
+    for minutes_ago in (1, 2, 2, 5, 20):
+        task = schedule("email.send", EMAIL)
+        Task.objects.filter(id=task.id).update(
+            status=TaskStatus.COMPLETED, attempt=1, duration=0.3,
+            completed_at=now - dt.timedelta(minutes=minutes_ago),
+        )  # fmt: skip
+    task = schedule("email.send", EMAIL)
+    Task.objects.filter(id=task.id).update(status=TaskStatus.FAILED, attempt=5, error="boom",
+                                           completed_at=now - dt.timedelta(minutes=3))  # fmt: skip
+
+
+def test_an_operator_watches_and_steers_queues_on_the_dashboard(live_server_url, browser,
+                                                                 settings):  # fmt: skip
+    settings.TASKHUB = {**settings.TASKHUB, "DASHBOARD_REFRESH_SECONDS": 1}
+    analytics.overview_snapshot.clear()
+    create_user("olivia", "operator", password="correct horse battery")
+    _rows()
+    page = browser.new_page(viewport={"width": 1500, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("response", lambda r: r.status >= 400 and not r.url.endswith("/favicon.ico")
+            and errors.append(f"{r.status} {r.url}"))  # fmt: skip
+
+    # Given an operator who logs in to the console
+    page.goto(f"{live_server_url}/admin/login/?next=/admin/taskhub/queuestate/")
+    page.fill("#id_username", "olivia")
+    page.fill("#id_password", "correct horse battery")
+    page.click("input[type=submit]")
+    page.wait_for_selector('tr[data-queue="email"]')
+
+    # Then the email queue shows its counts, failure rate and a drawn throughput chart
+    row = page.locator('tr[data-queue="email"]')
+    cell = lambda field: row.locator(f'[data-field="{field}"]').inner_text().strip()  # noqa: E731
+    assert cell("waiting") == "3"
+    assert cell("delayed") == "1"
+    assert cell("completed_last_hour") == "5"
+    assert cell("failed_last_hour") == "1"
+    assert cell("failure_rate") == "17%"
+    assert cell("state") == "active"
+    assert cell("oldest_waiting_seconds").endswith(" s")
+    chart = row.locator("svg.th-chart")
+    assert chart.locator("rect").count() == 60
+    assert chart.get_attribute("data-total") == "6"
+    # styles and script came from the project's own static files
+    assert page.evaluate("getComputedStyle(document.querySelector('.th-active')).color") != ""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+    # When more work arrives, the counters change without a reload
+    schedule("email.send", EMAIL)
+    page.wait_for_function(
+        """() => document.querySelector('tr[data-queue="email"] [data-field="waiting"]')
+                 .innerText.trim() === '4'""",
+        timeout=15_000,
+    )
+
+    # And the waiting count links to the filtered task list
+    row.locator('[data-field="waiting"] a').click()
+    page.wait_for_selector("#result_list")
+    assert page.locator("#result_list tbody tr").count() == 4
+    assert "queue=email" in page.url and "status=waiting" in page.url
+    page.go_back()
+
+    # When the operator pauses the queue, a confirmation comes first, then the state changes
+    page.locator('tr[data-queue="email"] a', has_text="Pause").click()
+    assert "Are you sure" in page.inner_text("#content")
+    assert not QueueState.objects.filter(name="email", paused=True).exists()
+    page.click("input[type=submit][value^='Yes']")
+    page.wait_for_selector('tr[data-queue="email"] .th-paused')
+    assert "Queue email paused" in page.inner_text(".messagelist")
+    assert QueueState.objects.get(name="email").paused
+    # an operator has no Clear button: that is for admins
+    assert page.locator('tr[data-queue="email"] a', has_text="Clear").count() == 0
+    assert errors == []
