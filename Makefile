@@ -12,13 +12,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# Test-only tools from npm (package.json): anvil, the local EVM node of the blockchain tests.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
 run: $(STAMP)  ## the whole stack on the current settings (embedded default with no environment)
 	$(PY) manage.py taskhub up
 
-test: $(STAMP)  ## the full suite, fault drills included
+test: $(STAMP) $(NODE_STAMP)  ## the full suite, fault drills included
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)  ## skip the slow fault drills
+test-fast: $(STAMP) $(NODE_STAMP)  ## skip the slow fault drills
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
