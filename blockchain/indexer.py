@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from web3 import Web3
-from web3.exceptions import MismatchedABI
+from web3.exceptions import BlockNotFound, MismatchedABI
 
 from taskhub.errors import PermanentError
 
@@ -88,6 +88,15 @@ def _hex(value) -> str:
     return value.to_0x_hex() if hasattr(value, "to_0x_hex") else str(value)
 
 
+def _block_hash(w3: Web3, number: int) -> str:
+    """The canonical hash at ``number``; "" when the chain is (now) shorter than that."""
+    try:
+        block = w3.eth.get_block(number)
+    except BlockNotFound:
+        return ""
+    return _hex(block["hash"]) if block else ""
+
+
 def event_data(row: IndexedEvent) -> dict:
     return {
         "network_id": row.network_id,
@@ -116,7 +125,7 @@ def index_subscription(subscription_id: int, *, w3: Web3 | None = None) -> Index
         first, last = sub.next_block, min(safe_head, sub.next_block + max_range - 1)
         logs = w3.eth.get_logs({"address": sub.contract_address, "topics": [sub.topic0],
                                 "fromBlock": first, "toBlock": last})  # fmt: skip
-        last_hash = _hex(w3.eth.get_block(last)["hash"])
+        last_hash = _block_hash(w3, last)
         events = [e for e in (_decode(sub, decoder, log) for log in logs) if e is not None]
         stored = store_range(sub.pk, first, last, last_hash, events)
         if stored is None:
@@ -183,7 +192,7 @@ def rewind_if_reorged(sub: EventSubscription, w3: Web3) -> int:
     if not sub.cursor_block_hash or sub.next_block == 0:
         return 0
     below = sub.next_block - 1
-    if _hex(w3.eth.get_block(below)["hash"]) == sub.cursor_block_hash:
+    if _block_hash(w3, below) == sub.cursor_block_hash:
         return 0
     low = max(sub.start_block, sub.next_block - int(_config("REORG_LOOKBACK", 128)))
     canonical: dict[int, str] = {}
@@ -191,10 +200,10 @@ def rewind_if_reorged(sub: EventSubscription, w3: Web3) -> int:
     recent = IndexedEvent.objects.filter(subscription=sub, block_number__gte=low)
     for row in recent.only("id", "block_number", "block_hash"):
         if row.block_number not in canonical:
-            canonical[row.block_number] = _hex(w3.eth.get_block(row.block_number)["hash"])
+            canonical[row.block_number] = _block_hash(w3, row.block_number)
         if canonical[row.block_number] != row.block_hash:
             orphaned.append(row.pk)
-    low_hash = _hex(w3.eth.get_block(low - 1)["hash"]) if low > 0 else ""
+    low_hash = _block_hash(w3, low - 1) if low > 0 else ""
     with transaction.atomic():
         locked = EventSubscription.objects.select_for_update().get(pk=sub.pk)
         if locked.next_block != sub.next_block:

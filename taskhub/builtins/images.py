@@ -132,7 +132,9 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         raise PermanentError(f"refused as a decompression bomb: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise PermanentError(f"the image file is truncated or corrupt: {exc}") from None
-    return ImageOps.exif_transpose(image)
+    upright = ImageOps.exif_transpose(image)
+    upright.format = image.format
+    return upright
 
 
 def apply(image: Image.Image, step: Transformation) -> Image.Image:

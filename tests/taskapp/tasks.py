@@ -125,3 +125,6 @@ def cancellable(payload: dict, ctx) -> str:
 @task("test.bad_result")
 def bad_result(payload: dict) -> object:
     return {1, 2, 3}
+
+
+from . import builtins_handlers  # noqa: E402, F401  (data handlers and receivers of tests/builtins)
