@@ -24,7 +24,9 @@ def png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares width x height pixels in a few dozen bytes (a decompression bomb)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
@@ -113,8 +115,10 @@ def test_a_missing_file_fails_without_retrying(e2e, web):
     [
         {"url": "http://x.test/a.png", "transformations": [{"type": "blur"}]},
         {"url": "http://x.test/a.png", "transformations": [{"type": "resize"}]},
-        {"url": "http://x.test/a.png", "transformations": [
-            {"type": "crop", "options": {"width": 10}}]},  # fmt: skip
+        {
+            "url": "http://x.test/a.png",
+            "transformations": [{"type": "crop", "options": {"width": 10}}],
+        },  # fmt: skip
         {"url": "http://x.test/a.png", "outputFormat": "gif"},
         {"url": "ftp://x.test/a.png"},
         {"url": "http://x.test/a.png", "quality": 0},
