@@ -30,8 +30,8 @@ def webhook_events(notification_id):
 def test_a_notification_is_shown_in_app_emailed_and_published_as_a_webhook_event(e2e, smtp):
     set_preference("u-1", ["in_app", "email", "webhook"], email="u1@example.com")
 
-    notification = notify_user("u-1", "kyc_status_changed", "Your verification was approved",
-                               metadata={"status": "approved", "subject": "KYC approved"})  # fmt: skip
+    meta = {"status": "approved", "subject": "KYC approved"}
+    notification = notify_user("u-1", "kyc_status_changed", "Verification approved", meta)
 
     done = wait_status(deliver_task(notification).id, "completed", timeout=20)
     assert done.result["channels"] == {"in_app": "sent", "email": "sent", "webhook": "sent"}
