@@ -40,6 +40,19 @@ def pause_key(queue: str) -> str:
     return key("paused", queue)
 
 
+def liveness_key(worker_id: str) -> str:
+    return key("worker", worker_id)
+
+
+def live_in_redis(worker_ids: Iterable[str]) -> set[str]:
+    """Which of these workers refreshed their liveness key within the lifeline timeout."""
+    ids = list(worker_ids)
+    if not ids:
+        return set()
+    values = get_redis().mget([liveness_key(w) for w in ids])
+    return {w for w, v in zip(ids, values, strict=True) if v}
+
+
 _script = None
 
 
