@@ -2,7 +2,9 @@
 
 The first dead letter of a task type opens a window (``ALERT_THROTTLE_SECONDS``) and schedules
 ``notifications.operator_alert`` after ``ALERT_DELAY_SECONDS``; every dead letter meanwhile only
-increments a counter in Redis. The alert task takes the count and sends **one** e-mail
+increments a counter in Redis. While failures keep arriving (the last one less than
+``ALERT_DELAY_SECONDS`` ago) the alert waits for the burst to end, but never past the window.
+Then it takes the count and sends **one** e-mail
 (``task_failure_alert`` template, to ``ALERT_EMAILS``) and one ``operator_alert`` signal for
 webhooks — a thousand failures in a burst make one alert saying 1000. Failures after the window
 closed open the next one. Counting lives in Redis: cheap on the worker's writer thread, and an
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import time
 
 from django.conf import settings
 from django.db import transaction
@@ -30,11 +33,13 @@ logger = logging.getLogger(__name__)
 ALERT_TASK = "notifications.operator_alert"
 ALERT_TEMPLATE = "task_failure_alert"
 
-# KEYS: stats hash, window key. ARGV: task id, error, queue, window seconds.
+# KEYS: stats hash, window key. ARGV: task id, error, queue, window seconds, now.
 # Returns 1 when this failure opened a new window (the caller schedules the alert).
 _COUNT = """
 redis.call('HINCRBY', KEYS[1], 'count', 1)
-redis.call('HSET', KEYS[1], 'task_id', ARGV[1], 'error', ARGV[2], 'queue', ARGV[3])
+redis.call('HSET', KEYS[1], 'task_id', ARGV[1], 'error', ARGV[2], 'queue', ARGV[3],
+           'last_at', ARGV[5])
+redis.call('HSETNX', KEYS[1], 'first_at', ARGV[5])
 if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[4]) then return 1 end
 return 0
 """
@@ -68,7 +73,7 @@ def alerts_for(task_name: str, payload: dict) -> bool:
 def record_dead_letter(task_name: str, task_id: str, error: str, queue: str) -> None:
     window = max(1, int(_config("ALERT_THROTTLE_SECONDS", 300)))
     opened = get_redis().eval(_COUNT, 2, _stats_key(task_name), _window_key(task_name),
-                              task_id, error[:2000], queue, window)  # fmt: skip
+                              task_id, error[:2000], queue, window, time.time())  # fmt: skip
     if opened:
         delay = min(float(_config("ALERT_DELAY_SECONDS", 60)), window)
         schedule(ALERT_TASK, {"taskName": task_name}, delay=delay,
@@ -89,6 +94,11 @@ def on_tasks_finished(sender, outcomes, **kwargs) -> None:
 def send_alert(task_name: str) -> dict:
     """Send one alert for the failures counted since the last one (the alert task's body)."""
     client = get_redis()
+    if _burst_goes_on(client, task_name):
+        delay = float(_config("ALERT_DELAY_SECONDS", 60))
+        schedule(ALERT_TASK, {"taskName": task_name}, delay=delay,
+                 correlation_id=f"alert-{task_name}")  # fmt: skip
+        return {"task_name": task_name, "deferred": True}
     raw = client.eval(_TAKE, 1, _stats_key(task_name))
     stats = {_text(raw[i]): _text(raw[i + 1]) for i in range(0, len(raw), 2)}
     count = int(stats.get("count", 0))
@@ -120,6 +130,17 @@ def send_alert(task_name: str) -> dict:
         client.hincrby(_stats_key(task_name), "count", count)  # give the count back for a retry
         raise
     return {**data, "sent": True, "emailed": bool(recipients)}
+
+
+def _burst_goes_on(client, task_name: str) -> bool:
+    """Failures still arriving, and the window not over: wait to count the whole burst."""
+    last_at, first_at = client.hmget(_stats_key(task_name), "last_at", "first_at")
+    if last_at is None or first_at is None:
+        return False
+    now = time.time()
+    quiet = float(_config("ALERT_DELAY_SECONDS", 60))
+    window = float(_config("ALERT_THROTTLE_SECONDS", 300))
+    return now - float(last_at) < quiet and now - float(first_at) < window - quiet
 
 
 def _text(value) -> str:

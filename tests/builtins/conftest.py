@@ -15,7 +15,7 @@ ANVIL_PORT = free_port()
 ALERT_ENV = {
     "TASKHUB_ALERT_EMAILS": "ops@example.com",
     "TASKHUB_ALERT_TASKS": "test.permanent",
-    "TASKHUB_ALERT_DELAY_SECONDS": "30",
+    "TASKHUB_ALERT_DELAY_SECONDS": "4",
     "TASKHUB_ALERT_THROTTLE_SECONDS": "120",
 }
 
