@@ -5,6 +5,7 @@ chosen up front, so the workers' settings (EMAIL_*, BLOCKCHAIN_RPC_URLS) are fix
 
 import json
 import os
+import time
 
 import pytest
 
@@ -47,15 +48,26 @@ def stack_env(smtp: SmtpServer) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def builtin_stack(django_db_setup, django_db_blocker, smtp):
     """One worker process (4 threads) and a dispatcher for every built-in task test."""
-    with django_db_blocker.unblock():
-        running = Stack(processes=1, threads=4, env=stack_env(smtp)).start()
-    yield running
-    running.stop()
+    running = Stack(processes=1, threads=4, env=stack_env(smtp))
+    try:
+        with django_db_blocker.unblock():
+            running.start(wait_ready=False)
+            running.wait_for_workers(1, timeout=90)  # generous: the CI machine may be busy
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture
 def e2e(builtin_stack, transactional_db):
-    return builtin_stack
+    yield builtin_stack
+    # Let follow-up work (e-mails a notification scheduled…) finish before the tables are
+    # flushed: a flush racing a busy worker can deadlock on PostgreSQL.
+    from taskhub.models import ACTIVE_STATUSES, Task
+
+    deadline = time.monotonic() + 30
+    while Task.objects.filter(status__in=ACTIVE_STATUSES).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

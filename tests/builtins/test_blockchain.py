@@ -59,9 +59,9 @@ def test_transfers_are_indexed_once_even_when_the_indexer_runs_twice(e2e, w3, to
     mine(w3, 2)
 
     first = schedule("blockchain.index_subscriptions", {"subscriptionIds": [sub.pk]})
-    first_done = wait_status(first.id, "completed", timeout=30)
+    first_done = wait_status(first.id, "completed", timeout=60)
     again = schedule("blockchain.index_subscriptions", {"subscriptionIds": [sub.pk]})
-    again_done = wait_status(again.id, "completed", timeout=30)
+    again_done = wait_status(again.id, "completed", timeout=60)
 
     assert first_done.result["stored"] == 3 and again_done.result["stored"] == 0
     rows = list(IndexedEvent.objects.filter(subscription=sub).order_by("block_number"))
@@ -132,7 +132,7 @@ def test_a_reported_event_is_stored_once_and_published(e2e):
         "parameters": {"from": "0x0", "value": "5"}, "networkId": 8453,
     })  # fmt: skip
 
-    done = wait_status(task.id, "completed", timeout=20)
+    done = wait_status(task.id, "completed", timeout=60)
 
     row = ReportedEvent.objects.get(task_id=task.id)
     assert done.result == {"event_id": row.pk, "stored": True}

@@ -32,7 +32,7 @@ def test_a_sync_pulls_every_page_and_resumes_after_a_server_error(e2e, web):
                                   "itemsField": "data.items", "nextCursorField": "next",
                                   "totalField": "total"})  # fmt: skip
 
-    done = wait_status(task.id, "completed", timeout=30)
+    done = wait_status(task.id, "completed", timeout=60)
 
     assert done.attempt == 2
     assert done.result["pages"] == 4 and done.result["resumed_from_chunk"] == 2
@@ -53,7 +53,7 @@ def test_a_batch_records_bad_items_and_completes_below_the_threshold(e2e):
     task = schedule("data.process_batch", {"handler": "test.collect", "items": items,
                                            "chunkSize": 5, "errorThreshold": 0.2})  # fmt: skip
 
-    done = wait_status(task.id, "completed", timeout=30)
+    done = wait_status(task.id, "completed", timeout=60)
 
     assert done.result["processed"] == 20 and done.result["chunks"] == 4
     assert (done.result["succeeded"], done.result["failed"]) == (18, 2)
@@ -70,7 +70,7 @@ def test_a_batch_fails_once_errors_pass_the_threshold(e2e):
     task = schedule("data.process_batch", {"handler": "test.collect", "items": items,
                                            "chunkSize": 10, "errorThreshold": 0.1})  # fmt: skip
 
-    failed = wait_status(task.id, "failed", timeout=30)
+    failed = wait_status(task.id, "failed", timeout=60)
 
     assert failed.attempt == 1
     assert "5 of 10 items failed, over 10% of items" in failed.error
@@ -87,8 +87,8 @@ def test_a_csv_from_a_url_and_a_jsonl_file_from_storage_are_processed(e2e, web):
     from_file = schedule("data.process_batch", {"handler": "test.collect", "file": name,
                                                 "errorThreshold": 0.5})  # fmt: skip
 
-    csv_done = wait_status(from_url.id, "completed", timeout=30)
-    jsonl_done = wait_status(from_file.id, "completed", timeout=30)
+    csv_done = wait_status(from_url.id, "completed", timeout=60)
+    jsonl_done = wait_status(from_file.id, "completed", timeout=60)
     default_storage.delete(name)
     assert (csv_done.result["succeeded"], csv_done.result["failed"]) == (2, 1)
     assert "invalid literal" in csv_done.result["errors"][0]["error"]

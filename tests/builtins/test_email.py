@@ -17,7 +17,7 @@ def test_a_welcome_email_arrives_with_text_and_escaped_html_parts(e2e, smtp):
         "cc": ["cc@example.com"], "replyTo": ["help@example.com"], "from": "Team <team@x.test>",
     })  # fmt: skip
 
-    done = wait_status(task.id, "completed", timeout=20)
+    done = wait_status(task.id, "completed", timeout=60)
 
     message = wait_for(lambda: smtp.handler.to("ada@example.com"), message="the e-mail")[0]
     assert message["Subject"] == "Welcome aboard"
@@ -53,7 +53,7 @@ def test_a_4xx_reply_is_retried_until_the_server_accepts_the_message(e2e, smtp):
                                    "context": {"amount": "10.00", "currency": "USD",
                                                "reference": "R-1"}})  # fmt: skip
 
-    done = wait_status(task.id, "completed", timeout=30)
+    done = wait_status(task.id, "completed", timeout=60)
 
     assert done.attempt == 2
     assert smtp.handler.tried["tempfail-1@example.com"] == 2
@@ -65,7 +65,7 @@ def test_a_5xx_reply_fails_the_task_at_once_without_retrying(e2e, smtp):
     task = schedule("email.send", {"to": "reject-1@example.com", "subject": "Hi",
                                    "template": "welcome"})  # fmt: skip
 
-    failed = wait_status(task.id, "failed", timeout=20)
+    failed = wait_status(task.id, "failed", timeout=60)
 
     assert failed.attempt == 1
     assert "550" in failed.error and "refused" in failed.error

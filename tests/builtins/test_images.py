@@ -44,7 +44,7 @@ def test_a_png_is_resized_cropped_and_stored_as_webp_of_the_requested_size(e2e, 
                                           {"type": "grayscale"},
                                       ]})  # fmt: skip
 
-    done = wait_status(task.id, "completed", timeout=30)
+    done = wait_status(task.id, "completed", timeout=60)
 
     result = done.result
     assert (result["width"], result["height"], result["format"]) == (400, 300, "webp")
@@ -67,7 +67,7 @@ def test_a_thumbnail_keeps_the_aspect_ratio(e2e, web):
         {"type": "rotate", "options": {"degrees": 90}},
     ]})  # fmt: skip
 
-    done = wait_status(task.id, "completed", timeout=30)
+    done = wait_status(task.id, "completed", timeout=60)
 
     assert (done.result["width"], done.result["height"]) == (267, 400)
 
@@ -78,7 +78,7 @@ def test_a_server_error_is_retried_and_the_image_is_processed_on_the_next_attemp
 
     task = schedule("image.process", {"url": url, "transformations": []})
 
-    done = wait_status(task.id, "completed", timeout=30)
+    done = wait_status(task.id, "completed", timeout=60)
 
     assert done.attempt == 2 and done.result["width"] == 100
 
@@ -96,7 +96,7 @@ def test_bad_files_fail_at_once_with_a_clear_error(e2e, web, name, body, message
 
     task = schedule("image.process", {"url": url, "transformations": []})
 
-    failed = wait_status(task.id, "failed", timeout=30)
+    failed = wait_status(task.id, "failed", timeout=60)
 
     assert failed.attempt == 1
     assert message in failed.error
@@ -105,7 +105,7 @@ def test_bad_files_fail_at_once_with_a_clear_error(e2e, web, name, body, message
 def test_a_missing_file_fails_without_retrying(e2e, web):
     task = schedule("image.process", {"url": f"{web.base}/files/absent.png"})
 
-    failed = wait_status(task.id, "failed", timeout=30)
+    failed = wait_status(task.id, "failed", timeout=60)
 
     assert failed.attempt == 1 and "404" in failed.error
 

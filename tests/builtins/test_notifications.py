@@ -83,7 +83,7 @@ def test_the_task_queue_payload_creates_the_notification_once(e2e):
                                               "message": "Welcome, Dora",
                                               "metadata": {"name": "Dora"}})  # fmt: skip
 
-    done = wait_status(task.id, "completed", timeout=20)
+    done = wait_status(task.id, "completed", timeout=60)
     (row,) = Notification.objects.filter(user_id=str(user.pk))
     assert done.result["notification_id"] == row.pk
     assert row.deliveries["email"]["status"] == "sent"  # the Django user's address was used
