@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from web3 import Web3
 
 from taskhub import task
+from taskhub.cron import cron
 from taskhub.retry import Exponential
 
 from .indexer import index_subscription
@@ -28,6 +29,8 @@ class IndexingFailed(Exception):
     """Some subscriptions could not be indexed (RPC down…); the others were. Retried."""
 
 
+# Every 15 seconds (6-field cron, seconds first); a run with no active subscription is a no-op.
+@cron("*/15 * * * * *")
 @task(
     "blockchain.index_subscriptions",
     queue="blockchain-events",

@@ -127,4 +127,9 @@ def bad_result(payload: dict) -> object:
     return {1, 2, 3}
 
 
+@task("test.sleep_task_rated", schema=Sleep, rate_limit=4)
+def sleep_task_rated(payload: Sleep, ctx) -> dict:
+    return sleep.func(payload, ctx)
+
+
 from . import builtins_handlers  # noqa: E402, F401  (data handlers and receivers of tests/builtins)
