@@ -12,6 +12,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# Test-only tools from npm (package.json): anvil, the local EVM node of the blockchain tests.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
 run: $(STAMP)  ## the whole stack on the current settings (embedded default with no environment)
 	$(PY) manage.py taskhub up
 
@@ -24,10 +30,10 @@ browser:
 			|| echo "could not install chromium: the browser test will not run"; \
 	fi
 
-test: $(STAMP) browser  ## the full suite, fault drills included
+test: $(STAMP) $(NODE_STAMP) browser  ## the full suite, fault drills included
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP) browser  ## skip the slow fault drills
+test-fast: $(STAMP) $(NODE_STAMP) browser  ## skip the slow fault drills
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -43,6 +43,9 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_dramatiq",
     "taskhub",
+    "taskhub.builtins",
+    "notifications",
+    "blockchain",
     "webhooks",
 ]
 
@@ -207,6 +210,61 @@ SERVESTATIC_USE_FINDERS = env_bool("DJANGO_STATIC_USE_FINDERS", True)
 SERVESTATIC_AUTOREFRESH = DEBUG
 MEDIA_ROOT = VAR_DIR / "media"
 MEDIA_URL = "media/"
+
+# --- E-mail (Django's own setting names, read from the environment) ----------------------------
+# Backend: EMAIL_BACKEND if set; else an e-mail service through django-anymail when ANYMAIL_ESP
+# names one (e.g. "postmark", "sendgrid", "amazon_ses"; its settings come from ANYMAIL_* variables,
+# e.g. ANYMAIL_POSTMARK_SERVER_TOKEN); else SMTP when EMAIL_HOST is set; else the console.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "taskhub@localhost")
+SERVER_EMAIL = os.environ.get("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
+ANYMAIL_ESP = os.environ.get("ANYMAIL_ESP", "")
+ANYMAIL = {
+    k.removeprefix("ANYMAIL_"): v
+    for k, v in os.environ.items()
+    if k.startswith("ANYMAIL_") and k != "ANYMAIL_ESP"
+}
+if os.environ.get("EMAIL_BACKEND"):
+    EMAIL_BACKEND = os.environ["EMAIL_BACKEND"]
+elif ANYMAIL_ESP:
+    EMAIL_BACKEND = f"anymail.backends.{ANYMAIL_ESP}.EmailBackend"
+elif EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+
+# --- Notifications and operator alerts ----------------------------------------------------------
+NOTIFICATIONS = {
+    # Channels a user gets when they have set no preference.
+    "DEFAULT_CHANNELS": os.environ.get("NOTIFICATIONS_DEFAULT_CHANNELS", "in_app,email,webhook")
+    .replace(" ", "")
+    .split(","),
+    # Operators e-mailed when a task is dead-lettered (empty: alerts go to the signal only).
+    "ALERT_EMAILS": [e for e in os.environ.get("TASKHUB_ALERT_EMAILS", "").split(",") if e],
+    # Task names (shell patterns) that alert when dead-lettered.
+    "ALERT_TASKS": os.environ.get("TASKHUB_ALERT_TASKS", "*").split(","),
+    # At most one alert per task name per window; it is sent ALERT_DELAY_SECONDS after the
+    # window's first failure and carries the count of every failure since the previous alert.
+    "ALERT_THROTTLE_SECONDS": float(os.environ.get("TASKHUB_ALERT_THROTTLE_SECONDS", 300)),
+    "ALERT_DELAY_SECONDS": float(os.environ.get("TASKHUB_ALERT_DELAY_SECONDS", 60)),
+}
+
+# --- Blockchain event indexing ------------------------------------------------------------------
+BLOCKCHAIN = {
+    # JSON-RPC URL per network (chain) id, e.g. BLOCKCHAIN_RPC_URLS='{"8453": "https://…"}'.
+    "RPC_URLS": json.loads(os.environ.get("BLOCKCHAIN_RPC_URLS", "{}")),
+    # Most blocks asked for in one eth_getLogs call.
+    "MAX_BLOCK_RANGE": env_int("BLOCKCHAIN_MAX_BLOCK_RANGE", 2000),
+    # How far back the indexer re-checks block hashes when it finds its cursor block replaced.
+    "REORG_LOOKBACK": env_int("BLOCKCHAIN_REORG_LOOKBACK", 128),
+    "RPC_TIMEOUT": float(os.environ.get("BLOCKCHAIN_RPC_TIMEOUT", 15)),
+}
 
 LOGGING = {
     "version": 1,

@@ -79,9 +79,18 @@ DEFAULTS: dict[str, Any] = {
     "METRICS_PUBLIC": False,
     # Seconds between refreshes of the queues dashboard in the admin.
     "DASHBOARD_REFRESH_SECONDS": 5,
-    # What the /api/task-queue/* task types do once validated: task name → dotted path of a
-    # callable ``(payload, ctx) -> result``. See taskhub/builtins/queue_api.py.
-    "SENDERS": {},
+    # --- built-in tasks (taskhub.builtins) ---
+    # image.process: largest download (bytes) and largest image (pixels) accepted; a bigger
+    # image is refused as a decompression bomb before it is decoded.
+    "IMAGE_MAX_BYTES": 20 * 1024 * 1024,
+    "IMAGE_MAX_PIXELS": 40_000_000,
+    # Folder, inside Django's default storage, that processed images are saved under.
+    "IMAGE_STORAGE_DIR": "images",
+    # data.sync / data.process_batch: items per committed chunk, the share of failed items
+    # (0..1) above which a batch fails, and the largest input file downloaded (bytes).
+    "BATCH_CHUNK_SIZE": 100,
+    "BATCH_ERROR_THRESHOLD": 0.1,
+    "BATCH_MAX_DOWNLOAD_BYTES": 100 * 1024 * 1024,
 }
 
 

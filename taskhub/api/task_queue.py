@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from .. import health, services
 from ..audit import audited
-from ..builtins.queue_api import QUEUE_API_TASKS
+from ..builtins.queue_api import definition_for
 from ..errors import TaskNotFound
 from ..models import DeadLetter, Task, TaskStatus
 from ..payloads import redact
@@ -114,7 +114,7 @@ class EnqueueJob(TaskQueueView):
         return {k.removeprefix("payload."): v for k, v in errors.items()}
 
     def post(self, request):
-        definition = QUEUE_API_TASKS[self.kind]
+        definition = definition_for(self.kind)
         if not isinstance(request.data, dict):
             raise serializers.ValidationError("The body must be a JSON object.")
         payload = dict(request.data)
@@ -131,7 +131,7 @@ class EnqueueJob(TaskQueueView):
 
 
 def _inline_defs(schema: dict) -> dict:
-    """Pydantic's JSON schema with its ``$defs`` references inlined (OpenAPI 3.0 has none)."""
+    """Pydantic's JSON schema in OpenAPI 3.0's dialect: ``$defs`` inlined, nulls as nullable."""
     defs = schema.pop("$defs", {})
 
     def resolve(node):
@@ -139,7 +139,16 @@ def _inline_defs(schema: dict) -> dict:
             ref = node.get("$ref", "")
             if ref.startswith("#/$defs/"):
                 return resolve(defs[ref.removeprefix("#/$defs/")])
-            return {k: resolve(v) for k, v in node.items()}
+            node = {k: resolve(v) for k, v in node.items()}
+            # Optional fields: JSON Schema's {"type": "null"} branch is OpenAPI 3.0's nullable.
+            for key in ("anyOf", "oneOf"):
+                branches = node.get(key)
+                if branches and {"type": "null"} in branches:
+                    rest = [b for b in branches if b != {"type": "null"}]
+                    node.pop(key)
+                    node.update(rest[0] if len(rest) == 1 else {key: rest})
+                    node["nullable"] = True
+            return node
         if isinstance(node, list):
             return [resolve(v) for v in node]
         return node
@@ -149,7 +158,7 @@ def _inline_defs(schema: dict) -> dict:
 
 def enqueue_view(kind: str):
     """The view for one kind, with its schema documented from the task's pydantic model."""
-    definition = QUEUE_API_TASKS[kind]
+    definition = definition_for(kind)
     schema = _inline_defs(definition.schema.model_json_schema())
     schema.setdefault("properties", {}).update({
         "priority": {"oneOf": [{"type": "string"}, {"type": "integer"}],

@@ -5,15 +5,8 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from taskhub.builtins.queue_api import (
-    BlockchainEventPayload,
-    EmailPayload,
-    ImagePayload,
-    NotificationPayload,
-)
-from taskhub.context import TaskContext
+from taskhub.builtins.queue_api import definition_for
 from taskhub.models import OperatorAction, QueueState, Task, TaskStatus
-from taskhub.registry import get_definition
 from taskhub.scheduling import schedule
 
 pytestmark = pytest.mark.django_db
@@ -47,35 +40,11 @@ def test_each_job_endpoint_schedules_its_registered_task(operator, kind, body, n
 
 
 @pytest.mark.parametrize("kind,body,name,queue", JOBS)
-def test_the_default_sender_logs_and_returns_a_result(kind, body, name, queue):
-    definition = get_definition(name)
-    lines = []
-    ctx = TaskContext.__new__(TaskContext)
-    ctx.name = name
-    ctx.logger = type("L", (), {"info": lambda self, *a: lines.append(a[0] % a[1:])})()
-    payload = definition.schema.model_validate(body)
-    assert definition(payload, ctx) == {"handled": True, "sender": "log", "task": name}
-    assert name in lines[0]
-
-
-def test_a_configured_sender_replaces_the_default(settings):
-    settings.TASKHUB = {**settings.TASKHUB, "SENDERS": {"email.send": "tests.api.senders.echo"}}
-    ctx = TaskContext.__new__(TaskContext)
-    ctx.name = "email.send"
-    payload = EmailPayload(to="a@example.com", subject="s", template="t")
-    assert get_definition("email.send")(payload, ctx) == {"echo": "a@example.com"}
-
-
-def test_the_schemas_are_importable_models():
-    assert {
-        m.__name__
-        for m in (EmailPayload, ImagePayload, BlockchainEventPayload, NotificationPayload)
-    } == {  # fmt: skip
-        "EmailPayload",
-        "ImagePayload",
-        "BlockchainEventPayload",
-        "NotificationPayload",
-    }
+def test_each_endpoint_is_backed_by_a_real_task_with_a_schema(kind, body, name, queue):
+    definition = definition_for(kind)
+    assert (definition.name, definition.queue) == (name, queue)
+    assert definition.schema is not None
+    definition.schema.model_validate(body)
 
 
 def test_status_shows_the_job(viewer):

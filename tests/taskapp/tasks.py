@@ -130,3 +130,6 @@ def bad_result(payload: dict) -> object:
 @task("test.sleep_task_rated", schema=Sleep, rate_limit=4)
 def sleep_task_rated(payload: Sleep, ctx) -> dict:
     return sleep.func(payload, ctx)
+
+
+from . import builtins_handlers  # noqa: E402, F401  (data handlers and receivers of tests/builtins)

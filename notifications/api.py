@@ -1,0 +1,64 @@
+"""REST API: a user's notifications, and marking one read.
+
+Views are thin (a serializer and one service call); ``permission_classes`` is the only policy,
+kept as a class attribute so role-based permissions can replace it.
+"""
+
+from __future__ import annotations
+
+from rest_framework import generics, serializers
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import services
+from .models import Notification
+
+
+class NotificationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Notification
+        fields = ["id", "user_id", "type", "message", "metadata", "channels", "deliveries",
+                  "created_at", "read_at"]  # fmt: skip
+        read_only_fields = fields
+
+
+class NotificationPagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 500
+
+
+class NotificationList(generics.ListAPIView):
+    """``GET /api/notifications?user_id=…&unread=true`` — newest first.
+
+    Without ``user_id``, the signed-in user's own notifications."""
+
+    serializer_class = NotificationSerializer
+    permission_classes = [IsAuthenticated]
+    pagination_class = NotificationPagination
+
+    def get_queryset(self):
+        params = self.request.query_params
+        user_id = params.get("user_id") or str(self.request.user.pk)
+        rows = Notification.objects.filter(user_id=user_id)
+        if params.get("unread", "").lower() in ("1", "true", "yes"):
+            rows = rows.filter(read_at__isnull=True)
+        if params.get("type"):
+            rows = rows.filter(type=params["type"])
+        return rows
+
+
+class MarkRead(APIView):
+    """``POST /api/notifications/{id}/read`` — idempotent; answers the notification."""
+
+    permission_classes = [IsAuthenticated]
+    serializer_class = NotificationSerializer
+
+    def post(self, request: Request, pk: int) -> Response:
+        try:
+            notification = services.mark_read(pk)
+        except Notification.DoesNotExist:
+            return Response({"detail": "No such notification."}, status=404)
+        return Response(NotificationSerializer(notification).data)

@@ -1,0 +1,219 @@
+"""``image.process``: download an image, transform it with Pillow, store the result.
+
+The download goes through the SSRF guard (:func:`taskhub.net.guarded_client`) with a size
+limit; the output is saved through Django's default storage (``MEDIA_ROOT`` — ``var/media`` —
+by default, or any django-storages backend such as S3). Bad input fails at once with a clear
+error: not an image, a truncated file, an image larger than ``IMAGE_MAX_PIXELS`` (a
+decompression bomb), a crop outside the image. Server errors and network trouble are retried.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Literal
+
+import httpx
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+
+from ..conf import taskhub_settings
+from ..errors import PermanentError
+from ..net import guarded_client
+from ..registry import task
+from ..retry import Exponential
+
+FORMATS = {"webp": ("WEBP", "webp"), "png": ("PNG", "png"), "jpeg": ("JPEG", "jpg")}
+MAX_SIDE = 20_000
+
+
+class TemporaryDownloadError(Exception):
+    """The image server failed in a way that may pass (5xx, timeout, connection): retried."""
+
+
+def _side(options: dict, name: str, *, required: bool = True) -> int | None:
+    value = options.get(name)
+    if value is None:
+        if required:
+            raise ValueError(f"option {name!r} is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIDE:
+        raise ValueError(f"option {name!r} must be a whole number from 1 to {MAX_SIDE}")
+    return value
+
+
+class Transformation(BaseModel):
+    """One step. Options by type:
+
+    - ``resize``: ``width`` and/or ``height`` (the other keeps the aspect ratio)
+    - ``crop``: ``left``, ``top``, ``width``, ``height`` (pixels)
+    - ``rotate``: ``degrees`` (counter-clockwise), ``expand`` (default true)
+    - ``grayscale``: none
+    - ``thumbnail``: ``width``, ``height`` — fit inside, keep the aspect ratio, never enlarge
+    """
+
+    type: Literal["resize", "crop", "rotate", "grayscale", "thumbnail"]
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def valid_options(self) -> Transformation:
+        o = self.options
+        if self.type == "resize":
+            if _side(o, "width", required=False) is None and _side(o, "height", required=False) \
+                    is None:  # fmt: skip
+                raise ValueError("resize needs width and/or height")
+        elif self.type in ("crop", "thumbnail"):
+            _side(o, "width")
+            _side(o, "height")
+            if self.type == "crop":
+                for name in ("left", "top"):
+                    value = o.get(name, 0)
+                    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                        raise ValueError(f"option {name!r} must be a whole number >= 0")
+        elif self.type == "rotate":
+            degrees = o.get("degrees")
+            if isinstance(degrees, bool) or not isinstance(degrees, int | float):
+                raise ValueError("rotate needs a number of degrees")
+        return self
+
+
+class ProcessImage(BaseModel):
+    """Payload of ``image.process``."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    url: AnyHttpUrl
+    transformations: list[Transformation] = Field(default_factory=list, max_length=20)
+    output_format: Literal["webp", "png", "jpeg"] = Field(default="webp", alias="outputFormat")
+    quality: int = Field(default=85, ge=1, le=100)
+
+
+def download(url: str, limit: int) -> bytes:
+    """The body of ``url``, refusing more than ``limit`` bytes."""
+    try:
+        with guarded_client(timeout=30) as client, client.stream("GET", url) as response:
+            status = response.status_code
+            if status >= 500:
+                raise TemporaryDownloadError(f"image server answered {status}")
+            if status >= 300:
+                raise PermanentError(f"image server answered {status} for {url}")
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > limit:
+                raise PermanentError(f"image is {declared} bytes, over the limit of {limit}")
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise PermanentError(f"image is over the limit of {limit} bytes")
+            return bytes(body)
+    except httpx.TransportError as exc:
+        raise TemporaryDownloadError(f"cannot download {url}: {exc}") from exc
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Decode fully, turning every way a file can be bad into a PermanentError."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise PermanentError("the file is not an image Pillow can read") from None
+    except Image.DecompressionBombError as exc:
+        raise PermanentError(f"refused as a decompression bomb: {exc}") from None
+    width, height = image.size
+    # Checked on the header, before decoding: a small file can declare billions of pixels.
+    if width * height > max_pixels:
+        raise PermanentError(
+            f"refused as a decompression bomb: {width}x{height} is {width * height} pixels, "
+            f"over the limit of {max_pixels}"
+        )
+    try:
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise PermanentError(f"refused as a decompression bomb: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise PermanentError(f"the image file is truncated or corrupt: {exc}") from None
+    upright = ImageOps.exif_transpose(image)
+    upright.format = image.format
+    return upright
+
+
+def apply(image: Image.Image, step: Transformation) -> Image.Image:
+    o = step.options
+    if step.type == "resize":
+        width, height = o.get("width"), o.get("height")
+        if width is None:
+            width = max(1, round(image.width * height / image.height))
+        if height is None:
+            height = max(1, round(image.height * width / image.width))
+        return image.resize((width, height), Image.Resampling.LANCZOS)
+    if step.type == "crop":
+        left, top = o.get("left", 0), o.get("top", 0)
+        right, bottom = left + o["width"], top + o["height"]
+        if right > image.width or bottom > image.height:
+            raise PermanentError(
+                f"crop box ({left}, {top}, {right}, {bottom}) is outside the "
+                f"{image.width}x{image.height} image"
+            )
+        return image.crop((left, top, right, bottom))
+    if step.type == "rotate":
+        return image.rotate(o["degrees"], expand=o.get("expand", True))
+    if step.type == "grayscale":
+        return ImageOps.grayscale(image)
+    thumb = image.copy()
+    thumb.thumbnail((o["width"], o["height"]))
+    return thumb
+
+
+def encode(image: Image.Image, output_format: str, quality: int) -> bytes:
+    pil_format, _ = FORMATS[output_format]
+    if pil_format == "JPEG" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    elif image.mode not in ("RGB", "RGBA", "L", "LA"):
+        image = image.convert("RGBA")
+    out = io.BytesIO()
+    options = {"quality": quality} if pil_format in ("WEBP", "JPEG") else {"optimize": True}
+    image.save(out, pil_format, **options)
+    return out.getvalue()
+
+
+def store(data: bytes, name: str) -> str:
+    """Save under ``name``, replacing what an earlier attempt of the same task left."""
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    return default_storage.save(name, ContentFile(data))
+
+
+@task(
+    "image.process",
+    queue="image-processing",
+    schema=ProcessImage,
+    max_attempts=4,
+    retry=Exponential(base=2, cap=120),
+    timeout=120,
+)
+def process_image(payload: ProcessImage, ctx) -> dict:
+    """Download, transform step by step (progress after each), encode and store the image."""
+    steps = len(payload.transformations) + 3  # download, decode, transforms…, store
+    data = download(str(payload.url), taskhub_settings.IMAGE_MAX_BYTES)
+    ctx.set_progress(100 * 1 / steps)
+    image = open_image(data, taskhub_settings.IMAGE_MAX_PIXELS)
+    source = {"width": image.width, "height": image.height, "format": image.format or "",
+              "size": len(data)}  # fmt: skip
+    ctx.set_progress(100 * 2 / steps)
+    for done, step in enumerate(payload.transformations, start=3):
+        ctx.check_cancelled()
+        image = apply(image, step)
+        ctx.logger.info("%s -> %dx%d", step.type, image.width, image.height)
+        ctx.set_progress(100 * done / steps)
+    encoded = encode(image, payload.output_format, payload.quality)
+    _, extension = FORMATS[payload.output_format]
+    name = store(encoded, f"{taskhub_settings.IMAGE_STORAGE_DIR}/{ctx.task_id}.{extension}")
+    return {
+        "url": default_storage.url(name),
+        "path": name,
+        "size": len(encoded),
+        "width": image.width,
+        "height": image.height,
+        "format": payload.output_format,
+        "source": source,
+    }
