@@ -6,4 +6,6 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("taskhub.urls")),
+    path("", include("payments.urls")),
+    path("", include("kyc.urls")),
 ]

@@ -1,0 +1,86 @@
+"""``manage.py taskhub sandbox`` and ``manage.py taskhub devchain``; the sandbox joins ``up``.
+
+The sandbox runs as its own process (``python -m sandbox``): the apps reach it only over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from taskhub import launcher
+from taskhub.cli import fail, subcommand
+
+
+def sandbox_selected() -> bool:
+    """True while any provider URL points at the sandbox (the default)."""
+    base = getattr(settings, "SANDBOX_URL", "")
+    urls = [settings.PAYMENTS.get("DTR_BASE_URL", ""), *(
+        settings.KYC.get(k, "") for k in ("DTR_BASE_URL", "ONRAMP_BASE_URL"))]  # fmt: skip
+    return bool(base) and any(u.startswith(base) for u in urls)
+
+
+def sandbox_env() -> dict[str, str]:
+    """The secrets the sandbox must share with us, handed over through its environment."""
+    p, k = settings.PAYMENTS, settings.KYC
+    return {
+        "SANDBOX_DTR_API_KEY": p["DTR_API_KEY"],
+        "SANDBOX_DTR_API_SECRET": p["DTR_API_SECRET"],
+        "SANDBOX_DTR_WEBHOOK_SECRET": p["DTR_WEBHOOK_SECRET"],
+        "SANDBOX_ONRAMP_API_KEY": k["ONRAMP_API_KEY"],
+        "SANDBOX_ONRAMP_API_SECRET": k["ONRAMP_API_SECRET"],
+        "SANDBOX_CHAIN_RPC_URL": p.get("CHAIN_RPC_URL", ""),
+    }
+
+
+def _sandbox_arguments(parser) -> None:
+    parser.add_argument("--host", default=None, help="default: the host of SANDBOX_URL")
+    parser.add_argument("--port", type=int, default=None, help="default: the port of SANDBOX_URL")
+
+
+@subcommand("sandbox", "run the provider sandbox (DTR, onramp, Safe Transaction Service)",
+            _sandbox_arguments)  # fmt: skip
+def run_sandbox(args) -> int:
+    url = urlsplit(settings.SANDBOX_URL)
+    host = args.host or url.hostname or "127.0.0.1"
+    port = args.port or url.port or 8100
+    env = {**os.environ, **sandbox_env()}
+    argv = [sys.executable, "-m", "sandbox", "--host", host, "--port", str(port)]
+    try:
+        return subprocess.call(argv, env=env, cwd=settings.BASE_DIR)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _devchain_arguments(parser) -> None:
+    parser.add_argument("--port", type=int, default=8545)
+    parser.add_argument("--chain-id", type=int, default=31337)
+
+
+@subcommand("devchain", "start anvil, deploy a 2-of-3 Safe and print the settings to use",
+            _devchain_arguments)  # fmt: skip
+def run_devchain(args) -> int:
+    from .chain import devchain
+
+    try:
+        chain = devchain.start(port=args.port, chain_id=args.chain_id)
+    except devchain.AnvilMissing as exc:
+        raise fail(str(exc)) from None
+    try:
+        safe = devchain.deploy_safe(chain)
+        print(devchain.describe(chain, safe), flush=True)
+        chain.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        chain.stop()
+    return 0
+
+
+if sandbox_selected():
+    # `taskhub up` starts the sandbox beside web, workers and dispatcher.
+    launcher.EXTRA_PROCESSES["sandbox"] = ["taskhub", "sandbox"]
