@@ -6,104 +6,200 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Payment',
+            name="Payment",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('user_id', models.CharField(db_index=True, max_length=200)),
-                ('amount', models.DecimalField(decimal_places=4, max_digits=24)),
-                ('currency', models.CharField(max_length=3)),
-                ('payment_method_id', models.CharField(max_length=200)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('provider', models.CharField(default='dtr', max_length=32)),
-                ('provider_payment_id', models.CharField(blank=True, db_index=True, max_length=200)),
-                ('status', models.CharField(choices=[('created', 'Created'), ('pending', 'Pending'), ('processing', 'Processing'), ('completed', 'Completed'), ('failed', 'Failed'), ('canceled', 'Canceled')], db_index=True, default='created', max_length=16)),
-                ('failure_reason', models.CharField(blank=True, max_length=500)),
-                ('idempotency_key', models.CharField(max_length=255, unique=True)),
-                ('request_hash', models.CharField(max_length=64)),
-                ('processing_task_id', models.UUIDField(blank=True, null=True)),
-                ('blockchain_task_id', models.UUIDField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("user_id", models.CharField(db_index=True, max_length=200)),
+                ("amount", models.DecimalField(decimal_places=4, max_digits=24)),
+                ("currency", models.CharField(max_length=3)),
+                ("payment_method_id", models.CharField(max_length=200)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("provider", models.CharField(default="dtr", max_length=32)),
+                (
+                    "provider_payment_id",
+                    models.CharField(blank=True, db_index=True, max_length=200),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("created", "Created"),
+                            ("pending", "Pending"),
+                            ("processing", "Processing"),
+                            ("completed", "Completed"),
+                            ("failed", "Failed"),
+                            ("canceled", "Canceled"),
+                        ],
+                        db_index=True,
+                        default="created",
+                        max_length=16,
+                    ),
+                ),
+                ("failure_reason", models.CharField(blank=True, max_length=500)),
+                ("idempotency_key", models.CharField(max_length=255, unique=True)),
+                ("request_hash", models.CharField(max_length=64)),
+                ("processing_task_id", models.UUIDField(blank=True, null=True)),
+                ("blockchain_task_id", models.UUIDField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['status', 'updated_at'], name='payments_pa_status_d4d624_idx')],
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(
+                        fields=["status", "updated_at"], name="payments_pa_status_d4d624_idx"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ProviderEvent',
+            name="ProviderEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(max_length=32)),
-                ('event_id', models.CharField(max_length=200)),
-                ('raw_body', models.TextField()),
-                ('signature_valid', models.BooleanField(default=True)),
-                ('provider_payment_id', models.CharField(blank=True, db_index=True, max_length=200)),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("provider", models.CharField(max_length=32)),
+                ("event_id", models.CharField(max_length=200)),
+                ("raw_body", models.TextField()),
+                ("signature_valid", models.BooleanField(default=True)),
+                (
+                    "provider_payment_id",
+                    models.CharField(blank=True, db_index=True, max_length=200),
+                ),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-received_at'],
-                'constraints': [models.UniqueConstraint(fields=('provider', 'event_id'), name='one_event_per_id')],
+                "ordering": ["-received_at"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("provider", "event_id"), name="one_event_per_id"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='SafeTransaction',
+            name="SafeTransaction",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('user_id', models.CharField(db_index=True, max_length=200)),
-                ('safe_address', models.CharField(max_length=42)),
-                ('chain_id', models.BigIntegerField()),
-                ('to', models.CharField(max_length=42)),
-                ('value', models.DecimalField(decimal_places=0, max_digits=78)),
-                ('data', models.TextField(blank=True, default='0x')),
-                ('operation', models.PositiveSmallIntegerField(default=0)),
-                ('safe_tx_gas', models.DecimalField(decimal_places=0, default=0, max_digits=78)),
-                ('base_gas', models.DecimalField(decimal_places=0, default=0, max_digits=78)),
-                ('gas_price', models.DecimalField(decimal_places=0, default=0, max_digits=78)),
-                ('gas_token', models.CharField(default='0x0000000000000000000000000000000000000000', max_length=42)),
-                ('refund_receiver', models.CharField(default='0x0000000000000000000000000000000000000000', max_length=42)),
-                ('nonce', models.DecimalField(decimal_places=0, max_digits=78)),
-                ('safe_tx_hash', models.CharField(max_length=66, unique=True)),
-                ('backend', models.CharField(default='rpc', max_length=32)),
-                ('status', models.CharField(choices=[('proposed', 'Proposed'), ('confirmed', 'Confirmed'), ('submitted', 'Submitted'), ('executed', 'Executed'), ('failed', 'Failed')], db_index=True, default='proposed', max_length=16)),
-                ('failure_reason', models.CharField(blank=True, max_length=500)),
-                ('raw_transaction', models.TextField(blank=True)),
-                ('eth_tx_hash', models.CharField(blank=True, db_index=True, max_length=66)),
-                ('block_number', models.BigIntegerField(blank=True, null=True)),
-                ('confirmations', models.PositiveIntegerField(default=0)),
-                ('execute_task_id', models.UUIDField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('executed_at', models.DateTimeField(blank=True, null=True)),
-                ('payment', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='safe_transaction', to='payments.payment')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("user_id", models.CharField(db_index=True, max_length=200)),
+                ("safe_address", models.CharField(max_length=42)),
+                ("chain_id", models.BigIntegerField()),
+                ("to", models.CharField(max_length=42)),
+                ("value", models.DecimalField(decimal_places=0, max_digits=78)),
+                ("data", models.TextField(blank=True, default="0x")),
+                ("operation", models.PositiveSmallIntegerField(default=0)),
+                ("safe_tx_gas", models.DecimalField(decimal_places=0, default=0, max_digits=78)),
+                ("base_gas", models.DecimalField(decimal_places=0, default=0, max_digits=78)),
+                ("gas_price", models.DecimalField(decimal_places=0, default=0, max_digits=78)),
+                (
+                    "gas_token",
+                    models.CharField(
+                        default="0x0000000000000000000000000000000000000000", max_length=42
+                    ),
+                ),
+                (
+                    "refund_receiver",
+                    models.CharField(
+                        default="0x0000000000000000000000000000000000000000", max_length=42
+                    ),
+                ),
+                ("nonce", models.DecimalField(decimal_places=0, max_digits=78)),
+                ("safe_tx_hash", models.CharField(max_length=66, unique=True)),
+                ("backend", models.CharField(default="rpc", max_length=32)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("proposed", "Proposed"),
+                            ("confirmed", "Confirmed"),
+                            ("submitted", "Submitted"),
+                            ("executed", "Executed"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="proposed",
+                        max_length=16,
+                    ),
+                ),
+                ("failure_reason", models.CharField(blank=True, max_length=500)),
+                ("raw_transaction", models.TextField(blank=True)),
+                ("eth_tx_hash", models.CharField(blank=True, db_index=True, max_length=66)),
+                ("block_number", models.BigIntegerField(blank=True, null=True)),
+                ("confirmations", models.PositiveIntegerField(default=0)),
+                ("execute_task_id", models.UUIDField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("executed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "payment",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="safe_transaction",
+                        to="payments.payment",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='SafeConfirmation',
+            name="SafeConfirmation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('owner', models.CharField(max_length=42)),
-                ('signature', models.TextField()),
-                ('signature_type', models.CharField(choices=[('EOA', 'Eoa'), ('ETH_SIGN', 'Eth Sign')], max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('safe_transaction', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='confirmation_set', to='payments.safetransaction')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("owner", models.CharField(max_length=42)),
+                ("signature", models.TextField()),
+                (
+                    "signature_type",
+                    models.CharField(
+                        choices=[("EOA", "Eoa"), ("ETH_SIGN", "Eth Sign")], max_length=16
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "safe_transaction",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="confirmation_set",
+                        to="payments.safetransaction",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['owner'],
-                'constraints': [models.UniqueConstraint(fields=('safe_transaction', 'owner'), name='one_confirmation_per_owner')],
+                "ordering": ["owner"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("safe_transaction", "owner"), name="one_confirmation_per_owner"
+                    )
+                ],
             },
         ),
     ]
