@@ -198,6 +198,8 @@ PAYMENTS = {
         "TASKHUB_SAFE_TX_SERVICE_URL", f"{SANDBOX_URL}/safe-tx-service"
     ),
     "CONFIRMATION_DEPTH": env_int("TASKHUB_CONFIRMATION_DEPTH", 1),
+    # Test hook for the kill -9 drill only (seconds to stall after sending execTransaction).
+    "PAUSE_AFTER_SUBMIT": float(os.environ.get("TASKHUB_TEST_PAUSE_AFTER_SUBMIT", 0)),
 }
 KYC = {
     "DEFAULT_PROVIDER": os.environ.get("TASKHUB_KYC_PROVIDER", "dtr"),
