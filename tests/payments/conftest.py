@@ -3,37 +3,12 @@ taskhub web server (for callbacks), and worker + dispatcher processes."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-
-import httpx
 import pytest
 from django.conf import settings
 
 from payments.chain import devchain
+from tests.sandbox_support import start_sandbox
 from tests.support import ROOT, Stack
-
-
-def start_sandbox(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = devchain.free_port()
-    log = open(ROOT / "var" / "test-logs" / f"sandbox-{time.time_ns()}.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--port", str(port), "--callback-delay", "0.5"],
-        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_sandbox/health").status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the sandbox did not start")
 
 
 @pytest.fixture(scope="session")
