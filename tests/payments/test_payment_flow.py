@@ -173,3 +173,25 @@ def _sign(body: bytes, timestamp: int) -> str:
     secret = settings.PAYMENTS["DTR_WEBHOOK_SECRET"].encode()
     digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
+
+
+def test_no_secret_reaches_task_payloads_events_logs_or_the_api(api, chain):
+    from taskhub.models import TaskEvent, TaskLog
+
+    secrets = [chain.server_key[2:], chain.relayer_key[2:], settings.PAYMENTS["DTR_API_SECRET"],
+               settings.PAYMENTS["DTR_WEBHOOK_SECRET"]]  # fmt: skip
+    payment = wait_payment(
+        pay(api, "3.00", "order-secrets", safe_transaction=signed_safe_tx(chain)).json()["id"],
+        "completed",
+    )
+    wait_for(lambda: SafeTransaction.objects.filter(payment=payment, status="executed").exists(),
+             timeout=40)  # fmt: skip
+
+    stored = json.dumps([
+        list(Task.objects.values_list("payload", "result", "error", "traceback")),
+        list(TaskEvent.objects.values_list("data", flat=True)),
+        list(TaskLog.objects.values_list("message", flat=True)),
+        api.get(f"/api/payments/{payment.id}").json(), api.get("/api/safe-transactions").json(),
+    ], default=str)  # fmt: skip
+    for secret in secrets:
+        assert secret not in stored

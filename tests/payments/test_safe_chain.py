@@ -85,11 +85,13 @@ def test_a_used_nonce_is_reconciled_from_the_chain_not_resubmitted(chain, provid
 
 
 def test_a_nonce_taken_by_another_transaction_fails_permanently(chain, provider_settings):
-    stale = user_signed(chain, nonce=0, value=7)  # nonce 0 was used by an earlier test's tx
-    SafeOnChain(chain.w3, chain.safe_address).nonce() or pytest.skip("needs an earlier execution")
-    row, _ = safe.create_safe_transaction(stale)
+    first, _ = safe.create_safe_transaction(user_signed(chain, value=5))
+    safe.execute(first.id)
+    used = SafeOnChain(chain.w3, chain.safe_address).nonce() - 1
+    row, _ = safe.create_safe_transaction(user_signed(chain, nonce=used, value=7))
 
     with pytest.raises(Exception, match="already used"):
         safe.execute(row.id)
     row.refresh_from_db()
     assert row.status == "failed"
+    assert "already used" in row.failure_reason
