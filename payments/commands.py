@@ -64,8 +64,14 @@ def _devchain_arguments(parser) -> None:
 @subcommand("devchain", "start anvil, deploy a 2-of-3 Safe and print the settings to use",
             _devchain_arguments)  # fmt: skip
 def run_devchain(args) -> int:
+    import signal
+
     from .chain import devchain
 
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # so that anvil is stopped with us
     try:
         chain = devchain.start(port=args.port, chain_id=args.chain_id)
     except devchain.AnvilMissing as exc:
@@ -84,3 +90,43 @@ def run_devchain(args) -> int:
 if sandbox_selected():
     # `taskhub up` starts the sandbox beside web, workers and dispatcher.
     launcher.EXTRA_PROCESSES["sandbox"] = ["taskhub", "sandbox"]
+
+
+def _safe_sign_arguments(parser) -> None:
+    parser.add_argument("--safe", required=True, help="the Safe's address")
+    parser.add_argument("--to", required=True)
+    parser.add_argument("--value", default="0", help="in wei")
+    parser.add_argument("--data", default="0x")
+    parser.add_argument("--key", required=True, help="the signing owner's private key (dev only)")
+    parser.add_argument("--nonce", type=int, default=None, help="default: the Safe's nonce now")
+
+
+@subcommand("safe-sign", "sign a SafeTx as an owner and print the safe_transaction JSON "
+            "(a development helper for the walkthrough)", _safe_sign_arguments)  # fmt: skip
+def run_safe_sign(args) -> int:
+    import json
+
+    from eth_account import Account
+
+    from .chain.client import ChainNotConfigured, SafeOnChain, get_web3
+    from .chain.safe_tx import InvalidSafeTx, parse_safe_tx, safe_tx_hash
+
+    try:
+        w3 = get_web3()
+        nonce = args.nonce if args.nonce is not None else SafeOnChain(w3, args.safe).nonce()
+        fields = {"to": args.to, "value": args.value, "data": args.data, "nonce": nonce}
+        tx_hash = safe_tx_hash(parse_safe_tx(fields), int(w3.eth.chain_id), args.safe)
+        signature = bytes(Account.unsafe_sign_hash(tx_hash, args.key).signature)
+    except (ChainNotConfigured, InvalidSafeTx, ValueError) as exc:
+        raise fail(str(exc)) from None
+    print(
+        json.dumps(
+            {
+                "safe_address": args.safe,
+                "chain_id": int(w3.eth.chain_id),
+                "transaction": fields,
+                "user_signature": "0x" + signature.hex(),
+            }
+        )
+    )
+    return 0
