@@ -74,10 +74,16 @@ class Dispatched:
 
 
 def live_workers(now: dt.datetime) -> list[WorkerProcess]:
+    """Workers with a recent heartbeat in the database or, if the database missed their
+    beats (a short outage), a live key in Redis."""
+    from .claims import live_in_redis
+
     horizon = now - dt.timedelta(seconds=taskhub_settings.LIFELINE_TIMEOUT)
-    return list(
-        WorkerProcess.objects.filter(stopped_at__isnull=True, last_heartbeat_at__gte=horizon)
-    )
+    recent = now - dt.timedelta(days=1)
+    candidates = list(WorkerProcess.objects.filter(last_heartbeat_at__gte=recent))
+    fresh = {w.id for w in candidates if w.stopped_at is None and w.last_heartbeat_at >= horizon}
+    alive = fresh | live_in_redis([w.id for w in candidates if w.id not in fresh])
+    return [w for w in candidates if w.id in alive]
 
 
 def queue_windows(queues: list[str], workers: list[WorkerProcess]) -> dict[str, int]:

@@ -90,8 +90,11 @@ class Stack:
         return 0
 
     def _shutdown(self) -> None:
+        # SIGTERM to each child only, not its group: Dramatiq's main process forwards it to its
+        # workers, and a worker that receives a second SIGTERM exits at once (no grace).
         for child in self.children.values():
-            _signal_group(child, signal.SIGTERM)
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + SHUTDOWN_GRACE + 5
         for child in self.children.values():
             try:
