@@ -65,8 +65,13 @@ def kyc_servers(smtp, live_server):
 
 @pytest.fixture(scope="module")
 def stack(django_db_setup, django_db_blocker, kyc_servers):
+    running = Stack(processes=1, threads=4, env=kyc_servers["env"])
     with django_db_blocker.unblock():
-        running = Stack(processes=1, threads=4, env=kyc_servers["env"]).start()
+        try:
+            running.start()
+        except BaseException:
+            running.stop()  # never leave processes behind on the test database
+            raise
     yield running
     running.stop()
 

@@ -67,8 +67,13 @@ def provider_settings(sandbox, chain, live_server):
 
 @pytest.fixture(scope="module")
 def stack(django_db_setup, django_db_blocker, provider_settings):
+    running = Stack(processes=1, threads=4, env=provider_settings)
     with django_db_blocker.unblock():
-        running = Stack(processes=1, threads=4, env=provider_settings).start()
+        try:
+            running.start()
+        except BaseException:
+            running.stop()  # never leave processes behind on the test database
+            raise
     yield running
     running.stop()
 

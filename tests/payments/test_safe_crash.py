@@ -20,8 +20,13 @@ FINAL = ["executed", "failed"]
 def stack(django_db_setup, django_db_blocker, provider_settings):
     # The worker stalls 20 s right after sending execTransaction, before recording it.
     env = {**provider_settings, "TASKHUB_TEST_PAUSE_AFTER_SUBMIT": "20"}
+    running = Stack(processes=1, threads=2, env=env)
     with django_db_blocker.unblock():
-        running = Stack(processes=1, threads=2, env=env).start()
+        try:
+            running.start()
+        except BaseException:
+            running.stop()  # never leave processes behind on the test database
+            raise
     yield running
     running.stop()
 
