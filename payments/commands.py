@@ -6,7 +6,6 @@ The sandbox runs as its own process (``python -m sandbox``): the apps reach it o
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from urllib.parse import urlsplit
 
@@ -50,10 +49,9 @@ def run_sandbox(args) -> int:
     port = args.port or url.port or 8100
     env = {**os.environ, **sandbox_env()}
     argv = [sys.executable, "-m", "sandbox", "--host", host, "--port", str(port)]
-    try:
-        return subprocess.call(argv, env=env, cwd=settings.BASE_DIR)
-    except KeyboardInterrupt:
-        return 0
+    # Become the sandbox (exec, not a child): a SIGTERM from `taskhub up` then reaches it.
+    os.chdir(settings.BASE_DIR)
+    os.execve(sys.executable, argv, env)
 
 
 def _devchain_arguments(parser) -> None:

@@ -192,7 +192,15 @@ def serve(host: str, port: int, callback_delay: float = 0.5) -> None:
     class SandboxHandler(Handler):
         routes = build_routes(config, outbox)
 
-    server = ThreadingHTTPServer((host, port), SandboxHandler)
+    try:
+        server = ThreadingHTTPServer((host, port), SandboxHandler)
+    except OSError as exc:
+        # Under `taskhub up` a dead child stops the whole stack; a busy sandbox port is a
+        # development inconvenience, not a reason for that. Say so loudly and stay idle.
+        logger.error("sandbox cannot listen on %s:%s (%s); set TASKHUB_SANDBOX_URL to a free "
+                     "port. Idle until stopped.", host, port, exc)  # fmt: skip
+        threading.Event().wait()
+        return
     server.daemon_threads = True
     logger.info("sandbox listening on http://%s:%s", host, port)
     try:
