@@ -69,32 +69,29 @@ class WorkerRuntime:
     """Everything one worker process keeps for tracking its attempts."""
 
     def __init__(self) -> None:
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.worker_id = ""
         self.writer: OutcomeWriter | None = None
         self._heartbeat: Heartbeat | None = None
 
     # -- process lifecycle ---------------------------------------------------------------------
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Everything a message needs exists before the worker threads start consuming: a message
+        # taken before the writer existed would otherwise wait for the lifeline.
         ensure_redis()
         for queue in declared_queues():
             broker.declare_queue(queue)
         # Idle consumers poll with a backoff capped at this; Dramatiq's 1 s default would add up
         # to a second of latency to every task that arrives on an idle queue.
         worker.worker_timeout = int(taskhub_settings.WORKER_POLL_MS)
-
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # Pid-based id: a forked process must not share its parent's identity.
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.writer = OutcomeWriter(self.worker_id)
         self.writer.start()
         whitelist = worker.consumer_whitelist
         queues = sorted(whitelist) if whitelist else declared_queues()
+        broker_id = getattr(broker, "broker_id", "")
         self._heartbeat = Heartbeat(
-            self.worker_id,
-            self.writer,
-            queues,
-            worker.worker_threads,
-            getattr(broker, "broker_id", ""),
+            self.worker_id, self.writer, queues, worker.worker_threads, broker_id
         )
         self._heartbeat.start()
 
