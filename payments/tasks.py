@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from taskhub import Linear, PermanentError, Schedule, task
+from taskhub.cron import EVERY_5_MINUTES, cron
 
 from . import safe, services
 from .providers import ProviderRejected
@@ -60,9 +61,10 @@ def refresh_dtr_payment(payload: ProviderPaymentRef, ctx) -> dict:
     return {"provider_payment_id": payload.provider_payment_id, "status": status}
 
 
+@cron(EVERY_5_MINUTES)
 @task("payments.reconcile_stuck", queue="payment_processing", schema=Reconcile, max_attempts=1)
 def reconcile_stuck(payload: Reconcile, ctx) -> dict:
-    """Re-read payments stuck in ``processing`` from the provider. Run it every 5 minutes."""
+    """Re-read payments stuck in ``processing`` from the provider (a cron, every 5 minutes)."""
     from .conf import setting
 
     older_than = payload.older_than
