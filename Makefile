@@ -49,3 +49,27 @@ bench: $(STAMP)  ## benchmarks and fault drills (not part of make test)
 
 clean:
 	rm -rf $(VENV) var/*
+
+# --- payments / kyc: the local chain and the Safe contracts (npm packages, installed into the project) ---
+NODE_STAMP := node_modules/.installed
+ANVIL := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
+
+.PHONY: chain-tools devchain sandbox safe-artifacts
+
+$(NODE_STAMP): package.json
+	npm install --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+chain-tools: $(NODE_STAMP)  ## anvil and the Safe 1.4.1 artifacts into node_modules/
+
+# The payments and KYC tests start anvil from node_modules: install it before any test run.
+test test-fast: $(NODE_STAMP)
+
+devchain: $(STAMP) $(NODE_STAMP)  ## a local chain with a 2-of-3 Safe deployed; prints the settings to use
+	$(PY) manage.py taskhub devchain
+
+sandbox: $(STAMP)  ## the provider sandbox (DTR, onramp, KYC, Safe Transaction Service) on its own
+	$(PY) manage.py taskhub sandbox
+
+safe-artifacts: $(STAMP) $(NODE_STAMP)  ## refresh the committed Safe bytecode from the npm package
+	$(PY) -m payments.chain.contracts.extract node_modules/@safe-global/safe-contracts

@@ -47,6 +47,8 @@ INSTALLED_APPS = [
     "notifications",
     "blockchain",
     "webhooks",
+    "payments",
+    "kyc",
 ]
 
 MIDDLEWARE = [
@@ -274,3 +276,45 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
+
+# --- payments and kyc (providers, local chain, sandbox) -------------------------------------------
+# The defaults point every provider at the local sandbox (`manage.py taskhub sandbox`, started by
+# `taskhub up` while a sandbox provider is selected) with the sandbox's well-known secrets. Set
+# the real providers' URLs and secrets through the environment in production.
+SANDBOX_URL = os.environ.get("TASKHUB_SANDBOX_URL", "http://127.0.0.1:8100").rstrip("/")
+PAYMENTS = {
+    "DTR_BASE_URL": os.environ.get("TASKHUB_DTR_BASE_URL", f"{SANDBOX_URL}/dtr"),
+    "DTR_API_KEY": os.environ.get("TASKHUB_DTR_API_KEY", "sandbox-dtr-key"),
+    "DTR_API_SECRET": os.environ.get("TASKHUB_DTR_API_SECRET", "sandbox-dtr-api-secret"),
+    "DTR_WEBHOOK_SECRET": os.environ.get("TASKHUB_DTR_WEBHOOK_SECRET", "sandbox-dtr-webhook"),
+    # Where providers send callbacks: this deployment's public base URL.
+    "CALLBACK_BASE_URL": os.environ.get("TASKHUB_PUBLIC_URL", "http://127.0.0.1:8000"),
+    "STUCK_AFTER_SECONDS": float(os.environ.get("TASKHUB_PAYMENTS_STUCK_AFTER", 300)),
+    # Safe transactions: "rpc" (signatures collected here, execTransaction by our relayer) or
+    # "tx_service" (proposed and confirmed through a Safe Transaction Service, then executed).
+    "SAFE_BACKEND": os.environ.get("TASKHUB_SAFE_BACKEND", "rpc"),
+    "CHAIN_RPC_URL": os.environ.get("TASKHUB_CHAIN_RPC_URL", ""),
+    "CHAIN_ID": int(os.environ["TASKHUB_CHAIN_ID"]) if os.environ.get("TASKHUB_CHAIN_ID") else None,
+    "SAFE_SERVER_KEY": os.environ.get("TASKHUB_SAFE_SERVER_KEY", ""),
+    "SAFE_RELAYER_KEY": os.environ.get("TASKHUB_SAFE_RELAYER_KEY", ""),
+    "SAFE_TX_SERVICE_URL": os.environ.get(
+        "TASKHUB_SAFE_TX_SERVICE_URL", f"{SANDBOX_URL}/safe-tx-service"
+    ),
+    "CONFIRMATION_DEPTH": env_int("TASKHUB_CONFIRMATION_DEPTH", 1),
+    # Test hook for the kill -9 drill only (seconds to stall after sending execTransaction).
+    "PAUSE_AFTER_SUBMIT": float(os.environ.get("TASKHUB_TEST_PAUSE_AFTER_SUBMIT", 0)),
+}
+KYC = {
+    "DEFAULT_PROVIDER": os.environ.get("TASKHUB_KYC_PROVIDER", "dtr"),
+    "DTR_BASE_URL": os.environ.get("TASKHUB_DTR_BASE_URL", f"{SANDBOX_URL}/dtr"),
+    "DTR_API_KEY": os.environ.get("TASKHUB_DTR_API_KEY", "sandbox-dtr-key"),
+    "DTR_API_SECRET": os.environ.get("TASKHUB_DTR_API_SECRET", "sandbox-dtr-api-secret"),
+    "DTR_WEBHOOK_SECRET": os.environ.get("TASKHUB_DTR_WEBHOOK_SECRET", "sandbox-dtr-webhook"),
+    "ONRAMP_BASE_URL": os.environ.get("TASKHUB_ONRAMP_BASE_URL", f"{SANDBOX_URL}/onramp"),
+    "ONRAMP_API_KEY": os.environ.get("TASKHUB_ONRAMP_API_KEY", "sandbox-onramp-key"),
+    "ONRAMP_API_SECRET": os.environ.get("TASKHUB_ONRAMP_API_SECRET", "sandbox-onramp-secret"),
+    "CALLBACK_BASE_URL": os.environ.get("TASKHUB_PUBLIC_URL", "http://127.0.0.1:8000"),
+    "MAX_DOCUMENT_BYTES": env_int("TASKHUB_KYC_MAX_DOCUMENT_BYTES", 10 * 1024 * 1024),
+}
+# Provider callbacks older (or further in the future) than this are refused as stale (seconds).
+CALLBACK_TOLERANCE_SECONDS = env_int("TASKHUB_CALLBACK_TOLERANCE", 300)

@@ -7,4 +7,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("taskhub.urls")),
     path("api/", include("notifications.urls")),
+    path("", include("payments.urls")),
+    path("", include("kyc.urls")),
 ]

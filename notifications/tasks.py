@@ -78,7 +78,11 @@ def _email_template(notification: Notification) -> tuple[str, dict]:
 
 def _send_email(notification: Notification) -> tuple[str, str]:
     """(status, reference): schedule email.send in the caller's transaction."""
-    address = email_address_for(notification.user_id, notification.type)
+    # A caller that knows the address for this message (e.g. the one a KYC case was opened
+    # with) passes it in metadata; otherwise the user's preference or account decides.
+    address = notification.metadata.get("email") or email_address_for(
+        notification.user_id, notification.type
+    )
     if not address:
         return DeliveryStatus.SKIPPED, "no e-mail address known for this user"
     template, context = _email_template(notification)

@@ -1,0 +1,103 @@
+"""REST endpoints for KYC cases and signed provider callbacks."""
+
+from __future__ import annotations
+
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from rest_framework import generics, serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import services
+from .models import KycCase, UserKycStatus
+from .providers import CallbackRejected
+
+
+class KycCaseSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = KycCase
+        fields = ["id", "user_id", "provider", "document_id", "document_type", "document_name",
+                  "external_id", "submission", "status", "reasons", "created_at", "updated_at",
+                  "decided_at"]  # fmt: skip
+
+
+class Pagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 500
+
+
+class KycDocumentCreate(APIView):
+    """``POST /api/kyc/documents``: multipart (user_id, document_type, provider?, email?, file)
+    or JSON with ``document_ref`` instead of a file."""
+
+    permission_classes = [IsAuthenticated]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def post(self, request):
+        try:
+            case = services.create_case(request.data, request.FILES.get("file"))
+        except services.KycRequestError as exc:
+            return Response({"errors": exc.errors}, status=exc.status)
+        return Response(KycCaseSerializer(case).data, status=status.HTTP_201_CREATED)
+
+
+class KycCaseList(generics.ListAPIView):
+    """``GET /api/kyc/cases`` (filters: user_id, status, provider)."""
+
+    permission_classes = [IsAuthenticated]
+    serializer_class = KycCaseSerializer
+    pagination_class = Pagination
+
+    def get_queryset(self):
+        rows = KycCase.objects.all()
+        for name in ("user_id", "status", "provider"):
+            if self.request.query_params.get(name):
+                rows = rows.filter(**{name: self.request.query_params[name]})
+        return rows
+
+
+class KycCaseDetail(generics.RetrieveAPIView):
+    permission_classes = [IsAuthenticated]
+    queryset = KycCase.objects.all()
+    serializer_class = KycCaseSerializer
+
+
+class UserKycStatusDetail(APIView):
+    """``GET /api/kyc/users/{user_id}``: the user's current KYC status."""
+
+    permission_classes = [IsAuthenticated]
+
+    def get(self, request, user_id: str):
+        row = UserKycStatus.objects.filter(user_id=user_id).first()
+        return Response(
+            {
+                "user_id": user_id,
+                "status": row.status if row else "none",
+                "case_id": str(row.case_id) if row and row.case_id else None,
+            }
+        )
+
+
+class KycRerun(APIView):
+    """``POST /api/kyc/cases/{id}/rerun``: submit the document again (operator action)."""
+
+    permission_classes = [IsAuthenticated]
+
+    def post(self, request, pk):
+        case = generics.get_object_or_404(KycCase, pk=pk)
+        task = services.rerun_check(case)
+        return Response({"case_id": str(case.id), "task_id": str(task.id)})
+
+
+@csrf_exempt
+@require_POST
+def provider_callback(request, provider: str):
+    try:
+        event, created = services.receive_callback(provider, request.headers, request.body)
+    except CallbackRejected as exc:
+        return JsonResponse({"error": str(exc)}, status=exc.status)
+    return JsonResponse({"received": True, "duplicate": not created, "event_id": event.event_id})

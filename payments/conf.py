@@ -1,0 +1,35 @@
+"""The payments settings (``settings.PAYMENTS``), read at use time so tests can override them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    "DTR_BASE_URL": "http://127.0.0.1:8100/dtr",
+    "DTR_API_KEY": "",
+    "DTR_API_SECRET": "",
+    "DTR_WEBHOOK_SECRET": "",
+    "CALLBACK_BASE_URL": "http://127.0.0.1:8000",
+    "STUCK_AFTER_SECONDS": 300.0,
+    "SAFE_BACKEND": "rpc",
+    "CHAIN_RPC_URL": "",
+    "CHAIN_ID": None,
+    "SAFE_SERVER_KEY": "",
+    "SAFE_RELAYER_KEY": "",
+    "SAFE_TX_SERVICE_URL": "",
+    "CONFIRMATION_DEPTH": 1,
+    # Test hook for the crash drill: seconds to sleep right after execTransaction is sent and
+    # before that is recorded, so a test can kill the worker in exactly that window.
+    "PAUSE_AFTER_SUBMIT": 0.0,
+    "HTTP_TIMEOUT": 10.0,
+}
+
+
+def setting(name: str) -> Any:
+    return (getattr(settings, "PAYMENTS", None) or {}).get(name, DEFAULTS[name])
+
+
+def callback_tolerance() -> int:
+    return int(getattr(settings, "CALLBACK_TOLERANCE_SECONDS", 300))

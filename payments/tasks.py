@@ -1,0 +1,95 @@
+"""Payment and Safe task types.
+
+Queues carry the task type: ``payment_processing`` (provider calls, callbacks, reconciliation)
+and ``blockchain_transaction`` (Safe execution and receipt tracking).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from taskhub import Linear, PermanentError, Schedule, task
+from taskhub.cron import EVERY_5_MINUTES, cron
+
+from . import safe, services
+from .providers import ProviderRejected
+
+
+class PaymentRef(BaseModel):
+    payment_id: str
+
+
+class ProviderPaymentRef(BaseModel):
+    provider_payment_id: str = Field(min_length=1, max_length=200)
+    event_id: int | None = None
+
+
+class SafeTxRef(BaseModel):
+    safe_transaction_id: str
+
+
+class Reconcile(BaseModel):
+    #: payments in processing for longer than this are re-read from the provider (seconds)
+    older_than: float | None = Field(default=None, ge=0)
+
+
+@task(
+    "payments.process_dtr_payment", queue="payment_processing", schema=PaymentRef,
+    max_attempts=6, retry=Schedule([1, 5, 15, 60, 300]), timeout=60,
+)  # fmt: skip
+def process_dtr_payment(payload: PaymentRef, ctx) -> dict:
+    """Send the payment to DTR (with its stored idempotency key) and apply the answer."""
+    try:
+        status = services.process_payment(payload.payment_id)
+    except ProviderRejected as exc:
+        services.apply_provider_state(
+            payload.payment_id,
+            services.ProviderPayment(id="", status="failed", reason=str(exc)[:500]),
+        )
+        raise PermanentError(str(exc)) from None
+    ctx.logger.info("payment %s is %s", payload.payment_id, status)
+    return {"payment_id": payload.payment_id, "status": status}
+
+
+@task(
+    "payments.refresh_dtr_payment", queue="payment_processing", schema=ProviderPaymentRef,
+    max_attempts=8, retry=Schedule([1, 2, 5, 15, 60]), timeout=60,
+)  # fmt: skip
+def refresh_dtr_payment(payload: ProviderPaymentRef, ctx) -> dict:
+    """After a callback: re-read the payment's state from DTR (the callback body is not trusted)."""
+    status = services.refresh_for_event(payload.provider_payment_id, payload.event_id)
+    return {"provider_payment_id": payload.provider_payment_id, "status": status}
+
+
+@cron(EVERY_5_MINUTES)
+@task("payments.reconcile_stuck", queue="payment_processing", schema=Reconcile, max_attempts=1)
+def reconcile_stuck(payload: Reconcile, ctx) -> dict:
+    """Re-read payments stuck in ``processing`` from the provider (a cron, every 5 minutes)."""
+    from .conf import setting
+
+    older_than = payload.older_than
+    if older_than is None:
+        older_than = float(setting("STUCK_AFTER_SECONDS"))
+    counts = services.reconcile_stuck(older_than)
+    ctx.logger.info("reconciled stuck payments: %s", counts)
+    return counts
+
+
+@task(
+    "payments.execute_safe_transaction", queue="blockchain_transaction", schema=SafeTxRef,
+    max_attempts=8, retry=Schedule([2, 5, 15, 30, 60, 120, 300]), timeout=120,
+)  # fmt: skip
+def execute_safe_transaction(payload: SafeTxRef, ctx) -> dict:
+    """Countersign the user's SafeTx and submit execTransaction — once, whatever crashes."""
+    status = safe.execute(payload.safe_transaction_id)
+    return {"safe_transaction_id": payload.safe_transaction_id, "status": status}
+
+
+@task(
+    "payments.track_safe_transaction", queue="blockchain_transaction", schema=SafeTxRef,
+    max_attempts=60, retry=Linear(2, cap=30), timeout=60,
+)  # fmt: skip
+def track_safe_transaction(payload: SafeTxRef, ctx) -> dict:
+    """Follow execTransaction to ``executed`` at the confirmation depth, or ``failed``."""
+    status = safe.track(payload.safe_transaction_id)
+    return {"safe_transaction_id": payload.safe_transaction_id, "status": status}

@@ -1,0 +1,197 @@
+"""Payments end to end: real workers, the provider sandbox over HTTP, callbacks into the live
+web server, and the Safe transaction executed on anvil."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from eth_account import Account
+from rest_framework.test import APIClient
+
+import taskhub
+from payments.chain.client import SafeOnChain
+from payments.chain.safe_tx import parse_safe_tx, safe_tx_hash
+from payments.models import Payment, ProviderEvent, SafeTransaction
+from taskhub.models import Task
+from tests.support import wait_for, wait_status
+
+pytestmark = pytest.mark.e2e
+RECIPIENT = "0x000000000000000000000000000000000000dEaD"
+
+
+@pytest.fixture
+def api(e2e):
+    client = APIClient()
+    client.force_authenticate(get_user_model().objects.create_user(f"op-{time.time_ns()}"))
+    return client
+
+
+def pay(api, amount: str, key: str, **extra):
+    body = {"user_id": "user-7", "amount": amount, "currency": "USD",
+            "payment_method_id": "pm_card", **extra}  # fmt: skip
+    return api.post("/api/payments", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+def wait_payment(payment_id, statuses, timeout=30) -> Payment:
+    wanted = (statuses,) if isinstance(statuses, str) else statuses
+    return wait_for(
+        lambda: Payment.objects.filter(id=payment_id, status__in=wanted).first(),
+        timeout=timeout, message=f"payment {payment_id} to be {wanted}",
+    )  # fmt: skip
+
+
+def signed_safe_tx(chain, value=10**15) -> dict:
+    nonce = SafeOnChain(chain.w3, chain.safe_address).nonce()
+    fields = {"to": RECIPIENT, "value": str(value), "nonce": nonce}
+    tx_hash = safe_tx_hash(parse_safe_tx(fields), chain.chain_id, chain.safe_address)
+    signature = bytes(Account.unsafe_sign_hash(tx_hash, chain.user_key).signature)
+    return {"safe_address": chain.safe_address, "chain_id": chain.chain_id,
+            "transaction": fields, "user_signature": "0x" + signature.hex()}  # fmt: skip
+
+
+def blockchain_tasks(payment: Payment):
+    return Task.objects.filter(
+        name="payments.execute_safe_transaction", correlation_id=payment.correlation_id
+    )
+
+
+def test_a_completed_payment_executes_its_safe_transaction_on_chain_once(api, chain):
+    on_chain = SafeOnChain(chain.w3, chain.safe_address)
+    nonce_before = on_chain.nonce()
+    spec = signed_safe_tx(chain)
+
+    first = pay(api, "25.00", "order-1001", safe_transaction=spec)
+    again = pay(api, "25.00", "order-1001", safe_transaction=spec)
+    conflict = pay(api, "25.01", "order-1001", safe_transaction=spec)
+
+    assert (first.status_code, again.status_code, conflict.status_code) == (201, 200, 409)
+    assert again.json()["id"] == first.json()["id"]
+    payment = wait_payment(first.json()["id"], "completed")
+    row = wait_for(
+        lambda: SafeTransaction.objects.filter(payment=payment, status="executed").first(),
+        timeout=40, message="the Safe transaction to be executed",
+    )  # fmt: skip
+    assert on_chain.nonce() == nonce_before + 1
+    execution = on_chain.find_execution(row.safe_tx_hash)
+    assert execution.success and execution.eth_tx_hash == row.eth_tx_hash
+    assert Payment.objects.filter(idempotency_key="order-1001").count() == 1
+    assert blockchain_tasks(payment).count() == 1
+    detail = api.get(f"/api/payments/{payment.id}").json()
+    assert detail["safe_transaction"]["status"] == "executed"
+    assert {t["name"] for t in detail["tasks"]} >= {
+        "payments.process_dtr_payment", "payments.execute_safe_transaction",
+        "payments.track_safe_transaction",
+    }  # fmt: skip
+    # The callback the sandbox sent for the completion arrived and changed nothing more.
+    wait_for(
+        lambda: ProviderEvent.objects.filter(
+            provider_payment_id=payment.provider_payment_id, processed_at__isnull=False
+        ).exists()
+    )
+    assert blockchain_tasks(payment).count() == 1
+
+
+def test_a_declined_payment_fails_and_schedules_no_blockchain_task(api, chain):
+    response = pay(api, "10.13", "order-decline", safe_transaction=signed_safe_tx(chain))
+
+    payment = wait_payment(response.json()["id"], "failed")
+
+    assert "declined" in payment.failure_reason
+    time.sleep(1)
+    assert blockchain_tasks(payment).count() == 0
+    assert SafeTransaction.objects.get(payment=payment).status == "proposed"
+
+
+def test_a_payment_completed_only_by_a_later_callback_completes(api):
+    response = pay(api, "10.42", "order-callback")
+    payment = wait_payment(response.json()["id"], "processing")
+
+    payment = wait_payment(payment.id, "completed")
+
+    event = ProviderEvent.objects.get(provider_payment_id=payment.provider_payment_id,
+                                      raw_body__contains="completed")  # fmt: skip
+    assert event.signature_valid
+    wait_for(lambda: ProviderEvent.objects.get(id=event.id).processed_at)
+
+
+def test_a_payment_stuck_in_processing_is_reconciled_from_the_provider(api):
+    response = pay(api, "10.77", "order-stuck")
+    payment = wait_payment(response.json()["id"], "processing")
+    time.sleep(1.5)  # the sandbox completes it silently after 0.5 s
+    assert Payment.objects.get(id=payment.id).status == "processing"
+
+    task = taskhub.schedule("payments.reconcile_stuck", {"older_than": 0})
+    wait_status(task.id, "completed")
+
+    assert Payment.objects.get(id=payment.id).status == "completed"
+    assert Task.objects.get(id=task.id).result["changed"] >= 1
+
+
+def _callbacks(sandbox, payment: Payment) -> list[dict]:
+    sent = httpx.get(f"{sandbox}/_sandbox/callbacks").json()["callbacks"]
+    return [c for c in sent if payment.provider_payment_id in c["body"]]
+
+
+def test_bad_signature_replayed_and_stale_callbacks_change_nothing(api, sandbox, live_server):
+    payment = wait_payment(pay(api, "12.00", "order-replay").json()["id"], "completed")
+    captured = wait_for(lambda: _callbacks(sandbox, payment), message="the sandbox's callback")[0]
+    wait_for(
+        lambda: ProviderEvent.objects.filter(
+            provider_payment_id=payment.provider_payment_id, processed_at__isnull=False
+        ).exists()
+    )
+    url = f"{live_server.url}/api/payments/callbacks/dtr"
+    events_before, tasks_before = ProviderEvent.objects.count(), Task.objects.count()
+
+    replayed = httpx.post(url, content=captured["body"], headers=captured["headers"])
+    tampered = httpx.post(url, content=captured["body"].replace("completed", "canceled"),
+                          headers=captured["headers"])  # fmt: skip
+    unsigned = httpx.post(url, content=captured["body"])
+    stale_body = json.dumps({"id": "evt_stale", "type": "payment.updated", "created_at": 1,
+                             "data": {"payment_id": payment.provider_payment_id,
+                                      "status": "canceled"}}).encode()  # fmt: skip
+    stale = httpx.post(url, content=stale_body, headers={"X-DTR-Signature": _sign(
+        stale_body, timestamp=int(time.time()) - 3600)})  # fmt: skip
+
+    assert replayed.status_code == 200 and replayed.json()["duplicate"] is True
+    assert (tampered.status_code, unsigned.status_code, stale.status_code) == (401, 401, 400)
+    assert "stale" in stale.json()["error"]
+    assert ProviderEvent.objects.count() == events_before
+    assert Task.objects.count() == tasks_before
+    assert Payment.objects.get(id=payment.id).status == "completed"
+
+
+def _sign(body: bytes, timestamp: int) -> str:
+    import hashlib
+    import hmac
+
+    secret = settings.PAYMENTS["DTR_WEBHOOK_SECRET"].encode()
+    digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def test_no_secret_reaches_task_payloads_events_logs_or_the_api(api, chain):
+    from taskhub.models import TaskEvent, TaskLog
+
+    secrets = [chain.server_key[2:], chain.relayer_key[2:], settings.PAYMENTS["DTR_API_SECRET"],
+               settings.PAYMENTS["DTR_WEBHOOK_SECRET"]]  # fmt: skip
+    payment = wait_payment(
+        pay(api, "3.00", "order-secrets", safe_transaction=signed_safe_tx(chain)).json()["id"],
+        "completed",
+    )
+    wait_for(lambda: SafeTransaction.objects.filter(payment=payment, status="executed").exists(),
+             timeout=40)  # fmt: skip
+
+    stored = json.dumps([
+        list(Task.objects.values_list("payload", "result", "error", "traceback")),
+        list(TaskEvent.objects.values_list("data", flat=True)),
+        list(TaskLog.objects.values_list("message", flat=True)),
+        api.get(f"/api/payments/{payment.id}").json(), api.get("/api/safe-transactions").json(),
+    ], default=str)  # fmt: skip
+    for secret in secrets:
+        assert secret not in stored
