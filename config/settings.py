@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import django
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TASKHUB_VAR_DIR", BASE_DIR / "var"))
@@ -42,6 +43,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_dramatiq",
     "taskhub",
+    # Django's Tasks framework on taskhub: django.tasks on Django 6, the backport app before it.
+    *(["django_tasks"] if django.VERSION < (6, 0) else []),
+    "taskhub.contrib.django_tasks",
 ]
 
 MIDDLEWARE = [
@@ -142,6 +146,16 @@ for _key, _type in _TASKHUB_ENV.items():
         TASKHUB[_key] = _type(os.environ[f"TASKHUB_{_key}"])
 # Any other key, as one JSON object (used by tests and drills to tune every process alike).
 TASKHUB.update(json.loads(os.environ.get("TASKHUB_SETTINGS_JSON", "{}")))
+
+# --- Django's Tasks framework --------------------------------------------------------------------
+# @task functions enqueued with .enqueue() become taskhub rows run by the same workers. OPTIONS
+# (MAX_ATTEMPTS, RETRY, TIMEOUT) fall back to the TASKHUB defaults; no QUEUES = every taskhub queue.
+TASKS = {
+    "default": {
+        "BACKEND": "taskhub.contrib.django_tasks.TaskhubBackend",
+        "OPTIONS": {},
+    }
+}
 
 # --- Web ------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

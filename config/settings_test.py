@@ -41,3 +41,12 @@ TASKHUB = {
     **json.loads(os.environ.get("TASKHUB_SETTINGS_JSON", "{}")),
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Django's Tasks framework on taskhub (tests/contrib): one alias without retries, one with a fast
+# retry policy, one limited to two queues. Worker processes read the same aliases.
+_TASKHUB_BACKEND = "taskhub.contrib.django_tasks.TaskhubBackend"
+TASKS = {
+    "default": {"BACKEND": _TASKHUB_BACKEND, "OPTIONS": {"MAX_ATTEMPTS": 1}},
+    "retrying": {"BACKEND": _TASKHUB_BACKEND, "OPTIONS": {"MAX_ATTEMPTS": 3, "RETRY": [0.2]}},
+    "limited": {"BACKEND": _TASKHUB_BACKEND, "QUEUES": ["default", "single"]},
+}

@@ -90,8 +90,12 @@ class Stack:
         return 0
 
     def _shutdown(self) -> None:
+        # SIGTERM to each child's main process only: Dramatiq's main process forwards it to its
+        # worker processes, and a worker process that gets a second SIGTERM (as signalling the
+        # whole group would send) exits at once, abandoning its running tasks.
         for child in self.children.values():
-            _signal_group(child, signal.SIGTERM)
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + SHUTDOWN_GRACE + 5
         for child in self.children.values():
             try:
