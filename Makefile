@@ -35,5 +35,8 @@ format: $(STAMP)
 bench: $(STAMP)  ## benchmarks and fault drills (not part of make test)
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+drill-hosts: $(STAMP)  ## (root) network-namespace hosts: caps, priorities, scale-out, a cut link; writes bench/results/
+	$(PY) -m bench.drill_hosts $(DRILL_ARGS)
+
 clean:
 	rm -rf $(VENV) var/*
