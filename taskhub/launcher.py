@@ -90,9 +90,8 @@ class Stack:
         return 0
 
     def _shutdown(self) -> None:
-        # SIGTERM to each child's main process only: Dramatiq's main process forwards it to its
-        # worker processes, and a worker process that gets a second SIGTERM (as signalling the
-        # whole group would send) exits at once, abandoning its running tasks.
+        # SIGTERM to each child only, not its group: Dramatiq's main process forwards it to its
+        # workers, and a worker that receives a second SIGTERM exits at once (no grace).
         for child in self.children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)

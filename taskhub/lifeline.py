@@ -87,9 +87,12 @@ class Lifeline:
 
     def _retire_dead_workers(self, now, live, report) -> list[str]:
         horizon = now - dt.timedelta(seconds=taskhub_settings.LIFELINE_TIMEOUT)
-        dead = list(
-            WorkerProcess.objects.filter(stopped_at__isnull=True, last_heartbeat_at__lt=horizon)
-        )
+        dead = [
+            w
+            for w in WorkerProcess.objects.filter(stopped_at__isnull=True,
+                                                  last_heartbeat_at__lt=horizon)
+            if w.id not in live
+        ]  # fmt: skip
         WorkerProcess.objects.filter(id__in=[w.id for w in dead]).update(stopped_at=now)
         report.dead_workers = [w.id for w in dead]
         return [w.broker_id for w in dead if w.broker_id]
@@ -117,7 +120,7 @@ class Lifeline:
             if holder is None:
                 resend.append(row)
             elif holder not in live:
-                lost.append(row)
+                lost.append({**row, "worker_id": holder})
         return lost, resend
 
     def _recover(self, rows: list[dict], now, report) -> None:

@@ -79,7 +79,10 @@ _START_SET = (
     "status = v.status, started_at = v.started_at, worker_id = v.worker_id, "
     "updated_at = v.updated_at"
 )
-_RELEASE_SET = "status = v.status, attempt = v.attempt - 1, updated_at = v.updated_at"
+# Handing an attempt back (queue paused, worker shutting down) undoes it: it never finished.
+_RELEASE_SET = (
+    "status = v.status, attempt = v.attempt - 1, started_at = NULL, updated_at = v.updated_at"
+)
 _PROGRESS_SET = "progress = v.progress, updated_at = v.updated_at"
 
 _OUTCOME_EVENTS = {
@@ -126,6 +129,20 @@ class OutcomeWriter:
         )
         with self._lock:
             self._logs.append(row)
+
+    def hand_back_unfinished(self, reason: str) -> list[AttemptKey]:
+        """Record every started-but-unfinished attempt as handed back (pending again)."""
+        now = timezone.now()
+        with self._lock:
+            unfinished = list(self._started.values())
+            self._started.clear()
+            for s in unfinished:
+                self._outcomes.append(Outcome(
+                    task_id=s.task_id, attempt=s.attempt, name="", queue="",
+                    status=TaskStatus.PENDING, started_at=None, finished_at=now, start=s,
+                    event_data={"reason": reason},
+                ))  # fmt: skip
+        return [(s.task_id, s.attempt) for s in unfinished]
 
     def in_flight(self) -> list[AttemptKey]:
         with self._lock:
@@ -259,12 +276,14 @@ class OutcomeWriter:
             _FINISH_SET,
             [TaskStatus.QUEUED, TaskStatus.RUNNING],
         )
-        changed |= guarded_update(
+        released = guarded_update(
             ("id", "attempt", "status", "updated_at"),
             [(o.task_id, o.attempt, TaskStatus.PENDING, now) for o in releasing],
             _RELEASE_SET,
-            [TaskStatus.QUEUED],
+            [TaskStatus.QUEUED, TaskStatus.RUNNING],
         )
+        # RETURNING gives the new attempt, one less than the attempt handed back.
+        changed |= {(task_id, attempt + 1) for task_id, attempt in released}
         applied = [o for o in outcomes if (uuid.UUID(o.task_id), o.attempt) in changed]
         events, dead = [], []
         for o in applied:

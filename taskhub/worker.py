@@ -30,7 +30,7 @@ from .errors import InvalidTaskRequest, PermanentError, TaskCancelled
 from .models import TaskStatus, WorkerProcess
 from .outcomes import Outcome, OutcomeWriter, StartedAttempt
 from .payloads import parse_payload, to_jsonable
-from .registry import declared_queues, get_definition
+from .registry import all_definitions, declared_queues, get_definition
 
 logger = logging.getLogger(__name__)
 _current = threading.local()
@@ -102,8 +102,16 @@ class WorkerRuntime:
         logger.info("worker %s shutting down: finishing in-flight tasks", self.worker_id)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        if self.writer is not None:
-            self.writer.stop()
+        if self.writer is None:
+            return
+        # Dramatiq waited out the grace period; whatever still runs dies with this process.
+        # Hand those attempts back now instead of leaving them to the lifeline's timeout.
+        abandoned = self.writer.hand_back_unfinished("worker shut down before it finished")
+        self.writer.stop()
+        for task_id, attempt in abandoned:
+            claims.release_claim(task_id, attempt)
+        if abandoned:
+            logger.warning("handed back %d unfinished attempts at shutdown", len(abandoned))
         if self._heartbeat is not None:
             self._heartbeat.stop()
 
@@ -113,7 +121,9 @@ class WorkerRuntime:
             return
         env = message.args[0]
         task_id, attempt = env["id"], env["attempt"]
-        claim = claims.claim_attempt(task_id, attempt, env["queue"], self.worker_id)
+        claim = claims.claim_attempt(
+            task_id, attempt, env["queue"], self.worker_id, rate_limits(env["queue"], env["name"])
+        )
         if claim is ClaimResult.PAUSED:
             self._hand_back(env)
         if claim is not ClaimResult.CLAIMED:
@@ -143,6 +153,18 @@ class WorkerRuntime:
             status=TaskStatus.PENDING, started_at=None, finished_at=now,
             event_data={"reason": "queue paused"},
         ))  # fmt: skip
+
+
+def rate_limits(queue: str, name: str) -> dict[str, float]:
+    """The start-rate limits an attempt must fit in: its queue's and its task type's."""
+    limits = {}
+    queue_rate = taskhub_settings.queue_config(queue).get("rate")
+    if queue_rate:
+        limits[f"queue:{queue}"] = queue_rate
+    definition = all_definitions().get(name)
+    if definition is not None and definition.rate_limit:
+        limits[f"task:{name}"] = definition.rate_limit
+    return limits
 
 
 def decide_outcome(attempt: Attempt, exception: BaseException | None) -> Outcome:
@@ -212,23 +234,31 @@ class Heartbeat:
         self._stop.set()
         self._thread.join(5)
         try:
+            get_redis().delete(claims.liveness_key(self.worker_id))
+        except Exception as exc:  # shutting down: a missing key only delays nothing
+            logger.debug("could not clear liveness key: %s", exc)
+        try:
             WorkerProcess.objects.filter(id=self.worker_id).update(stopped_at=timezone.now())
         except (DatabaseError, InterfaceError) as exc:
             logger.warning("could not record worker stop: %s", exc)
 
     def beat(self) -> None:
+        # Redis first: if the database is briefly away, the lifeline still sees us alive and
+        # does not hand our running attempts to another worker.
+        get_redis().set(
+            claims.liveness_key(self.worker_id), 1, ex=int(taskhub_settings.LIFELINE_TIMEOUT)
+        )
+        claims.reassert_claims(self.writer.in_flight(), self.worker_id)
         now = timezone.now()
-        updated = WorkerProcess.objects.filter(id=self.worker_id).update(last_heartbeat_at=now)
+        updated = WorkerProcess.objects.filter(id=self.worker_id).update(
+            last_heartbeat_at=now, stopped_at=None
+        )
         if not updated:
             WorkerProcess.objects.create(
                 id=self.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
                 queues=self.queues, threads=self.threads, broker_id=self.broker_id,
                 started_at=now, last_heartbeat_at=now,
             )  # fmt: skip
-        claims.reassert_claims(self.writer.in_flight(), self.worker_id)
-        get_redis().set(
-            claims.key("worker", self.worker_id), 1, ex=int(taskhub_settings.LIFELINE_TIMEOUT)
-        )
 
     def _run(self) -> None:
         interval = taskhub_settings.HEARTBEAT_INTERVAL

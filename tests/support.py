@@ -76,6 +76,7 @@ class Stack:
         processes: int | None = None,
         threads: int | None = None,
         queues: list[str] | None = None,
+        grace_ms: int = 10000,
     ) -> subprocess.Popen:
         argv = [
             "rundramatiq",
@@ -84,7 +85,7 @@ class Stack:
             "--threads",
             str(threads or self.threads),
             "--worker-shutdown-timeout",
-            "10000",
+            str(grace_ms),
         ]
         if queues or self.queues:
             argv += ["--queues", *(queues or self.queues)]
@@ -129,7 +130,8 @@ class Stack:
 
     def stop(self, timeout: float = 20) -> None:
         for proc in self.workers + self.dispatchers:
-            _signal_group(proc, signal.SIGTERM)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # not the group: see taskhub.launcher
         deadline = time.monotonic() + timeout
         for proc in self.workers + self.dispatchers:
             try:

@@ -157,3 +157,63 @@ def test_a_result_that_is_not_json_fails_permanently_with_a_clear_error(e2e):
     failed = wait_status(task.id, "failed", timeout=15)
 
     assert failed.attempt == 1 and "not JSON-serialisable" in failed.error
+
+
+def test_http_request_against_a_failing_server_dead_letters_then_retry_succeeds(e2e):
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from threading import Thread
+
+    answers = {"code": 500}
+
+    class Flaky(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.send_response(answers["code"])
+            self.end_headers()
+            self.wfile.write(b'{"ok": true}' if answers["code"] == 200 else b"boom")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Flaky)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/hook"
+        task = schedule(
+            "http.request", {"method": "POST", "url": url, "json": {"a": 1}}, max_attempts=3
+        )
+
+        failed = wait_status(task.id, "failed", timeout=30)
+        starts = attempt_times(task.id)
+        gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+        assert failed.attempt == 3 and "500" in failed.error
+        assert 2 <= gaps[0] < 3.5 and 4 <= gaps[1] < 5.5  # Exponential(base=2): 2 s, 4 s
+        letter = DeadLetter.objects.get(task_id=task.id)
+
+        answers["code"] = 200
+        services.retry_dead_letter(letter.id)
+        done = wait_status(task.id, "completed", timeout=15)
+        assert done.result == {"status_code": 200, "body": '{"ok": true}'}
+    finally:
+        server.shutdown()
+
+
+def test_http_request_4xx_fails_permanently_without_retrying(e2e):
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from threading import Thread
+
+    class Missing(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Missing)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        task = schedule("http.request", {"url": f"http://127.0.0.1:{server.server_port}/x"})
+        failed = wait_status(task.id, "failed", timeout=15)
+        assert failed.attempt == 1 and "404" in failed.error
+    finally:
+        server.shutdown()

