@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint format bench clean browser
+.PHONY: run test test-fast test-rabbitmq lint format bench clean browser drill-hosts
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,15 @@ browser:
 			|| echo "could not install chromium: the browser test will not run"; \
 	fi
 
-test: $(STAMP) $(NODE_STAMP) browser  ## the full suite, fault drills included
+test: $(STAMP) $(NODE_STAMP) browser  ## the full suite, fault drills included, then the RabbitMQ pass
 	$(PY) -m pytest $(PYTEST_ARGS)
+	./scripts/rabbitmq-pass
 
 test-fast: $(STAMP) $(NODE_STAMP) browser  ## skip the slow fault drills
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-rabbitmq: $(STAMP)  ## the end-to-end suites again, RabbitMQ carrying the messages (Redis still coordinates)
+	TASKHUB_TEST_BROKER=rabbitmq $(PY) -m pytest tests/e2e tests/contrib -m e2e $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -47,23 +51,18 @@ format: $(STAMP)
 bench: $(STAMP)  ## benchmarks and fault drills (not part of make test)
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+drill-hosts: $(STAMP)  ## (root) network-namespace hosts: caps, priorities, scale-out, a cut link; writes bench/results/
+	$(PY) -m bench.drill_hosts $(DRILL_ARGS)
+
 clean:
 	rm -rf $(VENV) var/*
 
 # --- payments / kyc: the local chain and the Safe contracts (npm packages, installed into the project) ---
-NODE_STAMP := node_modules/.installed
 ANVIL := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 
 .PHONY: chain-tools devchain sandbox safe-artifacts
 
-$(NODE_STAMP): package.json
-	npm install --no-audit --no-fund
-	touch $(NODE_STAMP)
-
 chain-tools: $(NODE_STAMP)  ## anvil and the Safe 1.4.1 artifacts into node_modules/
-
-# The payments and KYC tests start anvil from node_modules: install it before any test run.
-test test-fast: $(NODE_STAMP)
 
 devchain: $(STAMP) $(NODE_STAMP)  ## a local chain with a 2-of-3 Safe deployed; prints the settings to use
 	$(PY) manage.py taskhub devchain

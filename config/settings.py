@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import django
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TASKHUB_VAR_DIR", BASE_DIR / "var"))
@@ -30,6 +31,27 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "taskhub-embedded-default-not-for-production")
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "*").split(",") if h]
 
+# --- Production (DJANGO_PRODUCTION=1, or DJANGO_HTTPS=1): served over HTTPS behind a proxy --------
+# Secrets come only from the environment; `manage.py check --deploy` is clean with these set.
+PRODUCTION = env_bool("DJANGO_PRODUCTION", False) or env_bool("DJANGO_HTTPS", False)
+if PRODUCTION and not DEBUG:
+    if "DJANGO_SECRET_KEY" not in os.environ:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production")
+    # The proxy (nginx, a load balancer) terminates TLS and says so in X-Forwarded-Proto.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # probes speak plain HTTP to the process
+    SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    CSRF_TRUSTED_ORIGINS = [
+        o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o
+    ]
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -49,6 +71,9 @@ INSTALLED_APPS = [
     "webhooks",
     "payments",
     "kyc",
+    # Django's Tasks framework on taskhub: django.tasks on Django 6, the backport app before it.
+    *(["django_tasks"] if django.VERSION < (6, 0) else []),
+    "taskhub.contrib.django_tasks",
 ]
 
 MIDDLEWARE = [
@@ -157,6 +182,16 @@ if "ENABLE_TASK_SCHEDULING" in os.environ:
     TASKHUB["ENABLE_SCHEDULING"] = env_bool("ENABLE_TASK_SCHEDULING", True)
 # Any other key, as one JSON object (used by tests and drills to tune every process alike).
 TASKHUB.update(json.loads(os.environ.get("TASKHUB_SETTINGS_JSON", "{}")))
+
+# --- Django's Tasks framework --------------------------------------------------------------------
+# @task functions enqueued with .enqueue() become taskhub rows run by the same workers. OPTIONS
+# (MAX_ATTEMPTS, RETRY, TIMEOUT) fall back to the TASKHUB defaults; no QUEUES = every taskhub queue.
+TASKS = {
+    "default": {
+        "BACKEND": "taskhub.contrib.django_tasks.TaskhubBackend",
+        "OPTIONS": {},
+    }
+}
 
 # --- webhooks -------------------------------------------------------------------------------------
 # Every key is optional; webhooks.conf documents the defaults.

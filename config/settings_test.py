@@ -5,15 +5,27 @@ the tests use this module too, so every process agrees."""
 import json
 import os
 import uuid
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from .settings import *  # noqa: F403
-from .settings import INSTALLED_APPS, TASKHUB
+from .settings import BROKER_URL, INSTALLED_APPS, TASKHUB
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.taskapp"]
 
 # One key prefix per test session (inherited by the processes it starts): sessions sharing a
 # Redis never see each other's keys or messages.
 os.environ.setdefault("TASKHUB_KEY_PREFIX", f"th-test-{uuid.uuid4().hex[:8]}")
+
+# RabbitMQ as the broker: TASKHUB_TEST_BROKER=rabbitmq (local server, guest account) or an
+# amqp:// BROKER_URL. Each session gets its own vhost named after its key prefix — RabbitMQ queue
+# names have no namespace, so sessions sharing a server would otherwise take each other's
+# messages. tests/conftest.py creates the vhost and deletes it afterwards.
+if os.environ.get("TASKHUB_TEST_BROKER") == "rabbitmq" and not BROKER_URL.startswith("amqp"):
+    BROKER_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+if BROKER_URL.startswith(("amqp://", "amqps://")):
+    BROKER_URL = urlunsplit(
+        urlsplit(BROKER_URL)._replace(path="/" + quote(os.environ["TASKHUB_KEY_PREFIX"], safe=""))
+    )
 
 TASKHUB = {
     **TASKHUB,
@@ -41,3 +53,12 @@ TASKHUB = {
     **json.loads(os.environ.get("TASKHUB_SETTINGS_JSON", "{}")),
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Django's Tasks framework on taskhub (tests/contrib): one alias without retries, one with a fast
+# retry policy, one limited to two queues. Worker processes read the same aliases.
+_TASKHUB_BACKEND = "taskhub.contrib.django_tasks.TaskhubBackend"
+TASKS = {
+    "default": {"BACKEND": _TASKHUB_BACKEND, "OPTIONS": {"MAX_ATTEMPTS": 1}},
+    "retrying": {"BACKEND": _TASKHUB_BACKEND, "OPTIONS": {"MAX_ATTEMPTS": 3, "RETRY": [0.2]}},
+    "limited": {"BACKEND": _TASKHUB_BACKEND, "QUEUES": ["default", "single"]},
+}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from . import services
+from . import probes, services  # noqa: F401  (probes registers `taskhub health`)
 from .cli import fail, parse_json, print_json, subcommand
 from .errors import InvalidTaskRequest
 from .scheduling import schedule, schedule_many

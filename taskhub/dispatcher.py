@@ -182,6 +182,7 @@ class Dispatcher:
         self._workers_cache: tuple[float, list[WorkerProcess]] = (0.0, [])
         self._last_pause_sync = 0.0
         self._last_lifeline = 0.0
+        self._last_alive = 0.0
         self._rates = DispatchRates()
 
     def stop(self) -> None:
@@ -284,6 +285,11 @@ class Dispatcher:
                     lifeline.run_once()
                     self._last_lifeline = time.monotonic()
                 failures = 0
+                if time.monotonic() - self._last_alive >= 1.0:
+                    from .probes import mark_dispatcher_alive
+
+                    mark_dispatcher_alive()  # what `taskhub health --dispatcher` reads
+                    self._last_alive = time.monotonic()
                 if not claimed:
                     self._wait(self.next_due_in())
             except (DatabaseError, InterfaceError, redis.RedisError, OSError) as exc:

@@ -1,6 +1,32 @@
+import shutil
+import subprocess
+from urllib.parse import unquote, urlsplit
+
 import pytest
+from django.conf import settings
 
 from taskhub.broker import ensure_redis, get_redis, key
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _rabbitmq_vhost():
+    """On RabbitMQ (config/settings_test.py), this session's own vhost, removed at the end."""
+    url = urlsplit(settings.BROKER_URL)
+    if url.scheme not in ("amqp", "amqps") or not shutil.which("rabbitmqctl"):
+        yield
+        return
+    vhost = unquote(url.path[1:])
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, url.username or "guest", ".*", ".*", ".*")
+    yield
+    import dramatiq
+
+    dramatiq.get_broker().close()
+    _rabbitmqctl("delete_vhost", vhost)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,0 +1,66 @@
+"""``manage.py taskhub health``: a probe for process supervisors (systemd, Kubernetes, Docker).
+
+Exit 0 when healthy, 1 when not, with one JSON line saying why. Every probe checks that the
+database and Redis answer; ``--worker`` also needs a live worker process on this host (its
+heartbeat within LIFELINE_TIMEOUT), ``--dispatcher`` a dispatcher on this host that finished a
+cycle within the same bound. The web process is probed over HTTP instead: ``GET /healthz``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import sys
+
+from django.utils import timezone
+
+from .broker import get_redis, key
+from .cli import subcommand
+from .conf import taskhub_settings
+from .health import check_database, check_redis
+
+
+def dispatcher_alive_key(hostname: str | None = None) -> str:
+    return key("dispatcher", "alive", hostname or socket.gethostname())
+
+
+def mark_dispatcher_alive() -> None:
+    """Called by the dispatcher after each cycle (at most once a second)."""
+    ttl = max(1, int(taskhub_settings.LIFELINE_TIMEOUT))
+    get_redis().set(dispatcher_alive_key(), timezone.now().isoformat(), ex=ttl)
+
+
+def check_worker() -> dict:
+    from .models import WorkerProcess
+
+    horizon = timezone.now() - dt.timedelta(seconds=taskhub_settings.LIFELINE_TIMEOUT)
+    live = WorkerProcess.objects.filter(
+        hostname=socket.gethostname(), stopped_at__isnull=True, last_heartbeat_at__gte=horizon
+    ).count()
+    return {"name": "worker", "status": "ok" if live else "down", "live_processes": live}
+
+
+def check_dispatcher() -> dict:
+    alive = get_redis().get(dispatcher_alive_key())
+    if alive is None:
+        return {"name": "dispatcher", "status": "down", "error": "no cycle within the bound"}
+    return {"name": "dispatcher", "status": "ok", "last_cycle": alive.decode()}
+
+
+def _health_args(p) -> None:
+    p.add_argument("--worker", action="store_true", help="a worker process on this host is live")
+    p.add_argument("--dispatcher", action="store_true", help="a dispatcher on this host is live")
+
+
+@subcommand("health", "probe for supervisors: exit 0 if healthy, 1 if not", _health_args)
+def health(args) -> int:
+    checks = [check_database(), check_redis()]
+    if all(c["status"] == "ok" for c in checks):
+        if args.worker:
+            checks.append(check_worker())
+        if args.dispatcher:
+            checks.append(check_dispatcher())
+    healthy = all(c["status"] == "ok" for c in checks)
+    sys.stdout.write(json.dumps({"status": "ok" if healthy else "down", "checks": checks}) + "\n")
+    return 0 if healthy else 1

@@ -1,0 +1,72 @@
+"""Production deployment: settings that pass `check --deploy`, and the per-process health probes."""
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.management import call_command
+
+from tests.support import ROOT, Stack, wait_for
+
+PRODUCTION_ENV = {
+    "DJANGO_SETTINGS_MODULE": "config.settings",
+    "DJANGO_PRODUCTION": "1",
+    "DJANGO_SECRET_KEY": "k" * 20 + "-production-secret-from-the-environment-" + "z" * 10,
+    "DJANGO_ALLOWED_HOSTS": "taskhub.example.com",
+}
+
+
+def manage(*argv, **env):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *argv],
+        cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_check_deploy_is_clean_with_production_settings_from_the_environment():
+    done = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION_ENV)
+
+    assert done.returncode == 0, done.stderr
+    assert "no issues" in done.stdout
+
+
+def test_production_refuses_to_start_without_a_secret_key_from_the_environment():
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "DJANGO_SECRET_KEY"}
+
+    done = manage("check", **env)
+
+    assert done.returncode != 0 and "DJANGO_SECRET_KEY must be set" in done.stderr
+
+
+def test_the_embedded_default_still_runs_with_no_environment():
+    done = manage("check")
+
+    assert done.returncode == 0, done.stderr
+
+
+def probe(*flags):
+    out = io.StringIO()
+    try:
+        call_command("taskhub", "health", *flags, stdout=out)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    return code
+
+
+@pytest.mark.e2e
+def test_worker_and_dispatcher_probes_follow_the_processes(transactional_db):
+    from taskhub.broker import get_redis
+    from taskhub.probes import dispatcher_alive_key
+
+    get_redis().delete(dispatcher_alive_key())  # an earlier module's dispatcher, now stopped
+    assert probe("--worker") == 1 and probe("--dispatcher") == 1
+    stack = Stack(processes=1, threads=2).start()
+    try:
+        wait_for(lambda: probe("--worker", "--dispatcher") == 0, timeout=20, message="healthy")
+        assert probe() == 0
+    finally:
+        stack.stop()
