@@ -336,7 +336,6 @@ def run_taskhub(
     supervised: bool = False,
     stall_timeout: float = 120.0,
     keep_rows: bool = False,
-    profile: bool = False,
     tag: str | None = None,
 ) -> RunResult:
     """``count`` tasks through rundramatiq (ctx.processes × ctx.threads) and one dispatcher."""
@@ -349,7 +348,7 @@ def run_taskhub(
     stack.start()
     finished = False
     try:
-        if profile and ctx.profile_dir is not None:
+        if ctx.profile_dir is not None:
             profilers = [
                 Profiler(
                     stack.workers[0].pid, ctx.profile_dir / f"{label}-workers.speedscope.json"

@@ -1,7 +1,9 @@
 """I/O-bound work: 2,000 tasks that each GET a local HTTP server answering after 100 ms.
 taskhub runs ``bench.http`` — the built-in ``http.request`` handler (SSRF guard on, private
 targets allowed by bench.settings) on the uncapped bench queue; bare Dramatiq runs an actor
-that does the same GET with httpx. Target taskhub ≥ 0.9 × bare."""
+that does the same GET with httpx the way a Dramatiq user writes it: one shared httpx.Client per
+worker process. (``http.request`` builds a guarded client — a new SSL context — per call;
+that CPU is part of what this measure shows.) Target taskhub ≥ 0.9 × bare."""
 
 from __future__ import annotations
 

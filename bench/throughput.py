@@ -14,7 +14,7 @@ TARGET = 0.75
 def taskhub_run(ctx: Context):
     """The plain taskhub run, shared with the commit-budget measure within one invocation."""
     if "throughput.taskhub" not in ctx.cache:
-        ctx.cache["throughput.taskhub"] = run_taskhub(ctx, NAME, ctx.n(COUNT), profile=True)
+        ctx.cache["throughput.taskhub"] = run_taskhub(ctx, NAME, ctx.n(COUNT))
     return ctx.cache["throughput.taskhub"]
 
 
