@@ -225,9 +225,10 @@ def flushall(ctx: Context) -> list[Row]:
                     return
                 rows = drill.in_flight_rows()
                 redis.Redis.from_url(url).flushall()
-                drill.faults.append({
-                    "at": time.time(), "in_flight": {t for t, _ in rows}, "affected": rows,
-                })  # fmt: skip
+                at = time.time()
+                # In flight at the flush: queued/running just before it or still just after.
+                rows = sorted(set(rows) | set(drill.in_flight_rows()))
+                drill.faults.append({"at": at, "in_flight": {t for t, _ in rows}, "affected": rows})
                 logger.info("FLUSHALL with %d rows queued/running", len(rows))
 
             result, error = None, ""
