@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_dramatiq",
     "taskhub",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -140,8 +141,24 @@ _TASKHUB_ENV = {
 for _key, _type in _TASKHUB_ENV.items():
     if f"TASKHUB_{_key}" in os.environ:
         TASKHUB[_key] = _type(os.environ[f"TASKHUB_{_key}"])
+# ENABLE_TASK_SCHEDULING=false turns crons and stored schedules off (no scheduler process).
+if "ENABLE_TASK_SCHEDULING" in os.environ:
+    TASKHUB["ENABLE_SCHEDULING"] = env_bool("ENABLE_TASK_SCHEDULING", True)
 # Any other key, as one JSON object (used by tests and drills to tune every process alike).
 TASKHUB.update(json.loads(os.environ.get("TASKHUB_SETTINGS_JSON", "{}")))
+
+# --- webhooks -------------------------------------------------------------------------------------
+# Every key is optional; webhooks.conf documents the defaults.
+WEBHOOKS: dict = {}
+if "WEBHOOK_RETRY_INTERVAL_MINUTES" in os.environ:
+    WEBHOOKS["RETRY_INTERVAL_MINUTES"] = float(os.environ["WEBHOOK_RETRY_INTERVAL_MINUTES"])
+if "WEBHOOK_CLEANUP_RETENTION_DAYS" in os.environ:
+    WEBHOOKS["CLEANUP_RETENTION_DAYS"] = float(os.environ["WEBHOOK_CLEANUP_RETENTION_DAYS"])
+if "WEBHOOK_TIMEOUT" in os.environ:
+    WEBHOOKS["TIMEOUT"] = float(os.environ["WEBHOOK_TIMEOUT"])
+if "WEBHOOKS_ALLOW_PRIVATE_TARGETS" in os.environ:
+    WEBHOOKS["ALLOW_PRIVATE_TARGETS"] = env_bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", False)
+WEBHOOKS.update(json.loads(os.environ.get("WEBHOOKS_SETTINGS_JSON", "{}")))
 
 # --- Web ------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -12,3 +12,10 @@ class TaskhubConfig(AppConfig):
         from django.utils.module_loading import autodiscover_modules
 
         autodiscover_modules("tasks")
+
+        from .conf import taskhub_settings
+        from .launcher import EXTRA_PROCESSES
+
+        if taskhub_settings.ENABLE_SCHEDULING:
+            # `taskhub up` runs the scheduler as its own process, never inside web workers.
+            EXTRA_PROCESSES.setdefault("scheduler", ["runscheduler"])

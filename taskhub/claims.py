@@ -6,6 +6,7 @@ The claim is what keeps an attempt from starting twice (invariant I2): whichever
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable
 from enum import StrEnum
@@ -13,11 +14,31 @@ from enum import StrEnum
 from .broker import get_redis, key
 from .conf import taskhub_settings
 
+# KEYS: claim, cancel flag, pause flag, then one sliding-window key per rate limit.
+# ARGV: worker id, claim TTL, then one limit (starts per second) per rate key.
+# Returns 'claimed', 'cancelled', 'paused', 'duplicate', or the milliseconds to wait for a rate
+# slot. Everything is decided in one script so two workers can't both squeeze into one slot.
 _CLAIM_SCRIPT = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'cancelled' end
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'paused' end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 'claimed' end
-return 'duplicate'
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'duplicate' end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local wait = 0
+for i = 4, #KEYS do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - 1000)
+    if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[i - 1]) then
+        local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+        wait = math.max(wait, tonumber(oldest[2]) + 1000 - now)
+    end
+end
+if wait > 0 then return tostring(wait) end
+for i = 4, #KEYS do
+    redis.call('ZADD', KEYS[i], now, ARGV[1] .. ':' .. KEYS[1])
+    redis.call('PEXPIRE', KEYS[i], 2000)
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 'claimed'
 """
 
 
@@ -56,13 +77,32 @@ def live_in_redis(worker_ids: Iterable[str]) -> set[str]:
 _script = None
 
 
-def claim_attempt(task_id: str, attempt: int, queue: str, worker_id: str) -> ClaimResult:
+def claim_attempt(
+    task_id: str,
+    attempt: int,
+    queue: str,
+    worker_id: str,
+    rate_limits: dict[str, float] | None = None,
+) -> ClaimResult:
+    """Claim an attempt for this worker. With ``rate_limits`` ({limiter name: starts per
+    second}), waits until every limiter has a free slot in its sliding one-second window."""
     global _script
     if _script is None:
         _script = get_redis().register_script(_CLAIM_SCRIPT)
-    keys = [claim_key(task_id, attempt), cancel_key(task_id), pause_key(queue)]
-    outcome = _script(keys=keys, args=[worker_id, int(taskhub_settings.CLAIM_TTL)])
-    return ClaimResult(outcome.decode() if isinstance(outcome, bytes) else outcome)
+    limits = rate_limits or {}
+    keys = [
+        claim_key(task_id, attempt),
+        cancel_key(task_id),
+        pause_key(queue),
+        *(key("rate", name) for name in limits),
+    ]
+    args = [worker_id, int(taskhub_settings.CLAIM_TTL), *limits.values()]
+    while True:
+        outcome = _script(keys=keys, args=args)
+        outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
+        if not outcome.isdigit():
+            return ClaimResult(outcome)
+        time.sleep(int(outcome) / 1000)
 
 
 def release_claim(task_id: str, attempt: int) -> None:

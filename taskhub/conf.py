@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
     # priority and pause effective at once; large keeps very short tasks flowing.
     "DISPATCH_PREFETCH": 2,
     "DISPATCH_MIN_WINDOW": 2,
+    # Extra window: what a queue drains in this many seconds (see dispatcher.queue_windows).
+    "DISPATCH_BUFFER_SECONDS": 0.1,
     "DISPATCH_BATCH": 500,
     # Fallback poll when no wake-up arrives (seconds).
     "DISPATCH_POLL_INTERVAL": 1.0,
@@ -59,6 +61,13 @@ DEFAULTS: dict[str, Any] = {
     "ALLOW_PRIVATE_TARGETS": False,
     # How long the idle Dramatiq consumer sleeps at most between polls (milliseconds).
     "WORKER_POLL_MS": 50,
+    # Crons and stored schedules (taskhub.cron, runscheduler). False turns all scheduling off.
+    "ENABLE_SCHEDULING": True,
+    # How often the scheduler looks for due slots and edited schedules (seconds).
+    "SCHEDULER_POLL_INTERVAL": 1.0,
+    # After downtime, missed slots coalesce into one run if the latest is at most this old
+    # (seconds); older ones are recorded as skipped.
+    "SCHEDULER_GRACE": 3600.0,
 }
 
 

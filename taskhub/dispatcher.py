@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,17 +87,47 @@ def live_workers(now: dt.datetime) -> list[WorkerProcess]:
     return [w for w in candidates if w.id in alive]
 
 
-def queue_windows(queues: list[str], workers: list[WorkerProcess]) -> dict[str, int]:
-    """How many messages each queue may have in flight: a few per live thread, within its cap."""
+def queue_windows(
+    queues: list[str], workers: list[WorkerProcess], rates: dict[str, float] | None = None
+) -> dict[str, int]:
+    """How many messages each queue may have in flight, within its cap.
+
+    A few per live worker thread keeps slow tasks flowing; on top of that, what the queue
+    drains in DISPATCH_BUFFER_SECONDS (Little's law) keeps very short tasks from starving while
+    their slots travel back through the database. Either way a newly ready high-priority task
+    waits behind at most that much already-dispatched work.
+    """
+    rates = rates or {}
     windows = {}
     for queue in queues:
         threads = sum(w.threads for w in workers if not w.queues or queue in w.queues)
         window = max(
             taskhub_settings.DISPATCH_MIN_WINDOW, taskhub_settings.DISPATCH_PREFETCH * threads
         )
+        window += math.ceil(rates.get(queue, 0.0) * taskhub_settings.DISPATCH_BUFFER_SECONDS)
         cap = taskhub_settings.queue_config(queue).get("concurrency")
         windows[queue] = min(window, cap) if cap else window
     return windows
+
+
+class DispatchRates:
+    """Messages dispatched per queue over the last second."""
+
+    def __init__(self) -> None:
+        self._events: deque[tuple[float, str, int]] = deque()
+
+    def record(self, queue: str, count: int) -> None:
+        if count:
+            self._events.append((time.monotonic(), queue, count))
+
+    def per_second(self) -> dict[str, float]:
+        horizon = time.monotonic() - 1.0
+        while self._events and self._events[0][0] < horizon:
+            self._events.popleft()
+        rates: Counter[str] = Counter()
+        for _, queue, count in self._events:
+            rates[queue] += count
+        return dict(rates)
 
 
 def _lock_dispatch() -> None:
@@ -151,6 +182,7 @@ class Dispatcher:
         self._workers_cache: tuple[float, list[WorkerProcess]] = (0.0, [])
         self._last_pause_sync = 0.0
         self._last_lifeline = 0.0
+        self._rates = DispatchRates()
 
     def stop(self) -> None:
         self._stop.set()
@@ -174,7 +206,7 @@ class Dispatcher:
                 Task.objects.filter(status__in=IN_FLIGHT_STATUSES).values("queue")
                 .annotate(n=Count("id")).values_list("queue", "n")
             ))  # fmt: skip
-            windows = queue_windows(queues, self._workers(now))
+            windows = queue_windows(queues, self._workers(now), self._rates.per_second())
             claimed: list[Dispatched] = []
             for queue in queues:
                 budget = min(windows[queue] - in_flight[queue], taskhub_settings.DISPATCH_BATCH)
@@ -185,6 +217,7 @@ class Dispatcher:
                     continue
                 batch = claim_ready_tasks(queue, budget, now)
                 _spend_rate(queue, now_s, len(batch))
+                self._rates.record(queue, len(batch))
                 claimed.extend(batch)
             TaskEvent.objects.bulk_create([
                 TaskEvent(task_id=d.envelope["id"], kind=EventKind.QUEUED,
@@ -193,7 +226,7 @@ class Dispatcher:
             ])  # fmt: skip
         if claimed:
             self._send(claimed)
-        self._maybe_sync_pause_flags(paused, queues)
+        self._maybe_sync_pause_flags()
         return claimed
 
     def _send(self, claimed: list[Dispatched]) -> None:
@@ -208,12 +241,23 @@ class Dispatcher:
                 reason="broker unavailable",
             )
 
-    def _maybe_sync_pause_flags(self, paused: set[str], queues: list[str]) -> None:
+    def _maybe_sync_pause_flags(self) -> None:
+        """Rewrite the Redis pause flags from the rows (Redis may have been flushed).
+
+        The pause/resume services set the flags themselves; this only repairs. A resumed queue's
+        flag is cleared only once the resume is a few seconds old, so a sync that read the rows
+        just before a pause can never erase the flag that pause just set.
+        """
         from .claims import sync_pause_flags
 
-        if time.monotonic() - self._last_pause_sync >= 1.0:
-            sync_pause_flags(paused, queues)
-            self._last_pause_sync = time.monotonic()
+        if time.monotonic() - self._last_pause_sync < 1.0:
+            return
+        settled = timezone.now() - dt.timedelta(seconds=2)
+        states = list(QueueState.objects.values_list("name", "paused", "updated_at"))
+        paused = {name for name, is_paused, _ in states if is_paused}
+        resumed = [name for name, is_paused, at in states if not is_paused and at < settled]
+        sync_pause_flags(paused, [*paused, *resumed])
+        self._last_pause_sync = time.monotonic()
 
     def next_due_in(self) -> float:
         """Seconds until the earliest delayed row is due, capped by the poll interval."""

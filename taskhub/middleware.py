@@ -30,9 +30,6 @@ class TaskTrackingMiddleware(Middleware):
     def before_worker_boot(self, broker, worker) -> None:
         self.runtime.before_worker_boot(broker, worker)
 
-    def after_worker_boot(self, broker, worker) -> None:
-        self.runtime.after_worker_boot(broker, worker)
-
     def before_worker_shutdown(self, broker, worker) -> None:
         self.runtime.before_worker_shutdown(broker, worker)
 

@@ -206,3 +206,99 @@ class WorkerProcess(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class ScheduleKind(models.TextChoices):
+    CRON = "cron"  # a cron expression (5 fields, or 6 with seconds)
+    INTERVAL = "interval"  # every N seconds, counted from anchor_at
+    ONCE = "once"  # one run at run_at
+
+
+class ScheduleSource(models.TextChoices):
+    CODE = "code"  # declared in code (taskhub.cron); definition synced at scheduler start
+    DATABASE = "database"  # created by an operator (admin, API, command line)
+
+
+class TaskSchedule(models.Model):
+    """Recurring (or one-off) work: which task to schedule, with what payload, and when."""
+
+    name = models.CharField(max_length=200, unique=True)
+    task_name = models.CharField(max_length=200)
+    payload = models.JSONField(default=dict, blank=True)
+    kind = models.CharField(max_length=16, choices=ScheduleKind.choices)
+    cron = models.CharField(max_length=200, blank=True, default="")
+    interval_seconds = models.FloatField(null=True, blank=True)
+    run_at = models.DateTimeField(null=True, blank=True)
+    timezone = models.CharField(max_length=64, default="UTC")
+    anchor_at = models.DateTimeField(help_text="Interval slots are counted from here")
+    enabled = models.BooleanField(default=True)
+    source = models.CharField(
+        max_length=16, choices=ScheduleSource.choices, default=ScheduleSource.DATABASE
+    )
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True, help_text="Slot of the last run")
+    last_task_id = models.UUIDField(null=True, blank=True)
+    last_status = models.CharField(max_length=16, blank=True, default="")
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [
+            models.Index(
+                fields=["next_run_at"], condition=Q(enabled=True), name="schedule_due_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def when(self) -> str:
+        """The definition in words: the cron expression, the interval, or the one-off time."""
+        if self.kind == ScheduleKind.CRON:
+            return self.cron
+        if self.kind == ScheduleKind.INTERVAL:
+            return f"every {self.interval_seconds:g}s"
+        return f"once at {self.run_at.isoformat() if self.run_at else '?'}"
+
+
+class RunStatus(models.TextChoices):
+    # While its task lives, a run mirrors the task's status (pending … cancelled); besides:
+    SKIPPED = "skipped"  # the slot was missed by more than the grace time; nothing scheduled
+    ERROR = "error"  # the task could not be scheduled (unknown task, invalid payload)
+    PRUNED = "pruned"  # the task row was pruned before its outcome was read
+
+
+class RunTrigger(models.TextChoices):
+    SCHEDULE = "schedule"
+    MANUAL = "manual"  # "run now"
+
+
+class ScheduleRun(models.Model):
+    """One fired slot of a schedule and the task it scheduled.
+
+    (schedule, slot) is unique and the row is inserted in the same transaction as the task, so
+    however many scheduler processes race for a slot, or crash half-way, it fires exactly once.
+    """
+
+    schedule = models.ForeignKey(TaskSchedule, on_delete=models.CASCADE, related_name="runs")
+    slot = models.DateTimeField()
+    trigger = models.CharField(
+        max_length=16, choices=RunTrigger.choices, default=RunTrigger.SCHEDULE
+    )
+    # Not a foreign key: the pruner deletes finished tasks with raw deletes, runs outlive them.
+    task_id = models.UUIDField(null=True, blank=True)
+    status = models.CharField(max_length=16, default=TaskStatus.PENDING)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-slot"]
+        constraints = [
+            models.UniqueConstraint(fields=["schedule", "slot"], name="schedule_run_slot_unique")
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="schedule_run_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_id} @ {self.slot.isoformat()} ({self.status})"

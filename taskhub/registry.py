@@ -27,6 +27,8 @@ class TaskDefinition:
     max_attempts: int | None = None
     retry: RetryPolicy | None = None
     timeout: float | None = None
+    #: at most this many starts per second across all workers (None: no limit)
+    rate_limit: float | None = None
     #: payload fields never shown by the API, the admin or logs (e.g. tokens, keys)
     secret_fields: tuple[str, ...] = ()
     description: str = ""
@@ -61,6 +63,7 @@ def task(
     max_attempts: int | None = None,
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
+    rate_limit: float | None = None,
     secret_fields: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Any]], TaskDefinition]:
     """Register a handler as a task type.
@@ -81,6 +84,7 @@ def task(
             max_attempts=max_attempts,
             retry=retry,
             timeout=timeout,
+            rate_limit=rate_limit,
             secret_fields=tuple(secret_fields),
             description=inspect.getdoc(func) or "",
             takes_context=len(params) >= 2,

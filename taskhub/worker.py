@@ -30,7 +30,7 @@ from .errors import InvalidTaskRequest, PermanentError, TaskCancelled
 from .models import TaskStatus, WorkerProcess
 from .outcomes import Outcome, OutcomeWriter, StartedAttempt
 from .payloads import parse_payload, to_jsonable
-from .registry import declared_queues, get_definition
+from .registry import all_definitions, declared_queues, get_definition
 
 logger = logging.getLogger(__name__)
 _current = threading.local()
@@ -69,32 +69,29 @@ class WorkerRuntime:
     """Everything one worker process keeps for tracking its attempts."""
 
     def __init__(self) -> None:
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.worker_id = ""
         self.writer: OutcomeWriter | None = None
         self._heartbeat: Heartbeat | None = None
 
     # -- process lifecycle ---------------------------------------------------------------------
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Everything a message needs exists before the worker threads start consuming: a message
+        # taken before the writer existed would otherwise wait for the lifeline.
         ensure_redis()
         for queue in declared_queues():
             broker.declare_queue(queue)
         # Idle consumers poll with a backoff capped at this; Dramatiq's 1 s default would add up
         # to a second of latency to every task that arrives on an idle queue.
         worker.worker_timeout = int(taskhub_settings.WORKER_POLL_MS)
-
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # Pid-based id: a forked process must not share its parent's identity.
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.writer = OutcomeWriter(self.worker_id)
         self.writer.start()
         whitelist = worker.consumer_whitelist
         queues = sorted(whitelist) if whitelist else declared_queues()
+        broker_id = getattr(broker, "broker_id", "")
         self._heartbeat = Heartbeat(
-            self.worker_id,
-            self.writer,
-            queues,
-            worker.worker_threads,
-            getattr(broker, "broker_id", ""),
+            self.worker_id, self.writer, queues, worker.worker_threads, broker_id
         )
         self._heartbeat.start()
 
@@ -121,7 +118,9 @@ class WorkerRuntime:
             return
         env = message.args[0]
         task_id, attempt = env["id"], env["attempt"]
-        claim = claims.claim_attempt(task_id, attempt, env["queue"], self.worker_id)
+        claim = claims.claim_attempt(
+            task_id, attempt, env["queue"], self.worker_id, rate_limits(env["queue"], env["name"])
+        )
         if claim is ClaimResult.PAUSED:
             self._hand_back(env)
         if claim is not ClaimResult.CLAIMED:
@@ -151,6 +150,18 @@ class WorkerRuntime:
             status=TaskStatus.PENDING, started_at=None, finished_at=now,
             event_data={"reason": "queue paused"},
         ))  # fmt: skip
+
+
+def rate_limits(queue: str, name: str) -> dict[str, float]:
+    """The start-rate limits an attempt must fit in: its queue's and its task type's."""
+    limits = {}
+    queue_rate = taskhub_settings.queue_config(queue).get("rate")
+    if queue_rate:
+        limits[f"queue:{queue}"] = queue_rate
+    definition = all_definitions().get(name)
+    if definition is not None and definition.rate_limit:
+        limits[f"task:{name}"] = definition.rate_limit
+    return limits
 
 
 def decide_outcome(attempt: Attempt, exception: BaseException | None) -> Outcome:

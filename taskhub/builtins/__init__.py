@@ -1,3 +1,3 @@
 """Domain-free built-in tasks."""
 
-from . import http, ping  # noqa: F401
+from . import http, maintenance, ping  # noqa: F401

@@ -29,14 +29,13 @@ def test_a_critical_task_overtakes_a_backlog_of_low_ones(make_stack):
     stack.start()
     wait_for(lambda: len(started_order("prio")) >= 5, message="the backlog to start")
 
+    already_started = len(started_order("prio"))
     urgent = schedule("test.sleep", {"seconds": 0, "label": "prio"}, priority="critical")
     wait_status(urgent.id, "completed", timeout=20)
 
-    order = started_order("prio")
-    position = order.index(str(urgent.id))
-    started_before_scheduling = 5
-    # Only what was already on its way to the single thread may start first: a handful.
-    assert position - started_before_scheduling <= 4, position
+    position = started_order("prio").index(str(urgent.id))
+    # Only what was already dispatched to the single thread may start first: a handful.
+    assert position - already_started <= 6, (position, already_started)
     assert Task.objects.filter(id__in=[t.id for t in backlog], status="completed").count() < 150
 
 
@@ -52,19 +51,29 @@ def test_a_queue_cap_holds_across_worker_processes(make_stack):
     assert peak("cap") == 3
 
 
-def test_a_rate_limited_queue_starts_at_most_its_rate_per_second(make_stack):
-    stack = make_stack(processes=1, threads=8)
-    stack.start()
-    tasks = schedule_many("test.sleep_rated", [{"seconds": 0, "label": "rate"}] * 15)
-
-    wait_all_finished([t.id for t in tasks], timeout=30)
-
-    starts = sorted(t.started_at for t in Task.objects.filter(id__in=[t.id for t in tasks]))
-    per_second = {}
+def starts_per_second(ids):
+    starts = sorted(t.started_at for t in Task.objects.filter(id__in=ids))
+    counts = {}
     for started in starts:
-        per_second[int(started.timestamp())] = per_second.get(int(started.timestamp()), 0) + 1
-    assert max(per_second.values()) <= 5, per_second
-    assert (starts[-1] - starts[0]).total_seconds() >= 1.5
+        counts[int(started.timestamp())] = counts.get(int(started.timestamp()), 0) + 1
+    return starts, counts
+
+
+@pytest.mark.parametrize(("name", "rate"), [("test.sleep_rated", 5), ("test.sleep_task_rated", 4)])
+def test_a_rate_limit_allows_at_most_its_starts_per_second(make_stack, name, rate):
+    stack = make_stack(processes=2, threads=8)
+    stack.start()
+    ids = [t.id for t in schedule_many(name, [{"seconds": 0, "label": "rate"}] * 15)]
+
+    wait_all_finished(ids, timeout=30)
+
+    starts, counts = starts_per_second(ids)
+    # In every sliding one-second window, rate + 1 starts span at least a second. The limiter
+    # is exact at claim time; the slack covers the thread scheduling between the claim and the
+    # recorded start on a loaded machine.
+    for i in range(len(starts) - rate):
+        assert (starts[i + rate] - starts[i]).total_seconds() >= 0.75, counts
+    assert (starts[-1] - starts[0]).total_seconds() >= 15 / rate - 1.5, counts
 
 
 def test_a_paused_queue_starts_nothing_and_resume_drains_it(make_stack):

@@ -125,3 +125,8 @@ def cancellable(payload: dict, ctx) -> str:
 @task("test.bad_result")
 def bad_result(payload: dict) -> object:
     return {1, 2, 3}
+
+
+@task("test.sleep_task_rated", schema=Sleep, rate_limit=4)
+def sleep_task_rated(payload: Sleep, ctx) -> dict:
+    return sleep.func(payload, ctx)

@@ -1,0 +1,24 @@
+from django.apps import AppConfig
+
+
+class WebhooksConfig(AppConfig):
+    name = "webhooks"
+    verbose_name = "webhooks"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from taskhub.cron import EVERY_DAY_AT_MIDNIGHT, declare
+        from taskhub.signals import tasks_finished
+
+        from . import commands  # noqa: F401  (registers `taskhub webhook-*` subcommands)
+        from .conf import webhooks_settings
+        from .events import publish_task_events
+
+        # taskhub knows nothing of webhooks: its lifecycle events arrive through this signal.
+        tasks_finished.connect(publish_task_events, dispatch_uid="webhooks.task_events")
+        declare(
+            "webhooks.retry_due",
+            "webhooks.retry_due",
+            every=lambda: webhooks_settings.RETRY_INTERVAL_MINUTES * 60,
+        )
+        declare("webhooks.cleanup", "webhooks.cleanup", cron=EVERY_DAY_AT_MIDNIGHT)
