@@ -104,7 +104,7 @@ class Drill:
         known = [r for r in recoveries if r is not None]
         if known:
             rows.append(at_most(m, "recovery (worst)", round(max(known), 1), RECOVERY_LIMIT, "s",
-                                note="fault → last task in flight at it finished"))  # fmt: skip
+                                note="fault → last in-flight task recorded done"))  # fmt: skip
         self.ctx.details[m] = {
             "statuses": statuses, "faults": [
                 {**f, "in_flight": len(f["in_flight"]), "affected": len(f["affected"])}
@@ -116,7 +116,7 @@ class Drill:
 
     def _recovery(self, fault: dict) -> float | None:
         """Seconds from the fault (or the end of an outage) until the last task that was in
-        flight at it finished; None if one never finished."""
+        flight at it was recorded finished; None if one never finished."""
         from django.db.models import Max
 
         from taskhub.models import Task
@@ -127,7 +127,9 @@ class Drill:
         rows = Task.objects.filter(id__in=ids)
         if rows.exclude(status="completed").exists():
             return None
-        last = rows.aggregate(last=Max("completed_at"))["last"]
+        # updated_at is when the outcome reached the database (completed_at is when the handler
+        # ended, which during an outage can be long before anyone can see it).
+        last = rows.aggregate(last=Max("updated_at"))["last"]
         return max(0.0, last.timestamp() - fault.get("back_at", fault["at"]))
 
     def cleanup(self) -> None:
