@@ -48,8 +48,17 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: $(STAMP)  ## benchmarks and fault drills (not part of make test)
-	$(PY) -m bench.run $(BENCH_ARGS)
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# BENCH_ARGS="--quick" shrinks every count 10x; BENCH_FAULTS= leaves the fault drills out.
+BENCH_FAULTS ?= --faults
+
+bench: $(BENCH_STAMP)  ## benchmarks and fault drills (not part of make test)
+	$(PY) -m bench.run $(BENCH_FAULTS) $(BENCH_ARGS)
 
 drill-hosts: $(STAMP)  ## (root) network-namespace hosts: caps, priorities, scale-out, a cut link; writes bench/results/
 	$(PY) -m bench.drill_hosts $(DRILL_ARGS)
