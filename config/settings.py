@@ -230,6 +230,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TaskStatusEnum": "taskhub.models.TaskStatus",
         "HealthStatusEnum": "taskhub.api.task_queue.HEALTH_STATUSES",
+        "DeliveryStatusEnum": "webhooks.models.DeliveryStatus",
     },
 }
 # Largest request body accepted (bytes); larger → 413 before it is read.
