@@ -231,6 +231,9 @@ SPECTACULAR_SETTINGS = {
         "TaskStatusEnum": "taskhub.models.TaskStatus",
         "HealthStatusEnum": "taskhub.api.task_queue.HEALTH_STATUSES",
         "DeliveryStatusEnum": "webhooks.models.DeliveryStatus",
+        "PaymentStatusEnum": "payments.models.PaymentStatus",
+        "SafeTxStatusEnum": "payments.models.SafeTxStatus",
+        "KycStatusEnum": "kyc.models.KycStatus",
     },
 }
 # Largest request body accepted (bytes); larger → 413 before it is read.
