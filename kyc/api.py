@@ -42,7 +42,11 @@ class KycDocumentCreate(APIView):
     roles = {"POST": OPERATOR}
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={201: KycCaseSerializer})
+    @extend_schema(
+        operation_id="kyc_documents_create",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request):
         try:
             with audited(request.user, "kyc_case.create", source="api",
@@ -83,7 +87,7 @@ class UserKycStatusDetail(APIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="kyc_user_status", request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request, user_id: str):
         row = UserKycStatus.objects.filter(user_id=user_id).first()
         return Response(
@@ -101,7 +105,9 @@ class KycRerun(APIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        operation_id="kyc_rerun", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT
+    )
     def post(self, request, pk):
         case = generics.get_object_or_404(KycCase, pk=pk)
         with audited(request.user, "kyc_case.rerun", source="api", target_type="kyc_case",

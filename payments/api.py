@@ -51,7 +51,7 @@ class PaymentListCreate(APIView):
     roles = {"GET": VIEWER, "POST": OPERATOR}
     pagination_class = Pagination
 
-    @extend_schema(operation_id="payments_list", responses=PaymentSerializer(many=True))
+    @extend_schema(operation_id="payments_list", request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
         rows = _filtered(Payment.objects.all(), request.query_params,
                          ["status", "user_id", "currency", "provider_payment_id"])  # fmt: skip
@@ -59,7 +59,9 @@ class PaymentListCreate(APIView):
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(PaymentSerializer(page, many=True).data)
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={201: PaymentDetailSerializer})
+    @extend_schema(
+        operation_id="payments_create", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT
+    )
     def post(self, request):
         try:
             with audited(request.user, "payment.create", source="api",
@@ -89,8 +91,9 @@ class SafeTransactionListCreate(APIView):
     roles = {"GET": VIEWER, "POST": OPERATOR}
     pagination_class = Pagination
 
-    @extend_schema(operation_id="safe_transactions_list",
-                   responses=SafeTransactionSerializer(many=True))  # fmt: skip
+    @extend_schema(
+        operation_id="safe_transactions_list", request=None, responses=OpenApiTypes.OBJECT
+    )
     def get(self, request):
         rows = _filtered(SafeTransaction.objects.all(), request.query_params,
                          ["status", "user_id", "safe_address", "safe_tx_hash"])  # fmt: skip
@@ -98,7 +101,11 @@ class SafeTransactionListCreate(APIView):
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(SafeTransactionSerializer(page, many=True).data)
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={201: SafeTransactionSerializer})
+    @extend_schema(
+        operation_id="safe_transactions_create",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request):
         try:
             with audited(request.user, "safe_transaction.create", source="api",
@@ -125,7 +132,7 @@ class PaymentAction(APIView):
     roles = {"POST": OPERATOR}
     action = ""
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def post(self, request, pk):
         payment = generics.get_object_or_404(Payment, pk=pk)
         try:
@@ -152,7 +159,11 @@ class SafeTransactionReconcile(APIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        operation_id="safe_transactions_reconcile",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request, pk):
         row = generics.get_object_or_404(SafeTransaction, pk=pk)
         try:

@@ -179,7 +179,7 @@ def schedule(
             raise
         # Another caller won the race for this key; the constraint makes exactly one winner.
         return Task.objects.get(dedup_key=dedup_key, status__in=ACTIVE_STATUSES)
-    transaction.on_commit(wake_dispatcher)
+    transaction.on_commit(lambda: wake_dispatcher(row.queue))
     return row
 
 
@@ -228,4 +228,5 @@ def insert_rows(rows: Sequence[Task], *, batch_size: int = 2000) -> None:
     with transaction.atomic():
         Task.objects.bulk_create(rows, batch_size=batch_size)
         TaskEvent.objects.bulk_create([_created_event(r) for r in rows], batch_size=batch_size)
-    transaction.on_commit(wake_dispatcher)
+    queues = {r.queue for r in rows}
+    transaction.on_commit(lambda: wake_dispatcher(*queues))
