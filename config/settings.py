@@ -195,7 +195,15 @@ TASKS = {
 
 # --- webhooks -------------------------------------------------------------------------------------
 # Every key is optional; webhooks.conf documents the defaults.
-WEBHOOKS: dict = {}
+WEBHOOKS: dict = {
+    # Domain signals published as webhooks. Each sends ``event={"type", "data"}``; the apps
+    # never import one another, so the project (this file) says which signals webhooks hears.
+    "SIGNALS": [
+        "notifications.signals.notification_created",  # notification.created
+        "notifications.signals.operator_alert",  # task.dead_lettered (operator alerts)
+        "blockchain.signals.blockchain_event",  # blockchain.event, blockchain.event.removed
+    ],
+}
 if "WEBHOOK_RETRY_INTERVAL_MINUTES" in os.environ:
     WEBHOOKS["RETRY_INTERVAL_MINUTES"] = float(os.environ["WEBHOOK_RETRY_INTERVAL_MINUTES"])
 if "WEBHOOK_CLEANUP_RETENTION_DAYS" in os.environ:
@@ -230,6 +238,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TaskStatusEnum": "taskhub.models.TaskStatus",
         "HealthStatusEnum": "taskhub.api.task_queue.HEALTH_STATUSES",
+        "DeliveryStatusEnum": "webhooks.models.DeliveryStatus",
+        "PaymentStatusEnum": "payments.models.PaymentStatus",
+        "SafeTxStatusEnum": "payments.models.SafeTxStatus",
+        "KycStatusEnum": "kyc.models.KycStatus",
     },
 }
 # Largest request body accepted (bytes); larger → 413 before it is read.

@@ -9,4 +9,5 @@ urlpatterns = [
     path("api/", include("notifications.urls")),
     path("", include("payments.urls")),
     path("", include("kyc.urls")),
+    path("", include("webhooks.urls")),
 ]

@@ -1,7 +1,9 @@
 """Admin pages for KYC cases, users' statuses and provider callbacks; "re-run the check" is an
-action recorded in the admin log."""
+action recorded in the operator audit log (``taskhub.audit``)."""
 
 from django.contrib import admin, messages
+
+from taskhub.audit import audited
 
 from . import services
 from .models import KycCase, KycProviderEvent, UserKycStatus
@@ -30,11 +32,13 @@ class KycCaseAdmin(ReadOnlyAdmin):
     def rerun_check(self, request, queryset):
         for case in queryset:
             try:
-                task = services.rerun_check(case)
+                with audited(request.user, "kyc_case.rerun", source="admin",
+                             target_type="kyc_case", target_id=case.pk) as extra:  # fmt: skip
+                    task = services.rerun_check(case)
+                    extra.update(task_id=str(task.id))
             except Exception as exc:
                 self.message_user(request, f"{case}: re-run failed: {exc}", messages.ERROR)
                 continue
-            self.log_change(request, case, f"re-run the KYC check: task {task.id}")
             self.message_user(request, f"{case}: re-run scheduled (task {task.id})")
 
 

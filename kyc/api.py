@@ -10,9 +10,11 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from taskhub.api.permissions import OPERATOR, VIEWER, RolePermission
+from taskhub.audit import audited
 
 from . import services
 from .models import KycCase, UserKycStatus
@@ -36,7 +38,8 @@ class KycDocumentCreate(APIView):
     """``POST /api/kyc/documents``: multipart (user_id, document_type, provider?, email?, file)
     or JSON with ``document_ref`` instead of a file."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [RolePermission]
+    roles = {"POST": OPERATOR}
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     @extend_schema(
@@ -46,7 +49,10 @@ class KycDocumentCreate(APIView):
     )
     def post(self, request):
         try:
-            case = services.create_case(request.data, request.FILES.get("file"))
+            with audited(request.user, "kyc_case.create", source="api",
+                         target_type="kyc_case") as extra:  # fmt: skip
+                case = services.create_case(request.data, request.FILES.get("file"))
+                extra.update(target_id=case.id)
         except services.KycRequestError as exc:
             return Response({"errors": exc.errors}, status=exc.status)
         return Response(KycCaseSerializer(case).data, status=status.HTTP_201_CREATED)
@@ -55,7 +61,8 @@ class KycDocumentCreate(APIView):
 class KycCaseList(generics.ListAPIView):
     """``GET /api/kyc/cases`` (filters: user_id, status, provider)."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [RolePermission]
+    roles = {"GET": VIEWER}
     serializer_class = KycCaseSerializer
     pagination_class = Pagination
 
@@ -68,7 +75,8 @@ class KycCaseList(generics.ListAPIView):
 
 
 class KycCaseDetail(generics.RetrieveAPIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = [RolePermission]
+    roles = {"GET": VIEWER}
     queryset = KycCase.objects.all()
     serializer_class = KycCaseSerializer
 
@@ -76,7 +84,8 @@ class KycCaseDetail(generics.RetrieveAPIView):
 class UserKycStatusDetail(APIView):
     """``GET /api/kyc/users/{user_id}``: the user's current KYC status."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [RolePermission]
+    roles = {"GET": VIEWER}
 
     @extend_schema(operation_id="kyc_user_status", request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request, user_id: str):
@@ -93,14 +102,18 @@ class UserKycStatusDetail(APIView):
 class KycRerun(APIView):
     """``POST /api/kyc/cases/{id}/rerun``: submit the document again (operator action)."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [RolePermission]
+    roles = {"POST": OPERATOR}
 
     @extend_schema(
         operation_id="kyc_rerun", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT
     )
     def post(self, request, pk):
         case = generics.get_object_or_404(KycCase, pk=pk)
-        task = services.rerun_check(case)
+        with audited(request.user, "kyc_case.rerun", source="api", target_type="kyc_case",
+                     target_id=case.id) as extra:  # fmt: skip
+            task = services.rerun_check(case)
+            extra.update(task_id=str(task.id))
         return Response({"case_id": str(case.id), "task_id": str(task.id)})
 
 

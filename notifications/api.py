@@ -1,17 +1,19 @@
 """REST API: a user's notifications, and marking one read.
 
-Views are thin (a serializer and one service call); ``permission_classes`` is the only policy,
-kept as a class attribute so role-based permissions can replace it.
+Views are thin (a serializer and one service call). Roles as on the engine API: viewers read,
+operators mark read (recorded in the operator audit log).
 """
 
 from __future__ import annotations
 
 from rest_framework import generics, serializers
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from taskhub.api.permissions import OPERATOR, VIEWER, RolePermission
+from taskhub.audit import audited
 
 from . import services
 from .models import Notification
@@ -36,7 +38,8 @@ class NotificationList(generics.ListAPIView):
     Without ``user_id``, the signed-in user's own notifications."""
 
     serializer_class = NotificationSerializer
-    permission_classes = [IsAuthenticated]
+    permission_classes = [RolePermission]
+    roles = {"GET": VIEWER}
     pagination_class = NotificationPagination
 
     def get_queryset(self):
@@ -53,12 +56,15 @@ class NotificationList(generics.ListAPIView):
 class MarkRead(APIView):
     """``POST /api/notifications/{id}/read`` — idempotent; answers the notification."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [RolePermission]
+    roles = {"POST": OPERATOR}
     serializer_class = NotificationSerializer
 
     def post(self, request: Request, pk: int) -> Response:
         try:
-            notification = services.mark_read(pk)
+            with audited(request.user, "notification.mark_read", source="api",
+                         target_type="notification", target_id=pk):  # fmt: skip
+                notification = services.mark_read(pk)
         except Notification.DoesNotExist:
             return Response({"detail": "No such notification."}, status=404)
         return Response(NotificationSerializer(notification).data)

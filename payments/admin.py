@@ -1,12 +1,13 @@
 """Admin pages for payments, Safe transactions (with confirmations) and provider callbacks.
 
 Read-only: statuses change only through the services. Actions call the same service functions
-as the API and are recorded in the admin log (LogEntry) — the operators' audit trail until the
-audit log of the operator surfaces lands. No page shows a secret: provider secrets and keys live
-in settings, never in these rows.
+as the API and are recorded in the operator audit log (``taskhub.audit``). No page shows a
+secret: provider secrets and keys live in settings, never in these rows.
 """
 
 from django.contrib import admin, messages
+
+from taskhub.audit import audited
 
 from . import safe, services
 from .models import Payment, ProviderEvent, SafeConfirmation, SafeTransaction
@@ -23,14 +24,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-def _run(admin_view, request, queryset, label, action):
+def _run(admin_view, request, queryset, label, action, *, audit_action: str):
+    target_type = queryset.model._meta.model_name
     for obj in queryset:
         try:
-            outcome = action(obj)
+            # Actions may call the provider or the chain: no transaction held open across them.
+            with audited(request.user, audit_action, source="admin", target_type=target_type,
+                         target_id=obj.pk, atomic=False) as extra:  # fmt: skip
+                outcome = action(obj)
+                extra.update(outcome=str(outcome))
         except Exception as exc:  # report per row; one failure doesn't stop the others
             admin_view.message_user(request, f"{obj}: {label} failed: {exc}", messages.ERROR)
             continue
-        admin_view.log_change(request, obj, f"{label}: {outcome}")
         admin_view.message_user(request, f"{obj}: {label}: {outcome}")
 
 
@@ -55,12 +60,13 @@ class PaymentAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Retry processing (unfinished payments)")
     def retry_payment(self, request, queryset):
-        _run(self, request, queryset, "retry",
-             lambda p: f"task {services.retry_payment(p).id}")  # fmt: skip
+        _run(self, request, queryset, "retry", lambda p: f"task {services.retry_payment(p).id}",
+             audit_action="payment.retry")  # fmt: skip
 
     @admin.action(description="Reconcile from the provider")
     def reconcile_from_provider(self, request, queryset):
-        _run(self, request, queryset, "reconcile from provider", services.reconcile_from_provider)
+        _run(self, request, queryset, "reconcile from provider", services.reconcile_from_provider,
+             audit_action="payment.reconcile")  # fmt: skip
 
 
 class SafeConfirmationInline(admin.TabularInline):
@@ -82,7 +88,8 @@ class SafeTransactionAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Reconcile from the chain")
     def reconcile_from_chain(self, request, queryset):
-        _run(self, request, queryset, "reconcile from chain", safe.reconcile_from_chain)
+        _run(self, request, queryset, "reconcile from chain", safe.reconcile_from_chain,
+             audit_action="safe_transaction.reconcile")  # fmt: skip
 
 
 @admin.register(ProviderEvent)

@@ -1,7 +1,8 @@
 """REST endpoints for payments, Safe transactions and provider callbacks.
 
-Permission classes are class attributes so the role classes (viewer / operator) can replace
-them without touching the views.
+Roles as everywhere on the API (``taskhub.api.permissions``): viewers read; operators create
+payments and Safe transactions, retry and reconcile. Every operator action is recorded in the
+operator audit log (``taskhub.audit``), in the transaction of the change.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from taskhub.api.permissions import OPERATOR, VIEWER, RolePermission
+from taskhub.audit import audited
 
 from . import safe, services
 from .models import Payment, SafeTransaction
@@ -44,13 +47,9 @@ class PaymentListCreate(APIView):
     """``GET /api/payments`` (filters: status, user_id, currency, provider_payment_id) and
     ``POST /api/payments`` with an ``Idempotency-Key`` header."""
 
-    permission_classes = [IsAuthenticated]
-    create_permission_classes = [IsAuthenticated]
+    permission_classes = [RolePermission]
+    roles = {"GET": VIEWER, "POST": OPERATOR}
     pagination_class = Pagination
-
-    def get_permissions(self):
-        classes = self.create_permission_classes if self.request.method == "POST" else None
-        return [p() for p in (classes or self.permission_classes)]
 
     @extend_schema(operation_id="payments_list", request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
@@ -65,9 +64,12 @@ class PaymentListCreate(APIView):
     )
     def post(self, request):
         try:
-            payment, created = services.create_payment(
-                idempotency_key=request.headers.get("Idempotency-Key", ""), data=request.data
-            )
+            with audited(request.user, "payment.create", source="api",
+                         target_type="payment") as extra:  # fmt: skip
+                payment, created = services.create_payment(
+                    idempotency_key=request.headers.get("Idempotency-Key", ""), data=request.data
+                )
+                extra.update(target_id=payment.id, created=created)
         except (services.PaymentRequestError, safe.SafeRequestError) as exc:
             return Response({"errors": exc.errors}, status=exc.status)
         body = PaymentDetailSerializer(payment).data
@@ -75,7 +77,8 @@ class PaymentListCreate(APIView):
 
 
 class PaymentDetail(generics.RetrieveAPIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = [RolePermission]
+    roles = {"GET": VIEWER}
     queryset = Payment.objects.all()
     serializer_class = PaymentDetailSerializer
 
@@ -84,13 +87,9 @@ class SafeTransactionListCreate(APIView):
     """``GET /api/safe-transactions`` (filters: status, user_id, safe_address, safe_tx_hash) and
     ``POST /api/safe-transactions`` ``{safe_address, transaction, user_signature, user_id}``."""
 
-    permission_classes = [IsAuthenticated]
-    create_permission_classes = [IsAuthenticated]
+    permission_classes = [RolePermission]
+    roles = {"GET": VIEWER, "POST": OPERATOR}
     pagination_class = Pagination
-
-    def get_permissions(self):
-        classes = self.create_permission_classes if self.request.method == "POST" else None
-        return [p() for p in (classes or self.permission_classes)]
 
     @extend_schema(
         operation_id="safe_transactions_list", request=None, responses=OpenApiTypes.OBJECT
@@ -109,7 +108,10 @@ class SafeTransactionListCreate(APIView):
     )
     def post(self, request):
         try:
-            row, created = safe.create_safe_transaction(request.data)
+            with audited(request.user, "safe_transaction.create", source="api",
+                         target_type="safe_transaction") as extra:  # fmt: skip
+                row, created = safe.create_safe_transaction(request.data)
+                extra.update(target_id=row.id, created=created)
         except safe.SafeRequestError as exc:
             return Response({"errors": exc.errors}, status=exc.status)
         body = SafeTransactionSerializer(row).data
@@ -117,7 +119,8 @@ class SafeTransactionListCreate(APIView):
 
 
 class SafeTransactionDetail(generics.RetrieveAPIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = [RolePermission]
+    roles = {"GET": VIEWER}
     queryset = SafeTransaction.objects.all()
     serializer_class = SafeTransactionSerializer
 
@@ -125,17 +128,24 @@ class SafeTransactionDetail(generics.RetrieveAPIView):
 class PaymentAction(APIView):
     """``POST /api/payments/{id}/retry`` and ``/reconcile``: operator actions."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [RolePermission]
+    roles = {"POST": OPERATOR}
     action = ""
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def post(self, request, pk):
         payment = generics.get_object_or_404(Payment, pk=pk)
         try:
-            if self.action == "retry":
-                task = services.retry_payment(payment)
-                return Response({"payment_id": str(payment.id), "task_id": str(task.id)})
-            new_status = services.reconcile_from_provider(payment)
+            # A reconcile calls the provider: no transaction held open across it.
+            with audited(request.user, f"payment.{self.action}", source="api",
+                         target_type="payment", target_id=payment.id,
+                         atomic=self.action == "retry") as extra:  # fmt: skip
+                if self.action == "retry":
+                    task = services.retry_payment(payment)
+                    extra.update(task_id=str(task.id))
+                    return Response({"payment_id": str(payment.id), "task_id": str(task.id)})
+                new_status = services.reconcile_from_provider(payment)
+                extra.update(status=str(new_status))
         except services.InvalidTransition as exc:
             return Response({"errors": {"status": [str(exc)]}}, status=409)
         except Exception as exc:  # the provider is unreachable: say so, change nothing
@@ -146,7 +156,8 @@ class PaymentAction(APIView):
 class SafeTransactionReconcile(APIView):
     """``POST /api/safe-transactions/{id}/reconcile``: re-read the outcome from the chain."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [RolePermission]
+    roles = {"POST": OPERATOR}
 
     @extend_schema(
         operation_id="safe_transactions_reconcile",
@@ -156,7 +167,12 @@ class SafeTransactionReconcile(APIView):
     def post(self, request, pk):
         row = generics.get_object_or_404(SafeTransaction, pk=pk)
         try:
-            new_status = safe.reconcile_from_chain(row)
+            # The chain is read: no transaction held open across it.
+            with audited(request.user, "safe_transaction.reconcile", source="api",
+                         target_type="safe_transaction", target_id=row.id,
+                         atomic=False) as extra:  # fmt: skip
+                new_status = safe.reconcile_from_chain(row)
+                extra.update(status=str(new_status))
         except safe.SafeRequestError as exc:
             return Response({"errors": exc.errors}, status=409)
         return Response({"safe_transaction_id": str(row.id), "status": new_status})

@@ -475,12 +475,26 @@ class ScheduleRunInline(admin.TabularInline):
     readonly_fields = fields
     ordering = ("-slot",)
 
+    def has_view_permission(self, request, obj=None):
+        return has_role(request.user, VIEWER)
+
     def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
 @admin.register(TaskSchedule)
-class TaskScheduleAdmin(admin.ModelAdmin):
+class TaskScheduleAdmin(RoleAdmin):
+    """Viewers see schedules; operators run, enable and disable them (confirmed, audited);
+    admins create, edit and delete them. Every change goes through taskhub.schedules."""
+
+    paginator = admin.ModelAdmin.paginator  # a few hundred rows at most: exact counts are fine
+    show_full_result_count = True
     list_display = ("name", "task_name", "when", "timezone", "enabled", "next_run_at",
                     "last_run_at", "last_status", "source")  # fmt: skip
     list_filter = ("enabled", "kind", "source", "last_status")
@@ -491,47 +505,60 @@ class TaskScheduleAdmin(admin.ModelAdmin):
     inlines = [ScheduleRunInline]
     actions = ("run_now", "enable", "disable")
 
+    def has_add_permission(self, request) -> bool:
+        return self.has_destroy_permission(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self.has_destroy_permission(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self.has_destroy_permission(request) and (obj is None or obj.source != "code")
+
     def save_model(self, request, obj, form, change):
         timing = dict(cron=obj.cron or None, interval=obj.interval_seconds, run_at=obj.run_at)
-        if change:
-            changes = {"enabled": obj.enabled}
-            if obj.source != "code":
-                changes.update(task=obj.task_name, payload=obj.payload, timezone=obj.timezone,
-                               **timing)  # fmt: skip
-            saved = schedule_services.update_schedule(obj.pk, **changes)
-        else:
-            saved = schedule_services.create_schedule(
-                obj.name, obj.task_name, payload=obj.payload, timezone_name=obj.timezone,
-                enabled=obj.enabled, **timing,
-            )  # fmt: skip
+        action = "schedule.update" if change else "schedule.create"
+        with audited(request.user, action, source="admin", target_type="schedule",
+                     target_id=obj.name):  # fmt: skip
+            if change:
+                changes = {"enabled": obj.enabled}
+                if obj.source != "code":
+                    changes.update(task=obj.task_name, payload=obj.payload,
+                                   timezone=obj.timezone, **timing)  # fmt: skip
+                saved = schedule_services.update_schedule(obj.pk, **changes)
+            else:
+                saved = schedule_services.create_schedule(
+                    obj.name, obj.task_name, payload=obj.payload, timezone_name=obj.timezone,
+                    enabled=obj.enabled, **timing,
+                )  # fmt: skip
         obj.pk = saved.pk
 
     def delete_model(self, request, obj):
-        schedule_services.delete_schedule(obj.pk)
+        with audited(request.user, "schedule.delete", source="admin", target_type="schedule",
+                     target_id=obj.name):  # fmt: skip
+            schedule_services.delete_schedule(obj.pk)
 
-    @admin.action(description="Run selected schedules now")
+    def _confirm(self, request, queryset, action: str, verb: str, perform):
+        return confirm_then(self, request, queryset, action=action, verb=verb,
+                            target_type="schedule", target_id=lambda row: row.name,
+                            perform=lambda row: perform(row.pk))  # fmt: skip
+
+    @admin.action(description="Run selected schedules now", permissions=["operate"])
     def run_now(self, request, queryset):
-        for row in queryset:
-            schedule_services.run_now(row.pk)
+        return self._confirm(request, queryset, "schedule.run_now", "Run schedules now",
+                             schedule_services.run_now)  # fmt: skip
 
-    @admin.action(description="Enable selected schedules")
+    @admin.action(description="Enable selected schedules", permissions=["operate"])
     def enable(self, request, queryset):
-        for row in queryset:
-            schedule_services.enable_schedule(row.pk)
+        return self._confirm(request, queryset, "schedule.enable", "Enable schedules",
+                             schedule_services.enable_schedule)  # fmt: skip
 
-    @admin.action(description="Disable selected schedules")
+    @admin.action(description="Disable selected schedules", permissions=["operate"])
     def disable(self, request, queryset):
-        for row in queryset:
-            schedule_services.disable_schedule(row.pk)
+        return self._confirm(request, queryset, "schedule.disable", "Disable schedules",
+                             schedule_services.disable_schedule)  # fmt: skip
 
 
 @admin.register(ScheduleRun)
-class ScheduleRunAdmin(admin.ModelAdmin):
+class ScheduleRunAdmin(RoleAdmin):
     list_display = ("schedule", "slot", "trigger", "task_id", "status")
     list_filter = ("status", "trigger", "schedule")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.utils.functional import cached_property
 
 from .audit import audited
-from .errors import InvalidTransition, TaskNotFound
+from .errors import TaskhubError
 from .roles import ADMIN, OPERATOR, VIEWER, has_role
 
 #: Rows one admin action acts on at most ("select all" over millions stays bounded).
@@ -111,7 +111,7 @@ def confirm_then(
                          target_id=target_id(row)):  # fmt: skip
                 perform(row)
             done += 1
-        except (InvalidTransition, TaskNotFound) as exc:
+        except TaskhubError as exc:  # the service refused (bad transition, gone, invalid)
             refused.append(str(exc))
     if done:
         modeladmin.message_user(request, f"{verb}: done for {done}.", messages.SUCCESS)

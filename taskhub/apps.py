@@ -25,3 +25,8 @@ class TaskhubConfig(AppConfig):
         from .roles import ensure_role_groups
 
         post_migrate.connect(ensure_role_groups, sender=self)
+
+        from .health import register_check
+        from .scheduler import check_health
+
+        register_check("scheduler", check_health)

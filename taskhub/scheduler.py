@@ -253,6 +253,7 @@ class Scheduler:
 
         try:
             tick()
+            beat()
             if time.monotonic() - self._last_refresh >= REFRESH_EVERY:
                 refresh_run_outcomes()
                 self._last_refresh = time.monotonic()
@@ -263,3 +264,62 @@ class Scheduler:
         finally:
             # The poll runs on APScheduler's worker threads: don't leave broken connections.
             close_old_connections()
+
+
+# -- health: the scheduler's heartbeat ------------------------------------------------------------
+
+
+def _heartbeat_key() -> str:
+    from .broker import key
+
+    return key("scheduler", "last-poll")
+
+
+def beat() -> None:
+    """Record a successful poll (one Redis SET) for the health check; never fails the poll."""
+    import time
+
+    import redis
+
+    from .broker import get_redis
+
+    ttl = int(max(300, taskhub_settings.SCHEDULER_POLL_INTERVAL * 100))
+    try:
+        get_redis().set(_heartbeat_key(), repr(time.time()), ex=ttl)
+    except (redis.RedisError, OSError) as exc:
+        logger.debug("scheduler heartbeat not recorded: %s", exc)
+
+
+def last_poll_age() -> float | None:
+    """Seconds since a scheduler last polled successfully, or None if none has recently."""
+    import time
+
+    from .broker import get_redis
+
+    value = get_redis().get(_heartbeat_key())
+    return None if value is None else max(0.0, time.time() - float(value))
+
+
+def check_health() -> dict:
+    """The ``scheduler`` health check: degraded when enabled schedules exist but no scheduler
+    has polled within ``max(30, 10 × poll interval)`` seconds (their runs would be late)."""
+    import redis
+
+    from .health import DEGRADED, OK, SKIPPED
+
+    name = "scheduler"
+    if not taskhub_settings.ENABLE_SCHEDULING:
+        return {"name": name, "status": SKIPPED, "message": "scheduling is disabled"}
+    limit = max(30.0, taskhub_settings.SCHEDULER_POLL_INTERVAL * 10)
+    try:
+        age = last_poll_age()
+    except (redis.RedisError, OSError) as exc:
+        return {"name": name, "status": DEGRADED, "error": f"heartbeat unreadable: {exc}"}
+    if age is not None and age <= limit:
+        return {"name": name, "status": OK, "last_poll_seconds_ago": round(age, 1)}
+    if not TaskSchedule.objects.filter(enabled=True).exists():
+        return {"name": name, "status": SKIPPED, "message": "no enabled schedules"}
+    silence = f"no poll for {age:.0f}s" if age is not None else "no scheduler has polled recently"
+    message = f"{silence}: scheduled runs will be late"
+    return {"name": name, "status": DEGRADED, "message": message,
+            "last_poll_seconds_ago": None if age is None else round(age, 1)}  # fmt: skip

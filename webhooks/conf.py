@@ -27,6 +27,10 @@ DEFAULTS: dict[str, Any] = {
     # verify(): how far a webhook-timestamp may be from now (seconds).
     "TIMESTAMP_TOLERANCE": 300,
     "USER_AGENT": "taskhub-webhooks/0.1",
+    # Dotted paths of django Signals sent with ``event={"type": ..., "data": {...}}``; each
+    # event is published as a webhook of that type. The project lists its apps' signals here
+    # (config/settings.py), so webhooks imports no domain app.
+    "SIGNALS": [],
 }
 
 

@@ -1,5 +1,6 @@
 """taskhub's lifecycle events as webhooks: task.completed, task.retrying, task.failed,
-task.dead_lettered, task.cancelled.
+task.dead_lettered, task.cancelled — and the domain events of the signals listed in
+``WEBHOOKS["SIGNALS"]`` (notification.created, blockchain.event, operator alerts …).
 
 taskhub sends ``tasks_finished`` after each batch of attempt outcomes commits (on the worker's
 writer thread); this receiver publishes them. It must stay cheap when nobody listens, so the
@@ -16,6 +17,8 @@ import threading
 import time
 
 import redis
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 from taskhub.broker import get_redis, key
 from taskhub.models import TaskStatus
@@ -99,3 +102,25 @@ def publish_task_events(sender, outcomes, **kwargs) -> None:
         (event, task_event_payload(o)) for o in relevant for event in _EVENTS.get(o.status, ())
     ]
     publish_many(events)  # reads the endpoints afresh: the cache only answers "anyone?"
+
+
+def publish_signalled_event(sender, event, **kwargs) -> None:
+    """Receiver of the domain signals in ``WEBHOOKS["SIGNALS"]``: ``event`` is
+    ``{"type": ..., "data": {...}}``. It runs in the sender's transaction, so the delivery is
+    stored (and sent) exactly when the sender's change commits."""
+    from .services import publish
+
+    event_type, data = event["type"], event.get("data") or {}
+    if not any(e.subscribes_to(event_type) for e in active_endpoints()):
+        return  # nobody listens: one Redis GET, no query
+    publish(event_type, data)
+
+
+def connect_domain_signals() -> None:
+    """Connect ``publish_signalled_event`` to each signal named in ``WEBHOOKS["SIGNALS"]``."""
+    for path in webhooks_settings.SIGNALS:
+        try:
+            signal = import_string(path)
+        except ImportError as exc:
+            raise ImproperlyConfigured(f'WEBHOOKS["SIGNALS"]: cannot import {path!r}') from exc
+        signal.connect(publish_signalled_event, dispatch_uid=f"webhooks.signal:{path}")

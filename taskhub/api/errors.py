@@ -11,7 +11,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from ..errors import InvalidTaskRequest, InvalidTransition, TaskNotFound
+from ..errors import InvalidTaskRequest, InvalidTransition, TaskhubError, TaskNotFound
 
 
 class QueueNotFound(exceptions.NotFound):
@@ -50,7 +50,9 @@ def _handle(exc, context):
             errors = rename(errors)
         body = {"error": str(exc), "errors": errors}
         return Response({**envelope, **body}, status=status.HTTP_400_BAD_REQUEST)
-    if isinstance(exc, TaskNotFound):
+    if isinstance(exc, TaskNotFound) or (
+        isinstance(exc, TaskhubError) and isinstance(exc, LookupError)
+    ):  # ScheduleNotFound, and domain apps' lookups (EndpointNotFound …) alike
         return Response({**envelope, "error": str(exc)}, status=status.HTTP_404_NOT_FOUND)
     if isinstance(exc, InvalidTransition):
         return Response({**envelope, "error": str(exc)}, status=status.HTTP_409_CONFLICT)

@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
-from . import analysis, docs, task_queue, tasks
+from . import analysis, docs, schedules, task_queue, tasks
 
 _queue = "task-queue/<str:queue_name>"
 
@@ -13,6 +13,10 @@ urlpatterns = [
     path("tasks/<str:task_id>", tasks.TaskDetail.as_view(), name="task-detail"),
     path("tasks/<str:task_id>/retry", tasks.TaskRetry.as_view(), name="task-retry"),
     path("tasks/<str:task_id>/cancel", tasks.TaskCancel.as_view(), name="task-cancel"),
+    path("schedules", schedules.ScheduleListCreate.as_view(), name="schedule-list"),
+    path("schedules/<str:name>", schedules.ScheduleDetail.as_view(), name="schedule-detail"),
+    path("schedules/<str:name>/run-now", schedules.ScheduleRunNow.as_view(),
+         name="schedule-run-now"),
     path("metrics", analysis.Metrics.as_view(), name="metrics"),
     path("failures", analysis.Failures.as_view(), name="failures"),
     path("task-queue/health", task_queue.Health.as_view(), name="task-queue-health"),

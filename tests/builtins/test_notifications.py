@@ -12,6 +12,7 @@ from notifications.services import notify_user, set_preference
 from taskhub import InvalidTaskRequest, schedule
 from taskhub.broker import get_redis, key
 from taskhub.models import Task
+from taskhub.roles import create_user
 from tests.support import wait_for, wait_status
 
 pytestmark = [pytest.mark.e2e]
@@ -99,7 +100,7 @@ def test_unknown_channels_are_refused(db):
 
 
 def test_the_api_lists_unread_notifications_and_marks_one_read(db):
-    user = get_user_model().objects.create_user("reader")
+    user = create_user("reader", "operator")[0]
     client = APIClient()
     client.force_authenticate(user)
     first = notify_user("u-5", "welcome", "one")

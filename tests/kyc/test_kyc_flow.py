@@ -8,12 +8,12 @@ import time
 
 import httpx
 import pytest
-from django.contrib.auth import get_user_model
 from PIL import Image
 from rest_framework.test import APIClient
 
 from kyc.models import KycCase, KycProviderEvent, UserKycStatus
 from taskhub.models import Task
+from taskhub.roles import create_user
 from tests.support import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +28,7 @@ def png_bytes() -> bytes:
 @pytest.fixture
 def api(e2e):
     client = APIClient()
-    client.force_authenticate(get_user_model().objects.create_user(f"kyc-{time.time_ns()}"))
+    client.force_authenticate(create_user(f"kyc-{time.time_ns()}", "operator")[0])
     return client
 
 

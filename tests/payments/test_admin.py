@@ -1,11 +1,10 @@
 """The admin pages: payments with their Safe transaction, audited actions, no secrets shown."""
 
 import pytest
-from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 
 from payments import services
-from taskhub.models import Task
+from taskhub.models import OperatorAction, Task
 
 pytestmark = pytest.mark.django_db
 
@@ -57,5 +56,5 @@ def test_retrying_a_payment_from_the_admin_schedules_it_and_is_logged(admin_clie
 
     assert response.status_code == 302
     assert Task.objects.filter(name="payments.process_dtr_payment").count() == 1
-    entry = LogEntry.objects.get(object_id=str(payment.id))
-    assert "retry" in entry.get_change_message()
+    entry = OperatorAction.objects.get(target_id=str(payment.id))
+    assert (entry.action, entry.source, entry.username) == ("payment.retry", "admin", "root")

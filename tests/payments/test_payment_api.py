@@ -1,11 +1,11 @@
 """Creating payments over the API: validation, idempotency keys, one task per payment."""
 
 import pytest
-from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from payments.models import Payment
 from taskhub.models import Task
+from taskhub.roles import create_user
 
 pytestmark = pytest.mark.django_db
 
@@ -15,7 +15,7 @@ BODY = {"user_id": "user-1", "amount": "25.00", "currency": "USD", "payment_meth
 @pytest.fixture
 def api():
     client = APIClient()
-    client.force_authenticate(get_user_model().objects.create_user("alice"))
+    client.force_authenticate(create_user("alice", "operator")[0])
     return client
 
 

@@ -9,7 +9,6 @@ import time
 import httpx
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from eth_account import Account
 from rest_framework.test import APIClient
 
@@ -18,6 +17,7 @@ from payments.chain.client import SafeOnChain
 from payments.chain.safe_tx import parse_safe_tx, safe_tx_hash
 from payments.models import Payment, ProviderEvent, SafeTransaction
 from taskhub.models import Task
+from taskhub.roles import create_user
 from tests.support import wait_for, wait_status
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +27,7 @@ RECIPIENT = "0x000000000000000000000000000000000000dEaD"
 @pytest.fixture
 def api(e2e):
     client = APIClient()
-    client.force_authenticate(get_user_model().objects.create_user(f"op-{time.time_ns()}"))
+    client.force_authenticate(create_user(f"op-{time.time_ns()}", "operator")[0])
     return client
 
 
