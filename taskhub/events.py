@@ -121,7 +121,7 @@ def publish_on_commit(rows: Sequence[TaskEvent]) -> Sequence[TaskEvent]:
     return rows
 
 
-# --- reading the rows back (streams and `taskhub watch`) -------------------------------------------
+# --- reading the rows back (streams and `taskhub watch`) ------------------------------------------
 
 
 def event_payload(row: dict[str, Any]) -> dict[str, Any]:
@@ -159,10 +159,7 @@ def read_events(
     Filters: ``user_id``, ``task``, ``queue``, ``correlation_id`` (empty values are ignored).
     """
     qs = TaskEvent.objects.order_by("id")
-    if ids is not None:
-        qs = qs.filter(id__in=list(ids))
-    else:
-        qs = qs.filter(id__gt=after)
+    qs = qs.filter(id__in=list(ids)) if ids is not None else qs.filter(id__gt=after)
     lookups = {"user_id": "task__user_id", "task": "task_id", "queue": "task__queue",
                "correlation_id": "task__correlation_id"}  # fmt: skip
     for name, value in filters.items():

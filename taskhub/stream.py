@@ -46,7 +46,7 @@ def ticket_key(ticket: str) -> str:
     return key("events", "ticket", ticket)
 
 
-# --- tickets ---------------------------------------------------------------------------------------
+# --- tickets --------------------------------------------------------------------------------------
 
 
 class TicketRequest(serializers.Serializer):
@@ -69,7 +69,7 @@ class EventTickets(APIView):
         return Response({"ticket": ticket, "expires_at": expires_at}, status=201)
 
 
-# --- the per-process fan-out ------------------------------------------------------------------------
+# --- the per-process fan-out ----------------------------------------------------------------------
 
 
 class Subscriber:
@@ -178,7 +178,7 @@ def _read_announced(ids: list[int]) -> list[dict[str, Any]]:
 hub = Hub()
 
 
-# --- the stream view -------------------------------------------------------------------------------
+# --- the stream view ------------------------------------------------------------------------------
 
 
 def _replay(after: int, limit: int, filters: dict[str, str]) -> tuple[list[dict], bool]:

@@ -75,7 +75,8 @@ def test_a_reconnect_with_last_event_id_misses_nothing_and_repeats_nothing(
 
     expected = list(
         TaskEvent.objects.filter(task__correlation_id="reconnect", id__gt=int(seen[-1][1]))
-        .order_by("id").values_list("id", flat=True)
+        .order_by("id")
+        .values_list("id", flat=True)
     )
     assert [int(e[1]) for e in replayed] == expected
     kinds = [e[0] for e in replayed if e[2]["task"] == str(later[0].id)]
