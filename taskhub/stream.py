@@ -271,17 +271,22 @@ async def event_stream(request: HttpRequest) -> HttpResponse:
     last_id = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or ""
     after = int(last_id) if last_id.isdigit() else None
     lifetime = float(taskhub_settings.EVENTS_STREAM_LIFETIME)
+    # Subscribe and fix the starting point before the 200 goes out: a client that saw the
+    # response may rely on every later commit reaching it.
+    sub = Subscriber(filters)
+    await hub.join(sub)
+    cursor = after if after is not None else await sync_to_async(_newest_id)()
     await sync_to_async(close_old_connections)()
     response = StreamingHttpResponse(
-        _stream(principal, filters, after, lifetime), content_type="text/event-stream"
+        _stream(sub, principal, cursor, lifetime), content_type="text/event-stream"
     )
     response["Cache-Control"] = "no-cache, no-transform"
     response["X-Accel-Buffering"] = "no"
     return response
 
 
-async def _stream(principal: str, filters: dict[str, str], after: int | None, lifetime: float):
-    sub = Subscriber(filters)
+async def _stream(sub: Subscriber, principal: str, cursor: int, lifetime: float):
+    filters = sub.filters
     loop = asyncio.get_running_loop()
     deadline = loop.time() + lifetime
     keepalive = float(taskhub_settings.EVENTS_KEEPALIVE)
@@ -291,11 +296,6 @@ async def _stream(principal: str, filters: dict[str, str], after: int | None, li
     _open_streams[principal] += 1
     try:
         yield "retry: 3000\n\n"
-        await hub.join(sub)
-        if after is None:
-            cursor = await sync_to_async(_newest_id)()
-        else:
-            cursor = after
         sub.resync.set()
         while True:
             if sub.resync.is_set():
