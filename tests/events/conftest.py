@@ -38,7 +38,7 @@ class WebServer:
              "--log-level", "warning"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # shared 2-core machines start slowly
         while time.monotonic() < deadline:
             try:
                 httpx.get(self.url + "/healthz", timeout=2)
@@ -134,7 +134,7 @@ class SSEClient:
         self._thread.join(5)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def stack(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         running = Stack(processes=1, threads=4).start()
@@ -142,7 +142,7 @@ def stack(django_db_setup, django_db_blocker):
     running.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def web(django_db_setup):
     server = WebServer({"EVENTS_MAX_STREAMS_PER_USER": 3, "EVENTS_TICKET_TTL": 2})
     yield server
