@@ -113,6 +113,8 @@ class Hub:
 
     def leave(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
+        if not self.subscribers:  # idle: don't keep the reader's connection open
+            self._reader.submit(connection.close)
 
     async def _listen(self) -> None:
         import redis.asyncio as aioredis

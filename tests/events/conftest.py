@@ -136,10 +136,14 @@ class SSEClient:
 
 @pytest.fixture(scope="package")
 def stack(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        running = Stack(processes=1, threads=4).start()
-    yield running
-    running.stop()
+    running = Stack(processes=1, threads=4)
+    try:
+        with django_db_blocker.unblock():
+            running.start(wait_ready=False)
+            running.wait_for_workers(1, timeout=120)  # shared 2-core machines start slowly
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="package")
