@@ -117,3 +117,25 @@ def test_too_many_streams_for_one_user_get_429(live, operator_token, sse):
     assert [s.status for s in streams] == [200, 200, 200]
     resp = httpx.get(url, params={"ticket": _ticket(live, operator_token, "busy")})
     assert resp.status_code == 429
+
+
+def test_a_reconnect_after_a_pruned_gap_gets_a_reset_then_live_events(live, operator_token, sse):
+    from taskhub.models import Task, TaskEvent
+
+    # Given events the client saw that have since been pruned
+    old = taskhub.schedule("test.noop", {}, correlation_id="pruned")
+    wait_status(old.id, "completed")
+    last_seen = TaskEvent.objects.filter(task=old).order_by("id").last().id
+    taskhub.schedule("test.noop", {}, correlation_id="newer")
+    Task.objects.filter(id=old.id).delete()
+    # When it reconnects from there
+    stream = sse(f"{live.url}/api/events/stream",
+                 headers={"Authorization": f"Token {operator_token}",
+                          "Last-Event-ID": str(last_seen)},
+                 params={"correlation_id": "fresh"})  # fmt: skip
+    # Then it is told to refetch, and then follows live events
+    [reset] = stream.take_until(lambda e: True, timeout=15)
+    assert reset[0] == "reset"
+    fresh = taskhub.schedule("test.noop", {}, correlation_id="fresh")
+    events = stream.take_until(_finished(str(fresh.id)))
+    assert events[0][0] == "task.created"
