@@ -183,11 +183,16 @@ hub = Hub()
 # --- the stream view ------------------------------------------------------------------------------
 
 
-def _replay(after: int, limit: int, filters: dict[str, str]) -> tuple[list[dict], bool]:
-    """Rows after ``after`` (at most ``limit``) and whether the client must reset instead."""
+def _replay(
+    after: int, limit: int, filters: dict[str, str], check_gap: bool
+) -> tuple[list[dict], bool]:
+    """Rows after ``after`` (at most ``limit``) and whether the client must reset instead.
+
+    ``check_gap``: ``after`` came from the client, whose last row may have been pruned since.
+    """
     try:
         reset = False
-        if after and not TaskEvent.objects.filter(id=after).exists():
+        if check_gap and after and not TaskEvent.objects.filter(id=after).exists():
             newest = TaskEvent.objects.order_by("-id").values_list("id", flat=True).first()
             reset = newest is not None and newest > after  # pruned (older than retention)
         events = read_events(after=after, limit=limit + 1, **filters)
@@ -280,14 +285,15 @@ async def event_stream(request: HttpRequest) -> HttpResponse:
     cursor = after if after is not None else await sync_to_async(_newest_id)()
     await sync_to_async(close_old_connections)()
     response = StreamingHttpResponse(
-        _stream(sub, principal, cursor, lifetime), content_type="text/event-stream"
+        _stream(sub, principal, cursor, lifetime, after is not None),
+        content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache, no-transform"
     response["X-Accel-Buffering"] = "no"
     return response
 
 
-async def _stream(sub: Subscriber, principal: str, cursor: int, lifetime: float):
+async def _stream(sub: Subscriber, principal: str, cursor: int, lifetime: float, resumed: bool):
     filters = sub.filters
     loop = asyncio.get_running_loop()
     deadline = loop.time() + lifetime
@@ -302,7 +308,8 @@ async def _stream(sub: Subscriber, principal: str, cursor: int, lifetime: float)
         while True:
             if sub.resync.is_set():
                 sub.resync.clear()
-                events, reset = await sync_to_async(_replay)(cursor, limit, filters)
+                events, reset = await sync_to_async(_replay)(cursor, limit, filters, resumed)
+                resumed = False
                 if reset:
                     cursor = await sync_to_async(_newest_id)()
                     yield f"event: reset\ndata: {json.dumps({'after': cursor})}\n\n"
