@@ -77,7 +77,7 @@ def _summary(row: TaskEvent) -> dict[str, Any]:
 
 def publish_events(rows: Iterable[TaskEvent]) -> None:
     """Send one message for a committed batch of event rows; log and carry on if Redis fails."""
-    rows = list(rows)
+    rows = [r for r in rows if r.pk is not None]  # unsaved: nothing a listener could read
     if not rows:
         return
     try:
@@ -98,7 +98,7 @@ class _Batch:
         self.rows: list[TaskEvent] = []
 
     def send(self) -> None:
-        publish_events(r for r in self.rows if r.pk is not None)
+        publish_events(self.rows)
 
 
 def publish_on_commit(rows: Sequence[TaskEvent]) -> Sequence[TaskEvent]:
