@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 
 import httpx
@@ -73,7 +74,21 @@ async def _measure(base: str, token: str, streams: int, probes: int, tag: str) -
 
 def run(ctx: Context) -> list[Row]:
     streams, probes, tag = ctx.n(STREAMS), ctx.n(PROBES), f"bench-events-{ctx.run_id}"
-    web = start()
+    # The web process must admit all the streams, which one operator opens here.
+    tuned = {
+        **json.loads(os.environ.get("TASKHUB_SETTINGS_JSON", "{}")),
+        "EVENTS_MAX_STREAMS_PER_USER": streams + 10,
+        "EVENTS_MAX_STREAMS": streams + 10,
+    }
+    saved = os.environ.get("TASKHUB_SETTINGS_JSON")
+    os.environ["TASKHUB_SETTINGS_JSON"] = json.dumps(tuned)
+    try:
+        web = start()
+    finally:
+        if saved is None:
+            os.environ.pop("TASKHUB_SETTINGS_JSON")
+        else:
+            os.environ["TASKHUB_SETTINGS_JSON"] = saved
     stack = TaskhubStack(ctx.processes, ctx.threads).start()
     try:
         stack.wait_ready()
