@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -37,6 +39,11 @@ class KycDocumentCreate(APIView):
     permission_classes = [IsAuthenticated]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
+    @extend_schema(
+        operation_id="kyc_documents_create",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request):
         try:
             case = services.create_case(request.data, request.FILES.get("file"))
@@ -71,6 +78,7 @@ class UserKycStatusDetail(APIView):
 
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(operation_id="kyc_user_status", request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request, user_id: str):
         row = UserKycStatus.objects.filter(user_id=user_id).first()
         return Response(
@@ -87,6 +95,9 @@ class KycRerun(APIView):
 
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(
+        operation_id="kyc_rerun", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT
+    )
     def post(self, request, pk):
         case = generics.get_object_or_404(KycCase, pk=pk)
         task = services.rerun_check(case)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import IsAuthenticated
@@ -50,6 +52,7 @@ class PaymentListCreate(APIView):
         classes = self.create_permission_classes if self.request.method == "POST" else None
         return [p() for p in (classes or self.permission_classes)]
 
+    @extend_schema(operation_id="payments_list", request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
         rows = _filtered(Payment.objects.all(), request.query_params,
                          ["status", "user_id", "currency", "provider_payment_id"])  # fmt: skip
@@ -57,6 +60,9 @@ class PaymentListCreate(APIView):
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(PaymentSerializer(page, many=True).data)
 
+    @extend_schema(
+        operation_id="payments_create", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT
+    )
     def post(self, request):
         try:
             payment, created = services.create_payment(
@@ -86,6 +92,9 @@ class SafeTransactionListCreate(APIView):
         classes = self.create_permission_classes if self.request.method == "POST" else None
         return [p() for p in (classes or self.permission_classes)]
 
+    @extend_schema(
+        operation_id="safe_transactions_list", request=None, responses=OpenApiTypes.OBJECT
+    )
     def get(self, request):
         rows = _filtered(SafeTransaction.objects.all(), request.query_params,
                          ["status", "user_id", "safe_address", "safe_tx_hash"])  # fmt: skip
@@ -93,6 +102,11 @@ class SafeTransactionListCreate(APIView):
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(SafeTransactionSerializer(page, many=True).data)
 
+    @extend_schema(
+        operation_id="safe_transactions_create",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request):
         try:
             row, created = safe.create_safe_transaction(request.data)
@@ -114,6 +128,7 @@ class PaymentAction(APIView):
     permission_classes = [IsAuthenticated]
     action = ""
 
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def post(self, request, pk):
         payment = generics.get_object_or_404(Payment, pk=pk)
         try:
@@ -133,6 +148,11 @@ class SafeTransactionReconcile(APIView):
 
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(
+        operation_id="safe_transactions_reconcile",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request, pk):
         row = generics.get_object_or_404(SafeTransaction, pk=pk)
         try:
