@@ -24,6 +24,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -53,12 +54,23 @@ class TicketRequest(serializers.Serializer):
     user_id = serializers.CharField(max_length=200)
 
 
+class TicketResponse(serializers.Serializer):
+    ticket = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+
+
 class EventTickets(APIView):
     """Mint a short-lived, single-use ticket that lets a browser stream one user's events."""
 
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
 
+    @extend_schema(
+        summary="Mint a single-use ticket to stream one user's task events",
+        operation_id="event_tickets_create",
+        request=TicketRequest,
+        responses={201: TicketResponse},
+    )
     def post(self, request):
         body = TicketRequest(data=request.data)
         body.is_valid(raise_exception=True)
