@@ -109,14 +109,18 @@ class Hub:
     def __init__(self) -> None:
         self.subscribers: set[Subscriber] = set()
         self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Event | None = None
         # One thread (so one DB connection per process) for the rows announced on the channel.
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="taskhub-events")
 
     async def join(self, sub: Subscriber) -> None:
-        if self._task is None or self._task.done():
-            self._ready = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._listen())
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._loop is not loop:
+            # (a new loop: a server restarted in the same process, as tests do)
+            self._loop, self._ready = loop, asyncio.Event()
+            self.subscribers = set()
+            self._task = loop.create_task(self._listen())
         self.subscribers.add(sub)
         try:
             await asyncio.wait_for(self._ready.wait(), 5)
