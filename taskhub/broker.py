@@ -72,11 +72,11 @@ def build_broker(middleware=None, **options) -> Broker:
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
         return RabbitmqBroker(url=url, middleware=middleware, confirm_delivery=True, **options)
-    from dramatiq.brokers.redis import RedisBroker
+    from .redis_transport import TaskhubRedisBroker
 
     # maintenance_chance=0: the lifeline recovers lost work deterministically; Dramatiq's own
     # random requeue of a dead worker's messages could replay an attempt hours later.
-    return RedisBroker(
+    return TaskhubRedisBroker(
         url=url,
         middleware=middleware,
         namespace=dramatiq_namespace(),
@@ -91,9 +91,10 @@ def get_broker() -> Broker:
     return dramatiq.get_broker()
 
 
-def wake_dispatcher() -> None:
-    """Tell dispatchers there is ready work; a failure only delays it to the next poll."""
+def wake_dispatcher(*queues: str) -> None:
+    """Tell dispatchers these queues may have ready work (none named: look at every queue).
+    A failure only delays the work to the dispatcher's next poll."""
     try:
-        get_redis().lpush(key("wake"), 1)
+        get_redis().lpush(key("wake"), *(queues or ("*",)))
     except (redis.RedisError, OSError) as exc:
         logger.debug("dispatcher wake-up not sent: %s", exc)

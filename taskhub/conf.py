@@ -68,8 +68,9 @@ DEFAULTS: dict[str, Any] = {
     "EVENTS_REPLAY_LIMIT": 1000,
     # Let outgoing HTTP (webhooks, image downloads, syncs) reach private/loopback addresses.
     "ALLOW_PRIVATE_TARGETS": False,
-    # How long the idle Dramatiq consumer sleeps at most between polls (milliseconds).
-    "WORKER_POLL_MS": 50,
+    # How long an idle consumer waits for the dispatcher's nudge before polling anyway
+    # (milliseconds); the nudge wakes it at once, this only bounds a lost nudge.
+    "WORKER_POLL_MS": 1000,
     # Crons and stored schedules (taskhub.cron, runscheduler). False turns all scheduling off.
     "ENABLE_SCHEDULING": True,
     # How often the scheduler looks for due slots and edited schedules (seconds).

@@ -39,10 +39,13 @@ from .models import (
     TaskStatus,
     WorkerProcess,
 )
+from .redis_transport import notify_key
 from .registry import declared_queues
 
 logger = logging.getLogger(__name__)
 
+#: Tokens pushed per queue per send: enough to wake every idle consumer of a few hosts.
+NUDGES_PER_SEND = 32
 #: pg_advisory_xact_lock key serialising dispatch cycles across dispatcher processes.
 DISPATCH_LOCK = 0x7461736B  # "task"
 
@@ -136,6 +139,9 @@ def _lock_dispatch() -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DISPATCH_LOCK])
+            # After a bulk load the planner's row estimates are stale and it may pick the due
+            # index and sort every ready row; the ready index already yields priority order.
+            cursor.execute("SET LOCAL enable_sort = off")
 
 
 def _rate_budget(queue: str, now_s: int) -> int | None:
@@ -185,6 +191,12 @@ class Dispatcher:
         self._last_lifeline = 0.0
         self._last_alive = 0.0
         self._rates = DispatchRates()
+        # Queues named by wake-ups since the last cycle ("*": all), and queues that may still
+        # hold ready work. Only these are claimed from, plus every queue once per poll
+        # interval, so a cycle doesn't pay one query per idle queue.
+        self._woken: set[str] = {"*"}
+        self._active: set[str] = set()
+        self._last_full_scan = 0.0
 
     def stop(self) -> None:
         self._stop.set()
@@ -200,7 +212,7 @@ class Dispatcher:
         """One cycle: claim within every queue's budget, commit, then send."""
         now = timezone.now()
         now_s = int(time.time())
-        queues = declared_queues()
+        queues = self._queues_to_check(declared_queues())
         with transaction.atomic():
             _lock_dispatch()
             paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
@@ -215,9 +227,15 @@ class Dispatcher:
                 rate = _rate_budget(queue, now_s)
                 if rate is not None:
                     budget = min(budget, rate)
-                if queue in paused or budget <= 0:
+                if queue in paused:
+                    self._active.discard(queue)
+                    continue
+                if budget <= 0:
+                    self._active.add(queue)  # full: look again when a slot frees
                     continue
                 batch = claim_ready_tasks(queue, budget, now)
+                # A short batch drained the queue; a full one may have left more behind.
+                (self._active.add if len(batch) == budget else self._active.discard)(queue)
                 _spend_rate(queue, now_s, len(batch))
                 self._rates.record(queue, len(batch))
                 claimed.extend(batch)
@@ -230,6 +248,14 @@ class Dispatcher:
             self._send(claimed)
         self._maybe_sync_pause_flags()
         return claimed
+
+    def _queues_to_check(self, queues: list[str]) -> list[str]:
+        woken, self._woken = self._woken, set()
+        poll = taskhub_settings.DISPATCH_POLL_INTERVAL
+        if "*" in woken or time.monotonic() - self._last_full_scan >= poll:
+            self._last_full_scan = time.monotonic()
+            return queues
+        return [q for q in queues if q in woken or q in self._active]
 
     def _send(self, claimed: list[Dispatched]) -> None:
         try:
@@ -305,8 +331,15 @@ class Dispatcher:
             return
         client = get_redis()
         # BLPOP returns as soon as anything is committed; drain the rest so wake-ups coalesce.
-        if client.blpop([key("wake")], timeout=max(timeout, 0.01)):
-            client.delete(key("wake"))
+        first = client.blpop([key("wake")], timeout=max(timeout, 0.01))
+        if first is None:
+            self._woken.add("*")  # a delayed task may have come due
+            return
+        pipe = client.pipeline(transaction=True)
+        pipe.lrange(key("wake"), 0, -1)
+        pipe.delete(key("wake"))
+        rest, _ = pipe.execute()
+        self._woken.update(v.decode() for v in [first[1], *rest])
 
 
 def send_messages(messages: list[dramatiq.Message]) -> None:
@@ -330,6 +363,12 @@ def send_messages(messages: list[dramatiq.Message]) -> None:
             redis_id, message.encode(),
         ]  # fmt: skip
         script(keys=[broker.namespace], args=args, client=pipe)
+    # Wake idle consumers of each queue (see taskhub.redis_transport); a token nobody takes
+    # expires, and one taken late only costs an empty fetch.
+    for queue, count in Counter(m.queue_name for m in messages).items():
+        key = notify_key(broker.namespace, queue)
+        pipe.lpush(key, *([1] * min(count, NUDGES_PER_SEND)))
+        pipe.expire(key, 5)
     pipe.execute()
 
 

@@ -230,7 +230,8 @@ class OutcomeWriter:
         for s in starts:
             s.written = True
         if outcomes:
-            wake_dispatcher()
+            # Slots freed: the dispatcher refills exactly these queues.
+            wake_dispatcher(*{o.queue or "*" for o in outcomes})
         if finished:
             signals.tasks_finished.send_robust(sender=OutcomeWriter, outcomes=finished)
         return True

@@ -180,7 +180,7 @@ def schedule(
             raise
         # Another caller won the race for this key; the constraint makes exactly one winner.
         return Task.objects.get(dedup_key=dedup_key, status__in=ACTIVE_STATUSES)
-    transaction.on_commit(wake_dispatcher)
+    transaction.on_commit(lambda: wake_dispatcher(row.queue))
     return row
 
 
@@ -230,4 +230,5 @@ def insert_rows(rows: Sequence[Task], *, batch_size: int = 2000) -> None:
         Task.objects.bulk_create(rows, batch_size=batch_size)
         events = [_created_event(r) for r in rows]
         publish_on_commit(TaskEvent.objects.bulk_create(events, batch_size=batch_size))
-    transaction.on_commit(wake_dispatcher)
+    queues = {r.queue for r in rows}
+    transaction.on_commit(lambda: wake_dispatcher(*queues))

@@ -83,7 +83,7 @@ def retry_task(task_id: str | uuid.UUID, *, actor: str = "") -> Task:
         task.save()
         DeadLetter.objects.filter(task_id=task.id).delete()
         _event(task, EventKind.REQUEUED, {"by": actor, "attempts_added": budget}).save()
-        transaction.on_commit(wake_dispatcher)
+        transaction.on_commit(lambda: wake_dispatcher(task.queue))
     return task
 
 
@@ -116,7 +116,7 @@ def set_queue_paused(name: str, paused: bool) -> QueueState:
     # The flag takes effect on workers at once; the dispatcher keeps it in step with the row.
     claims.sync_pause_flags({name} if paused else set(), [name])
     if not paused:
-        wake_dispatcher()
+        wake_dispatcher(name)
     return state
 
 

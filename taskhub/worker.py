@@ -80,8 +80,7 @@ class WorkerRuntime:
         ensure_redis()
         for queue in declared_queues():
             broker.declare_queue(queue)
-        # Idle consumers poll with a backoff capped at this; Dramatiq's 1 s default would add up
-        # to a second of latency to every task that arrives on an idle queue.
+        # How long an idle consumer waits for a nudge before polling anyway (redis_transport).
         worker.worker_timeout = int(taskhub_settings.WORKER_POLL_MS)
         # Pid-based id: a forked process must not share its parent's identity.
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

@@ -124,7 +124,7 @@ def test_viewers_see_but_cannot_act(login):
 
 
 def test_the_dashboard_shows_queue_figures_and_role_specific_buttons(login):
-    schedule("email.send", {"to": "a@example.com", "subject": "s", "template": "t"})
+    schedule("email.send", {"to": "a@example.com", "subject": "s", "template": "welcome"})
     failed()
     operator_page = login("operator").get("/admin/taskhub/queuestate/").content.decode()
     row = re.search(r'<tr data-queue="email">.*?</tr>', operator_page, re.S).group(0)
@@ -154,7 +154,7 @@ def test_pausing_from_the_dashboard_confirms_then_pauses(login):
 
 
 def test_an_admin_clears_a_queue_from_the_dashboard(login):
-    task = schedule("email.send", {"to": "a@example.com", "subject": "s", "template": "t"})
+    task = schedule("email.send", {"to": "a@example.com", "subject": "s", "template": "welcome"})
     assert login("operator").post("/admin/taskhub/queuestate/email/clear/").status_code == 403
     login("admin").post("/admin/taskhub/queuestate/email/clear/")
     assert Task.objects.get(id=task.id).status == TaskStatus.CANCELLED
