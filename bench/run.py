@@ -30,6 +30,7 @@ MEASURES = {
     "table_growth": "bench.table_growth",
     "api": "bench.api",
     "scale": "bench.scale",
+    "events": "bench.events",
     "faults": "bench.faults",
 }
 logger = logging.getLogger("bench")

@@ -57,6 +57,15 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_DAYS": 7.0,
     "PRUNE_BATCH": 5000,
     "KEY_PREFIX": "taskhub",
+    # Live event streams (GET /api/events/stream): seconds a stream lasts before the client
+    # reconnects (and is authorised again), keep-alive comment interval, ticket lifetime,
+    # open-stream caps (per web process, per user or operator), rows replayed before a reset.
+    "EVENTS_STREAM_LIFETIME": 1800.0,
+    "EVENTS_KEEPALIVE": 15.0,
+    "EVENTS_TICKET_TTL": 60,
+    "EVENTS_MAX_STREAMS": 1000,
+    "EVENTS_MAX_STREAMS_PER_USER": 5,
+    "EVENTS_REPLAY_LIMIT": 1000,
     # Let outgoing HTTP (webhooks, image downloads, syncs) reach private/loopback addresses.
     "ALLOW_PRIVATE_TARGETS": False,
     # How long an idle consumer waits for the dispatcher's nudge before polling anyway

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from .broker import EXECUTE_ACTOR, get_broker, get_redis, key
 from .conf import taskhub_settings
+from .events import publish_on_commit
 from .models import (
     IN_FLIGHT_STATUSES,
     READY_STATUSES,
@@ -238,11 +239,11 @@ class Dispatcher:
                 _spend_rate(queue, now_s, len(batch))
                 self._rates.record(queue, len(batch))
                 claimed.extend(batch)
-            TaskEvent.objects.bulk_create([
+            publish_on_commit(TaskEvent.objects.bulk_create([
                 TaskEvent(task_id=d.envelope["id"], kind=EventKind.QUEUED,
                           attempt=d.envelope["attempt"], at=now)
                 for d in claimed
-            ])  # fmt: skip
+            ]))  # fmt: skip
         if claimed:
             self._send(claimed)
         self._maybe_sync_pause_flags()

@@ -41,7 +41,9 @@ class Stack:
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         return {
             "web": [sys.executable, "-m", "uvicorn", "config.asgi:application",
-                    "--host", self.host, "--port", str(self.port), "--no-access-log"],
+                    "--host", self.host, "--port", str(self.port), "--no-access-log",
+                    # open event streams must not hold a shutdown up (uvicorn waits forever)
+                    "--lifespan", "off", "--timeout-graceful-shutdown", "8"],
             "worker": [*manage, "rundramatiq", "--processes", str(self.processes),
                        "--threads", str(self.threads), "--worker-shutdown-timeout",
                        str(int(SHUTDOWN_GRACE * 1000))],

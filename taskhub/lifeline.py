@@ -21,6 +21,7 @@ from . import claims
 from .broker import dramatiq_namespace, get_redis
 from .conf import taskhub_settings
 from .dispatcher import Dispatched, live_workers, send_messages
+from .events import publish_on_commit
 from .models import DeadLetter, EventKind, Task, TaskEvent, TaskStatus, WorkerProcess
 from .store import guarded_update
 
@@ -170,7 +171,7 @@ class Lifeline:
                         created_at=now,
                     )
                 )
-        TaskEvent.objects.bulk_create(events)
+        publish_on_commit(TaskEvent.objects.bulk_create(events))
         DeadLetter.objects.bulk_create(dead)
         report.lost_attempts += len(changed)
         report.failed += len(failed)

@@ -25,6 +25,7 @@ from django.utils import timezone
 from . import signals
 from .broker import wake_dispatcher
 from .conf import taskhub_settings
+from .events import publish_on_commit
 from .models import DeadLetter, EventKind, TaskEvent, TaskLog, TaskStatus
 from .store import guarded_update
 
@@ -247,11 +248,11 @@ class OutcomeWriter:
             ("id", "attempt", "status", "started_at", "worker_id", "updated_at"),
             rows, _START_SET, [TaskStatus.QUEUED],
         )  # fmt: skip
-        TaskEvent.objects.bulk_create([
+        publish_on_commit(TaskEvent.objects.bulk_create([
             TaskEvent(task_id=s.task_id, kind=EventKind.STARTED, attempt=s.attempt,
                       at=s.started_at, data={"worker": self.worker_id})
             for s in starts if (uuid.UUID(s.task_id), s.attempt) in changed
-        ])  # fmt: skip
+        ]))  # fmt: skip
         return changed
 
     def _write_progress(self, progress: dict[AttemptKey, int]) -> None:
@@ -262,10 +263,10 @@ class OutcomeWriter:
         changed = guarded_update(
             ("id", "attempt", "progress", "updated_at"), rows, _PROGRESS_SET, [TaskStatus.RUNNING]
         )
-        TaskEvent.objects.bulk_create([
+        publish_on_commit(TaskEvent.objects.bulk_create([
             TaskEvent(task_id=t, kind=EventKind.PROGRESS, attempt=a, at=now, data={"progress": p})
             for (t, a), p in progress.items() if (uuid.UUID(t), a) in changed
-        ])  # fmt: skip
+        ]))  # fmt: skip
 
     def _write_outcomes(self, outcomes: list[Outcome], written_starts: set) -> list[Outcome]:
         finishing = [o for o in outcomes if o.status != TaskStatus.PENDING]
@@ -331,7 +332,7 @@ class OutcomeWriter:
                         created_at=o.finished_at,
                     )
                 )
-        TaskEvent.objects.bulk_create(events)
+        publish_on_commit(TaskEvent.objects.bulk_create(events))
         DeadLetter.objects.bulk_create(dead)
         return [o for o in applied if o.status != TaskStatus.PENDING]
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from .broker import wake_dispatcher
 from .errors import InvalidTaskRequest
+from .events import publish_on_commit
 from .models import ACTIVE_STATUSES, EventKind, Task, TaskEvent
 from .payloads import validate_payload
 from .priorities import parse_priority
@@ -173,7 +174,7 @@ def schedule(
     try:
         with transaction.atomic():
             row.save(force_insert=True)
-            _created_event(row).save(force_insert=True)
+            publish_on_commit([_created_event(row)])[0].save(force_insert=True)
     except IntegrityError:
         if not dedup_key:
             raise
@@ -227,6 +228,7 @@ def insert_rows(rows: Sequence[Task], *, batch_size: int = 2000) -> None:
         return
     with transaction.atomic():
         Task.objects.bulk_create(rows, batch_size=batch_size)
-        TaskEvent.objects.bulk_create([_created_event(r) for r in rows], batch_size=batch_size)
+        events = [_created_event(r) for r in rows]
+        publish_on_commit(TaskEvent.objects.bulk_create(events, batch_size=batch_size))
     queues = {r.queue for r in rows}
     transaction.on_commit(lambda: wake_dispatcher(*queues))

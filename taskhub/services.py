@@ -14,6 +14,7 @@ from django.utils import timezone
 from . import claims
 from .broker import wake_dispatcher
 from .errors import InvalidTransition, TaskNotFound
+from .events import publish_on_commit
 from .models import (
     ACTIVE_STATUSES,
     FINISHED_STATUSES,
@@ -38,9 +39,11 @@ def get_task(task_id: str | uuid.UUID) -> Task:
 
 
 def _event(task: Task, kind: str, data: dict | None = None) -> TaskEvent:
-    return TaskEvent(
+    event = TaskEvent(
         task_id=task.id, kind=kind, attempt=task.attempt, at=timezone.now(), data=data or {}
     )
+    publish_on_commit([event])  # saved by the caller, published after the commit
+    return event
 
 
 def cancel_task(task_id: str | uuid.UUID, *, actor: str = "") -> Task:
@@ -142,11 +145,11 @@ def clear_queue(name: str, *, actor: str = "", batch: int = 1000) -> int:
             Task.objects.filter(id__in=[i for i, _ in ids], status__in=WAITING_STATUSES).update(
                 status=TaskStatus.CANCELLED, completed_at=now, updated_at=now
             )
-            TaskEvent.objects.bulk_create([
+            publish_on_commit(TaskEvent.objects.bulk_create([
                 TaskEvent(task_id=i, kind=EventKind.CANCELLED, attempt=a, at=now,
                           data={"by": actor, "reason": "queue cleared"})
                 for i, a in ids
-            ])  # fmt: skip
+            ]))  # fmt: skip
             claims.set_cancel_flags([str(i) for i, _ in ids])
         total += len(ids)
 

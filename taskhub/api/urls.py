@@ -3,6 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
+from .. import stream
 from . import analysis, docs, schedules, task_queue, tasks
 
 _queue = "task-queue/<str:queue_name>"
@@ -32,6 +33,8 @@ urlpatterns = [
     path(f"{_queue}/retry/<str:job_id>", task_queue.RetryJob.as_view(), name="task-queue-retry"),
     path(f"{_queue}/remove/<str:job_id>", task_queue.RemoveJob.as_view(),
          name="task-queue-remove"),
+    path("events/stream", stream.event_stream, name="event-stream"),
+    path("events/tickets", stream.EventTickets.as_view(), name="event-tickets"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", docs.SwaggerUI.as_view(url_name="api:schema"), name="swagger-ui"),
 ]  # fmt: skip

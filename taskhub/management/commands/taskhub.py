@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from taskhub import commands, schedule_commands  # noqa: F401  (register the subcommands)
+from taskhub import commands, schedule_commands, watch  # noqa: F401  (register the subcommands)
 from taskhub.cli import SUBCOMMANDS, run
 
 

@@ -86,6 +86,63 @@
     document.addEventListener("visibilitychange", function () { if (!document.hidden) refresh(); });
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
-  else start();
+  // The event feed: task events pushed over Server-Sent Events (session cookie), newest first.
+  // The stream is closed while the tab is hidden and reopened, from the last event seen, when
+  // it is visible again, so a hidden tab holds no connection.
+  var FEED_SIZE = 50;
+  var TYPES = ["created", "queued", "started", "progress", "completed", "retrying", "failed",
+               "dead_lettered", "cancelled", "cancel_requested", "recovered", "requeued"];
+
+  function startFeed() {
+    var feed = document.getElementById("th-feed");
+    if (!feed || !window.EventSource) return;
+    var state = document.getElementById("th-feed-state");
+    var source = null, lastId = "";
+
+    function show(type, e) {
+      var ev = JSON.parse(e.data);
+      lastId = e.lastEventId || lastId;
+      var item = document.createElement("li");
+      item.className = "th-feed-" + ev.status;
+      var link = document.createElement("a");
+      link.href = feed.getAttribute("data-task-list") + ev.task + "/change/";
+      link.textContent = ev.name;
+      var time = new Date(ev.at).toLocaleTimeString();
+      item.appendChild(document.createTextNode(time + " " + type.replace("task.", "") + " "));
+      item.appendChild(link);
+      item.appendChild(document.createTextNode(" · " + ev.queue + " · attempt " + ev.attempt +
+        (type === "task.progress" ? " · " + ev.progress + "%" : "")));
+      feed.insertBefore(item, feed.firstChild);
+      while (feed.children.length > FEED_SIZE) feed.removeChild(feed.lastChild);
+    }
+
+    function open() {
+      if (source || document.hidden) return;
+      var url = feed.getAttribute("data-events-url") + (lastId ? "?last_event_id=" + lastId : "");
+      source = new EventSource(url, { withCredentials: true });
+      TYPES.forEach(function (kind) {
+        source.addEventListener("task." + kind, function (e) { show("task." + kind, e); });
+      });
+      source.addEventListener("reset", function () { lastId = ""; });
+      source.onopen = function () { state.textContent = "live"; state.classList.remove("th-stale"); };
+      source.onerror = function () {
+        state.textContent = source.readyState === 2 ? "stopped (no access?)" : "reconnecting…";
+        state.classList.add("th-stale");
+      };
+    }
+
+    function close() {
+      if (source) source.close();
+      source = null;
+      state.textContent = "paused (tab hidden)";
+    }
+
+    document.addEventListener("visibilitychange", function () { document.hidden ? close() : open(); });
+    open();
+  }
+
+  function startAll() { start(); startFeed(); }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", startAll);
+  else startAll();
 })();

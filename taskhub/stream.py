@@ -1,0 +1,377 @@
+"""``GET /api/events/stream``: task events as Server-Sent Events, served by async views (ASGI).
+
+One subscriber task per web process listens on the Redis channel :mod:`taskhub.events`
+publishes to, reads the announced rows in one query, and hands each open stream the rows that
+match its filters (bounded queue per stream). Every stream starts by replaying the rows after
+its ``Last-Event-ID`` from the database, and catches up from the rows again whenever a wake-up
+may have been lost (Redis reconnect, a full queue). Streams hold no database connection while
+they wait: the replay queries run in a thread that closes its connection afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import secrets
+import uuid
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections, connection
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .api.permissions import OPERATOR, VIEWER, RolePermission
+from .broker import get_redis, key, redis_url
+from .conf import taskhub_settings
+from .events import channel, read_events
+from .models import TaskEvent
+from .roles import has_role
+
+logger = logging.getLogger(__name__)
+
+FILTERS = ("user_id", "task", "queue", "correlation_id")
+QUEUE_SIZE = 1000
+_open_streams: Counter[str] = Counter()
+
+
+def ticket_key(ticket: str) -> str:
+    return key("events", "ticket", ticket)
+
+
+# --- tickets --------------------------------------------------------------------------------------
+
+
+class TicketRequest(serializers.Serializer):
+    user_id = serializers.CharField(max_length=200)
+
+
+class TicketResponse(serializers.Serializer):
+    ticket = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+
+
+class EventTickets(APIView):
+    """Mint a short-lived, single-use ticket that lets a browser stream one user's events."""
+
+    permission_classes = [RolePermission]
+    roles = {"POST": OPERATOR}
+
+    @extend_schema(
+        summary="Mint a single-use ticket to stream one user's task events",
+        operation_id="event_tickets_create",
+        request=TicketRequest,
+        responses={201: TicketResponse},
+    )
+    def post(self, request):
+        body = TicketRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        ttl = int(taskhub_settings.EVENTS_TICKET_TTL)
+        ticket = secrets.token_urlsafe(24)
+        get_redis().set(ticket_key(ticket), body.validated_data["user_id"], ex=ttl)
+        expires_at = timezone.now() + dt.timedelta(seconds=ttl)
+        return Response({"ticket": ticket, "expires_at": expires_at}, status=201)
+
+
+# --- the per-process fan-out ----------------------------------------------------------------------
+
+
+class Subscriber:
+    """One open stream's view of the live feed."""
+
+    def __init__(self, filters: dict[str, str]):
+        self.filters = filters
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+        self.resync = asyncio.Event()  # set when live messages may have been missed
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        return all(not v or str(event[k]) == v for k, v in self.filters.items())
+
+    def offer(self, event: dict[str, Any]) -> None:
+        if self.matches(event):
+            try:
+                self.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self.resync.set()
+
+
+class Hub:
+    """The web process's single Redis subscription, shared by all of its streams."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[Subscriber] = set()
+        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready: asyncio.Event | None = None
+        # One thread (so one DB connection per process) for the rows announced on the channel.
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="taskhub-events")
+
+    async def join(self, sub: Subscriber) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._loop is not loop:
+            # (a new loop: a server restarted in the same process, as tests do)
+            self._loop, self._ready = loop, asyncio.Event()
+            self.subscribers = set()
+            self._task = loop.create_task(self._listen())
+        self.subscribers.add(sub)
+        try:
+            await asyncio.wait_for(self._ready.wait(), 5)
+        except TimeoutError:
+            logger.warning("event stream subscribed before Redis answered; replay covers it")
+
+    def leave(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+        if not self.subscribers:  # idle: don't keep the reader's connection open
+            self._reader.submit(connection.close)
+
+    async def _listen(self) -> None:
+        import redis.asyncio as aioredis
+
+        while True:
+            client = aioredis.Redis.from_url(redis_url())
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(channel())
+                    async for message in pubsub.listen():
+                        if message["type"] == "subscribe":
+                            self._on_subscribed()
+                        elif message["type"] == "message":
+                            await self._deliver(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep the process's streams alive; they resync after
+                logger.warning("event subscriber lost Redis (%s); reconnecting", exc)
+                await asyncio.sleep(1)
+            finally:
+                await client.aclose()
+
+    def _on_subscribed(self) -> None:
+        self._ready.set()
+        # Publishers check for listeners at most once a second: catch up after they noticed us,
+        # and after a reconnect, whose outage window lost messages.
+        for sub in self.subscribers:
+            sub.resync.set()
+        asyncio.get_running_loop().call_later(1.5, self._resync_all)
+
+    def _resync_all(self) -> None:
+        for sub in self.subscribers:
+            sub.resync.set()
+
+    async def _deliver(self, raw: bytes) -> None:
+        if not self.subscribers:
+            return
+        try:
+            ids = [e["id"] for e in json.loads(raw)["events"]]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("ignoring a malformed event message")
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            events = await loop.run_in_executor(self._reader, _read_announced, ids)
+        except Exception as exc:
+            logger.warning("could not read announced events (%s); streams will resync", exc)
+            self._resync_all()
+            return
+        for sub in list(self.subscribers):
+            for event in events:
+                sub.offer(event)
+
+
+def _read_announced(ids: list[int]) -> list[dict[str, Any]]:
+    try:
+        return read_events(ids=ids, limit=len(ids))
+    except Exception:
+        connection.close_if_unusable_or_obsolete()
+        raise
+
+
+hub = Hub()
+
+
+# --- the stream view ------------------------------------------------------------------------------
+
+
+def _replay(
+    after: int, limit: int, filters: dict[str, str], check_gap: bool
+) -> tuple[list[dict], bool]:
+    """Rows after ``after`` (at most ``limit``) and whether the client must reset instead.
+
+    ``check_gap``: ``after`` came from the client, whose last row may have been pruned since.
+    """
+    try:
+        reset = False
+        if check_gap and after and not TaskEvent.objects.filter(id=after).exists():
+            newest = TaskEvent.objects.order_by("-id").values_list("id", flat=True).first()
+            reset = newest is not None and newest > after  # pruned (older than retention)
+        events = read_events(after=after, limit=limit + 1, **filters)
+        if reset or len(events) > limit:
+            return [], True
+        return events, False
+    finally:
+        connection.close()  # the stream must not keep a connection while it waits
+
+
+def _newest_id() -> int:
+    try:
+        return TaskEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    finally:
+        connection.close()
+
+
+def _authenticate(request: HttpRequest, ticket: str | None) -> tuple[int, str, str]:
+    """(status, principal, forced user_id): 200 if allowed, else 401/403."""
+    try:
+        if ticket is not None:
+            user_id = _redeem(ticket) if ticket else None
+            if user_id is None:
+                return 401, "", ""
+            user_id = user_id.decode()
+            return 200, f"user:{user_id}", user_id
+        user = _token_user(request) or request.user
+        if not user.is_authenticated:
+            return 401, "", ""
+        if not has_role(user, VIEWER):
+            return 403, "", ""
+        return 200, f"operator:{user.pk}", ""
+    finally:
+        connection.close()
+
+
+def _redeem(ticket: str) -> bytes | None:
+    """The ticket's user id, once: GET and DEL in one MULTI, so a second use finds nothing."""
+    pipe = get_redis().pipeline(transaction=True)
+    pipe.get(ticket_key(ticket))
+    pipe.delete(ticket_key(ticket))
+    user_id, deleted = pipe.execute()
+    return user_id if deleted else None
+
+
+def _token_user(request: HttpRequest):
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Token "):
+        return None
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.select_related("user").filter(key=header[6:].strip()).first()
+    return token.user if token and token.user.is_active else None
+
+
+def _error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"detail": message}, status=status)
+
+
+def _sse(event: dict[str, Any]) -> str:
+    return f"id: {event['id']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+
+
+async def event_stream(request: HttpRequest) -> HttpResponse:
+    if request.method != "GET":
+        return _error(405, "Method not allowed.")
+    ticket = request.GET.get("ticket")
+    status, principal, forced_user = await sync_to_async(_authenticate)(request, ticket)
+    if status != 200:
+        return _error(status, "Authentication required." if status == 401 else "No role.")
+    filters = {f: request.GET.get(f, "") for f in FILTERS}
+    if filters["task"]:
+        try:
+            filters["task"] = str(uuid.UUID(filters["task"]))
+        except ValueError:
+            return _error(400, "task must be a task id.")
+    if forced_user:
+        filters["user_id"] = forced_user
+    if sum(_open_streams.values()) >= taskhub_settings.EVENTS_MAX_STREAMS:
+        return _error(429, "Too many open streams in this process.")
+    if _open_streams[principal] >= taskhub_settings.EVENTS_MAX_STREAMS_PER_USER:
+        return _error(429, "Too many open streams for this user.")
+    last_id = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or ""
+    after = int(last_id) if last_id.isdigit() else None
+    lifetime = float(taskhub_settings.EVENTS_STREAM_LIFETIME)
+    # Subscribe and fix the starting point before the 200 goes out: a client that saw the
+    # response may rely on every later commit reaching it.
+    sub = Subscriber(filters)
+    await hub.join(sub)
+    cursor = after if after is not None else await sync_to_async(_newest_id)()
+    await sync_to_async(close_old_connections)()
+    response = StreamingHttpResponse(
+        _stream(sub, principal, cursor, lifetime, after is not None),
+        content_type="text/event-stream",
+    )
+    response["Cache-Control"] = "no-cache, no-transform"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+async def _stream(sub: Subscriber, principal: str, cursor: int, lifetime: float, resumed: bool):
+    filters = sub.filters
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + lifetime
+    keepalive = float(taskhub_settings.EVENTS_KEEPALIVE)
+    limit = int(taskhub_settings.EVENTS_REPLAY_LIMIT)
+    sent: deque[int] = deque(maxlen=4 * QUEUE_SIZE)
+    seen: set[int] = set()
+    _open_streams[principal] += 1
+    try:
+        yield "retry: 3000\n\n"
+        sub.resync.set()
+        while True:
+            if sub.resync.is_set():
+                sub.resync.clear()
+                events, reset = await sync_to_async(_replay)(cursor, limit, filters, resumed)
+                resumed = False
+                if reset:
+                    cursor = await sync_to_async(_newest_id)()
+                    yield f"event: reset\ndata: {json.dumps({'after': cursor})}\n\n"
+                    events = []
+            else:
+                timeout = min(keepalive, deadline - loop.time())
+                if timeout <= 0:
+                    return
+                event = await _next(sub, timeout)
+                if event is _TIMEOUT:
+                    yield ": keep-alive\n\n"
+                    continue
+                events = [event]
+                while not sub.queue.empty():
+                    events.append(sub.queue.get_nowait())
+            for event in sorted((e for e in events if e is not None), key=lambda e: e["id"]):
+                if event["id"] in seen:
+                    continue
+                if len(sent) == sent.maxlen:
+                    seen.discard(sent[0])
+                sent.append(event["id"])
+                seen.add(event["id"])
+                cursor = max(cursor, event["id"])
+                yield _sse(event)
+    finally:
+        hub.leave(sub)
+        _open_streams[principal] -= 1
+        if _open_streams[principal] <= 0:
+            del _open_streams[principal]
+
+
+_TIMEOUT: Any = object()
+
+
+async def _next(sub: Subscriber, timeout: float) -> Any:
+    """The next live event; None as soon as the stream must resync; _TIMEOUT if none came."""
+    getter = asyncio.ensure_future(sub.queue.get())
+    resync = asyncio.ensure_future(sub.resync.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {getter, resync}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        for future in (getter, resync):
+            if not future.done():
+                future.cancel()
+    if getter in done:
+        return getter.result()
+    return None if resync in done else _TIMEOUT
