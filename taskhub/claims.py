@@ -138,12 +138,29 @@ def is_cancel_requested(task_id: str) -> bool:
 
 
 def sync_pause_flags(paused: Iterable[str], queues: Iterable[str]) -> None:
-    """Make the Redis pause flags match the database (the truth) for the given queues."""
+    """Make the Redis pause flags match the database (the truth) for the given queues.
+
+    A flag holds the time it was set, so a repair can tell a fresh pause from a stale flag.
+    """
     paused = set(paused)
     pipe = get_redis().pipeline(transaction=False)
     for queue in queues:
         if queue in paused:
-            pipe.set(pause_key(queue), 1)
+            pipe.set(pause_key(queue), f"{time.time():.3f}", nx=True)
         else:
             pipe.delete(pause_key(queue))
     pipe.execute()
+
+
+def stale_pause_flags(unpaused: Iterable[str], older_than: float) -> list[str]:
+    """Queues not paused in the database whose pause flag was set over ``older_than`` s ago."""
+    queues = list(unpaused)
+    if not queues:
+        return []
+    values = get_redis().mget([pause_key(q) for q in queues])
+    now = time.time()
+    return [
+        q
+        for q, v in zip(queues, values, strict=True)
+        if v is not None and now - float(v or 0) > older_than
+    ]

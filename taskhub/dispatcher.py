@@ -270,21 +270,17 @@ class Dispatcher:
             )
 
     def _maybe_sync_pause_flags(self) -> None:
-        """Rewrite the Redis pause flags from the rows (Redis may have been flushed).
-
-        The pause/resume services set the flags themselves; this only repairs. A resumed queue's
-        flag is cleared only once the resume is a few seconds old, so a sync that read the rows
-        just before a pause can never erase the flag that pause just set.
-        """
-        from .claims import sync_pause_flags
+        """Repair the Redis pause flags from the rows (Redis may have been flushed, a pause may
+        have been rolled back). A flag of an unpaused queue is cleared only once it is a few
+        seconds old, so a sync that read the rows just before a pause committed can never
+        erase the flag that pause just set."""
+        from .claims import stale_pause_flags, sync_pause_flags
 
         if time.monotonic() - self._last_pause_sync < 1.0:
             return
-        settled = timezone.now() - dt.timedelta(seconds=2)
-        states = list(QueueState.objects.values_list("name", "paused", "updated_at"))
-        paused = {name for name, is_paused, _ in states if is_paused}
-        resumed = [name for name, is_paused, at in states if not is_paused and at < settled]
-        sync_pause_flags(paused, [*paused, *resumed])
+        paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
+        unpaused = [q for q in declared_queues() if q not in paused]
+        sync_pause_flags(paused, [*paused, *stale_pause_flags(unpaused, older_than=2.0)])
         self._last_pause_sync = time.monotonic()
 
     def next_due_in(self) -> float:

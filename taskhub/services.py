@@ -113,10 +113,15 @@ def set_queue_paused(name: str, paused: bool) -> QueueState:
     """Pause or resume a queue. While paused nothing of it starts; running tasks finish."""
     _check_queue(name)
     state, _ = QueueState.objects.update_or_create(name=name, defaults={"paused": paused})
-    # The flag takes effect on workers at once; the dispatcher keeps it in step with the row.
-    claims.sync_pause_flags({name} if paused else set(), [name])
-    if not paused:
-        wake_dispatcher(name)
+
+    # The flag takes effect on workers at once — once the row is committed, so a rolled-back
+    # pause leaves no flag behind; the dispatcher keeps the flags in step with the rows.
+    def apply() -> None:
+        claims.sync_pause_flags({name} if paused else set(), [name])
+        if not paused:
+            wake_dispatcher(name)
+
+    transaction.on_commit(apply)
     return state
 
 
