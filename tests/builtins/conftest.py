@@ -45,9 +45,10 @@ def stack_env(smtp: SmtpServer) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def builtin_stack(django_db_setup, django_db_blocker, smtp):
-    """One worker process (4 threads) and a dispatcher for every built-in task test."""
+    """One worker process (4 threads) and a dispatcher for the built-in task tests. Package
+    scope: left running, it would take other packages' e-mails to this package's SMTP server."""
     running = Stack(processes=1, threads=4, env=stack_env(smtp))
     try:
         with django_db_blocker.unblock():
