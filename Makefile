@@ -31,11 +31,11 @@ browser:
 	fi
 
 test: $(STAMP) $(NODE_STAMP) browser  ## the full suite, fault drills included, then the RabbitMQ pass
-	$(PY) -m pytest $(PYTEST_ARGS)
+	./scripts/run-tests $(PYTEST_ARGS)
 	./scripts/rabbitmq-pass
 
 test-fast: $(STAMP) $(NODE_STAMP) browser  ## skip the slow fault drills
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	./scripts/run-tests -m "not slow" $(PYTEST_ARGS)
 
 test-rabbitmq: $(STAMP)  ## the end-to-end suites again, RabbitMQ carrying the messages (Redis still coordinates)
 	TASKHUB_TEST_BROKER=rabbitmq $(PY) -m pytest tests/e2e tests/contrib -m e2e $(PYTEST_ARGS)
