@@ -60,7 +60,7 @@ BENCH_FAULTS ?= --faults
 bench: $(BENCH_STAMP)  ## benchmarks and fault drills (not part of make test)
 	$(PY) -m bench.run $(BENCH_FAULTS) $(BENCH_ARGS)
 
-drill-hosts: $(STAMP)  ## (root) network-namespace hosts: caps, priorities, scale-out, a cut link; writes bench/results/
+drill-hosts: $(STAMP)  ## (root) network-namespace hosts: caps, priorities, scale-out, a cut link, schedulers on two hosts; writes bench/results/
 	$(PY) -m bench.drill_hosts $(DRILL_ARGS)
 
 clean:

@@ -2,8 +2,8 @@
 
 Three "hosts" are network namespaces on one bridge (10.77.0.0/24), each with its own hostname:
 
-    thd-web  10.77.0.2   web (uvicorn) + dispatcher (+ scheduler when the project has one)
-    thd-w1   10.77.0.3   workers only
+    thd-web  10.77.0.2   web (uvicorn) + dispatcher + scheduler
+    thd-w1   10.77.0.3   workers (+ a second scheduler while the scheduler race runs)
     thd-w2   10.77.0.4   workers only
 
 They reach one PostgreSQL and one Redis over those links: the shared PostgreSQL listens on
@@ -12,7 +12,10 @@ server's config); Redis is a private ``redis-server`` bound to the bridge addres
 tasks the drill measures throughput with one worker host and with two, checks that a queue's
 concurrency cap and priorities hold across hosts, and cuts one worker host's link mid-run to
 show that nothing is lost, its work comes back within the lifeline bound, and no more tasks run
-twice than it had in flight. It prints a table and writes it to ``bench/results/``.
+twice than it had in flight. While the throughput phases run, a second ``runscheduler`` on thd-w1
+races the web host's for a per-second cron; part-way the web host's is killed (SIGKILL) and
+thd-w1's carries on alone. From the rows: every slot has one ScheduleRun and one task, however
+many schedulers raced for it. It prints a table and writes it to ``bench/results/``.
 
 Not part of ``make test``. Without root or network namespaces it says why and exits 0.
 """
@@ -28,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -125,13 +129,15 @@ class Processes:
         self.procs[name] = proc
         return proc
 
-    def on_host(self, host: str, name: str, manage_args: list[str]) -> subprocess.Popen:
+    def on_host(
+        self, host: str, name: str, manage_args: list[str], env: dict | None = None
+    ) -> subprocess.Popen:
         ns = HOSTS[host][0]
         # Its own UTS namespace, so the host's workers report their own hostname.
         script = f'hostname {ns} && exec "$@"'
         argv = ["ip", "netns", "exec", ns, "unshare", "--uts", "sh", "-c", script, "sh",
                 sys.executable, str(ROOT / "manage.py"), *manage_args]  # fmt: skip
-        return self.start(f"{host}-{name}", argv, HOST_ENV)
+        return self.start(f"{host}-{name}", argv, {**HOST_ENV, **(env or {})})
 
     def stop(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(name, None)
@@ -315,6 +321,152 @@ def phase_cut(net: Network, count: int, seconds: float) -> dict:
     }
 
 
+RACE_SCHEDULE = "drill-hosts-every-second"
+RACE_CRON = "* * * * * *"  # six fields: every second
+RACE_TASK = "test.noop"
+# Two schedulers polling on the same 1 s period keep a fixed phase to the slots: the one that
+# polls first after each second wins every slot and the other never touches one (a first try
+# showed w1 30, web 0). Periods just off a second make each one's poll sweep through the second,
+# so both win slots and their polls regularly meet. The survivor (w1) polls more often than
+# once a second, so after the kill it alone still catches every slot.
+RACE_POLL = {"web": 1.1, "w1": 0.9}
+
+
+def scheduler_env(host: str) -> dict:
+    tuned = {**json.loads(os.environ.get("TASKHUB_SETTINGS_JSON") or "{}"),
+             "SCHEDULER_POLL_INTERVAL": RACE_POLL[host]}  # fmt: skip
+    return {"TASKHUB_SETTINGS_JSON": json.dumps(tuned)}
+
+
+def scheduler_fires(path: Path, start: int, end: int | None = None) -> int:
+    """Slots a scheduler logged as fired ("scheduler fired N slots, …") in a byte range of its
+    log (every record is written and flushed as it happens: PYTHONUNBUFFERED, a StreamHandler)."""
+    import re
+
+    with open(path, "rb") as f:
+        f.seek(start)
+        text = f.read(None if end is None else max(0, end - start)).decode(errors="replace")
+    return sum(int(n) for n in re.findall(r"scheduler fired (\d+) slots", text))
+
+
+class SchedulerRace:
+    """``runscheduler`` on the web host and on thd-w1 at once, both firing one per-second cron
+    stored in the database, while the drill's other phases run. After ``race`` seconds the web
+    host's scheduler is killed (SIGKILL, whatever it is doing); thd-w1's fires alone for ``solo``
+    seconds; then the schedule is disabled. ``finish`` checks the rows: one ScheduleRun and one
+    task per slot, and every run's task is its own."""
+
+    def __init__(self, procs: Processes, race: float, solo: float) -> None:
+        self.procs, self.race, self.solo = procs, race, solo
+        self.result: dict = {"schedule": RACE_SCHEDULE, "cron": RACE_CRON, "task": RACE_TASK,
+                             "race_seconds": race, "solo_seconds": solo}  # fmt: skip
+        self.error = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def log(self, host: str) -> Path:
+        return self.procs.log_dir / f"{host}-scheduler.log"
+
+    def start(self) -> None:
+        from taskhub.models import TaskSchedule
+        from taskhub.schedules import create_schedule, disable_schedule
+
+        self.result["poll_seconds"] = RACE_POLL
+        self.procs.on_host("w1", "scheduler", ["runscheduler"], scheduler_env("w1"))
+        for host in ("web", "w1"):
+            wait_until(lambda h=host: b"scheduler started" in self.log(h).read_bytes(), 60,
+                       f"the scheduler on {host}")  # fmt: skip
+        # The crons declared in code (hourly / 5-minute maintenance) are off for the drill, so a
+        # scheduler's "fired N slots" log lines count this schedule's slots and nothing else.
+        others = TaskSchedule.objects.exclude(name=RACE_SCHEDULE).filter(enabled=True)
+        self.result["other_schedules_disabled"] = sorted(others.values_list("name", flat=True))
+        for name in self.result["other_schedules_disabled"]:
+            disable_schedule(name)
+        self.offsets = {h: self.log(h).stat().st_size for h in ("web", "w1")}
+        row = create_schedule(RACE_SCHEDULE, RACE_TASK, cron=RACE_CRON)
+        self.result["first_due"] = row.next_run_at.isoformat()
+        self.started = time.time()
+        self._thread = threading.Thread(target=self._run, name="scheduler-race", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from django.db import connections
+
+        from taskhub.scheduler import check_health
+        from taskhub.schedules import disable_schedule
+
+        try:
+            if self._stop.wait(self.race):
+                return
+            web, w1 = self.procs.procs.get("web-scheduler"), self.procs.procs.get("w1-scheduler")
+            self.result["alive_at_kill"] = {
+                "web": web is not None and web.poll() is None,
+                "w1": w1 is not None and w1.poll() is None,
+            }
+            self.procs.stop("web-scheduler", signal.SIGKILL)
+            self.killed_at = time.time()
+            self.offsets["w1-kill"] = self.log("w1").stat().st_size
+            if self._stop.wait(self.solo):
+                return
+            self.result["w1_alive_at_end"] = w1 is not None and w1.poll() is None
+            self.result["health_at_end"] = check_health()
+            disable_schedule(RACE_SCHEDULE)
+            self.ended = time.time()
+        except Exception as exc:  # reported by finish(), in the main thread
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            connections.close_all()
+
+    def finish(self) -> dict:
+        """Wait for the race to end and its tasks to finish; then read the rows."""
+        import datetime as dt
+
+        from taskhub.models import FINISHED_STATUSES, ScheduleRun, Task
+        from taskhub.scheduler import refresh_run_outcomes
+
+        if self._thread is not None:
+            self._thread.join(self.race + self.solo + 120)
+        if self.error or not hasattr(self, "ended"):
+            raise RuntimeError(f"the scheduler race did not complete: {self.error or 'timeout'}")
+        r = self.result
+        runs = ScheduleRun.objects.filter(schedule__name=RACE_SCHEDULE)
+        tasks = Task.objects.filter(name=RACE_TASK, correlation_id=f"schedule:{RACE_SCHEDULE}")
+        wait_until(lambda: not tasks.exclude(status__in=FINISHED_STATUSES).exists(), 120,
+                   "the scheduled tasks to finish", 0.5)  # fmt: skip
+        refresh_run_outcomes(runs)  # runs mirror their task's status; bring them up to date
+        rows = list(runs.values_list("slot", "task_id", "status", "created_at"))
+        slots = sorted({slot for slot, *_ in rows})
+        task_ids = set(tasks.values_list("id", flat=True))
+        run_task_ids = [t for _, t, _, _ in rows if t is not None]
+        killed = dt.datetime.fromtimestamp(self.killed_at, dt.UTC)
+        span = int((slots[-1] - slots[0]).total_seconds()) + 1 if slots else 0
+        web_fired = scheduler_fires(self.log("web"), self.offsets["web"])
+        w1_before = scheduler_fires(self.log("w1"), self.offsets["w1"], self.offsets["w1-kill"])
+        w1_after = scheduler_fires(self.log("w1"), self.offsets["w1-kill"])
+        r.update({
+            "runs": len(rows),
+            "slots": len(slots),
+            "first_slot": slots[0].isoformat() if slots else None,
+            "last_slot": slots[-1].isoformat() if slots else None,
+            "tasks": len(task_ids),
+            # a slot's second task, or a run pointing at a task another run also has
+            "tasks_beyond_one_per_slot": len(task_ids) - len(slots),
+            "runs_sharing_a_task": len(run_task_ids) - len(set(run_task_ids)),
+            "runs_without_their_task": len([t for t in run_task_ids if t not in task_ids])
+                                       + len(rows) - len(run_task_ids),
+            "tasks_completed": tasks.filter(status="completed").count(),
+            "run_statuses": sorted({s for _, _, s, _ in rows}),
+            "slots_missed": span - len(slots),
+            "slots_after_kill": sum(1 for _, _, _, at in rows if at > killed),
+            "fired_logged": {"web": web_fired, "w1_racing": w1_before, "w1_alone": w1_after},
+            "race_wall_seconds": round(self.ended - self.started, 1),
+        })  # fmt: skip
+        return r
+
+    def abort(self) -> None:
+        self._stop.set()
+
+
 def has_scheduler() -> bool:
     from django.core.management import get_commands
 
@@ -325,6 +477,7 @@ def drill(args) -> dict:
     log_dir = ROOT / "var" / "drill-hosts"
     log_dir.mkdir(parents=True, exist_ok=True)
     net, procs = Network(), Processes(log_dir)
+    race: SchedulerRace | None = None
     try:
         net.up()
     except RuntimeError as exc:
@@ -348,13 +501,19 @@ def drill(args) -> dict:
                                  "--port", "8000", "--no-access-log"], HOST_ENV)  # fmt: skip
         scheduler = has_scheduler()
         if scheduler:
-            procs.on_host("web", "scheduler", ["runscheduler"])
+            procs.on_host("web", "scheduler", ["runscheduler"], scheduler_env("web"))
         procs.on_host("w1", "worker", workers)
         wait_until(lambda: live_workers_on("w1") >= args.processes, 60, "w1's workers")
         web_ok = wait_until(web_healthy, 30, "the web host's /healthz")
         n = args.tasks
         cut_count = n - 2 * args.throughput_tasks - args.cap_tasks - args.priority_tasks
         result: dict = {"tasks": n, "scheduler": scheduler, "web_healthz": web_ok}
+        if scheduler:
+            print(f"schedulers on web and w1 race for '{RACE_CRON}' for {args.scheduler_race:g}s,"
+                  f" then web's is killed and w1's fires alone for {args.scheduler_solo:g}s "
+                  "(during phases 1-2)", flush=True)  # fmt: skip
+            race = SchedulerRace(procs, args.scheduler_race, args.scheduler_solo)
+            race.start()
         print("phase 1: throughput, one worker host", flush=True)
         result["one_host_rate"], _ = phase_throughput(args.throughput_tasks, args.sleep)
         procs.on_host("w2", "worker", workers)
@@ -362,6 +521,8 @@ def drill(args) -> dict:
         print("phase 2: throughput, two worker hosts", flush=True)
         result["two_host_rate"], two_ids = phase_throughput(args.throughput_tasks, args.sleep)
         result["two_host_split"] = per_host(two_ids)
+        if race is not None:
+            result["scheduler_race"] = race.finish()
         print("phase 3: a capped queue across hosts", flush=True)
         result["cap"] = phase_cap(args.cap_tasks)
         print("phase 4: priorities across hosts", flush=True)
@@ -371,6 +532,8 @@ def drill(args) -> dict:
         result["tasks"] = n - cut_count + result["cut"]["count"]
         return result
     finally:
+        if race is not None:
+            race.abort()
         procs.stop_all()
         net.down()
         if not args.keep_database:
@@ -414,11 +577,39 @@ def table(r: dict, args) -> str:
         ("link cut: ran twice", f"{cut['ran_twice']}",
          f"≤ w2's in-flight at the cut: {cut['w2_in_flight_at_cut']}"),
         ("web host /healthz over its link", "200" if r["web_healthz"] else "down", ""),
-        ("scheduler on the web host", "ran" if r["scheduler"] else "not in this build", ""),
     ]  # fmt: skip
+    rows += scheduler_rows(r.get("scheduler_race")) if r["scheduler"] else [
+        ("schedulers on two hosts", "not in this build", "")]  # fmt: skip
     lines = ["| measure | result | detail |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines)
+
+
+def scheduler_rows(race: dict) -> list[tuple[str, str, str]]:
+    fired, alive = race["fired_logged"], race["alive_at_kill"]
+    health = race["health_at_end"]
+    return [
+        ("schedulers web + w1: slots fired", f"{race['slots']}",
+         f"cron '{race['cron']}', polls every {race['poll_seconds']['web']:g} s / "
+         f"{race['poll_seconds']['w1']:g} s, {race['race_seconds']:g} s racing then "
+         f"{race['solo_seconds']:g} s w1 alone; {race['runs']} runs, {race['tasks']} tasks "
+         f"({race['tasks_completed']} completed)"),
+        ("schedulers: a slot fired twice", f"{race['tasks_beyond_one_per_slot']}",
+         f"tasks − slots; runs sharing a task {race['runs_sharing_a_task']}, "
+         f"runs without their task {race['runs_without_their_task']}"),
+        ("schedulers: both firing while racing",
+         f"web {fired['web']}, w1 {fired['w1_racing']} slots",
+         f"from each one's log (+ w1 alone {fired['w1_alone']} = "
+         f"{fired['web'] + fired['w1_racing'] + fired['w1_alone']} of {race['runs']} runs); "
+         f"both alive at the kill: "
+         f"{'yes' if alive['web'] and alive['w1'] else 'NO ' + str(alive)}"),
+        ("web scheduler killed (SIGKILL)", f"{race['slots_after_kill']} slots after",
+         f"each once, from w1 alone (alive to the end: "
+         f"{'yes' if race['w1_alive_at_end'] else 'NO'}); slots missed in the whole run "
+         f"{race['slots_missed']}; health {health['status']}"
+         + (f" (last poll {health['last_poll_seconds_ago']} s ago)"
+            if health.get("last_poll_seconds_ago") is not None else "")),
+    ]  # fmt: skip
 
 
 def fmt_hosts(counts: dict) -> str:
@@ -434,6 +625,18 @@ def main() -> int:
     parser.add_argument("--sleep", type=float, default=0.05, help="seconds each task sleeps")
     parser.add_argument("--processes", type=int, default=1, help="worker processes per host")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker process")
+    parser.add_argument(
+        "--scheduler-race",
+        type=float,
+        default=20.0,
+        help="seconds the schedulers on web and w1 race for the per-second cron",
+    )
+    parser.add_argument(
+        "--scheduler-solo",
+        type=float,
+        default=10.0,
+        help="seconds w1's scheduler fires alone after web's is killed",
+    )
     parser.add_argument("--keep-database", action="store_true")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -453,14 +656,22 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.date.today().isoformat()
     header = (
-        f"# drill-hosts {stamp}\n\n3 network namespaces on one bridge (web + dispatcher, two "
-        "worker hosts), 2 shared cores, PostgreSQL via a relay, private Redis.\n\n"
+        f"# drill-hosts {stamp}\n\n3 network namespaces on one bridge (web + dispatcher + "
+        "scheduler, two worker hosts; a second scheduler on w1 during phases 1-2), 2 shared "
+        "cores, PostgreSQL via a relay, private Redis.\n\n"
     )
     (RESULTS / f"{stamp}-drill-hosts.md").write_text(header + text + "\n")
     (RESULTS / f"{stamp}-drill-hosts.json").write_text(json.dumps(result, indent=2) + "\n")
-    cut, cap = result["cut"], result["cap"]
+    cut, cap, race = result["cut"], result["cap"], result.get("scheduler_race")
     ok = (cut["lost"] == 0 and cap["peak"] <= cap["cap"] and result["priorities"]["inversions"] == 0
           and cut["ran_twice"] <= cut["w2_in_flight_at_cut"])  # fmt: skip
+    if race is not None:
+        fired = race["fired_logged"]
+        ok = ok and (race["tasks_beyond_one_per_slot"] == 0 and race["runs_sharing_a_task"] == 0
+                     and race["runs_without_their_task"] == 0
+                     and all(race["alive_at_kill"].values()) and race["w1_alive_at_end"]
+                     and fired["web"] > 0 and fired["w1_racing"] > 0
+                     and race["slots_after_kill"] > 0)  # fmt: skip
     return 0 if ok else 1
 
 

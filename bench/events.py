@@ -2,20 +2,26 @@
 latency from a task's commit to a client receiving its event while all of them are open
 (target p50 ≤ 50 ms). Probes are scheduled at a steady rate from this process; each one's
 ``task.created`` event is timed from the moment ``schedule()`` returned (autocommit: the row
-is committed) to its arrival on a stream filtered by the probe tag."""
+is committed) to its arrival on a stream filtered by the probe tag.
+
+The 1,000 streams are unfiltered operator streams, so every event of the run goes to each of
+them, and a process of their own reads them (:mod:`bench.sse_drain`): streams nobody read
+stalled within seconds once their socket buffers filled, and stopped loading the web process."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import sys
 import time
+from urllib.parse import urlsplit
 
 import httpx
 from asgiref.sync import sync_to_async
 
 from .core import Context, Row, at_most, delete_tagged, info, percentile
-from .procs import TaskhubStack, rss_kib
+from .procs import Proc, TaskhubStack, rss_kib, wait_for
 from .web import start
 
 NAME = "events"
@@ -31,17 +37,9 @@ def _schedule_probe(tag: str) -> tuple[str, float]:
     return str(task.id), time.perf_counter()
 
 
-async def _measure(base: str, token: str, streams: int, probes: int, tag: str) -> dict:
+async def _measure(base: str, token: str, probes: int, tag: str) -> dict:
     headers = {"Authorization": f"Token {token}"}
-    limits = httpx.Limits(max_connections=streams + 20)
-    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits,
-                                 timeout=120) as client:  # fmt: skip
-        opened = []
-        for _ in range(streams):
-            resp = await client.send(client.build_request("GET", "/api/events/stream"), stream=True)
-            if resp.status_code != 200:
-                raise RuntimeError(f"stream {len(opened)} answered {resp.status_code}")
-            opened.append(resp)
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
         await asyncio.sleep(2)  # let the publishers notice the listener
         arrivals: dict[str, float] = {}
         probe = await client.send(
@@ -66,10 +64,25 @@ async def _measure(base: str, token: str, streams: int, probes: int, tag: str) -
         while len(arrivals) < len(sent) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         reader.cancel()
-        for resp in [*opened, probe]:
-            await resp.aclose()
+        await probe.aclose()
         latencies = [(arrivals[t] - sent[t]) * 1000 for t in sent if t in arrivals]
         return {"latencies": latencies, "lost": len(sent) - len(latencies)}
+
+
+def _open_streams(web, count: int) -> Proc:
+    """``count`` streams held open and read by a process of their own (bench.sse_drain)."""
+    url = urlsplit(web.base)
+    argv = [sys.executable, "-m", "bench.sse_drain", url.hostname, str(url.port), web.token,
+            str(count)]  # fmt: skip
+    drain = Proc("sse-drain", argv)
+
+    def ready() -> bool:
+        if not drain.alive():
+            raise RuntimeError(f"the stream reader exited:\n{drain.tail()}")
+        return "ready" in drain.tail()
+
+    wait_for(ready, 300, f"{count} event streams to open")
+    return drain
 
 
 def run(ctx: Context) -> list[Row]:
@@ -93,8 +106,12 @@ def run(ctx: Context) -> list[Row]:
     try:
         stack.wait_ready()
         before = rss_kib(web.proc.pid)
-        result = asyncio.run(_measure(web.base, web.token, streams, probes, tag))
-        after = rss_kib(web.proc.pid)
+        drain = _open_streams(web, streams)
+        try:
+            result = asyncio.run(_measure(web.base, web.token, probes, tag))
+            after = rss_kib(web.proc.pid)
+        finally:
+            drain.stop(timeout=10)
     finally:
         stack.stop()
         web.stop()
@@ -102,7 +119,7 @@ def run(ctx: Context) -> list[Row]:
     lat = result["latencies"]
     per_stream = (after - before) / max(streams, 1)
     ctx.details[NAME] = {"latencies_ms": lat, "rss_before_kib": before, "rss_after_kib": after}
-    note = f"{len(lat)} probes at {RATE:g}/s with {streams} streams open"
+    note = f"{len(lat)} probes at {RATE:g}/s with {streams} streams open and read"
     return [
         at_most(NAME, "commit → client p50", round(percentile(lat, 50), 1), 50, "ms", note=note),
         info(NAME, "commit → client p99", round(percentile(lat, 99), 1), "ms"),

@@ -33,7 +33,8 @@ TASK_COLUMNS = (
     "id", "name", "queue", "status", "payload", "result", "priority", "attempt", "max_attempts",
     "timeout", "scheduled_at", "queued_at", "started_at", "completed_at", "duration", "error",
     "traceback", "progress", "correlation_id", "user_id", "dedup_key", "worker_id",
-    "cancel_requested", "created_at", "updated_at",
+    "cancel_requested", "created_at", "updated_at", "step_key", "step_kind", "trigger_rule",
+    "allow_failure", "deps_remaining", "compensation", "compensate_failed",
 )  # fmt: skip
 CHUNK = 100_000
 
@@ -97,7 +98,7 @@ def _copy_chunk(size: int, seed: int) -> None:
                     0, attempt, 5, 300.0, created, created, started, finished,
                     duration, error, "", 100 if status == "completed" else 0,
                     f"order-{seed + i}", f"user-{rng.randrange(5000)}", None, MARK, False,
-                    created, finished,
+                    created, finished, "", "", "", False, 0, "", False,
                 ))  # fmt: skip
                 events.append((task_id, status, attempt, finished, "{}"))
         with cursor.copy(event_sql) as copy:

@@ -31,6 +31,7 @@ MEASURES = {
     "api": "bench.api",
     "scale": "bench.scale",
     "events": "bench.events",
+    "workflow": "bench.workflow",
     "faults": "bench.faults",
 }
 logger = logging.getLogger("bench")

@@ -28,6 +28,27 @@ def probe(payload: dict) -> None:
     return None
 
 
+class Value(BaseModel):
+    value: int = 1
+
+
+@task("bench.value", queue=QUEUE, schema=Value)
+def value(payload: Value) -> int:
+    """A no-op that returns its number (a workflow fan-out member; the fan-in sums them)."""
+    return payload.value
+
+
+class Total(BaseModel):
+    group: str
+
+
+@task("bench.sum", queue=QUEUE, schema=Total)
+def total(payload: Total, ctx) -> dict:
+    """A fan-in: the sum of a fan-out's results, read from their rows (ctx.results)."""
+    results = ctx.results.get(payload.group) or []
+    return {"sum": sum(r or 0 for r in results), "count": len(results)}
+
+
 @task(
     "bench.http",
     queue=QUEUE,

@@ -120,12 +120,24 @@ SQLITE_OPTIONS = {
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
 }
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # Workers, dispatcher and scheduler keep their connection (one thread each, long-lived).
+    # The ASGI web process must not: each request runs in a context of its own, so a kept
+    # connection is never reused, only left for the garbage collector — 100 sequential API
+    # calls exhausted PostgreSQL's max_connections. It borrows from Django's connection pool
+    # instead (config/asgi.py sets TASKHUB_WEB_PROCESS; pool size: DATABASE_POOL_MAX_SIZE).
+    _web = os.environ.get("TASKHUB_WEB_PROCESS") == "asgi"
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0 if _web else 60)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         DATABASES["default"]["OPTIONS"] = dict(SQLITE_OPTIONS)
         DATABASES["default"]["CONN_MAX_AGE"] = 0
     elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = not _web
+        if _web and os.environ.get("DATABASE_POOL_MAX_SIZE", "20") != "0":
+            DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+                "min_size": 1,
+                "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "20")),
+                "timeout": 10,
+            }
         DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ.get(
             "TASKHUB_TEST_DATABASE", "test_" + DATABASES["default"]["NAME"]
         )
@@ -237,6 +249,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "TaskStatusEnum": "taskhub.models.TaskStatus",
+        "WorkflowStatusEnum": "taskhub.workflows.models.WorkflowStatus",
+        "FailurePolicyEnum": "taskhub.workflows.models.FailurePolicy",
         "HealthStatusEnum": "taskhub.api.task_queue.HEALTH_STATUSES",
         "DeliveryStatusEnum": "webhooks.models.DeliveryStatus",
         "PaymentStatusEnum": "payments.models.PaymentStatus",

@@ -62,3 +62,13 @@ TASKS = {
     "retrying": {"BACKEND": _TASKHUB_BACKEND, "OPTIONS": {"MAX_ATTEMPTS": 3, "RETRY": [0.2]}},
     "limited": {"BACKEND": _TASKHUB_BACKEND, "QUEUES": ["default", "single"]},
 }
+
+# Drills: every message a worker takes is sent twice (tests/taskapp/duplicator.py).
+if os.environ.get("TASKHUB_TEST_DUPLICATE_MESSAGES") == "1":
+    DRAMATIQ_BROKER = {
+        **DRAMATIQ_BROKER,  # noqa: F405
+        "MIDDLEWARE": [
+            "tests.taskapp.duplicator.DuplicateEveryMessage",
+            *DRAMATIQ_BROKER["MIDDLEWARE"],  # noqa: F405
+        ],
+    }

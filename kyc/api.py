@@ -25,8 +25,8 @@ class KycCaseSerializer(serializers.ModelSerializer):
     class Meta:
         model = KycCase
         fields = ["id", "user_id", "provider", "document_id", "document_type", "document_name",
-                  "external_id", "submission", "status", "reasons", "created_at", "updated_at",
-                  "decided_at"]  # fmt: skip
+                  "external_id", "submission", "status", "reasons", "workflow_run_id",
+                  "created_at", "updated_at", "decided_at"]  # fmt: skip
 
 
 class Pagination(LimitOffsetPagination):

@@ -48,6 +48,11 @@ class KycCase(models.Model):
         max_length=16, choices=KycStatus.choices, default=KycStatus.PENDING, db_index=True
     )
     reasons = models.JSONField(default=list, blank=True)
+    #: the ``kyc.verify`` workflow run of the current submission (check → notify)
+    workflow_run_id = models.UUIDField(null=True, blank=True, db_index=True)
+    #: while True, that run's notify step tells the user the decision; afterwards (and for
+    #: interim statuses) every status change notifies at once
+    decision_notice_pending = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     decided_at = models.DateTimeField(null=True, blank=True)

@@ -1,9 +1,16 @@
-"""What can be done to a KYC case; the API, admin actions and tasks call these."""
+"""What can be done to a KYC case; the API, admin actions and tasks call these.
+
+Each submission of a document runs the ``kyc.verify`` workflow (kyc/workflows.py): ``check``
+submits it and waits for the provider's decision (signed callbacks move the row), then
+``notify`` tells the user the decision. Interim statuses (``in_review``) and changes after that
+run has notified (``needs_review`` → ``approved`` later) notify at once, as they happen.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 
 from django.contrib.auth import get_user_model
@@ -30,6 +37,9 @@ from .providers import CallbackRejected, ProviderCase, get_provider, setting
 logger = logging.getLogger("kyc")
 
 PROCESS_TASK = "kyc.process_document"
+VERIFY_WORKFLOW = "kyc.verify"
+#: statuses the ``kyc.verify`` run waits for and then notifies about
+DECIDED = {KycStatus.APPROVED, KycStatus.REJECTED, KycStatus.NEEDS_REVIEW, KycStatus.EXPIRED}
 REFRESH_TASK = "kyc.refresh_case"
 MESSAGES = {
     KycStatus.IN_REVIEW: "Your document was received and is being checked.",
@@ -104,20 +114,60 @@ def create_case(data, upload=None) -> KycCase:
             case.document_name = os.path.basename(str(reference))[:200]
             case.document.name = str(reference)
         case.save(force_insert=True)
-        _schedule_process(case)
+        start_verification(case)
     return case
 
 
-def _schedule_process(case: KycCase):
-    return taskhub.schedule(
-        PROCESS_TASK, {"case_id": str(case.id), "submission": case.submission},
+def start_verification(case: KycCase):
+    """Start the ``kyc.verify`` run of the case's current submission (caller's transaction)."""
+    run = taskhub.start_workflow(
+        VERIFY_WORKFLOW, {"case_id": str(case.id), "submission": case.submission},
+        idempotency_key=f"kyc:{case.id}:{case.submission}",
         correlation_id=case.correlation_id, user_id=case.user_id,
-        dedup_key=f"kyc-process:{case.id}:{case.submission}",
     )  # fmt: skip
+    KycCase.objects.filter(id=case.id).update(workflow_run_id=run.id, decision_notice_pending=True)
+    case.workflow_run_id, case.decision_notice_pending = run.id, True
+    return run
 
 
 def callback_url(provider: str) -> str:
     return f"{setting('CALLBACK_BASE_URL').rstrip('/')}/api/kyc/callbacks/{provider}"
+
+
+def wait_for_decision(case_id, timeout: float, interval: float = 0.25) -> KycCase:
+    """Re-read the case until the provider decided or ``timeout`` passes; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        case = KycCase.objects.get(id=case_id)
+        if case.status in DECIDED or time.monotonic() >= deadline:
+            return case
+        time.sleep(interval)
+
+
+def notify_decision(case_id, submission: int) -> str | None:
+    """The ``kyc.verify`` run's notify step: tell the user the case's decision, once.
+
+    Under the case's lock, so a callback applying a later change either comes before (and this
+    tells the newest status) or after (and notifies on its own). Returns the status notified."""
+    with transaction.atomic():
+        case = KycCase.objects.select_for_update().get(id=case_id)
+        if case.submission != submission or not case.decision_notice_pending:
+            return None  # a newer submission's run notifies, or this one already did
+        case.decision_notice_pending = False
+        case.save(update_fields=["decision_notice_pending", "updated_at"])
+        if case.status not in DECIDED:
+            return None  # the check gave up; later changes notify as they happen
+        _notify(case)
+        return case.status
+
+
+def _notify(case: KycCase) -> None:
+    notify_user(
+        user_id=case.user_id, type=f"kyc.{case.status}", message=MESSAGES[case.status],
+        metadata={"case_id": str(case.id), "status": case.status,
+                  "reasons": case.reasons, "correlation_id": case.correlation_id},
+        email=case.email,
+    )  # fmt: skip
 
 
 def process_document(case_id: str) -> str:
@@ -159,12 +209,8 @@ def apply_provider_state(case_id, state: ProviderCase) -> KycCase:
         UserKycStatus.objects.update_or_create(
             user_id=case.user_id, defaults={"status": case.status, "case": case}
         )
-        notify_user(
-            user_id=case.user_id, type=f"kyc.{case.status}", message=MESSAGES[case.status],
-            metadata={"case_id": str(case.id), "status": case.status,
-                      "reasons": case.reasons, "correlation_id": case.correlation_id},
-            email=case.email,
-        )  # fmt: skip
+        if not (case.decision_notice_pending and case.status in DECIDED):
+            _notify(case)  # else the kyc.verify run's notify step tells the user
         logger.info("KYC case %s is %s", case.id, case.status)
         return case
 
@@ -213,7 +259,10 @@ def rerun_check(case: KycCase):
             reasons=[], decided_at=None, updated_at=timezone.now(),
         )  # fmt: skip
         case.refresh_from_db()
-        return _schedule_process(case)
+        run = start_verification(case)
+        from taskhub.models import Task
+
+        return Task.objects.get(workflow_run_id=run.id, step_key="check")
 
 
 def store_reference(name: str, content: bytes) -> str:

@@ -1,4 +1,4 @@
-"""KYC task types: ``kyc_verification`` (submission and status) and ``notification_delivery``."""
+"""KYC task types: ``kyc_verification`` (submission and status) and the decision notice."""
 
 from __future__ import annotations
 
@@ -44,12 +44,37 @@ class Notification(BaseModel):
     max_attempts=6, retry=Schedule([2, 5, 15, 60, 300]), timeout=60,
 )  # fmt: skip
 def process_document(payload: CaseRef, ctx) -> dict:
-    """Submit the case's document to its provider and record the answer."""
+    """Submit the case's document to its provider and record the answer.
+
+    As the check step of the ``kyc.verify`` workflow it also waits for the decision (callbacks
+    move the row; a retry re-reads the provider too, in case a callback was lost)."""
     try:
         status = services.process_document(payload.case_id)
     except ProviderRejected as exc:
         raise PermanentError(str(exc)) from None
+    if ctx.workflow is not None and status not in services.DECIDED:
+        from django.conf import settings
+
+        wait = float(settings.KYC.get("DECISION_WAIT_SECONDS", 5.0))
+        status = services.wait_for_decision(payload.case_id, wait)
+        if status.status not in services.DECIDED:
+            raise NotDecided(f"case is {status.status}; waiting for the provider's decision")
+        status = status.status
     return {"case_id": payload.case_id, "status": status}
+
+
+class NotDecided(Exception):
+    """The provider has not decided yet: the kyc.verify run's check step retries later."""
+
+
+@task(
+    "kyc.notify_decision", queue="notifications", schema=CaseRef,
+    max_attempts=6, retry=Schedule([2, 5, 15, 60, 300]), timeout=60,
+)  # fmt: skip
+def notify_decision(payload: CaseRef, ctx) -> dict:
+    """The ``kyc.verify`` run's notify step: tell the user the decision (once per submission)."""
+    status = services.notify_decision(payload.case_id, payload.submission)
+    return {"case_id": payload.case_id, "notified": status}
 
 
 @task(
@@ -60,3 +85,7 @@ def refresh_case(payload: CallbackRef, ctx) -> dict:
     """After a callback: re-read the case's status from the provider."""
     status = services.refresh_for_event(payload.provider, payload.external_id, payload.event_id)
     return {"external_id": payload.external_id, "status": status}
+
+
+# Registered with the task types it uses (see payments/tasks.py for why here).
+from . import workflows  # noqa: E402, F401

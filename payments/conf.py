@@ -13,6 +13,9 @@ DEFAULTS: dict[str, Any] = {
     "DTR_WEBHOOK_SECRET": "",
     "CALLBACK_BASE_URL": "http://127.0.0.1:8000",
     "STUCK_AFTER_SECONDS": 300.0,
+    # How long one attempt of the settle workflow's payment step waits for the provider's
+    # outcome (callbacks and the stuck-payment cron move the row) before retrying later.
+    "SETTLE_WAIT_SECONDS": 5.0,
     "SAFE_BACKEND": "rpc",
     "CHAIN_RPC_URL": "",
     "CHAIN_ID": None,

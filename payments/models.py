@@ -20,9 +20,16 @@ class PaymentStatus(models.TextChoices):
     COMPLETED = "completed"  # paid (terminal)
     FAILED = "failed"  # declined or errored at the provider (terminal)
     CANCELED = "canceled"  # canceled at the provider (terminal)
+    #: paid, then refunded at the provider (only by the settle workflow's compensation)
+    REFUNDED = "refunded"
 
 
-PAYMENT_TERMINAL = {PaymentStatus.COMPLETED, PaymentStatus.FAILED, PaymentStatus.CANCELED}
+PAYMENT_TERMINAL = {
+    PaymentStatus.COMPLETED,
+    PaymentStatus.FAILED,
+    PaymentStatus.CANCELED,
+    PaymentStatus.REFUNDED,
+}
 
 
 class Payment(models.Model):
@@ -43,9 +50,14 @@ class Payment(models.Model):
     request_hash = models.CharField(max_length=64)
     processing_task_id = models.UUIDField(null=True, blank=True)
     blockchain_task_id = models.UUIDField(null=True, blank=True)
+    #: the ``payments.settle`` workflow run: payment → Safe transaction → notification
+    workflow_run_id = models.UUIDField(null=True, blank=True, db_index=True)
+    #: the provider's refund id, once the settle workflow's compensation refunded the payment
+    refund_id = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    refunded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

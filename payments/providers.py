@@ -10,6 +10,10 @@ the README's "DTR provider contract" section documents it, and the sandbox imple
   same provider payment;
 * ``GET /v1/payments/{id}`` → ``{id, status, reason, ...}``; status ``processing | completed |
   declined | canceled``;
+* ``POST /v1/payments/{id}/refunds`` with an ``Idempotency-Key`` header and ``{reason}`` → a full
+  refund of a completed payment: ``{id, payment_id, status: "refunded", ...}``; the same key (or
+  any key, once the payment is refunded) returns the same refund; a payment that is not
+  completed → 409;
 * callbacks ``POST {callback_url}`` with ``{id, type, created_at, data: {payment_id, status}}`` and
   ``X-DTR-Signature: t={unix},v1={hex HMAC-SHA256(webhook secret, "{t}.{raw body}")}``.
 """
@@ -55,6 +59,13 @@ class ProviderPayment:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProviderRefund:
+    id: str
+    payment_id: str
+    status: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class CallbackEvent:
     event_id: str
     provider_payment_id: str
@@ -68,6 +79,7 @@ DTR_STATUSES = {
     "declined": "failed",
     "failed": "failed",
     "canceled": "canceled",
+    "refunded": "refunded",
 }
 
 
@@ -112,6 +124,11 @@ class PaymentProvider:
         raise NotImplementedError
 
     def get_payment(self, provider_payment_id: str) -> ProviderPayment:
+        raise NotImplementedError
+
+    def refund_payment(
+        self, provider_payment_id: str, idempotency_key: str, reason: str = ""
+    ) -> ProviderRefund:
         raise NotImplementedError
 
     def verify_callback(self, headers, raw_body: bytes) -> CallbackEvent:
@@ -178,6 +195,17 @@ class DtrProvider(PaymentProvider):
 
     def get_payment(self, provider_payment_id: str) -> ProviderPayment:
         return self._parse(self._request("GET", f"/v1/payments/{provider_payment_id}"))
+
+    def refund_payment(
+        self, provider_payment_id: str, idempotency_key: str, reason: str = ""
+    ) -> ProviderRefund:
+        data = self._request(
+            "POST", f"/v1/payments/{provider_payment_id}/refunds", {"reason": reason[:200]},
+            {"Idempotency-Key": idempotency_key},
+        )  # fmt: skip
+        return ProviderRefund(
+            id=str(data["id"]), payment_id=str(data["payment_id"]), status=str(data["status"])
+        )
 
     def verify_callback(self, headers, raw_body: bytes) -> CallbackEvent:
         verify_timestamped_signature(

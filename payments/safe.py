@@ -195,7 +195,11 @@ def _fail(row: SafeTransaction, reason: str) -> None:
     logger.warning("Safe transaction %s failed: %s", row.id, reason)
 
 
-def _record_submitted(row: SafeTransaction, eth_tx_hash: str, block: int | None = None) -> None:
+def _record_submitted(
+    row: SafeTransaction, eth_tx_hash: str, block: int | None = None, *, schedule_track=True
+) -> None:
+    """Record the sent execTransaction; schedule the tracking task unless a workflow's own
+    ``track`` step follows (the settle workflow)."""
     changes = {"status": SafeTxStatus.SUBMITTED, "eth_tx_hash": eth_tx_hash,
                "updated_at": timezone.now()}  # fmt: skip
     if block is not None:
@@ -205,7 +209,7 @@ def _record_submitted(row: SafeTransaction, eth_tx_hash: str, block: int | None 
             id=row.id,
             status__in=[SafeTxStatus.PROPOSED, SafeTxStatus.CONFIRMED, SafeTxStatus.SUBMITTED],
         ).update(**changes)
-        if updated:
+        if updated and schedule_track:
             taskhub.schedule(
                 TRACK_TASK, {"safe_transaction_id": str(row.id)},
                 correlation_id=row.correlation_id, user_id=row.user_id,
@@ -231,19 +235,22 @@ def _relayer():
     return Account.from_key(key)
 
 
-def execute(safe_transaction_id: str) -> str:
-    """The execution task's work; returns the status reached. See the module docstring."""
+def execute(safe_transaction_id: str, *, schedule_track: bool = True) -> str:
+    """The execution task's work; returns the status reached. See the module docstring.
+
+    ``schedule_track``: schedule the tracking task once sent (False inside the settle
+    workflow, whose next step tracks it)."""
     row = SafeTransaction.objects.get(id=safe_transaction_id)
     if row.status in SAFE_TX_TERMINAL:
         return row.status
     try:
-        return _execute(row)
+        return _execute(row, schedule_track)
     except (ChainNotConfigured, SafeExecutionFailed) as exc:
         _fail(row, str(exc))
         raise taskhub.PermanentError(str(exc)) from None
 
 
-def _execute(row: SafeTransaction) -> str:
+def _execute(row: SafeTransaction, schedule_track: bool) -> str:
     w3 = get_web3()
     if int(w3.eth.chain_id) != row.chain_id:
         raise SafeExecutionFailed(f"the configured chain is {w3.eth.chain_id}, not {row.chain_id}")
@@ -253,7 +260,7 @@ def _execute(row: SafeTransaction) -> str:
     # 1. Executed already (a crash after sending)? Reconcile from the chain, never resubmit.
     found = safe.find_execution(row.safe_tx_hash, row_search_from(row))
     if found is not None:
-        _record_submitted(row, found.eth_tx_hash, found.block_number)
+        _record_submitted(row, found.eth_tx_hash, found.block_number, schedule_track=schedule_track)
         return SafeTxStatus.SUBMITTED
     chain_nonce = safe.nonce()
     if chain_nonce > int(row.nonce):
@@ -263,9 +270,9 @@ def _execute(row: SafeTransaction) -> str:
     if chain_nonce < int(row.nonce):
         raise NotYetFinal(f"the Safe is at nonce {chain_nonce}; waiting for {int(row.nonce)}")
     signatures = _collect_signatures(row, safe)
-    if row.raw_transaction and _resend(w3, row):
+    if row.raw_transaction and _resend(w3, row, schedule_track):
         return SafeTxStatus.SUBMITTED
-    _sign_and_send(w3, row, safe, signatures)
+    _sign_and_send(w3, row, safe, signatures, schedule_track)
     return SafeTxStatus.SUBMITTED
 
 
@@ -301,11 +308,11 @@ def _collect_signatures(row: SafeTransaction, safe: SafeOnChain) -> bytes:
     return combine_signatures(pairs)
 
 
-def _resend(w3, row: SafeTransaction) -> bool:
+def _resend(w3, row: SafeTransaction, schedule_track: bool = True) -> bool:
     """Our signed execTransaction from an earlier attempt: known to the node, or sent again."""
     try:
         w3.eth.get_transaction(row.eth_tx_hash)
-        _record_submitted(row, row.eth_tx_hash)
+        _record_submitted(row, row.eth_tx_hash, schedule_track=schedule_track)
         return True
     except TransactionNotFound:
         pass
@@ -314,11 +321,13 @@ def _resend(w3, row: SafeTransaction) -> bool:
     except ValueError as exc:  # e.g. the relayer's nonce was taken: sign afresh
         logger.warning("re-sending %s refused (%s); signing a new one", row.id, exc)
         return False
-    _record_submitted(row, row.eth_tx_hash)
+    _record_submitted(row, row.eth_tx_hash, schedule_track=schedule_track)
     return True
 
 
-def _sign_and_send(w3, row: SafeTransaction, safe: SafeOnChain, signatures: bytes) -> None:
+def _sign_and_send(
+    w3, row: SafeTransaction, safe: SafeOnChain, signatures: bytes, schedule_track: bool = True
+) -> None:
     relayer = _relayer()
     call = safe.exec_call(as_safe_tx(row).exec_args(), signatures)
     try:
@@ -341,7 +350,7 @@ def _sign_and_send(w3, row: SafeTransaction, safe: SafeOnChain, signatures: byte
     pause = float(setting("PAUSE_AFTER_SUBMIT") or 0)
     if pause:
         time.sleep(pause)
-    _record_submitted(row, eth_tx_hash)
+    _record_submitted(row, eth_tx_hash, schedule_track=schedule_track)
 
 
 def track(safe_transaction_id: str, wait: float = 10.0) -> str:

@@ -45,7 +45,8 @@ class PaymentSerializer(serializers.ModelSerializer):
         fields = [
             "id", "user_id", "amount", "currency", "payment_method_id", "metadata", "provider",
             "provider_payment_id", "status", "failure_reason", "processing_task_id",
-            "blockchain_task_id", "created_at", "updated_at", "completed_at",
+            "blockchain_task_id", "workflow_run_id", "refund_id", "created_at", "updated_at",
+            "completed_at", "refunded_at",
         ]  # fmt: skip
 
     def get_amount(self, payment: Payment) -> str:

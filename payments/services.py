@@ -1,8 +1,14 @@
 """What can be done to a payment. Views, admin actions, tasks and the CLI call these functions.
 
-Every status change goes through :func:`apply_provider_state`: it locks the row, refuses to move
-a payment backwards or out of a terminal status, and — only on the move to ``completed`` —
-schedules the Safe transaction in the same database transaction.
+Every status change goes through :func:`apply_provider_state`: it locks the row and refuses to
+move a payment backwards or out of a terminal status.
+
+A new payment starts the ``payments.settle`` workflow (payments/workflows.py) in the transaction
+that stores it: the payment step waits for the provider's outcome (callbacks and the stuck-payment
+cron move the row), then the Safe transaction (if the payment carries one) is executed and
+tracked, then the user is notified. The Safe steps are released by the coordinator exactly once,
+when the payment step completes; a Safe execution that fails for good makes the run compensate,
+which refunds the payment at the provider (:func:`refund_payment`).
 """
 
 from __future__ import annotations
@@ -11,12 +17,14 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import taskhub
+from taskhub.models import Task
 
 from .models import (
     PAYMENT_TERMINAL,
@@ -33,6 +41,7 @@ logger = logging.getLogger("payments")
 PROCESS_TASK = "payments.process_dtr_payment"
 REFRESH_TASK = "payments.refresh_dtr_payment"
 EXECUTE_SAFE_TASK = "payments.execute_safe_transaction"
+SETTLE_WORKFLOW = "payments.settle"
 
 ALLOWED = {
     PaymentStatus.CREATED: {"pending", "processing", "completed", "failed", "canceled"},
@@ -135,21 +144,44 @@ def create_payment(*, idempotency_key: str, data: object) -> tuple[Payment, bool
             payment = Payment.objects.create(
                 idempotency_key=key, request_hash=digest, provider="dtr", **clean
             )
+            safe_tx = None
             if safe_spec is not None:
                 from . import safe
 
-                safe.create_for_payment(payment, safe_spec)
-            task = taskhub.schedule(
-                PROCESS_TASK, {"payment_id": str(payment.id)},
-                correlation_id=payment.correlation_id, user_id=payment.user_id,
-            )  # fmt: skip
-            Payment.objects.filter(id=payment.id).update(processing_task_id=task.id)
-            payment.processing_task_id = task.id
+                safe_tx = safe.create_for_payment(payment, safe_spec)
+            start_settlement(payment, safe_tx)
     except IntegrityError:
         # A concurrent request with the same key won the insert.
         return _replay(Payment.objects.get(idempotency_key=key), digest)
     logger.info("payment %s created (%s %s)", payment.id, payment.amount, payment.currency)
     return payment, True
+
+
+def start_settlement(payment: Payment, safe_tx: SafeTransaction | None, *, key: str = ""):
+    """Start the ``payments.settle`` run for a payment (in the caller's transaction) and record
+    its run and step task ids on the rows. One run per payment: its idempotency key says so."""
+    from .money import format_amount
+
+    run = taskhub.start_workflow(
+        SETTLE_WORKFLOW,
+        {
+            "payment_id": str(payment.id), "user_id": payment.user_id,
+            "amount": format_amount(payment.amount, payment.currency),
+            "currency": payment.currency,
+            "safe_transaction_id": str(safe_tx.id) if safe_tx else None,
+        },
+        idempotency_key=key or f"payment:{payment.id}",
+        correlation_id=payment.correlation_id, user_id=payment.user_id,
+    )  # fmt: skip
+    steps = dict(Task.objects.filter(workflow_run_id=run.id).values_list("step_key", "id"))
+    changes = {"workflow_run_id": run.id, "processing_task_id": steps.get("payment")}
+    if safe_tx is not None:
+        changes["blockchain_task_id"] = steps.get("safe")
+        SafeTransaction.objects.filter(id=safe_tx.id).update(execute_task_id=steps.get("safe"))
+    Payment.objects.filter(id=payment.id).update(**changes)
+    for name, value in changes.items():
+        setattr(payment, name, value)
+    return run
 
 
 def _replay(existing: Payment, digest: str) -> tuple[Payment, bool]:
@@ -158,20 +190,36 @@ def _replay(existing: Payment, digest: str) -> tuple[Payment, bool]:
     return existing, False
 
 
-def process_payment(payment_id: str) -> str:
-    """The processing task's work: send the payment to the provider, apply what it answers."""
+def process_payment(payment_id: str, *, refresh: bool = True) -> str:
+    """The processing task's work: send the payment to the provider, apply what it answers.
+
+    Once the provider has the payment, a retry re-reads its state (``refresh``) instead of
+    sending it again — or, inside the settle workflow, leaves that to callbacks and the cron.
+    """
     payment = Payment.objects.get(id=payment_id)
     if payment.status in PAYMENT_TERMINAL:
         return payment.status
     if payment.provider_payment_id:
         # A retry after the provider already accepted it: read its state instead of re-sending.
-        return refresh_payment(payment.id)
+        return refresh_payment(payment.id) if refresh else payment.status
     Payment.objects.filter(id=payment.id, status=PaymentStatus.CREATED).update(
         status=PaymentStatus.PENDING, updated_at=timezone.now()
     )
     # The stored idempotency key makes a retried call return the same provider payment.
     state = get_provider(payment.provider).create_payment(payment, payment.idempotency_key)
     return apply_provider_state(payment.id, state).status
+
+
+def wait_for_outcome(payment_id, timeout: float, interval: float = 0.25) -> Payment:
+    """Re-read the row until the payment is terminal or ``timeout`` passes; return it.
+
+    Only the row is read: provider callbacks and the stuck-payment cron are what move it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        payment = Payment.objects.get(id=payment_id)
+        if payment.status in PAYMENT_TERMINAL or time.monotonic() >= deadline:
+            return payment
+        time.sleep(interval)
 
 
 def refresh_payment(payment_id) -> str:
@@ -204,14 +252,37 @@ def apply_provider_state(payment_id, state: ProviderPayment) -> Payment:
             payment.failure_reason = state.reason or "declined by the provider"
         if target == PaymentStatus.COMPLETED:
             payment.completed_at = now
-            _schedule_blockchain_task(payment)
+            _after_completion(payment)
         payment.save()
         logger.info("payment %s is %s", payment.id, target)
         return payment
 
 
+def _after_completion(payment: Payment) -> None:
+    """Called only inside the transition to completed, under the row lock: at most once.
+
+    Normally the payment's settle run is waiting for this (its payment step sees the row and
+    completes, and the run goes on to the Safe transaction). If that run already gave up — its
+    payment step ran out of attempts before a late completion — a new run settles the payment
+    now (its payment step finds it completed at once). Payments from before workflows schedule
+    the Safe execution directly, as they always did.
+    """
+    if payment.workflow_run_id is None:
+        _schedule_blockchain_task(payment)
+        return
+    from taskhub.workflows.models import WorkflowRun, WorkflowStatus
+
+    run = WorkflowRun.objects.filter(id=payment.workflow_run_id).values("status").first()
+    if run is not None and run["status"] in (WorkflowStatus.RUNNING, WorkflowStatus.CANCELLING):
+        return
+    safe_tx = SafeTransaction.objects.filter(payment=payment).first()
+    logger.warning("payment %s completed after its settle run ended; settling it again",
+                   payment.id)  # fmt: skip
+    start_settlement(payment, safe_tx, key=f"payment:{payment.id}:after:{payment.workflow_run_id}")
+
+
 def _schedule_blockchain_task(payment: Payment) -> None:
-    """Called only inside the transition to completed, under the row lock: at most once."""
+    """A payment without a settle run (created before workflows): schedule the Safe task."""
     safe_tx = SafeTransaction.objects.filter(payment=payment).first()
     if safe_tx is None or payment.blockchain_task_id:
         return
@@ -222,6 +293,55 @@ def _schedule_blockchain_task(payment: Payment) -> None:
     )  # fmt: skip
     payment.blockchain_task_id = task.id
     SafeTransaction.objects.filter(id=safe_tx.id).update(execute_task_id=task.id)
+
+
+class RefundNotPossible(Exception):
+    """Refunding could let the user keep both the money and the on-chain transfer: an operator
+    has to decide (the compensation fails, the run ends ``compensation_failed``)."""
+
+
+def refund_payment(payment_id, *, reason: str = "") -> Payment:
+    """Refund a completed payment at the provider, once (the settle workflow's compensation).
+
+    Idempotent: a refunded payment is returned as it is, the provider call carries a key derived
+    from the payment's own idempotency key (a retried call returns the same refund), and a
+    payment that never completed has nothing to refund. Refuses — rather than risk a refund next
+    to an executed transfer — while the payment's Safe transaction may have reached the chain.
+    """
+    payment = Payment.objects.get(id=payment_id)
+    if payment.status != PaymentStatus.COMPLETED:
+        return payment
+    safe_tx = SafeTransaction.objects.filter(payment=payment).first()
+    if safe_tx is not None and not _safe_tx_never_executes(safe_tx):
+        raise RefundNotPossible(
+            f"the Safe transaction {safe_tx.id} is {safe_tx.status}"
+            + (" and was sent to the chain" if safe_tx.raw_transaction else "")
+            + "; refunding needs an operator's decision"
+        )
+    refund = get_provider(payment.provider).refund_payment(
+        payment.provider_payment_id, f"refund:{payment.idempotency_key}", reason
+    )
+    with transaction.atomic():
+        locked = Payment.objects.select_for_update().get(id=payment.id)
+        if locked.status == PaymentStatus.COMPLETED:
+            locked.status = PaymentStatus.REFUNDED
+            locked.refund_id = refund.id
+            locked.refunded_at = timezone.now()
+            locked.failure_reason = (reason or "refunded")[:500]
+            locked.save()
+            logger.info("payment %s refunded (%s)", payment.id, refund.id)
+        return locked
+
+
+def _safe_tx_never_executes(safe_tx: SafeTransaction) -> bool:
+    from .models import SafeTxStatus
+
+    if safe_tx.status == SafeTxStatus.FAILED:
+        return True
+    # Never signed by the relayer, so never sent: it cannot reach the chain through us.
+    return safe_tx.status in (SafeTxStatus.PROPOSED, SafeTxStatus.CONFIRMED) and not (
+        safe_tx.raw_transaction
+    )
 
 
 def receive_callback(provider_name: str, headers, raw_body: bytes) -> tuple[ProviderEvent, bool]:

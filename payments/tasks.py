@@ -12,6 +12,7 @@ from taskhub import Linear, PermanentError, Schedule, task
 from taskhub.cron import EVERY_5_MINUTES, cron
 
 from . import safe, services
+from .models import PaymentStatus, SafeTransaction, SafeTxStatus
 from .providers import ProviderRejected
 
 
@@ -38,17 +39,59 @@ class Reconcile(BaseModel):
     max_attempts=6, retry=Schedule([1, 5, 15, 60, 300]), timeout=60,
 )  # fmt: skip
 def process_dtr_payment(payload: PaymentRef, ctx) -> dict:
-    """Send the payment to DTR (with its stored idempotency key) and apply the answer."""
+    """Send the payment to DTR (with its stored idempotency key) and apply the answer.
+
+    As the payment step of the ``payments.settle`` workflow it also waits for the outcome, so
+    the steps after it start only once the payment completed: declined or canceled fails the
+    step for good; still processing retries later (callbacks and the cron move the row).
+    """
+    in_run = ctx.workflow is not None
     try:
-        status = services.process_payment(payload.payment_id)
+        status = services.process_payment(payload.payment_id, refresh=not in_run)
     except ProviderRejected as exc:
         services.apply_provider_state(
             payload.payment_id,
             services.ProviderPayment(id="", status="failed", reason=str(exc)[:500]),
         )
         raise PermanentError(str(exc)) from None
+    if in_run:
+        from .conf import setting
+
+        payment = services.wait_for_outcome(payload.payment_id, setting("SETTLE_WAIT_SECONDS"))
+        status = payment.status
+        if status in (PaymentStatus.FAILED, PaymentStatus.CANCELED):
+            raise PermanentError(f"payment {status}: {payment.failure_reason}".rstrip(": "))
+        if status == PaymentStatus.REFUNDED:
+            raise PermanentError("payment was refunded")
+        if status != PaymentStatus.COMPLETED:
+            raise PaymentNotFinal(f"payment is {status}; waiting for the provider's outcome")
     ctx.logger.info("payment %s is %s", payload.payment_id, status)
     return {"payment_id": payload.payment_id, "status": status}
+
+
+class PaymentNotFinal(Exception):
+    """The provider has not decided yet: the settle workflow's payment step retries later."""
+
+
+@task(
+    "payments.refund_dtr_payment", queue="payment_processing", schema=PaymentRef,
+    max_attempts=8, retry=Schedule([2, 5, 15, 60, 300]), timeout=60,
+)  # fmt: skip
+def refund_dtr_payment(payload: PaymentRef, ctx) -> dict:
+    """Compensation of the settle workflow's payment step: refund the payment at DTR, once.
+
+    Does nothing for a payment that never completed; refuses (fails for good, so an operator
+    decides) while the payment's Safe transaction may have reached the chain."""
+    forward = ctx.forward
+    reason = "refunded: the Safe transaction failed"
+    if forward is not None:
+        ctx.logger.info("compensating step %s (task %s)", forward.step, forward.idempotency_key)
+    try:
+        payment = services.refund_payment(payload.payment_id, reason=reason)
+    except (ProviderRejected, services.RefundNotPossible) as exc:
+        raise PermanentError(str(exc)) from None
+    return {"payment_id": payload.payment_id, "status": payment.status,
+            "refund_id": payment.refund_id}  # fmt: skip
 
 
 @task(
@@ -80,8 +123,11 @@ def reconcile_stuck(payload: Reconcile, ctx) -> dict:
     max_attempts=8, retry=Schedule([2, 5, 15, 30, 60, 120, 300]), timeout=120,
 )  # fmt: skip
 def execute_safe_transaction(payload: SafeTxRef, ctx) -> dict:
-    """Countersign the user's SafeTx and submit execTransaction — once, whatever crashes."""
-    status = safe.execute(payload.safe_transaction_id)
+    """Countersign the user's SafeTx and submit execTransaction — once, whatever crashes.
+
+    In the settle workflow the next step tracks it; on its own it schedules the tracking task."""
+    in_run = ctx.workflow is not None
+    status = safe.execute(payload.safe_transaction_id, schedule_track=not in_run)
     return {"safe_transaction_id": payload.safe_transaction_id, "status": status}
 
 
@@ -90,6 +136,15 @@ def execute_safe_transaction(payload: SafeTxRef, ctx) -> dict:
     max_attempts=60, retry=Linear(2, cap=30), timeout=60,
 )  # fmt: skip
 def track_safe_transaction(payload: SafeTxRef, ctx) -> dict:
-    """Follow execTransaction to ``executed`` at the confirmation depth, or ``failed``."""
+    """Follow execTransaction to ``executed`` at the confirmation depth, or ``failed`` — which
+    fails the step for good inside the settle workflow (so the run refunds the payment)."""
     status = safe.track(payload.safe_transaction_id)
+    if status == SafeTxStatus.FAILED and ctx.workflow is not None:
+        reason = SafeTransaction.objects.get(id=payload.safe_transaction_id).failure_reason
+        raise PermanentError(f"the Safe transaction failed: {reason}")
     return {"safe_transaction_id": payload.safe_transaction_id, "status": status}
+
+
+# The workflow definitions use the task types above: registered with them, so the web process
+# and the workers (which both import every app's tasks module) know them.
+from . import workflows  # noqa: E402, F401

@@ -6,7 +6,9 @@ the README). Payment decisions by the amount's last two digits:
 * ``.77`` → processing; completes later with no callback (only reconciliation finds out);
 * anything else → completed at once.
 
-Every status change is also sent as a signed callback (except for ``.77``).
+Every status change is also sent as a signed callback (except for ``.77``). A completed payment
+can be refunded in full (``POST /v1/payments/{id}/refunds``, with an Idempotency-Key): it moves
+to ``refunded`` and a callback says so; asking again returns the same refund.
 """
 
 from __future__ import annotations
@@ -109,6 +111,32 @@ class DtrState:
             return self._callback(payment["callback_url"], "payment.updated", data)
         return None
 
+    def refund_payment(self, request: Request):
+        _check_signature(self.config, request)
+        key = request.headers.get("Idempotency-Key") or request.headers.get("idempotency-key")
+        if not key:
+            raise HttpError(400, "Idempotency-Key header is required")
+        body = request.json()
+        with self.lock:
+            payment = self.payments.get(request.match["id"])
+            if payment is None:
+                raise HttpError(404, "no such payment")
+            refund = payment.get("refund")
+            if refund is not None:
+                refund["requests"] += 1
+                return 200, refund
+            if payment["status"] != "completed":
+                raise HttpError(409, f"payment is {payment['status']}; only completed ones refund")
+            refund = {
+                "id": f"dtr_ref_{uuid.uuid4().hex[:16]}", "payment_id": payment["id"],
+                "amount": payment["amount"], "currency": payment["currency"],
+                "reason": str(body.get("reason") or "")[:200], "status": "refunded",
+                "idempotency_key": key, "created_at": int(time.time()), "requests": 1,
+            }  # fmt: skip
+            payment.update(status="refunded", refund=refund, updated_at=int(time.time()))
+        self.notify_payment(payment)
+        return 201, refund
+
     @staticmethod
     def _public(payment: dict) -> dict:
         return {k: v for k, v in payment.items() if k != "callback_url"}
@@ -185,6 +213,7 @@ def routes(config: Config, outbox: Outbox):
     return [
         ("POST", re.compile(r"/dtr/v1/payments"), state.create_payment),
         ("GET", re.compile(r"/dtr/v1/payments/(?P<id>[\w-]+)"), state.get_payment),
+        ("POST", re.compile(r"/dtr/v1/payments/(?P<id>[\w-]+)/refunds"), state.refund_payment),
         ("POST", re.compile(r"/dtr/v1/kyc/documents"), state.submit_document),
         ("GET", re.compile(r"/dtr/v1/kyc/documents/(?P<id>[\w-]+)"), state.get_document),
     ]

@@ -4,6 +4,7 @@ Public API::
 
     from taskhub import task, schedule, schedule_many, TaskContext, PermanentError
     from taskhub.retry import Schedule, Exponential, Linear
+    from taskhub import workflow, start_workflow, WorkflowBuilder
 """
 
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,9 @@ __all__ = [
     "Schedule",
     "Exponential",
     "Linear",
+    "workflow",
+    "start_workflow",
+    "WorkflowBuilder",
 ]
 
 _EXPORTS = {
@@ -32,6 +36,9 @@ _EXPORTS = {
     "Schedule": "taskhub.retry",
     "Exponential": "taskhub.retry",
     "Linear": "taskhub.retry",
+    "workflow": "taskhub.workflows.builder",
+    "start_workflow": "taskhub.workflows.start",
+    "WorkflowBuilder": "taskhub.workflows.builder",
 }
 
 if TYPE_CHECKING:
@@ -40,6 +47,8 @@ if TYPE_CHECKING:
     from .registry import task
     from .retry import Exponential, Linear, Schedule
     from .scheduling import schedule, schedule_many
+    from .workflows.builder import WorkflowBuilder, workflow
+    from .workflows.start import start_workflow
 
 
 def __getattr__(name: str) -> Any:

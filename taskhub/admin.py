@@ -44,6 +44,7 @@ STATUS_COLOURS = {
     TaskStatus.PENDING: "#6c757d", TaskStatus.QUEUED: "#0d6efd", TaskStatus.RUNNING: "#6610f2",
     TaskStatus.RETRYING: "#fd7e14", TaskStatus.COMPLETED: "#198754",
     TaskStatus.FAILED: "#dc3545", TaskStatus.CANCELLED: "#495057",
+    TaskStatus.BLOCKED: "#0aa2c0", TaskStatus.SKIPPED: "#adb5bd",
 }  # fmt: skip
 SHOWN_HISTORY = 500
 
@@ -562,3 +563,7 @@ class TaskScheduleAdmin(RoleAdmin):
 class ScheduleRunAdmin(RoleAdmin):
     list_display = ("schedule", "slot", "trigger", "task_id", "status")
     list_filter = ("status", "trigger", "schedule")
+
+
+# -- workflows: runs and stored definitions (taskhub.workflows.admin) ----------------------------
+from .workflows import admin as workflow_admin  # noqa: E402, F401

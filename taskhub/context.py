@@ -63,9 +63,56 @@ class TaskContext:
     _writer: OutcomeWriter = field(repr=False)
     _cancel_checked_at: float = field(default=0.0, repr=False)
     cancel_seen: bool = field(default=False, repr=False)
+    #: children spawned by this attempt, inserted with its outcome (see :meth:`spawn`)
+    spawned: list = field(default_factory=list, repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.logger = TaskLogger(self)
+
+    def _load(self, name: str, loader: Any) -> Any:
+        if name not in self._cache:
+            self._cache[name] = loader(self.task_id)
+        return self._cache[name]
+
+    @property
+    def workflow(self) -> Any:
+        """The run this step belongs to (name, input, shared context), or None."""
+        from .workflows.access import workflow_info
+
+        return self._load("workflow", workflow_info)
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """Results of the steps this one depends on, by step key (a fan-out's as a list)."""
+        from .workflows.access import dependency_results
+
+        return self._load("results", dependency_results)
+
+    @property
+    def child_results(self) -> list[Any]:
+        """Results of the children this task spawned (in a later attempt or a dependent)."""
+        from .workflows.access import child_results
+
+        return self._load("children", child_results)
+
+    @property
+    def forward(self) -> Any:
+        """In a compensation: the step being undone (payload, result, idempotency key)."""
+        from .workflows.access import forward_step
+
+        return self._load("forward", forward_step)
+
+    def spawn(self, task: Any, payload: dict[str, Any] | None = None, **options: Any) -> None:
+        """Start a child task when this attempt succeeds; this task then waits, ``blocked``,
+        until every child has ended, and completes (or fails, if a child failed) after them.
+
+        The payload is checked now (InvalidTaskRequest); if the attempt fails, nothing is
+        spawned — a retry spawns afresh.
+        """
+        from .workflows.children import prepare_child
+
+        self.spawned.append(prepare_child(task, payload, options))
 
     @property
     def idempotency_key(self) -> str:

@@ -41,6 +41,7 @@ from .models import (
 )
 from .redis_transport import notify_key
 from .registry import declared_queues
+from .store import insert_events
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ WHERE id IN (
     LIMIT %s {lock}
 )
 RETURNING id, name, queue, attempt, max_attempts, payload, correlation_id, user_id, timeout,
-          priority
+          priority, (workflow_run_id IS NOT NULL OR parent_id IS NOT NULL)
 """
 
 
@@ -168,12 +169,14 @@ def claim_ready_tasks(queue: str, limit: int, now: dt.datetime) -> list[Dispatch
         cursor.execute(sql, [now, now, queue, now, limit])
         rows = cursor.fetchall()
     claimed = []
-    for tid, name, q, attempt, max_attempts, payload, corr, user, timeout, priority in rows:
+    for tid, name, q, attempt, max_attempts, payload, corr, user, timeout, priority, wf in rows:
         envelope = {
             "id": str(uuid.UUID(str(tid))), "name": name, "queue": q, "attempt": attempt,
             "max_attempts": max_attempts,
             "payload": json.loads(payload) if isinstance(payload, str) else payload,
             "correlation_id": corr, "user_id": user, "timeout": timeout,
+            # A workflow step or a child: its end must be settled by the coordinator.
+            "coordinated": bool(wf),
         }  # fmt: skip
         claimed.append(Dispatched(envelope, priority))
     # Highest priority first on the wire too, so a worker's prefetch sees it first.
@@ -239,7 +242,7 @@ class Dispatcher:
                 _spend_rate(queue, now_s, len(batch))
                 self._rates.record(queue, len(batch))
                 claimed.extend(batch)
-            publish_on_commit(TaskEvent.objects.bulk_create([
+            publish_on_commit(insert_events([
                 TaskEvent(task_id=d.envelope["id"], kind=EventKind.QUEUED,
                           attempt=d.envelope["attempt"], at=now)
                 for d in claimed
@@ -380,7 +383,7 @@ def unqueue(attempts: list[tuple[str, int]], *, reason: str) -> int:
             "status = v.status, attempt = v.attempt - 1, updated_at = v.updated_at",
             [TaskStatus.QUEUED],
         )
-        TaskEvent.objects.bulk_create([
+        insert_events([
             TaskEvent(task_id=t, kind=EventKind.RECOVERED, attempt=a, at=now,
                       data={"reason": reason})
             for t, a in changed

@@ -40,11 +40,14 @@ KIND_STATUS: dict[str, str] = {
     EventKind.CANCEL_REQUESTED: TaskStatus.RUNNING,
     EventKind.RECOVERED: TaskStatus.PENDING,
     EventKind.REQUEUED: TaskStatus.PENDING,
+    EventKind.BLOCKED: TaskStatus.BLOCKED,
+    EventKind.RELEASED: TaskStatus.PENDING,
+    EventKind.SKIPPED: TaskStatus.SKIPPED,
 }
 #: Row fields a stream reads (the event, plus its task's owner and labels for filtering).
 ROW_FIELDS = (
     "id", "task_id", "kind", "attempt", "at", "data", "task__name", "task__queue",
-    "task__user_id", "task__correlation_id", "task__progress",
+    "task__user_id", "task__correlation_id", "task__progress", "task__workflow_run_id",
 )  # fmt: skip
 LISTENER_CHECK_SECONDS = 1.0
 
@@ -142,6 +145,7 @@ def event_payload(row: dict[str, Any]) -> dict[str, Any]:
         "queue": row["task__queue"],
         "user_id": row["task__user_id"],
         "correlation_id": row["task__correlation_id"],
+        "workflow": str(row["task__workflow_run_id"]) if row["task__workflow_run_id"] else None,
         "status": KIND_STATUS.get(row["kind"]),
         "attempt": row["attempt"],
         "progress": progress,
@@ -156,12 +160,14 @@ def read_events(
 ) -> list[dict[str, Any]]:
     """Event payloads in id order: those after ``after`` (or exactly ``ids``) matching filters.
 
-    Filters: ``user_id``, ``task``, ``queue``, ``correlation_id`` (empty values are ignored).
+    Filters: ``user_id``, ``task``, ``queue``, ``correlation_id``, ``workflow`` (a run id: its
+    steps' events); empty values are ignored.
     """
     qs = TaskEvent.objects.order_by("id")
     qs = qs.filter(id__in=list(ids)) if ids is not None else qs.filter(id__gt=after)
     lookups = {"user_id": "task__user_id", "task": "task_id", "queue": "task__queue",
-               "correlation_id": "task__correlation_id"}  # fmt: skip
+               "correlation_id": "task__correlation_id",
+               "workflow": "task__workflow_run_id"}  # fmt: skip
     for name, value in filters.items():
         if value not in (None, ""):
             qs = qs.filter(**{lookups[name]: value})

@@ -24,6 +24,8 @@ from .dispatcher import Dispatched, live_workers, send_messages
 from .events import publish_on_commit
 from .models import DeadLetter, EventKind, Task, TaskEvent, TaskStatus, WorkerProcess
 from .store import guarded_update
+from .workflows.coordinator import settle
+from .workflows.reconciler import reconcile
 
 logger = logging.getLogger(__name__)
 LIFELINE_LOCK = 0x6C696665  # "life"
@@ -82,6 +84,7 @@ class Lifeline:
         if resend:
             send_messages([d.message for d in resend])
         self._clean_broker(dead_broker_ids)
+        reconcile()
         if report:
             logger.info("lifeline: %s", report)
         return report
@@ -173,6 +176,7 @@ class Lifeline:
                 )
         publish_on_commit(TaskEvent.objects.bulk_create(events))
         DeadLetter.objects.bulk_create(dead)
+        settle(task_id for task_id, _ in failed)
         report.lost_attempts += len(changed)
         report.failed += len(failed)
 

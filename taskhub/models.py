@@ -16,6 +16,8 @@ class TaskStatus(models.TextChoices):
     COMPLETED = "completed"  # finished successfully; result holds the return value
     FAILED = "failed"  # out of attempts or failed permanently; a DeadLetter records it
     CANCELLED = "cancelled"  # cancelled before it finished; never starts again
+    BLOCKED = "blocked"  # a workflow step (or a parent) waiting for the steps it depends on
+    SKIPPED = "skipped"  # a workflow step whose dependencies ended so that it must not run
 
 
 #: States a task can still leave on its own: the engine owes it work.
@@ -24,12 +26,18 @@ ACTIVE_STATUSES = (
     TaskStatus.QUEUED,
     TaskStatus.RUNNING,
     TaskStatus.RETRYING,
+    TaskStatus.BLOCKED,
 )
 #: States the dispatcher picks ready work from.
 READY_STATUSES = (TaskStatus.PENDING, TaskStatus.RETRYING)
 #: States that hold a slot of their queue's concurrency cap.
 IN_FLIGHT_STATUSES = (TaskStatus.QUEUED, TaskStatus.RUNNING)
-FINISHED_STATUSES = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+FINISHED_STATUSES = (
+    TaskStatus.COMPLETED,
+    TaskStatus.FAILED,
+    TaskStatus.CANCELLED,
+    TaskStatus.SKIPPED,
+)
 
 
 class Task(models.Model):
@@ -60,6 +68,28 @@ class Task(models.Model):
     cancel_requested = models.BooleanField(default=False)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
+    # -- workflow steps (taskhub.workflows); empty for a standalone task ----------------------
+    workflow_run = models.ForeignKey(
+        "WorkflowRun", null=True, blank=True, on_delete=models.CASCADE, related_name="steps"
+    )
+    step_key = models.CharField(max_length=200, blank=True, default="")
+    step_kind = models.CharField(max_length=16, blank=True, default="")  # forward | compensation
+    #: when a blocked step may run once every dependency has ended (taskhub.workflows.rules)
+    trigger_rule = models.CharField(max_length=16, blank=True, default="")
+    #: a failure of this step counts as success for its dependents (they see it in ctx.results)
+    allow_failure = models.BooleanField(default=False)
+    #: dependencies not yet resolved; the step leaves ``blocked`` when this reaches 0
+    deps_remaining = models.IntegerField(default=0)
+    compensation = models.CharField(max_length=200, blank=True, default="")
+    #: compensate this step even if it failed (its remote effect may have happened anyway)
+    compensate_failed = models.BooleanField(default=False)
+    compensates = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="compensations"
+    )
+    #: the task that spawned this one and waits for it (parent / child)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -90,6 +120,11 @@ class Task(models.Model):
             models.Index(fields=["correlation_id"], name="task_correlation_idx"),
             models.Index(fields=["user_id"], name="task_user_idx"),
             models.Index(fields=["dedup_key", "-completed_at"], name="task_dedup_idx"),
+            models.Index(
+                fields=["workflow_run", "status"],
+                condition=Q(workflow_run__isnull=False),
+                name="task_workflow_idx",
+            ),
         ]
         constraints = [
             # Deduplication is a constraint, not check-then-insert: racing callers can't both win.
@@ -97,6 +132,11 @@ class Task(models.Model):
                 fields=["dedup_key"],
                 condition=Q(dedup_key__isnull=False) & Q(status__in=ACTIVE_STATUSES),
                 name="task_active_dedup_key_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["workflow_run", "step_key"],
+                condition=Q(workflow_run__isnull=False),
+                name="task_workflow_step_unique",
             ),
         ]
 
@@ -121,6 +161,9 @@ class EventKind(models.TextChoices):
     CANCEL_REQUESTED = "cancel_requested"
     RECOVERED = "recovered"  # the lifeline returned a lost attempt or message to the queue
     REQUEUED = "requeued"  # an operator sent a finished task around again
+    BLOCKED = "blocked"  # a workflow step waits for its dependencies (or a parent for children)
+    RELEASED = "released"  # a blocked step's dependencies are met: it may run
+    SKIPPED = "skipped"  # a blocked step will not run: its trigger rule was not met
 
 
 class TaskEvent(models.Model):
@@ -335,3 +378,12 @@ class OperatorAction(models.Model):
     def __str__(self) -> str:
         who = self.username or "system"
         return f"{who} {self.action} {self.target_id} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+from .workflows.models import (  # noqa: E402, F401  (the workflows package's models, same app)
+    StepEdge,
+    WorkflowDefinition,
+    WorkflowEvent,
+    WorkflowRun,
+    WorkflowStatus,
+)

@@ -19,7 +19,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import DatabaseError, InterfaceError, close_old_connections, connection, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.utils import timezone
 
 from . import signals
@@ -27,7 +34,9 @@ from .broker import wake_dispatcher
 from .conf import taskhub_settings
 from .events import publish_on_commit
 from .models import DeadLetter, EventKind, TaskEvent, TaskLog, TaskStatus
-from .store import guarded_update
+from .store import guarded_update, insert_events
+from .workflows.children import insert_children
+from .workflows.coordinator import settle
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +72,10 @@ class Outcome:
     event_data: dict = field(default_factory=dict)
     #: the attempt's start record, to know whether its "started" event was already written
     start: StartedAttempt | None = None
+    #: child task rows spawned by the handler (status ``blocked`` until they end)
+    children: list = field(default_factory=list)
+    #: a workflow step or a child (the dispatcher says so; unknown counts as yes)
+    coordinated: bool = True
 
 
 _FINISH_COLUMNS = (
@@ -92,7 +105,11 @@ _OUTCOME_EVENTS = {
     TaskStatus.FAILED: EventKind.FAILED,
     TaskStatus.CANCELLED: EventKind.CANCELLED,
     TaskStatus.PENDING: EventKind.RECOVERED,
+    TaskStatus.BLOCKED: EventKind.BLOCKED,
 }
+
+
+_FINAL = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
 class OutcomeWriter:
@@ -215,7 +232,13 @@ class OutcomeWriter:
                 self._write_progress(progress)
                 finished = self._write_outcomes(outcomes, written_starts)
                 TaskLog.objects.bulk_create(logs)
-        except (DatabaseError, InterfaceError) as exc:
+                # Workflow steps and parents: their dependents are resolved in this same
+                # transaction, so an outcome and its consequences land together or not at all.
+                settle(o.task_id for o in finished if o.status in _FINAL and o.coordinated)
+        except Exception as exc:  # noqa: BLE001 — this thread must outlive any error
+            # Nothing is dropped: the batch goes back and is tried again (with back-off).
+            if not isinstance(exc, DatabaseError | InterfaceError):
+                logger.exception("unexpected error flushing outcomes")
             self._failures += 1
             logger.warning(
                 "outcome flush failed (%s), keeping %d outcomes buffered: %s",
@@ -223,6 +246,10 @@ class OutcomeWriter:
                 len(outcomes),
                 exc,
             )
+            if isinstance(exc, IntegrityError):
+                # A task deleted while this worker still held its logs would fail every flush
+                # from now on (the logs' foreign key): drop what belongs to deleted tasks only.
+                logs = self._of_existing_tasks(logs)
             self._put_back(outcomes, progress, logs)
             connection.close_if_unusable_or_obsolete()
             return False
@@ -230,11 +257,31 @@ class OutcomeWriter:
         for s in starts:
             s.written = True
         if outcomes:
-            # Slots freed: the dispatcher refills exactly these queues.
-            wake_dispatcher(*{o.queue or "*" for o in outcomes})
+            # Slots freed: the dispatcher refills exactly these queues (and spawned children's).
+            queues = {o.queue or "*" for o in outcomes}
+            wake_dispatcher(*queues.union(*({c.queue for c in o.children} for o in outcomes)))
+        finished = [o for o in finished if o.status != TaskStatus.BLOCKED]
         if finished:
             signals.tasks_finished.send_robust(sender=OutcomeWriter, outcomes=finished)
         return True
+
+    @staticmethod
+    def _of_existing_tasks(logs: list[TaskLog]) -> list[TaskLog]:
+        from .models import Task
+
+        try:
+            existing = {
+                str(i)
+                for i in Task.objects.filter(id__in={str(r.task_id) for r in logs}).values_list(
+                    "id", flat=True
+                )
+            }
+        except (DatabaseError, InterfaceError):
+            return logs
+        kept = [r for r in logs if str(r.task_id) in existing]
+        if len(kept) < len(logs):
+            logger.warning("dropped %d log lines of deleted tasks", len(logs) - len(kept))
+        return kept
 
     def _write_starts(self, starts: list[StartedAttempt]) -> set[tuple[uuid.UUID, int]]:
         if not starts:
@@ -248,7 +295,7 @@ class OutcomeWriter:
             ("id", "attempt", "status", "started_at", "worker_id", "updated_at"),
             rows, _START_SET, [TaskStatus.QUEUED],
         )  # fmt: skip
-        publish_on_commit(TaskEvent.objects.bulk_create([
+        publish_on_commit(insert_events([
             TaskEvent(task_id=s.task_id, kind=EventKind.STARTED, attempt=s.attempt,
                       at=s.started_at, data={"worker": self.worker_id})
             for s in starts if (uuid.UUID(s.task_id), s.attempt) in changed
@@ -263,7 +310,7 @@ class OutcomeWriter:
         changed = guarded_update(
             ("id", "attempt", "progress", "updated_at"), rows, _PROGRESS_SET, [TaskStatus.RUNNING]
         )
-        publish_on_commit(TaskEvent.objects.bulk_create([
+        publish_on_commit(insert_events([
             TaskEvent(task_id=t, kind=EventKind.PROGRESS, attempt=a, at=now, data={"progress": p})
             for (t, a), p in progress.items() if (uuid.UUID(t), a) in changed
         ]))  # fmt: skip
@@ -332,12 +379,17 @@ class OutcomeWriter:
                         created_at=o.finished_at,
                     )
                 )
-        publish_on_commit(TaskEvent.objects.bulk_create(events))
+        publish_on_commit(insert_events(events))
         DeadLetter.objects.bulk_create(dead)
+        insert_children(
+            [(o.task_id, o.attempt, o.children) for o in applied if o.status == TaskStatus.BLOCKED],
+            now,
+        )
         return [o for o in applied if o.status != TaskStatus.PENDING]
 
     def _finish_row(self, o: Outcome, now: dt.datetime) -> tuple:
-        completed_at = None if o.status == TaskStatus.RETRYING else o.finished_at
+        unfinished = o.status in (TaskStatus.RETRYING, TaskStatus.BLOCKED)
+        completed_at = None if unfinished else o.finished_at
         progress = 100 if o.status == TaskStatus.COMPLETED else None
         result = json.loads(json.dumps(o.result)) if o.result is not None else None
         return (

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from .broker import wake_dispatcher
@@ -22,8 +22,11 @@ from .models import ACTIVE_STATUSES, EventKind, Task, TaskEvent
 from .payloads import validate_payload
 from .priorities import parse_priority
 from .registry import TaskDefinition, get_definition
+from .store import copy_rows, insert_task_with_event
 
 TaskRef = str | TaskDefinition
+#: From this many rows on, schedule_many writes with COPY on PostgreSQL.
+COPY_THRESHOLD = 200
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,9 +175,7 @@ def schedule(
         if existing is not None:
             return existing
     try:
-        with transaction.atomic():
-            row.save(force_insert=True)
-            publish_on_commit([_created_event(row)])[0].save(force_insert=True)
+        _insert_one(row, dedup_key)
     except IntegrityError:
         if not dedup_key:
             raise
@@ -182,6 +183,19 @@ def schedule(
         return Task.objects.get(dedup_key=dedup_key, status__in=ACTIVE_STATUSES)
     transaction.on_commit(lambda: wake_dispatcher(row.queue))
     return row
+
+
+def _insert_one(row: Task, dedup_key: str | None) -> None:
+    event = _created_event(row)
+    # Inside the caller's transaction a dedup race must not poison it: keep the savepoint.
+    guarded = dedup_key and transaction.get_connection().in_atomic_block
+    if connection.vendor == "postgresql" and not guarded:
+        insert_task_with_event(row, event)
+    else:
+        with transaction.atomic():
+            row.save(force_insert=True)
+            event.save(force_insert=True)
+    publish_on_commit([event])
 
 
 def schedule_many(
@@ -227,8 +241,13 @@ def insert_rows(rows: Sequence[Task], *, batch_size: int = 2000) -> None:
     if not rows:
         return
     with transaction.atomic():
-        Task.objects.bulk_create(rows, batch_size=batch_size)
         events = [_created_event(r) for r in rows]
-        publish_on_commit(TaskEvent.objects.bulk_create(events, batch_size=batch_size))
+        if connection.vendor == "postgresql" and len(rows) >= COPY_THRESHOLD:
+            copy_rows(Task, rows)
+            copy_rows(TaskEvent, events)  # ids drawn first: live streams are told them
+        else:
+            Task.objects.bulk_create(rows, batch_size=batch_size)
+            TaskEvent.objects.bulk_create(events, batch_size=batch_size)
+        publish_on_commit(events)
     queues = {r.queue for r in rows}
     transaction.on_commit(lambda: wake_dispatcher(*queues))

@@ -26,8 +26,14 @@ from .models import (
     TaskStatus,
 )
 from .registry import declared_queues
+from .workflows.coordinator import settle
 
-WAITING_STATUSES = (TaskStatus.PENDING, TaskStatus.QUEUED, TaskStatus.RETRYING)
+WAITING_STATUSES = (
+    TaskStatus.PENDING,
+    TaskStatus.QUEUED,
+    TaskStatus.RETRYING,
+    TaskStatus.BLOCKED,
+)
 
 
 def get_task(task_id: str | uuid.UUID) -> Task:
@@ -56,6 +62,7 @@ def cancel_task(task_id: str | uuid.UUID, *, actor: str = "") -> Task:
             task.status, task.completed_at, task.updated_at = TaskStatus.CANCELLED, now, now
             task.save(update_fields=["status", "completed_at", "updated_at"])
             _event(task, EventKind.CANCELLED, {"by": actor}).save()
+            settle([task.id], now=now)
         elif task.status == TaskStatus.RUNNING:
             task.cancel_requested, task.updated_at = True, now
             task.save(update_fields=["cancel_requested", "updated_at"])
@@ -74,6 +81,11 @@ def retry_task(task_id: str | uuid.UUID, *, actor: str = "") -> Task:
         if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
             raise InvalidTransition(
                 f"task {task.id} is {task.status}; only failed or cancelled tasks can be retried"
+            )
+        if task.workflow_run_id is not None:
+            raise InvalidTransition(
+                f"task {task.id} is a step of workflow run {task.workflow_run_id}: retry the "
+                "run (it re-runs failed steps and what they skipped) or its compensation"
             )
         now = timezone.now()
         budget = task.max_attempts
@@ -155,6 +167,7 @@ def clear_queue(name: str, *, actor: str = "", batch: int = 1000) -> int:
                           data={"by": actor, "reason": "queue cleared"})
                 for i, a in ids
             ]))  # fmt: skip
+            settle([i for i, _ in ids], now=now)
             claims.set_cancel_flags([str(i) for i, _ in ids])
         total += len(ids)
 

@@ -171,6 +171,7 @@ def decide_outcome(attempt: Attempt, exception: BaseException | None) -> Outcome
         task_id=env["id"], attempt=env["attempt"], name=env["name"], queue=env["queue"],
         started_at=attempt.start.started_at, finished_at=finished, start=attempt.start,
         duration=time.monotonic() - attempt.start.monotonic, payload=env["payload"],
+        coordinated=env.get("coordinated", True),
     )  # fmt: skip
     if exception is None:
         if ctx.cancel_seen:
@@ -183,6 +184,9 @@ def decide_outcome(attempt: Attempt, exception: BaseException | None) -> Outcome
         if size > MAX_RESULT_BYTES:
             message = f"result is {size} bytes, over the limit of {MAX_RESULT_BYTES}"
             return _failed(base, message, "", permanent=True)
+        if ctx.spawned:
+            # Completes once its children have ended (taskhub.workflows.children).
+            return Outcome(status=TaskStatus.BLOCKED, result=result, children=ctx.spawned, **base)
         return Outcome(status=TaskStatus.COMPLETED, result=result, **base)
     if isinstance(exception, TaskCancelled):
         return Outcome(status=TaskStatus.CANCELLED, error=str(exception), **base)

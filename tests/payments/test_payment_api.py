@@ -6,6 +6,7 @@ from rest_framework.test import APIClient
 from payments.models import Payment
 from taskhub.models import Task
 from taskhub.roles import create_user
+from taskhub.workflows.models import WorkflowRun
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +25,7 @@ def post(api, body, key="key-1"):
     return api.post("/api/payments", body, format="json", **headers)
 
 
-def test_a_new_payment_is_stored_with_its_processing_task(api):
+def test_a_new_payment_is_stored_with_its_settle_workflow_run(api):
     response = post(api, BODY)
 
     assert response.status_code == 201
@@ -32,9 +33,17 @@ def test_a_new_payment_is_stored_with_its_processing_task(api):
     assert response.json()["id"] == str(payment.id)
     assert response.json()["amount"] == "25.00"
     assert payment.status == "created"
+    run = WorkflowRun.objects.get(id=payment.workflow_run_id)
+    assert (run.name, run.status, run.on_failure) == ("payments.settle", "running", "compensate")
+    assert run.idempotency_key == f"payment:{payment.id}"
     task = Task.objects.get(name="payments.process_dtr_payment")
+    assert (task.workflow_run_id, task.step_key, task.status) == (run.id, "payment", "pending")
+    assert task.compensation == "payments.refund_dtr_payment"
     assert task.payload == {"payment_id": str(payment.id)}
     assert str(payment.processing_task_id) == str(task.id)
+    # Without a Safe transaction the payment is followed by the notification only.
+    notify = Task.objects.get(workflow_run=run, step_key="notify")
+    assert (notify.name, notify.status) == ("notifications.deliver", "blocked")
 
 
 def test_the_same_key_and_body_return_the_same_payment_and_write_nothing(api):
@@ -45,6 +54,7 @@ def test_the_same_key_and_body_return_the_same_payment_and_write_nothing(api):
     assert again.json()["id"] == first.json()["id"]
     assert Payment.objects.count() == 1
     assert Task.objects.filter(name="payments.process_dtr_payment").count() == 1
+    assert WorkflowRun.objects.count() == 1
 
 
 def test_the_same_key_with_another_body_is_a_conflict(api):
@@ -54,7 +64,8 @@ def test_the_same_key_with_another_body_is_a_conflict(api):
     assert response.status_code == 409
     assert "idempotency_key" in response.json()["errors"]
     assert Payment.objects.get().amount == 25
-    assert Task.objects.count() == 1
+    assert WorkflowRun.objects.count() == 1
+    assert Task.objects.count() == 2  # the first payment's run: payment and notify steps
 
 
 @pytest.mark.parametrize(
@@ -131,4 +142,6 @@ def test_list_and_detail_show_the_payment_with_its_tasks(api):
 
     assert [p["id"] for p in listing["results"]] == [created["id"]]
     assert detail["safe_transaction"] is None
-    assert [t["name"] for t in detail["tasks"]] == ["payments.process_dtr_payment"]
+    assert sorted(t["name"] for t in detail["tasks"]) == [
+        "notifications.deliver", "payments.process_dtr_payment",
+    ]  # fmt: skip

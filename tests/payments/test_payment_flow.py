@@ -18,6 +18,7 @@ from payments.chain.safe_tx import parse_safe_tx, safe_tx_hash
 from payments.models import Payment, ProviderEvent, SafeTransaction
 from taskhub.models import Task
 from taskhub.roles import create_user
+from taskhub.workflows.models import WorkflowRun
 from tests.support import wait_for, wait_status
 
 pytestmark = pytest.mark.e2e
@@ -60,6 +61,25 @@ def blockchain_tasks(payment: Payment):
     )
 
 
+def wait_run(run_id, status: str, timeout=60) -> WorkflowRun:
+    def check():
+        run = WorkflowRun.objects.get(id=run_id)
+        if run.status in ("failed", "compensation_failed", "cancelled") and status != run.status:
+            raise AssertionError(f"run ended {run.status}: {run.error}")
+        return run if run.status == status else None
+
+    return wait_for(check, timeout=timeout, message=f"run {run_id} to be {status}")
+
+
+def steps_of(run) -> dict[str, Task]:
+    return {t.step_key: t for t in Task.objects.filter(workflow_run_id=run.id)}
+
+
+def completion_order(run) -> list[str]:
+    rows = Task.objects.filter(workflow_run_id=run.id, status="completed")
+    return [t.step_key for t in rows.order_by("completed_at", "started_at")]
+
+
 def test_a_completed_payment_executes_its_safe_transaction_on_chain_once(api, chain):
     on_chain = SafeOnChain(chain.w3, chain.safe_address)
     nonce_before = on_chain.nonce()
@@ -81,11 +101,22 @@ def test_a_completed_payment_executes_its_safe_transaction_on_chain_once(api, ch
     assert execution.success and execution.eth_tx_hash == row.eth_tx_hash
     assert Payment.objects.filter(idempotency_key="order-1001").count() == 1
     assert blockchain_tasks(payment).count() == 1
+    # The path ran as one settle workflow run, its steps in order, each once.
+    run = wait_run(payment.workflow_run_id, "succeeded")
+    assert run.name == "payments.settle"
+    assert completion_order(run) == ["payment", "safe", "track", "notify"]
+    steps = steps_of(run)
+    assert all(t.status == "completed" and t.attempt >= 1 for t in steps.values())
+    assert steps["safe"].attempt == 1
+    assert str(steps["safe"].id) == str(payment.blockchain_task_id) == str(row.execute_task_id)
+    assert steps["payment"].completed_at <= steps["safe"].started_at
+    assert not Task.objects.filter(workflow_run_id=run.id, step_kind="compensation").exists()
+    assert steps["notify"].result["channels"]["in_app"] == "sent"
     detail = api.get(f"/api/payments/{payment.id}").json()
     assert detail["safe_transaction"]["status"] == "executed"
     assert {t["name"] for t in detail["tasks"]} >= {
         "payments.process_dtr_payment", "payments.execute_safe_transaction",
-        "payments.track_safe_transaction",
+        "payments.track_safe_transaction", "notifications.deliver",
     }  # fmt: skip
     # The callback the sandbox sent for the completion arrived and changed nothing more.
     wait_for(
@@ -96,15 +127,87 @@ def test_a_completed_payment_executes_its_safe_transaction_on_chain_once(api, ch
     assert blockchain_tasks(payment).count() == 1
 
 
-def test_a_declined_payment_fails_and_schedules_no_blockchain_task(api, chain):
+def test_a_declined_payment_fails_and_its_safe_step_never_runs(api, chain):
     response = pay(api, "10.13", "order-decline", safe_transaction=signed_safe_tx(chain))
 
     payment = wait_payment(response.json()["id"], "failed")
 
     assert "declined" in payment.failure_reason
-    time.sleep(1)
-    assert blockchain_tasks(payment).count() == 0
+    # The run unwinds, but nothing had completed: no compensation runs, nothing is refunded.
+    run = wait_run(payment.workflow_run_id, "compensated")
+    assert "declined" in run.error
+    steps = steps_of(run)
+    assert steps["payment"].status == "failed"
+    assert {k: (t.status, t.attempt) for k, t in steps.items() if k != "payment"} == {
+        "safe": ("skipped", 0), "track": ("skipped", 0), "notify": ("skipped", 0),
+    }  # fmt: skip
+    assert blockchain_tasks(payment).get().started_at is None
     assert SafeTransaction.objects.get(payment=payment).status == "proposed"
+    assert Payment.objects.get(id=payment.id).status == "failed"
+
+
+def test_a_safe_execution_that_fails_for_good_refunds_the_payment_once(api, chain, sandbox):
+    # More wei than the Safe holds, with safeTxGas 0: execTransaction reverts (GS013) whatever
+    # is retried — a permanent failure, found after the payment completed.
+    on_chain = SafeOnChain(chain.w3, chain.safe_address)
+    nonce_before = on_chain.nonce()
+    spec = signed_safe_tx(chain, value=10**30)
+
+    response = pay(api, "40.00", "order-refund", safe_transaction=spec)
+
+    payment = Payment.objects.get(id=response.json()["id"])
+    run = wait_run(payment.workflow_run_id, "compensated")
+    payment = Payment.objects.get(id=payment.id)
+    assert payment.status == "refunded" and payment.refund_id.startswith("dtr_ref_")
+    assert payment.completed_at <= payment.refunded_at
+    steps = steps_of(run)
+    assert (steps["payment"].status, steps["safe"].status) == ("completed", "failed")
+    assert "would revert" in steps["safe"].error
+    assert (steps["track"].status, steps["notify"].status) == ("skipped", "skipped")
+    refunds = [t for t in steps.values() if t.step_kind == "compensation"]
+    assert [(t.step_key, t.name, t.status, t.attempt) for t in refunds] == [
+        ("compensate:payment", "payments.refund_dtr_payment", "completed", 1)
+    ]
+    assert refunds[0].compensates_id == steps["payment"].id
+    assert refunds[0].result == {"payment_id": str(payment.id), "status": "refunded",
+                                 "refund_id": payment.refund_id}  # fmt: skip
+    assert steps["payment"].completed_at <= steps["safe"].started_at
+    assert steps["safe"].completed_at <= refunds[0].started_at
+    # The provider refunded once, and the Safe never executed.
+    at_provider = _dtr_get(f"/v1/payments/{payment.provider_payment_id}")
+    assert at_provider["status"] == "refunded"
+    assert at_provider["refund"]["id"] == payment.refund_id
+    assert at_provider["refund"]["requests"] == 1
+    assert SafeTransaction.objects.get(payment=payment).status == "failed"
+    assert on_chain.nonce() == nonce_before
+    # The provider's callback about the refund arrives and changes nothing more.
+    wait_for(lambda: [c for c in _callbacks(sandbox, payment) if b"refunded" in
+                      c["body"].encode()], message="the refund callback")  # fmt: skip
+    time.sleep(1)
+    assert Payment.objects.get(id=payment.id).status == "refunded"
+    assert WorkflowRun.objects.get(id=run.id).status == "compensated"
+    wait_quiet()
+
+
+def wait_quiet(timeout=30) -> None:
+    """Until no task is in flight or due, so the flush between tests never deletes rows a worker is
+    still writing the outcome of (a missing row makes its outcome writer fail and retry)."""
+    from django.utils import timezone
+
+    active = Task.objects.filter(status__in=("queued", "running")) | Task.objects.filter(
+        status__in=("pending", "retrying"), scheduled_at__lte=timezone.now()
+    )
+    try:
+        wait_for(lambda: not active.exists(), timeout=timeout, message="every task to finish")
+    except AssertionError:
+        left = list(active.values_list("name", "status", "attempt", "error"))
+        raise AssertionError(f"tasks still unfinished after {timeout}s: {left}") from None
+
+
+def _dtr_get(path: str) -> dict:
+    from payments.providers import get_provider
+
+    return get_provider("dtr")._request("GET", path)
 
 
 def test_a_payment_completed_only_by_a_later_callback_completes(api):
@@ -112,6 +215,9 @@ def test_a_payment_completed_only_by_a_later_callback_completes(api):
     payment = wait_payment(response.json()["id"], "processing")
 
     payment = wait_payment(payment.id, "completed")
+    # The run's payment step waited for the callback's outcome, then the run went on.
+    run = wait_run(payment.workflow_run_id, "succeeded")
+    assert completion_order(run) == ["payment", "notify"]
 
     event = ProviderEvent.objects.get(provider_payment_id=payment.provider_payment_id,
                                       raw_body__contains="completed")  # fmt: skip
@@ -125,11 +231,16 @@ def test_a_payment_stuck_in_processing_is_reconciled_from_the_provider(api):
     time.sleep(1.5)  # the sandbox completes it silently after 0.5 s
     assert Payment.objects.get(id=payment.id).status == "processing"
 
+    assert WorkflowRun.objects.get(id=payment.workflow_run_id).status == "running"
+
     task = taskhub.schedule("payments.reconcile_stuck", {"older_than": 0})
     wait_status(task.id, "completed")
 
     assert Payment.objects.get(id=payment.id).status == "completed"
     assert Task.objects.get(id=task.id).result["changed"] >= 1
+    # The run waited on the row (the payment step only reads it) and now goes on.
+    run = wait_run(payment.workflow_run_id, "succeeded", timeout=60)
+    assert completion_order(run) == ["payment", "notify"]
 
 
 def _callbacks(sandbox, payment: Payment) -> list[dict]:

@@ -133,3 +133,56 @@ def sleep_task_rated(payload: Sleep, ctx) -> dict:
 
 
 from . import builtins_handlers  # noqa: E402, F401  (data handlers and receivers of tests/builtins)
+
+
+# -- workflow steps: each records its step in Redis so tests see order and exactly-once -------
+def _record(label: str, value: str) -> None:
+    get_redis().rpush(key("test", "wf", label), value)
+
+
+@task("test.wf.step", retry=Schedule([0.2]), max_attempts=2)
+def wf_step(payload: dict, ctx) -> dict:
+    """Records ``name``; fails (permanently with ``permanent``) if ``fail`` is set; sleeps
+    ``seconds`` at cancel checkpoints; returns the payload's ``value`` and what it read."""
+    name = payload.get("name", ctx.task_id)
+    _record(payload.get("label", "runs"), name)
+    deadline = time.monotonic() + payload.get("seconds", 0)
+    while time.monotonic() < deadline:
+        ctx.check_cancelled()
+        time.sleep(0.05)
+    if payload.get("fail") or (
+        payload.get("fail_while")
+        and get_redis().get(key("test", "wf", "fail", payload["fail_while"]))
+    ):
+        raise PermanentError(f"{name} was told to fail")
+    return {"name": name, "value": payload.get("value"), "read": ctx.results}
+
+
+@task("test.wf.sum")
+def wf_sum(payload: dict, ctx) -> dict:
+    """A fan-in: adds up the ``value`` of every result of the fan-out named ``group``."""
+    _record(payload.get("label", "runs"), payload.get("name", "sum"))
+    members = ctx.results.get(payload["group"], [])
+    return {"count": len(members), "total": sum((m or {}).get("value") or 0 for m in members)}
+
+
+@task("test.wf.undo", retry=Schedule([0.2]), max_attempts=2)
+def wf_undo(payload: dict, ctx) -> dict:
+    """A compensation: records the step it undoes; fails while Redis says so."""
+    forward = ctx.forward
+    client = get_redis()
+    if client.get(key("test", "wf", "undo-fails", forward.step)):
+        raise PermanentError(f"cannot undo {forward.step}")
+    _record("undone", forward.step)
+    return {"undid": forward.step, "forward_result": forward.result,
+            "idempotency_key": forward.idempotency_key}  # fmt: skip
+
+
+@task("test.wf.parent")
+def wf_parent(payload: dict, ctx) -> dict:
+    """Spawns ``children`` children; completes once they have."""
+    _record("parent", ctx.task_id)
+    for index in range(payload.get("children", 0)):
+        ctx.spawn("test.wf.step", {"name": f"child-{index}", "value": index,
+                                   "fail": index in payload.get("failing", [])})  # fmt: skip
+    return {"spawned": payload.get("children", 0)}

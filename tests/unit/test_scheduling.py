@@ -57,6 +57,21 @@ def test_a_bulk_schedule_stores_every_task_with_a_created_event():
     assert Task.objects.filter(status="pending", priority=-5).count() == 2500
     assert TaskEvent.objects.filter(kind="created").count() == 2500
     assert {r.payload["n"] for r in rows} == set(range(2500))
+    assert Task.objects.get(id=rows[7].id).payload == {"n": 7}  # JSON as JSON, not a string
+    assert Task.objects.filter(payload__n=7).count() == 1
+
+
+def test_a_single_schedule_writes_the_row_and_its_event_together():
+    task = schedule("test.noop", {"x": [1, 2]}, correlation_id="c-1")
+
+    stored = Task.objects.get(id=task.id)
+    assert (stored.payload, stored.correlation_id, stored.status) == (
+        {"x": [1, 2]},
+        "c-1",
+        "pending",
+    )
+    event = TaskEvent.objects.get(task_id=task.id)
+    assert event.kind == "created" and event.data["priority"] == 0
 
 
 def test_named_and_numeric_priorities_are_accepted():

@@ -2,7 +2,12 @@
 
 from django.core.management.base import BaseCommand
 
-from taskhub import commands, schedule_commands, watch  # noqa: F401  (register the subcommands)
+from taskhub import (  # noqa: F401  (register the subcommands)
+    commands,
+    schedule_commands,
+    watch,
+    workflow_commands,
+)
 from taskhub.cli import SUBCOMMANDS, run
 
 

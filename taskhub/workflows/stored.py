@@ -1,0 +1,115 @@
+"""Workflow definitions stored in the database, in the shape operators write by hand::
+
+    {"initialTask": {"type": "kyc.check", "payload": {"user": "$input.user"}},
+     "transitions": {
+        "notify":  {"type": "notifications.send", "after": "initial", "on": "success",
+                    "payload": {"user": "$input.user"}},
+        "review":  {"type": "kyc.review", "after": "initial",
+                    "on": {"result": {"status": "manual"}}},
+        "cleanup": {"type": "kyc.cleanup", "after": ["notify", "review"], "on": "done"}}}
+
+``initialTask`` is the step ``initial`` (or its ``key``); each transition is a step named by its
+key. ``after`` is a step key or a list; ``on`` is ``success`` (default), ``failure``, ``done`` or
+``{"result": {...}}`` (success with a result matching those values). ``compensation``,
+``allowFailure`` and ``compensateFailed`` mean what they mean in the Python builder. A string
+``"$input"`` or ``"$input.a.b"`` anywhere in a payload is replaced by the run's input (or that
+part of it) when the run starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .graph import Graph, InvalidWorkflow, Step
+
+_ON = {"success": "all_success", "failure": "any_failed", "done": "all_done"}
+_STEP_FIELDS = {
+    "key", "type", "payload", "after", "on", "compensation", "allowFailure", "compensateFailed",
+    "priority", "maxAttempts", "timeout",
+}  # fmt: skip
+_MISSING = object()
+
+
+def compile_stored(
+    name: str, version: int, spec: Any, input: dict[str, Any] | None = None
+) -> Graph:
+    """Turn a stored definition into a checked graph; ``input`` fills ``$input`` references
+    (without it they are left as written, which is how a definition is checked on save)."""
+    if not isinstance(spec, dict):
+        raise InvalidWorkflow("a definition must be an object", field="spec")
+    unknown = set(spec) - {"initialTask", "transitions"}
+    if unknown:
+        raise InvalidWorkflow(
+            f"unknown definition fields: {', '.join(sorted(unknown))}", field="spec"
+        )
+    initial = spec.get("initialTask")
+    transitions = spec.get("transitions", {})
+    if not isinstance(initial, dict):
+        raise InvalidWorkflow("initialTask must be an object with a type", field="initialTask")
+    if not isinstance(transitions, dict):
+        raise InvalidWorkflow("transitions must be an object of steps", field="transitions")
+    graph = Graph(name=name, version=version)
+    graph.add(_step(initial.get("key", "initial"), initial, input, initial=True))
+    for key, body in transitions.items():
+        graph.add(_step(key, body, input, initial=False))
+    graph.validate()
+    return graph
+
+
+def _step(key: str, body: Any, input: dict | None, *, initial: bool) -> Step:
+    where = "initialTask" if initial else f"transitions.{key}"
+    if not isinstance(body, dict):
+        raise InvalidWorkflow(f"{where} must be an object", field=where)
+    unknown = set(body) - _STEP_FIELDS
+    if unknown:
+        raise InvalidWorkflow(f"{where}: unknown fields {', '.join(sorted(unknown))}", field=where)
+    if not isinstance(body.get("type"), str):
+        raise InvalidWorkflow(f"{where}: type must name a task", field=where)
+    payload = body.get("payload", {})
+    if not isinstance(payload, dict):
+        raise InvalidWorkflow(f"{where}: payload must be an object", field=where)
+    after = body.get("after", [])
+    after = [after] if isinstance(after, str) else after
+    if initial and after:
+        raise InvalidWorkflow("initialTask cannot depend on other steps", field=where)
+    if not initial and not after:
+        raise InvalidWorkflow(f"{where}: after must name the step(s) it follows", field=where)
+    if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+        raise InvalidWorkflow(f"{where}: after must be a step key or a list of them", field=where)
+    trigger, when = _trigger(body.get("on", "success"), where)
+    return Step(
+        key=key, task=body["type"],
+        payload=payload if input is None else substitute(payload, input, where),
+        after=after, trigger=trigger, when=when,
+        allow_failure=bool(body.get("allowFailure", False)),
+        compensation=body.get("compensation"),
+        compensate_failed=bool(body.get("compensateFailed", False)),
+        priority=body.get("priority"), max_attempts=body.get("maxAttempts"),
+        timeout=body.get("timeout"),
+    )  # fmt: skip
+
+
+def _trigger(on: Any, where: str) -> tuple[str, dict | None]:
+    if isinstance(on, str) and on in _ON:
+        return _ON[on], None
+    if isinstance(on, dict) and set(on) == {"result"} and isinstance(on["result"], dict):
+        return "all_success", on["result"]
+    raise InvalidWorkflow(
+        f'{where}: on must be "success", "failure", "done" or {{"result": {{...}}}}', field=where
+    )
+
+
+def substitute(value: Any, input: dict[str, Any], where: str) -> Any:
+    """Replace ``"$input"`` / ``"$input.a.b"`` strings by the input's values."""
+    if isinstance(value, dict):
+        return {k: substitute(v, input, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, input, where) for v in value]
+    if isinstance(value, str) and (value == "$input" or value.startswith("$input.")):
+        found: Any = input
+        for part in value.split(".")[1:]:
+            found = found.get(part, _MISSING) if isinstance(found, dict) else _MISSING
+            if found is _MISSING:
+                raise InvalidWorkflow(f"{where}: the input has no {value[7:]!r}", field="input")
+        return found
+    return value

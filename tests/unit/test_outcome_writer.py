@@ -1,0 +1,33 @@
+"""The worker's outcome writer against the real database (no worker process)."""
+
+import uuid
+
+import pytest
+from django.utils import timezone
+
+from taskhub import schedule
+from taskhub.models import Task, TaskLog
+from taskhub.outcomes import Outcome, OutcomeWriter
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_logs_of_a_deleted_task_do_not_stop_the_writer_for_good():
+    task = schedule("test.noop", {})
+    Task.objects.filter(id=task.id).update(status="running", attempt=1)
+    writer = OutcomeWriter("unit-writer")
+    gone = uuid.uuid4()  # a task deleted while this worker still held its log line
+    writer.record_log(str(gone), 1, "INFO", "from a task that no longer exists")
+    writer.record_log(str(task.id), 1, "INFO", "kept")
+    now = timezone.now()
+    writer.record_outcome(Outcome(
+        task_id=str(task.id), attempt=1, name=task.name, queue=task.queue, status="completed",
+        started_at=now, finished_at=now, result="ok",
+    ))  # fmt: skip
+
+    flushed = [writer.flush() for _ in range(3)]
+
+    assert True in flushed  # it recovers instead of failing every flush from now on
+    task.refresh_from_db()
+    assert (task.status, task.result) == ("completed", "ok")
+    assert list(TaskLog.objects.values_list("message", flat=True)) == ["kept"]
