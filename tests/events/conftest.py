@@ -25,10 +25,10 @@ def _free_port() -> int:
 class WebServer:
     """``uvicorn config.asgi:application`` as production runs it, in its own process."""
 
-    def __init__(self, settings: dict | None = None):
+    def __init__(self, settings: dict | None = None, env: dict[str, str] | None = None):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = child_env(TASKHUB_SETTINGS_JSON=json.dumps(settings or {}))
+        env = child_env(TASKHUB_SETTINGS_JSON=json.dumps(settings or {}), **(env or {}))
         log_dir = ROOT / "var" / "test-logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log = open(log_dir / f"uvicorn-{time.time_ns()}.log", "wb")  # noqa: SIM115

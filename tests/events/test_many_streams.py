@@ -16,11 +16,16 @@ from .conftest import WebServer
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
 STREAMS = 200
+# The web process borrows connections from a pool; a small one proves streams give theirs back
+# (200 streams that each kept one would exhaust it and the later ones would fail).
+POOL = 5
 
 
 @pytest.fixture
 def roomy_web(stack, transactional_db):
-    server = WebServer({"EVENTS_MAX_STREAMS_PER_USER": STREAMS + 10})
+    server = WebServer(
+        {"EVENTS_MAX_STREAMS_PER_USER": STREAMS + 10}, env={"DATABASE_POOL_MAX_SIZE": str(POOL)}
+    )
     yield server
     server.stop()
 
@@ -85,4 +90,5 @@ def test_two_hundred_streams_hold_no_db_connections_and_other_calls_stay_fast(
     assert len(seen) == STREAMS
     assert api_seconds < 2.0
     if before is not None:
-        assert during - before < 10, (before, during)
+        # The pool may keep its idle connections open, never more than its size
+        assert during - before <= POOL, (before, during)
