@@ -15,6 +15,9 @@ NAME = "scale"
 ROWS = 1_000_000
 SAMPLES = 20
 TARGET_MS = 300
+# The dashboard shares one snapshot per process for a couple of seconds (taskhub.analytics);
+# samples spaced past that measure its queries, not the cache.
+DASHBOARD_GAP_S = 2.2
 
 
 def _endpoints() -> list[tuple[str, str, bool]]:
@@ -63,8 +66,9 @@ def run(ctx: Context) -> list[Row]:
         ctx.cache["filler"] = rows_wanted
         details = {}
         for label, path, admin in targets:
+            gap = DASHBOARD_GAP_S if label == "dashboard" else 0.0
             with site.client(admin) as client:
-                samples = web.timed_gets(client, path, max(5, ctx.n(SAMPLES)))
+                samples = web.timed_gets(client, path, max(5, ctx.n(SAMPLES)), gap=gap)
             stats = web.summary(samples)
             details[label] = {"path": path, **stats}
             results.append(

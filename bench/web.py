@@ -15,6 +15,7 @@ from .procs import Proc, start_uvicorn
 USERNAME = "bench-admin"
 #: Where the queues dashboard may live; the first that answers 200 is measured.
 DASHBOARD_CANDIDATES = (
+    "/admin/taskhub/queuestate/",  # the Queues page
     "/admin/taskhub/dashboard/",
     "/admin/dashboard/",
     "/admin/queues/",
@@ -84,10 +85,15 @@ def exists(code: int) -> bool:
     return code not in (404, 405, 501)
 
 
-def timed_gets(client: httpx.Client, path: str, count: int, warm: int = 2) -> list[float]:
-    """Sequential GETs; latencies in ms. A non-2xx answer aborts (the figure would be a lie)."""
+def timed_gets(
+    client: httpx.Client, path: str, count: int, warm: int = 2, gap: float = 0.0
+) -> list[float]:
+    """Sequential GETs, ``gap`` seconds apart; latencies in ms. A non-2xx answer aborts (the
+    figure would be a lie)."""
     samples = []
     for i in range(warm + count):
+        if gap and i:
+            time.sleep(gap)
         start = time.perf_counter()
         response = client.get(path)
         elapsed = (time.perf_counter() - start) * 1000

@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from django.db.models import Avg, Count, Min, Q
+from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
@@ -143,26 +143,41 @@ def dead_letters_by_queue() -> dict[str, int]:
 def task_metrics(start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
     """Tasks created in [start, end): totals, average execution time (ms), retry and success
     rates (percent), and counts by type and by status."""
-    tasks = Task.objects.filter(created_at__gte=start, created_at__lt=end)
-    by_status = {
-        r["status"]: r["n"] for r in tasks.values("status").annotate(n=Count("id")).order_by()
-    }
-    by_type = {r["name"]: r["n"] for r in tasks.values("name").annotate(n=Count("id")).order_by()}
-    agg = tasks.aggregate(
-        average=Avg("duration", filter=Q(status=TaskStatus.COMPLETED)),
-        started=Count("id", filter=Q(attempt__gte=1)),
-        retried=Count("id", filter=Q(attempt__gt=1)),
+    # One scan grouped by (status, type) gives every figure: a million rows a day is read once,
+    # not once per figure.
+    groups = (
+        Task.objects.filter(created_at__gte=start, created_at__lt=end)
+        .values("status", "name")
+        .annotate(
+            n=Count("id"),
+            duration_sum=Sum("duration", filter=Q(status=TaskStatus.COMPLETED)),
+            duration_n=Count("duration", filter=Q(status=TaskStatus.COMPLETED)),
+            started=Count("id", filter=Q(attempt__gte=1)),
+            retried=Count("id", filter=Q(attempt__gt=1)),
+        )
+        .order_by()
     )
+    by_status: dict[str, int] = defaultdict(int)
+    by_type: dict[str, int] = defaultdict(int)
+    duration_sum, duration_n, started, retried = 0.0, 0, 0, 0
+    for row in groups:
+        by_status[row["status"]] += row["n"]
+        by_type[row["name"]] += row["n"]
+        duration_sum += row["duration_sum"] or 0.0
+        duration_n += row["duration_n"]
+        started += row["started"]
+        retried += row["retried"]
     completed = by_status.get(TaskStatus.COMPLETED, 0)
     failed = by_status.get(TaskStatus.FAILED, 0)
+    average = duration_sum / duration_n if duration_n else 0.0
     return {
         "from": start,
         "to": end,
         "totalTasks": sum(by_status.values()),
         "completedTasks": completed,
         "failedTasks": failed,
-        "averageExecutionTime": round((agg["average"] or 0.0) * 1000, 2),
-        "retryRate": _percent(agg["retried"], agg["started"]),
+        "averageExecutionTime": round(average * 1000, 2),
+        "retryRate": _percent(retried, started),
         "successRate": _percent(completed, completed + failed),
         "tasksByType": dict(sorted(by_type.items())),
         "tasksByStatus": {s: by_status.get(s, 0) for s in TaskStatus.values},

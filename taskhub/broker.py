@@ -6,8 +6,11 @@ engine's small coordination keys: attempt claims, cancel and pause flags, dispat
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
+import os
+import threading
 
 import redis
 from django.conf import settings
@@ -93,8 +96,60 @@ def get_broker() -> Broker:
 
 def wake_dispatcher(*queues: str) -> None:
     """Tell dispatchers these queues may have ready work (none named: look at every queue).
-    A failure only delays the work to the dispatcher's next poll."""
+
+    Returns at once: a background thread sends the wake-up (wake-ups that pile up meanwhile go
+    out as one LPUSH), so a caller's commit is not followed by a Redis round trip. A lost
+    wake-up only delays the work to the dispatcher's next poll.
+    """
+    _waker.wake(queues or ("*",))
+
+
+def _send_wake(queues: set[str]) -> None:
     try:
-        get_redis().lpush(key("wake"), *(queues or ("*",)))
+        get_redis().lpush(key("wake"), *sorted(queues))
     except (redis.RedisError, OSError) as exc:
         logger.debug("dispatcher wake-up not sent: %s", exc)
+
+
+class _Waker:
+    """The background sender behind :func:`wake_dispatcher` (one thread per process)."""
+
+    def __init__(self) -> None:
+        self._reset()
+        # A child forked while another thread held the lock would deadlock on it: start over.
+        os.register_at_fork(after_in_child=self._reset)
+        # A short-lived process (a management command) sends what is pending before it exits.
+        atexit.register(self.flush)
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._pending: set[str] = set()
+        self._thread: threading.Thread | None = None
+
+    def wake(self, queues: tuple[str, ...]) -> None:
+        with self._cond:
+            self._pending.update(queues)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="taskhub-waker", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _take(self) -> set[str]:
+        with self._cond:
+            while not self._pending:
+                self._cond.wait()
+            queues, self._pending = self._pending, set()
+            return queues
+
+    def _run(self) -> None:
+        while True:
+            _send_wake(self._take())
+
+    def flush(self) -> None:
+        with self._cond:
+            queues, self._pending = self._pending, set()
+        if queues:
+            _send_wake(queues)
+
+
+_waker = _Waker()

@@ -126,6 +126,21 @@ def _created_event(row: Task) -> TaskEvent:
     )
 
 
+def _created_events(rows: Sequence[Task]) -> list[TaskEvent]:
+    """The created event of each row (positional construction and shared data: see
+    _row_factory)."""
+    shared: dict[tuple, dict] = {}
+    events = []
+    for row in rows:
+        key = (row.priority, row.scheduled_at)
+        data = shared.get(key)
+        if data is None:
+            data = shared[key] = _created_event(row).data
+        # Field order: id, task, kind, attempt, at, data.
+        events.append(TaskEvent(None, row.id, EventKind.CREATED, 0, row.created_at, data))
+    return events
+
+
 def _existing_duplicate(dedup_key: str, window: float | None, now: dt.datetime) -> Task | None:
     active = Task.objects.filter(dedup_key=dedup_key, status__in=ACTIVE_STATUSES).first()
     if active is not None or not window:
@@ -223,6 +238,7 @@ def schedule_many(
         definition, priority=priority, max_attempts=max_attempts, delay=delay, eta=eta,
         correlation_id=correlation_id, user_id=user_id, timeout=timeout, now=now,
     )  # fmt: skip
+    make_row = _row_factory(definition, opts, now)
     rows = []
     for index, payload in enumerate(payloads):
         try:
@@ -231,9 +247,25 @@ def schedule_many(
             raise InvalidTaskRequest(
                 f"item {index}: {exc}", field=exc.field, errors={f"{index}": [str(exc)]}
             ) from None
-        rows.append(_new_row(definition, clean, opts, None, now))
+        rows.append(make_row(clean))
     insert_rows(rows, batch_size=batch_size)
     return rows
+
+
+def _row_factory(definition: TaskDefinition, opts: ScheduleOptions, now: dt.datetime):
+    """Rows that differ only in id and payload, built from one template with positional
+    arguments: the model's keyword path (defaults looked up per field) dominated bulk calls."""
+    template = _new_row(definition, {}, opts, None, now)
+    fields = Task._meta.concrete_fields
+    values = [getattr(template, f.attname) for f in fields]
+    id_at = next(i for i, f in enumerate(fields) if f.attname == "id")
+    payload_at = next(i for i, f in enumerate(fields) if f.attname == "payload")
+
+    def make_row(payload: dict) -> Task:
+        values[id_at], values[payload_at] = uuid.uuid4(), payload
+        return Task(*values)
+
+    return make_row
 
 
 def insert_rows(rows: Sequence[Task], *, batch_size: int = 2000) -> None:
@@ -241,7 +273,7 @@ def insert_rows(rows: Sequence[Task], *, batch_size: int = 2000) -> None:
     if not rows:
         return
     with transaction.atomic():
-        events = [_created_event(r) for r in rows]
+        events = _created_events(rows)
         if connection.vendor == "postgresql" and len(rows) >= COPY_THRESHOLD:
             copy_rows(Task, rows)
             copy_rows(TaskEvent, events)  # ids drawn first: live streams are told them
