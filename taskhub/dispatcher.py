@@ -41,7 +41,7 @@ from .models import (
 )
 from .redis_transport import notify_key
 from .registry import declared_queues
-from .store import insert_events
+from .store import insert_events, server_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -138,11 +138,37 @@ class DispatchRates:
 def _lock_dispatch() -> None:
     # SQLite needs no lock: taskhub opens its transactions IMMEDIATE, so they are serial anyway.
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DISPATCH_LOCK])
-            # After a bulk load the planner's row estimates are stale and it may pick the due
-            # index and sort every ready row; the ready index already yields priority order.
-            cursor.execute("SET LOCAL enable_sort = off")
+        with server_cursor() as cursor:
+            # enable_sort off: after a bulk load the planner's row estimates are stale and it
+            # may pick the due index and sort every ready row; the ready index already yields
+            # priority order.
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s), set_config('enable_sort', 'off', true)",
+                [DISPATCH_LOCK],
+                prepare=True,
+            )
+
+
+def _cycle_state() -> tuple[set[str], Counter]:
+    """Paused queues, and each queue's rows in flight (one statement on PostgreSQL: the ORM's
+    query building cost more than the queries in a busy dispatcher)."""
+    if connection.vendor != "postgresql":
+        paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
+        in_flight = Counter(dict(
+            Task.objects.filter(status__in=IN_FLIGHT_STATUSES).values("queue")
+            .annotate(n=Count("id")).values_list("queue", "n")
+        ))  # fmt: skip
+        return paused, in_flight
+    statuses = ", ".join(f"'{s}'" for s in IN_FLIGHT_STATUSES)
+    sql = (
+        f"SELECT name, -1 FROM {QueueState._meta.db_table} WHERE paused UNION ALL "
+        f"SELECT queue, count(*) FROM {Task._meta.db_table} WHERE status IN ({statuses}) "
+        "GROUP BY queue"
+    )
+    with server_cursor() as cursor:
+        cursor.execute(sql, prepare=True)
+        rows = cursor.fetchall()
+    return {q for q, n in rows if n < 0}, Counter({q: n for q, n in rows if n >= 0})
 
 
 def _rate_budget(queue: str, now_s: int) -> int | None:
@@ -163,11 +189,17 @@ def _spend_rate(queue: str, now_s: int, count: int) -> None:
 
 def claim_ready_tasks(queue: str, limit: int, now: dt.datetime) -> list[Dispatched]:
     """Move up to ``limit`` ready rows of ``queue`` to queued (inside the caller's transaction)."""
-    lock = "FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
-    sql = _CLAIM_SQL.format(table=Task._meta.db_table, lock=lock)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [now, now, queue, now, limit])
-        rows = cursor.fetchall()
+    params = [now, now, queue, now, limit]
+    if connection.vendor == "postgresql":
+        sql = _CLAIM_SQL.format(table=Task._meta.db_table, lock="FOR UPDATE SKIP LOCKED")
+        with server_cursor() as cursor:
+            # Planned per call: the best plan depends on the limit and the queue's backlog.
+            cursor.execute(sql, params, prepare=False)
+            rows = cursor.fetchall()
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM_SQL.format(table=Task._meta.db_table, lock=""), params)
+            rows = cursor.fetchall()
     claimed = []
     for tid, name, q, attempt, max_attempts, payload, corr, user, timeout, priority, wf in rows:
         envelope = {
@@ -218,11 +250,7 @@ class Dispatcher:
         queues = self._queues_to_check(declared_queues())
         with transaction.atomic():
             _lock_dispatch()
-            paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
-            in_flight = Counter(dict(
-                Task.objects.filter(status__in=IN_FLIGHT_STATUSES).values("queue")
-                .annotate(n=Count("id")).values_list("queue", "n")
-            ))  # fmt: skip
+            paused, in_flight = _cycle_state()
             windows = queue_windows(queues, self._workers(now), self._rates.per_second())
             claimed: list[Dispatched] = []
             for queue in queues:

@@ -6,6 +6,7 @@ changes nothing; each function returns the (id, attempt) pairs it actually chang
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Iterator, Sequence
@@ -80,29 +81,35 @@ def server_cursor() -> Iterator[Any]:
         yield cursor
 
 
-def _column_values(column: str, values: list) -> list:
-    if column == "result":  # sent as text, cast to jsonb by the statement
-        return [None if v is None else json.dumps(v) for v in values]
-    if column == "id":
-        return [str(v) for v in values]
-    return values
+def _json_default(value: Any) -> str:
+    # The only non-JSON values the hot paths pass: datetimes and UUIDs.
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _as_json_records(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as one JSON text for ``json_to_recordset``: the C encoder writes it in a fraction of
+    the time psycopg's (pure-Python) array dumpers took per element."""
+    return json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=_json_default)
 
 
 def _pg_guarded_update(columns, rows, assignments: str, statuses: str) -> set:
-    # One array per column (unnest), so the statement and its parameters have the same shape
-    # whatever the batch size.
-    arrays = [_column_values(c, [row[i] for row in rows]) for i, c in enumerate(columns)]
-    casts = ", ".join(f"%s::{_PG_TYPES[c]}[]" for c in columns)
+    # One JSON parameter whatever the batch size, so the statement is prepared once.
+    record = ", ".join(f"{c} {_PG_TYPES[c]}" for c in columns)
     sql = (
         f"UPDATE {_TABLE} SET {assignments.format(t=_TABLE)} "
-        f"FROM unnest({casts}) AS v ({', '.join(columns)}) "
+        f"FROM json_to_recordset(%s::json) AS v ({record}) "
         f"WHERE {_TABLE}.id = v.id AND {_TABLE}.attempt = v.attempt "
         f"AND {_TABLE}.status IN ({statuses}) "
         f"RETURNING {_TABLE}.id, {_TABLE}.attempt"
     )
     with server_cursor() as cursor:
-        cursor.execute(sql, arrays, prepare=False)
-        return {(uuid.UUID(str(i)), int(a)) for i, a in cursor.fetchall()}
+        cursor.execute(sql, [_as_json_records(columns, rows)], prepare=True)
+        return {(i, a) for i, a in cursor.fetchall()}
+
+
+_EVENT_COLUMNS = ("task_id", "kind", "attempt", "at", "data")
 
 
 def insert_events(events: Sequence[Any]) -> Sequence[Any]:
@@ -114,19 +121,13 @@ def insert_events(events: Sequence[Any]) -> Sequence[Any]:
     if connection.vendor != "postgresql":
         return TaskEvent.objects.bulk_create(events)
     sql = (
-        f"INSERT INTO {TaskEvent._meta.db_table} (task_id, kind, attempt, at, data) "
-        "SELECT t, k, a, at, d::jsonb FROM unnest(%s::uuid[], %s::varchar[], %s::int[], "
-        "%s::timestamptz[], %s::text[]) AS v (t, k, a, at, d) RETURNING id"
+        f"INSERT INTO {TaskEvent._meta.db_table} ({', '.join(_EVENT_COLUMNS)}) "
+        f"SELECT {', '.join(_EVENT_COLUMNS)} FROM json_to_recordset(%s::json) AS v "
+        "(task_id uuid, kind varchar, attempt integer, at timestamptz, data jsonb) RETURNING id"
     )
-    params = [
-        [str(e.task_id) for e in events],
-        [str(e.kind) for e in events],
-        [e.attempt for e in events],
-        [e.at for e in events],
-        [json.dumps(e.data or {}) for e in events],
-    ]
+    rows = [(e.task_id, e.kind, e.attempt, e.at, e.data or {}) for e in events]
     with server_cursor() as cursor:
-        cursor.execute(sql, params, prepare=False)
+        cursor.execute(sql, [_as_json_records(_EVENT_COLUMNS, rows)], prepare=True)
         for event, (event_id,) in zip(events, cursor.fetchall(), strict=True):
             event.id = event_id
     return events
