@@ -6,10 +6,14 @@ The claim is what keeps an attempt from starting twice (invariant I2): whichever
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 import uuid
 from collections.abc import Iterable
 from enum import StrEnum
+
+import redis
 
 from .broker import get_redis, key
 from .conf import taskhub_settings
@@ -77,6 +81,95 @@ def live_in_redis(worker_ids: Iterable[str]) -> set[str]:
 _script = None
 
 
+class _ClaimRequest:
+    __slots__ = ("keys", "args", "done", "result", "error")
+
+    def __init__(self, keys: list[str], args: list) -> None:
+        self.keys, self.args = keys, args
+        self.done = threading.Event()
+        self.result: str | None = None
+        self.error: Exception | None = None
+
+
+class _ClaimBatcher:
+    """Claims that worker threads make at the same moment go to Redis in one pipeline.
+
+    Each claim is still made when its attempt is about to start (nothing changes about pauses,
+    cancels or a dead worker's claims); only the round trip is shared. A thread of its own sends
+    them: a worker thread can be interrupted (Dramatiq's time limit raises inside it), and a
+    batch must never wait on a thread that has gone.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._waiting: list[_ClaimRequest] = []
+        self._thread: threading.Thread | None = None
+
+    def claim(self, keys: list[str], args: list) -> str:
+        request = _ClaimRequest(keys, args)
+        with self._cond:
+            self._waiting.append(request)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="taskhub-claims", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting:
+                    self._cond.wait()
+                batch, self._waiting = self._waiting, []
+            self._send(batch)
+
+    @staticmethod
+    def _send(batch: list[_ClaimRequest]) -> None:
+        try:
+            try:
+                outcomes = _evalsha_all(batch)
+            except redis.exceptions.NoScriptError:  # a restarted Redis forgot the script
+                get_redis().script_load(_CLAIM_SCRIPT)
+                outcomes = _evalsha_all(batch)
+            for request, outcome in zip(batch, outcomes, strict=True):
+                request.result = outcome.decode() if isinstance(outcome, bytes) else outcome
+        except Exception as exc:  # each waiting worker thread raises it, as its own call would
+            for request in batch:
+                request.error = exc
+        finally:
+            for request in batch:
+                request.done.set()
+
+
+def _evalsha_all(batch: list[_ClaimRequest]) -> list:
+    # EVALSHA straight into the pipeline: a pipeline given Script objects asks SCRIPT EXISTS
+    # first, a second round trip per batch.
+    pipe = get_redis().pipeline(transaction=False)
+    sha = _claim_script().sha
+    for request in batch:
+        pipe.evalsha(sha, len(request.keys), *request.keys, *request.args)
+    return pipe.execute()
+
+
+_batcher = _ClaimBatcher()
+
+
+def _claim_script():
+    global _script
+    if _script is None:
+        _script = get_redis().register_script(_CLAIM_SCRIPT)
+    return _script
+
+
 def claim_attempt(
     task_id: str,
     attempt: int,
@@ -86,9 +179,6 @@ def claim_attempt(
 ) -> ClaimResult:
     """Claim an attempt for this worker. With ``rate_limits`` ({limiter name: starts per
     second}), waits until every limiter has a free slot in its sliding one-second window."""
-    global _script
-    if _script is None:
-        _script = get_redis().register_script(_CLAIM_SCRIPT)
     limits = rate_limits or {}
     keys = [
         claim_key(task_id, attempt),
@@ -97,8 +187,10 @@ def claim_attempt(
         *(key("rate", name) for name in limits),
     ]
     args = [worker_id, int(taskhub_settings.CLAIM_TTL), *limits.values()]
+    if not limits:
+        return ClaimResult(_batcher.claim(keys, args))
     while True:
-        outcome = _script(keys=keys, args=args)
+        outcome = _claim_script()(keys=keys, args=args)
         outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
         if not outcome.isdigit():
             return ClaimResult(outcome)
