@@ -1,0 +1,63 @@
+"""Attempt claims made by many worker threads at once (they share pipelined round trips)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import redis
+
+from taskhub import claims
+from taskhub.claims import ClaimResult
+
+THREADS = 16
+
+
+def _claim_concurrently(attempts: list[tuple[str, int]]) -> list[ClaimResult | BaseException]:
+    """Every thread claims its attempt at the same moment; each one's answer, in order."""
+    start = threading.Barrier(len(attempts))
+    answers: list[ClaimResult | BaseException | None] = [None] * len(attempts)
+
+    def claim(i: int, task_id: str, attempt: int) -> None:
+        start.wait()
+        try:
+            answers[i] = claims.claim_attempt(task_id, attempt, "default", f"worker-{i}")
+        except BaseException as exc:  # noqa: BLE001 - the test inspects what each caller got
+            answers[i] = exc
+
+    threads = [threading.Thread(target=claim, args=(i, t, a)) for i, (t, a) in enumerate(attempts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    return answers
+
+
+def test_one_attempt_claimed_by_many_threads_at_once_starts_exactly_once(redis_client):
+    task_id = str(uuid.uuid4())
+    answers = _claim_concurrently([(task_id, 1)] * THREADS)
+    assert answers.count(ClaimResult.CLAIMED) == 1
+    assert answers.count(ClaimResult.DUPLICATE) == THREADS - 1
+    winner = answers.index(ClaimResult.CLAIMED)
+    assert redis_client.get(claims.claim_key(task_id, 1)) == f"worker-{winner}".encode()
+
+
+def test_each_thread_gets_the_answer_for_its_own_attempt(redis_client):
+    cancelled = str(uuid.uuid4())
+    claims.set_cancel_flags([cancelled])
+    attempts = [(str(uuid.uuid4()), 1) for _ in range(THREADS - 1)] + [(cancelled, 1)]
+    answers = _claim_concurrently(attempts)
+    assert answers[:-1] == [ClaimResult.CLAIMED] * (THREADS - 1)
+    assert answers[-1] == ClaimResult.CANCELLED
+
+
+def test_a_redis_failure_reaches_every_waiting_thread_and_the_next_claims_work(monkeypatch):
+    def refuse(batch):
+        raise redis.ConnectionError("Redis went away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(claims, "_evalsha_all", refuse)
+        answers = _claim_concurrently([(str(uuid.uuid4()), 1) for _ in range(THREADS)])
+    assert all(isinstance(a, redis.ConnectionError) for a in answers), answers
+    # The sender thread survived: claims work again once Redis answers.
+    assert claims.claim_attempt(str(uuid.uuid4()), 1, "default", "w") is ClaimResult.CLAIMED
