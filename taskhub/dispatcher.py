@@ -150,7 +150,6 @@ def _lock_dispatch() -> None:
             cursor.execute(
                 "SELECT pg_advisory_xact_lock(%s), set_config('enable_sort', 'off', true)",
                 [DISPATCH_LOCK],
-                prepare=True,
             )
 
 
@@ -171,7 +170,7 @@ def _cycle_state() -> tuple[set[str], Counter]:
         "GROUP BY queue"
     )
     with server_cursor() as cursor:
-        cursor.execute(sql, prepare=True)
+        cursor.execute(sql)
         rows = cursor.fetchall()
     return {q for q, n in rows if n < 0}, Counter({q: n for q, n in rows if n >= 0})
 
@@ -200,8 +199,7 @@ def claim_ready_tasks(queue: str, limit: int, now: dt.datetime) -> list[Dispatch
         pick = _PICK.format(table=table, lock="FOR UPDATE SKIP LOCKED")
         sql = _CLAIM_SQL.format(table=table, pick=f"id = ANY(ARRAY({pick}))")
         with server_cursor() as cursor:
-            # Planned per call: the best plan depends on the limit and the queue's backlog.
-            cursor.execute(sql, params, prepare=False)
+            cursor.execute(sql, params)
             rows = cursor.fetchall()
     else:
         pick = _PICK.format(table=table, lock="")

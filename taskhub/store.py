@@ -95,7 +95,7 @@ def _as_json_records(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> s
 
 
 def _pg_guarded_update(columns, rows, assignments: str, statuses: str) -> set:
-    # One JSON parameter whatever the batch size, so the statement is prepared once.
+    # One JSON parameter whatever the batch size: the statement text never changes.
     record = ", ".join(f"{c} {_PG_TYPES[c]}" for c in columns)
     sql = (
         f"UPDATE {_TABLE} SET {assignments.format(t=_TABLE)} "
@@ -105,7 +105,7 @@ def _pg_guarded_update(columns, rows, assignments: str, statuses: str) -> set:
         f"RETURNING {_TABLE}.id, {_TABLE}.attempt"
     )
     with server_cursor() as cursor:
-        cursor.execute(sql, [_as_json_records(columns, rows)], prepare=True)
+        cursor.execute(sql, [_as_json_records(columns, rows)])
         return {(i, a) for i, a in cursor.fetchall()}
 
 
@@ -127,7 +127,7 @@ def insert_events(events: Sequence[Any]) -> Sequence[Any]:
     )
     rows = [(e.task_id, e.kind, e.attempt, e.at, e.data or {}) for e in events]
     with server_cursor() as cursor:
-        cursor.execute(sql, [_as_json_records(_EVENT_COLUMNS, rows)], prepare=True)
+        cursor.execute(sql, [_as_json_records(_EVENT_COLUMNS, rows)])
         for event, (event_id,) in zip(events, cursor.fetchall(), strict=True):
             event.id = event_id
     return events
@@ -152,11 +152,12 @@ def insert_task_with_event(task: Task, event) -> None:
         f"INSERT INTO {event_table} (task_id, {', '.join(f.column for f in event_fields)}) "
         f"SELECT t.id, {', '.join(['%s'] * len(event_fields))} FROM t RETURNING id"
     )
-    # Server-side binding of native values, and a statement psycopg prepares after a few uses:
-    # the per-field ORM conversion and client-side quoting cost more than the INSERT itself.
+    # Server-side binding of native values: the per-field ORM conversion and client-side quoting
+    # cost more than the INSERT itself. (Nothing is prepared: Django leaves psycopg's
+    # prepare_threshold at None, which PgBouncer in transaction mode needs.)
     params = [*_native_values(task, task_fields), *_native_values(event, event_fields)]
     with server_cursor() as cursor:
-        cursor.execute(sql, params, prepare=True)
+        cursor.execute(sql, params)
         event.id = cursor.fetchone()[0]
     event.task_id = task.id
 
