@@ -147,9 +147,9 @@ def remaining_active() -> int:
         return int(cursor.fetchone()[0])
 
 
-def commit_counter() -> int | None:
-    """pg_stat_database.xact_commit of this database, with this process's own transactions
-    flushed to the statistics first (a backend reports them when it exits)."""
+def database_counters() -> tuple[int, int] | None:
+    """(commits, row writes) of this database from pg_stat_database, with this process's own
+    transactions flushed to the statistics first (a backend reports them when it exits)."""
     if not is_postgres():
         return None
     import psycopg
@@ -163,9 +163,16 @@ def commit_counter() -> int | None:
         password=settings.get("PASSWORD") or None, autocommit=True,
     ) as conn:  # fmt: skip
         row = conn.execute(
-            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted "
+            "FROM pg_stat_database WHERE datname = current_database()"
         ).fetchone()
-    return int(row[0])
+    return int(row[0]), int(row[1])
+
+
+def commit_counter() -> int | None:
+    """pg_stat_database.xact_commit of this database (see database_counters)."""
+    counters = database_counters()
+    return None if counters is None else counters[0]
 
 
 def status_counts(tag: str) -> dict[str, int]:

@@ -21,9 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from django.db import connection
-
-from .core import Context, Row, Skip, info, is_postgres
+from .core import Context, Row, Skip, database_counters, info, is_postgres
 from .procs import TaskhubStack
 
 NAME = "workflow"
@@ -53,25 +51,6 @@ class Side:
             "commits_per_step": self.per_step(self.commits),
             "writes_per_step": self.per_step(self.writes),
         }
-
-
-def pg_counters() -> tuple[int, int]:
-    """(commits, row writes) of this database, this process's own stats flushed first."""
-    import psycopg
-
-    connection.close()
-    time.sleep(0.5)
-    settings = connection.settings_dict
-    with psycopg.connect(
-        dbname=settings["NAME"], host=settings.get("HOST") or "127.0.0.1",
-        port=settings.get("PORT") or 5432, user=settings.get("USER") or None,
-        password=settings.get("PASSWORD") or None, autocommit=True,
-    ) as conn:  # fmt: skip
-        row = conn.execute(
-            "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted "
-            "FROM pg_stat_database WHERE datname = current_database()"
-        ).fetchone()
-    return int(row[0]), int(row[1])
 
 
 def _plain(count: int, tag: str, side: Side) -> None:
@@ -123,13 +102,13 @@ def _measure(ctx: Context, side: Side, work) -> Side:
     try:
         stack.wait_ready()
         # Read once the stack is up (this process's wait_ready polls stay out of the count).
-        commits0, writes0 = pg_counters()
+        commits0, writes0 = database_counters()
         t0 = time.monotonic()
         work(side.steps if side.label == "plain" else side.steps - 2, tag, side)
         side.wall_s = time.monotonic() - t0
     finally:
         stack.stop()
-    commits1, writes1 = pg_counters()
+    commits1, writes1 = database_counters()
     # Less the harness's own reads (one autocommit statement each) and the first counter read.
     side.commits = commits1 - commits0 - side.polls - 1
     side.writes = writes1 - writes0
