@@ -6,17 +6,15 @@ The claim is what keeps an attempt from starting twice (invariant I2): whichever
 
 from __future__ import annotations
 
-import os
-import threading
+import hashlib
 import time
 import uuid
 from collections.abc import Iterable
 from enum import StrEnum
 
-import redis
-
 from .broker import get_redis, key
 from .conf import taskhub_settings
+from .redis_batch import SharedRoundTrips
 
 # KEYS: claim, cancel flag, pause flag, then one sliding-window key per rate limit.
 # ARGV: worker id, claim TTL, then one limit (starts per second) per rate key.
@@ -78,89 +76,44 @@ def live_in_redis(worker_ids: Iterable[str]) -> set[str]:
     return {w for w, v in zip(ids, values, strict=True) if v}
 
 
+# The same decision for a batch of attempts without rate limits (the common case), one script
+# call per round trip. KEYS: claim, cancel flag, pause flag of each attempt, in threes.
+# ARGV: claim TTL, then the claiming worker of each attempt. Returns one answer per attempt.
+_CLAIM_MANY_SCRIPT = """
+local answers = {}
+for i = 1, #KEYS / 3 do
+    local claim, cancel, pause = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+    if redis.call('EXISTS', cancel) == 1 then
+        answers[i] = 'cancelled'
+    elseif redis.call('EXISTS', pause) == 1 then
+        answers[i] = 'paused'
+    elseif redis.call('SET', claim, ARGV[i + 1], 'NX', 'EX', ARGV[1]) then
+        answers[i] = 'claimed'
+    else
+        answers[i] = 'duplicate'
+    end
+end
+return answers
+"""
+_CLAIM_MANY_SHA = hashlib.sha1(_CLAIM_MANY_SCRIPT.encode()).hexdigest()
+
 _script = None
 
 
-class _ClaimRequest:
-    __slots__ = ("keys", "args", "done", "result", "error")
-
-    def __init__(self, keys: list[str], args: list) -> None:
-        self.keys, self.args = keys, args
-        self.done = threading.Event()
-        self.result: str | None = None
-        self.error: Exception | None = None
+def _queue_claims(pipe, claims: list[tuple[list[str], str]]):
+    """Queue one script call for a batch of (keys, worker id) claims; returns the reply reader."""
+    keys = [k for claim_keys, _ in claims for k in claim_keys]
+    workers = [worker_id for _, worker_id in claims]
+    pipe.evalsha(_CLAIM_MANY_SHA, len(keys), *keys, int(taskhub_settings.CLAIM_TTL), *workers)
+    return lambda replies: [a.decode() if isinstance(a, bytes) else a for a in replies[0]]
 
 
-class _ClaimBatcher:
-    """Claims that worker threads make at the same moment go to Redis in one pipeline.
-
-    Each claim is still made when its attempt is about to start (nothing changes about pauses,
-    cancels or a dead worker's claims); only the round trip is shared. A thread of its own sends
-    them: a worker thread can be interrupted (Dramatiq's time limit raises inside it), and a
-    batch must never wait on a thread that has gone.
-    """
-
-    def __init__(self) -> None:
-        self._reset()
-        os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._cond = threading.Condition()
-        self._waiting: list[_ClaimRequest] = []
-        self._thread: threading.Thread | None = None
-
-    def claim(self, keys: list[str], args: list) -> str:
-        request = _ClaimRequest(keys, args)
-        with self._cond:
-            self._waiting.append(request)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="taskhub-claims", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
-        request.done.wait()
-        if request.error is not None:
-            raise request.error
-        return request.result
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._waiting:
-                    self._cond.wait()
-                batch, self._waiting = self._waiting, []
-            self._send(batch)
-
-    @staticmethod
-    def _send(batch: list[_ClaimRequest]) -> None:
-        try:
-            try:
-                outcomes = _evalsha_all(batch)
-            except redis.exceptions.NoScriptError:  # a restarted Redis forgot the script
-                get_redis().script_load(_CLAIM_SCRIPT)
-                outcomes = _evalsha_all(batch)
-            for request, outcome in zip(batch, outcomes, strict=True):
-                request.result = outcome.decode() if isinstance(outcome, bytes) else outcome
-        except Exception as exc:  # each waiting worker thread raises it, as its own call would
-            for request in batch:
-                request.error = exc
-        finally:
-            for request in batch:
-                request.done.set()
-
-
-def _evalsha_all(batch: list[_ClaimRequest]) -> list:
-    # EVALSHA straight into the pipeline: a pipeline given Script objects asks SCRIPT EXISTS
-    # first, a second round trip per batch.
-    pipe = get_redis().pipeline(transaction=False)
-    sha = _claim_script().sha
-    for request in batch:
-        pipe.evalsha(sha, len(request.keys), *request.keys, *request.args)
-    return pipe.execute()
-
-
-_batcher = _ClaimBatcher()
+# Claims that worker threads make at the same moment share one round trip. Each claim is still
+# made when its attempt is about to start: pauses, cancels and a dead worker's claims behave
+# exactly as with one call per claim.
+_shared = SharedRoundTrips(
+    "taskhub-claims", get_redis, scripts=[_CLAIM_MANY_SCRIPT], send_calls=_queue_claims
+)
 
 
 def _claim_script():
@@ -186,9 +139,9 @@ def claim_attempt(
         pause_key(queue),
         *(key("rate", name) for name in limits),
     ]
-    args = [worker_id, int(taskhub_settings.CLAIM_TTL), *limits.values()]
     if not limits:
-        return ClaimResult(_batcher.claim(keys, args))
+        return ClaimResult(_shared.call((keys, worker_id)))
+    args = [worker_id, int(taskhub_settings.CLAIM_TTL), *limits.values()]
     while True:
         outcome = _claim_script()(keys=keys, args=args)
         outcome = outcome.decode() if isinstance(outcome, bytes) else outcome

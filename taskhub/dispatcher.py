@@ -39,7 +39,6 @@ from .models import (
     TaskStatus,
     WorkerProcess,
 )
-from .redis_transport import notify_key
 from .registry import declared_queues
 from .store import insert_events, server_cursor
 
@@ -376,33 +375,21 @@ class Dispatcher:
 
 
 def send_messages(messages: list[dramatiq.Message]) -> None:
-    """Send messages to the broker; on Redis, all in one pipelined round trip."""
-    broker = get_broker()
-    from dramatiq.brokers.redis import RedisBroker
+    """Send messages to the broker; on Redis, one script call per queue."""
+    from .redis_transport import TaskhubRedisBroker
 
-    if not isinstance(broker, RedisBroker):
+    broker = get_broker()
+    if not isinstance(broker, TaskhubRedisBroker):
         for message in messages:
             broker.enqueue(message)
         return
-    script = broker.scripts["dispatch"]
-    pipe = broker.client.pipeline(transaction=False)
-    timestamp = int(time.time() * 1000)
+    by_queue: dict[str, list[dramatiq.Message]] = {}
     for message in messages:
-        redis_id = str(uuid.uuid4())
-        message = message.copy(options={"redis_message_id": redis_id})
-        args = [
-            "enqueue", timestamp, message.queue_name, broker.broker_id,
-            broker.heartbeat_timeout, broker.dead_message_ttl, 0, broker._max_unpack_size(),
-            redis_id, message.encode(),
-        ]  # fmt: skip
-        script(keys=[broker.namespace], args=args, client=pipe)
-    # Wake idle consumers of each queue (see taskhub.redis_transport); a token nobody takes
-    # expires, and one taken late only costs an empty fetch.
-    for queue, count in Counter(m.queue_name for m in messages).items():
-        key = notify_key(broker.namespace, queue)
-        pipe.lpush(key, *([1] * min(count, NUDGES_PER_SEND)))
-        pipe.expire(key, 5)
-    pipe.execute()
+        by_queue.setdefault(message.queue_name, []).append(message)
+    for batch in by_queue.values():
+        # Each send also wakes idle consumers of the queue (taskhub.redis_transport): a token
+        # nobody takes expires, and one taken late only costs an empty fetch.
+        broker.enqueue_many(batch, nudges=NUDGES_PER_SEND)
 
 
 def unqueue(attempts: list[tuple[str, int]], *, reason: str) -> int:

@@ -6,11 +6,20 @@
   empty queue with a growing sleep (up to its idle timeout), which adds that sleep to the start
   of every task arriving on a quiet queue. The dispatcher pushes a token on
   ``<namespace>:<queue>.notify`` with each batch it sends, and an idle consumer BLPOPs it.
+- A dispatcher's batch goes in with one script call per queue (``enqueue_many``) instead of
+  Dramatiq's one script call per message.
+- Acks don't hold the worker thread: they go out with the process's next shared round trip
+  (``taskhub.redis_batch``), many per script call; a refused ack is kept and sent again, and
+  what is pending is sent when the consumer closes. A message whose ack was lost with its
+  process is delivered again and dropped by its attempt's claim (invariant I2).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Hashable
+from typing import Any
 
 import redis
 from dramatiq.broker import MessageProxy
@@ -18,6 +27,32 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import compute_backoff
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
+
+from .redis_batch import SharedRoundTrips
+
+# KEYS: the heartbeats set, this broker's ack set of the queue, the queue's message hash.
+# ARGV: now (ms), the broker id, then the message ids. What Dramatiq's own "ack" does, for many.
+_ACK_MANY_SCRIPT = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+for i = 3, #ARGV do
+    if redis.call('SREM', KEYS[2], ARGV[i]) > 0 then
+        redis.call('HDEL', KEYS[3], ARGV[i])
+    end
+end
+"""
+
+# KEYS: the queue, its message hash, its nudge list. ARGV: nudges to push, then (message id,
+# encoded message) pairs in the order they should be consumed.
+_ENQUEUE_MANY_SCRIPT = """
+for i = 2, #ARGV, 2 do
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+    redis.call('RPUSH', KEYS[1], ARGV[i])
+end
+for i = 1, tonumber(ARGV[1]) do
+    redis.call('LPUSH', KEYS[3], 1)
+end
+redis.call('EXPIRE', KEYS[3], 5)
+"""
 
 
 def notify_key(namespace: str, queue: str) -> str:
@@ -52,11 +87,56 @@ class NudgedRedisConsumer(_RedisConsumer):
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None
 
+    def ack(self, message) -> None:
+        self.queued_message_ids.discard(message.message_id)
+        self.broker.acks.note(self.queue_name, message.options["redis_message_id"])
+
+    def close(self) -> None:
+        self.broker.acks.flush()
+        super().close()
+
 
 class TaskhubRedisBroker(RedisBroker):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acks = SharedRoundTrips(
+            "taskhub-acks", lambda: self.client, scripts=[_ACK_MANY_SCRIPT],
+            send_notes=self._queue_acks,
+        )  # fmt: skip
+        self._ack_sha = hashlib.sha1(_ACK_MANY_SCRIPT.encode()).hexdigest()
+        self._enqueue_many = self.client.register_script(_ENQUEUE_MANY_SCRIPT)
+
     @property
     def consumer_class(self):
         return NudgedRedisConsumer
+
+    def _queue_acks(self, pipe: Any, acks: dict[Hashable, list[str]]) -> None:
+        heartbeats = f"{self.namespace}:__heartbeats__"
+        now = int(time.time() * 1000)
+        for queue_name, ids in acks.items():
+            keys = [
+                heartbeats,
+                f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}",
+                f"{self.namespace}:{queue_name}.msgs",
+            ]
+            pipe.evalsha(self._ack_sha, len(keys), *keys, now, self.broker_id, *ids)
+
+    def enqueue_many(self, messages: list[Message], nudges: int) -> None:
+        """Put ``messages`` (one queue's, in consumption order) on their queue with one script
+        call, and push up to ``nudges`` wake-up tokens for its idle consumers."""
+        if not messages:
+            return
+        queue_name = messages[0].queue_name
+        args: list[Any] = [min(nudges, len(messages))]
+        for message in messages:
+            message.options["redis_message_id"] = message.message_id
+            args += (message.message_id, message.encode())
+        keys = [
+            f"{self.namespace}:{queue_name}",
+            f"{self.namespace}:{queue_name}.msgs",
+            notify_key(self.namespace, queue_name),
+        ]
+        self._enqueue_many(keys=keys, args=args)
 
     def declare_queue(self, queue_name: str) -> None:
         if queue_name not in self.queues:

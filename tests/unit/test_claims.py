@@ -52,11 +52,11 @@ def test_each_thread_gets_the_answer_for_its_own_attempt(redis_client):
 
 
 def test_a_redis_failure_reaches_every_waiting_thread_and_the_next_claims_work(monkeypatch):
-    def refuse(batch):
+    def refuse(pipe, batch):
         raise redis.ConnectionError("Redis went away")
 
     with monkeypatch.context() as patch:
-        patch.setattr(claims, "_evalsha_all", refuse)
+        patch.setattr(claims._shared, "_send_calls", refuse)
         answers = _claim_concurrently([(str(uuid.uuid4()), 1) for _ in range(THREADS)])
     assert all(isinstance(a, redis.ConnectionError) for a in answers), answers
     # The sender thread survived: claims work again once Redis answers.
