@@ -40,7 +40,7 @@ from .models import (
     WorkerProcess,
 )
 from .registry import declared_queues
-from .store import insert_events, server_cursor
+from .store import NewEvent, insert_events, server_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,11 @@ UPDATE {table} SET status = 'queued', attempt = attempt + 1, queued_at = %s, upd
 WHERE {pick}
 RETURNING id, name, queue, attempt, max_attempts, payload, correlation_id, user_id, timeout,
           priority, (workflow_run_id IS NOT NULL OR parent_id IS NOT NULL)
+"""
+
+_NEXT_DUE_SQL = """
+SELECT scheduled_at FROM {table}
+WHERE status IN ('pending', 'retrying') AND scheduled_at > %s ORDER BY scheduled_at LIMIT 1
 """
 
 
@@ -276,8 +281,7 @@ class Dispatcher:
                 self._rates.record(queue, len(batch))
                 claimed.extend(batch)
             publish_on_commit(insert_events([
-                TaskEvent(task_id=d.envelope["id"], kind=EventKind.QUEUED,
-                          attempt=d.envelope["attempt"], at=now)
+                NewEvent(d.envelope["id"], EventKind.QUEUED, d.envelope["attempt"], now)
                 for d in claimed
             ]))  # fmt: skip
         if claimed:
@@ -323,10 +327,18 @@ class Dispatcher:
         """Seconds until the earliest delayed row is due, capped by the poll interval."""
         poll = taskhub_settings.DISPATCH_POLL_INTERVAL
         now = timezone.now()
-        first = (
-            Task.objects.filter(status__in=READY_STATUSES, scheduled_at__gt=now)
-            .order_by("scheduled_at").values_list("scheduled_at", flat=True).first()
-        )  # fmt: skip
+        if connection.vendor == "postgresql":
+            # Asked after every cycle that found nothing: the ORM's query building cost more
+            # than the query (it walks the due index).
+            with server_cursor() as cursor:
+                cursor.execute(_NEXT_DUE_SQL.format(table=Task._meta.db_table), [now])
+                row = cursor.fetchone()
+            first = row[0] if row else None
+        else:
+            first = (
+                Task.objects.filter(status__in=READY_STATUSES, scheduled_at__gt=now)
+                .order_by("scheduled_at").values_list("scheduled_at", flat=True).first()
+            )  # fmt: skip
         if first is None:
             return poll
         return max(0.0, min(poll, (first - now).total_seconds()))

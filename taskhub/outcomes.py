@@ -33,8 +33,8 @@ from . import signals
 from .broker import wake_dispatcher
 from .conf import taskhub_settings
 from .events import publish_on_commit
-from .models import DeadLetter, EventKind, TaskEvent, TaskLog, TaskStatus
-from .store import guarded_update, insert_events
+from .models import DeadLetter, EventKind, TaskLog, TaskStatus
+from .store import NewEvent, guarded_update, insert_events
 from .workflows.children import insert_children
 from .workflows.coordinator import settle
 
@@ -296,8 +296,8 @@ class OutcomeWriter:
             rows, _START_SET, [TaskStatus.QUEUED],
         )  # fmt: skip
         publish_on_commit(insert_events([
-            TaskEvent(task_id=s.task_id, kind=EventKind.STARTED, attempt=s.attempt,
-                      at=s.started_at, data={"worker": self.worker_id})
+            NewEvent(s.task_id, EventKind.STARTED, s.attempt, s.started_at,
+                     {"worker": self.worker_id})
             for s in starts if (uuid.UUID(s.task_id), s.attempt) in changed
         ]))  # fmt: skip
         return changed
@@ -311,7 +311,7 @@ class OutcomeWriter:
             ("id", "attempt", "progress", "updated_at"), rows, _PROGRESS_SET, [TaskStatus.RUNNING]
         )
         publish_on_commit(insert_events([
-            TaskEvent(task_id=t, kind=EventKind.PROGRESS, attempt=a, at=now, data={"progress": p})
+            NewEvent(t, EventKind.PROGRESS, a, now, {"progress": p})
             for (t, a), p in progress.items() if (uuid.UUID(t), a) in changed
         ]))  # fmt: skip
 
@@ -335,37 +335,21 @@ class OutcomeWriter:
         changed |= {(task_id, attempt + 1) for task_id, attempt in released}
         applied = [o for o in outcomes if (uuid.UUID(o.task_id), o.attempt) in changed]
         events, dead = [], []
+        started = {"worker": self.worker_id}
         for o in applied:
             key = (uuid.UUID(o.task_id), o.attempt)
             start_written = key in written_starts or (o.start is not None and o.start.written)
             if o.started_at is not None and not start_written:
                 events.append(
-                    TaskEvent(
-                        task_id=o.task_id,
-                        kind=EventKind.STARTED,
-                        attempt=o.attempt,
-                        at=o.started_at,
-                        data={"worker": self.worker_id},
-                    )
+                    NewEvent(o.task_id, EventKind.STARTED, o.attempt, o.started_at, started)
                 )
             events.append(
-                TaskEvent(
-                    task_id=o.task_id,
-                    kind=_OUTCOME_EVENTS[o.status],
-                    attempt=o.attempt,
-                    at=o.finished_at,
-                    data=o.event_data,
-                )
-            )
+                NewEvent(o.task_id, _OUTCOME_EVENTS[o.status], o.attempt, o.finished_at,
+                         o.event_data)
+            )  # fmt: skip
             if o.status == TaskStatus.FAILED:
                 events.append(
-                    TaskEvent(
-                        task_id=o.task_id,
-                        kind=EventKind.DEAD_LETTERED,
-                        attempt=o.attempt,
-                        at=o.finished_at,
-                        data={},
-                    )
+                    NewEvent(o.task_id, EventKind.DEAD_LETTERED, o.attempt, o.finished_at)
                 )
                 dead.append(
                     DeadLetter(
