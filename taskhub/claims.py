@@ -150,6 +150,51 @@ def claim_attempt(
         time.sleep(int(outcome) / 1000)
 
 
+# A claim made when its message was fetched, confirmed just before the attempt starts: the
+# cancel and pause flags are read again, and a claim that must not run is let go (so the
+# attempt can be handed back, or re-sent, and claimed afresh). KEYS: claim, cancel flag, pause
+# flag. ARGV: worker id. Returns 'claimed', 'cancelled', 'paused' or 'duplicate' (lost it).
+_CONFIRM_SCRIPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'duplicate' end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('DEL', KEYS[1]) return 'cancelled' end
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('DEL', KEYS[1]) return 'paused' end
+return 'claimed'
+"""
+_scripts: dict[str, object] = {}
+
+
+def _registered(source: str):
+    # redis-py's Script reloads a script Redis forgot (a restart, a flush) and calls it again.
+    if source not in _scripts:
+        _scripts[source] = get_redis().register_script(source)
+    return _scripts[source]
+
+
+def claim_fetched(attempts: list[tuple[str, int, str]], worker_id: str) -> list[ClaimResult]:
+    """Claim a fetched batch of (task, attempt, queue) for this worker in one round trip, before
+    the attempts wait for a free thread (taskhub.worker claims at fetch)."""
+    if not attempts:
+        return []
+    keys = [k for t, a, q in attempts for k in (claim_key(t, a), cancel_key(t), pause_key(q))]
+    ttl = int(taskhub_settings.CLAIM_TTL)
+    answers = _registered(_CLAIM_MANY_SCRIPT)(keys=keys, args=[ttl, *[worker_id] * len(attempts)])
+    return [ClaimResult(a.decode() if isinstance(a, bytes) else a) for a in answers]
+
+
+def confirm_claim(task_id: str, attempt: int, queue: str, worker_id: str) -> ClaimResult:
+    """Re-read the cancel and pause flags for a claim made at fetch time (see _CONFIRM_SCRIPT)."""
+    keys = [claim_key(task_id, attempt), cancel_key(task_id), pause_key(queue)]
+    answer = _registered(_CONFIRM_SCRIPT)(keys=keys, args=[worker_id])
+    return ClaimResult(answer.decode() if isinstance(answer, bytes) else answer)
+
+
+def release_claims(attempts: Iterable[tuple[str, int]]) -> None:
+    """Forget several claims at once (fetched messages handed back to the broker unstarted)."""
+    keys = [claim_key(t, a) for t, a in attempts]
+    if keys:
+        get_redis().delete(*keys)
+
+
 def release_claim(task_id: str, attempt: int) -> None:
     """Forget a claim so the attempt can be picked up again (used when handing work back)."""
     get_redis().delete(claim_key(task_id, attempt))

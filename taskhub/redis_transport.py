@@ -17,14 +17,14 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import compute_backoff
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
@@ -60,40 +60,67 @@ def notify_key(namespace: str, queue: str) -> str:
 
 
 class NudgedRedisConsumer(_RedisConsumer):
-    """Dramatiq's consumer with the idle sleep replaced by a BLPOP on the queue's nudge list."""
+    """Dramatiq's consumer with the idle sleep replaced by a BLPOP on the queue's nudge list,
+    and the busy sleep by a wait for the next ack."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slot_freed = threading.Event()
 
     def __next__(self):
         try:
             while True:
                 if self.message_cache:
-                    data = self.message_cache.pop(0)
-                    if data is None:
-                        continue
+                    message = self.message_cache.pop(0)
                     self.misses = 0
-                    message = Message.decode(data)
                     self.queued_message_ids.add(message.message_id)
-                    return MessageProxy(message)
+                    return message
                 if self.outstanding_message_count >= self.prefetch:
-                    # Every thread is busy: no point asking Redis; look again shortly.
-                    self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=20)
-                    time.sleep(backoff_ms / 1000)
+                    # Every thread is busy and the prefetch is full: no point asking Redis
+                    # until a message is acked. Waiting for that ack (rather than sleeping a
+                    # growing back-off, as Dramatiq does) refills the work queue the moment a
+                    # slot frees, so worker threads don't sit idle behind a sleeping consumer.
+                    self._slot_freed.clear()
+                    if self.outstanding_message_count >= self.prefetch:
+                        self._slot_freed.wait(max(0.01, self.timeout / 1000))
                     return None
                 wanted = self.prefetch - self.outstanding_message_count
-                self.message_cache = self.broker.do_fetch(self.queue_name, wanted)
-                if not self.message_cache:
+                fetched = [d for d in self.broker.do_fetch(self.queue_name, wanted) if d]
+                if not fetched:
                     key = notify_key(self.broker.namespace, self.queue_name)
                     self.broker.client.blpop([key], timeout=max(0.01, self.timeout / 1000))
                     return None
+                self.message_cache = [MessageProxy(Message.decode(d)) for d in fetched]
+                self.broker.emit_fetched(self.message_cache)
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None
 
     def ack(self, message) -> None:
         self.queued_message_ids.discard(message.message_id)
         self.broker.acks.note(self.queue_name, message.options["redis_message_id"])
+        self._slot_freed.set()
+
+    def nack(self, message) -> None:
+        try:
+            super().nack(message)
+        finally:
+            self._slot_freed.set()
+
+    def requeue(self, messages) -> None:
+        messages = list(messages)
+        self.broker.emit_requeued(messages)
+        super().requeue(messages)
 
     def close(self) -> None:
-        self.broker.acks.flush()
-        super().close()
+        # Fetched but never handed to a thread: back to the queue (Dramatiq leaves them in this
+        # worker's ack set, where only a lifeline timeout would find them).
+        leftover, self.message_cache = self.message_cache, []
+        try:
+            if leftover:
+                self.requeue(leftover)
+        finally:
+            self.broker.acks.flush()
+            super().close()
 
 
 class TaskhubRedisBroker(RedisBroker):
@@ -109,6 +136,20 @@ class TaskhubRedisBroker(RedisBroker):
     @property
     def consumer_class(self):
         return NudgedRedisConsumer
+
+    #: Called by a consumer thread with each batch it fetched, before any of it is handed to a
+    #: worker thread, and with messages it hands back to the broker unprocessed. Set by the
+    #: worker runtime (taskhub.worker claims attempts at fetch).
+    on_fetched: Callable[[list[MessageProxy]], None] | None = None
+    on_requeued: Callable[[list[MessageProxy]], None] | None = None
+
+    def emit_fetched(self, messages: list[MessageProxy]) -> None:
+        if self.on_fetched is not None:
+            self.on_fetched(messages)
+
+    def emit_requeued(self, messages: list[MessageProxy]) -> None:
+        if self.on_requeued is not None:
+            self.on_requeued(messages)
 
     def _queue_acks(self, pipe: Any, acks: dict[Hashable, list[str]]) -> None:
         heartbeats = f"{self.namespace}:__heartbeats__"

@@ -35,6 +35,10 @@ from .registry import all_definitions, declared_queues, get_definition
 logger = logging.getLogger(__name__)
 _current = threading.local()
 MAX_RESULT_BYTES = 1024 * 1024
+#: A claim made at fetch is confirmed (cancel and pause read again) if its attempt waited
+#: longer than this for a thread (seconds). Under load a fetched message starts within a few
+#: milliseconds; one that waited behind slow tasks is checked once more.
+CLAIM_FRESH_FOR = 0.025
 
 
 @dataclass
@@ -72,6 +76,8 @@ class WorkerRuntime:
         self.worker_id = ""
         self.writer: OutcomeWriter | None = None
         self._heartbeat: Heartbeat | None = None
+        # Claims made when their message was fetched: message id → (answer, monotonic time).
+        self._fetched: dict[str, tuple[ClaimResult, float]] = {}
 
     # -- process lifecycle ---------------------------------------------------------------------
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
@@ -86,6 +92,8 @@ class WorkerRuntime:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.writer = OutcomeWriter(self.worker_id)
         self.writer.start()
+        if hasattr(broker, "on_fetched"):
+            broker.on_fetched, broker.on_requeued = self.claim_fetched, self.release_fetched
         whitelist = worker.consumer_whitelist
         queues = sorted(whitelist) if whitelist else declared_queues()
         broker_id = getattr(broker, "broker_id", "")
@@ -117,9 +125,7 @@ class WorkerRuntime:
             return
         env = message.args[0]
         task_id, attempt = env["id"], env["attempt"]
-        claim = claims.claim_attempt(
-            task_id, attempt, env["queue"], self.worker_id, rate_limits(env["queue"], env["name"])
-        )
+        claim = self._claim(message.message_id, env)
         if claim is ClaimResult.PAUSED:
             self._hand_back(env)
         if claim is not ClaimResult.CLAIMED:
@@ -132,6 +138,59 @@ class WorkerRuntime:
             user_id=env.get("user_id", ""), _writer=self.writer,
         )  # fmt: skip
         _current.attempt = Attempt(envelope=env, ctx=ctx, start=start)
+
+    def _claim(self, message_id: str, env: dict) -> ClaimResult:
+        task_id, attempt, queue = env["id"], env["attempt"], env["queue"]
+        fetched = self._fetched.pop(message_id, None)
+        if fetched is None:
+            return claims.claim_attempt(
+                task_id, attempt, queue, self.worker_id, rate_limits(queue, env["name"])
+            )
+        claim, claimed_at = fetched
+        if claim is ClaimResult.CLAIMED and time.monotonic() - claimed_at > CLAIM_FRESH_FOR:
+            # It waited for a thread: a cancel or a pause may have landed meanwhile.
+            return claims.confirm_claim(task_id, attempt, queue, self.worker_id)
+        return claim
+
+    # -- claims at fetch (Redis consumers) -----------------------------------------------------
+    def claim_fetched(self, messages: list) -> None:
+        """Claim a fetched batch in one round trip, so worker threads don't wait on Redis.
+
+        Attempts under a rate limit are left to be claimed when they start (the limiter counts
+        starts). If Redis refuses, each attempt is claimed when it starts instead.
+        """
+        batch = [
+            m for m in messages
+            if m.actor_name == EXECUTE_ACTOR and not rate_limits(m.args[0]["queue"],
+                                                                 m.args[0]["name"])
+        ]  # fmt: skip
+        if not batch or self.writer is None:
+            return
+        try:
+            answers = claims.claim_fetched(
+                [(m.args[0]["id"], m.args[0]["attempt"], m.args[0]["queue"]) for m in batch],
+                self.worker_id,
+            )
+        except Exception as exc:  # noqa: BLE001 — claimed at start instead, which reports it
+            logger.debug("claims at fetch failed: %s", exc)
+            return
+        now = time.monotonic()
+        for message, answer in zip(batch, answers, strict=True):
+            self._fetched[message.message_id] = (answer, now)
+
+    def release_fetched(self, messages: list) -> None:
+        """Messages handed back to the broker unstarted: let their fetch-time claims go."""
+        mine = []
+        for m in messages:
+            fetched = self._fetched.pop(m.message_id, None)
+            if fetched is not None and fetched[0] is ClaimResult.CLAIMED:
+                mine.append((m.args[0]["id"], m.args[0]["attempt"]))
+        try:
+            claims.release_claims(mine)
+        except Exception as exc:  # noqa: BLE001 — the lifeline recovers them (as lost attempts)
+            logger.warning(
+                "could not release %d claims of handed-back messages: %s", len(mine), exc
+            )
 
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
         attempt = getattr(_current, "attempt", None)
