@@ -2,6 +2,11 @@
 
 The claim is what keeps an attempt from starting twice (invariant I2): whichever worker sets
 ``claim:<task>:<attempt>`` first runs it; every other copy of the message is dropped.
+
+A Redis worker claims a fetched batch in one round trip (``claim_fetched``), before the
+attempts wait for a thread, and confirms a claim that waited more than a moment
+(``confirm_claim``); other brokers, and attempts under a rate limit, claim when the attempt
+starts (``claim_attempt``).
 """
 
 from __future__ import annotations

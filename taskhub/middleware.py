@@ -1,8 +1,10 @@
 """Dramatiq middleware that owns each attempt's state machine around the one taskhub actor.
 
-before_process_message claims the attempt in Redis (a duplicate, cancelled or paused message is
-dropped or handed back); the actor runs the handler; after_process_message asks the task's retry
-policy and hands the outcome to the process's outcome writer. Handlers never loop on retries.
+before_process_message takes the attempt's claim — made when a Redis consumer fetched the
+message (taskhub.worker.WorkerRuntime.claim_fetched), or now — and drops a duplicate or
+cancelled message and hands back a paused one; the actor runs the handler;
+after_process_message asks the task's retry policy and hands the outcome to the process's
+outcome writer. Handlers never loop on retries.
 
 django_dramatiq loads middleware while Django's app registry is still filling, so everything
 that touches models is imported on first use (taskhub.worker).

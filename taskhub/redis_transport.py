@@ -6,6 +6,10 @@
   empty queue with a growing sleep (up to its idle timeout), which adds that sleep to the start
   of every task arriving on a quiet queue. The dispatcher pushes a token on
   ``<namespace>:<queue>.notify`` with each batch it sends, and an idle consumer BLPOPs it.
+- Each fetched batch is announced (``on_fetched``) before any of it reaches a worker thread —
+  the worker runtime claims the batch's attempts there, in one round trip — and messages
+  handed back unstarted (``on_requeued``; also those still cached when the consumer closes)
+  let their claims go.
 - A dispatcher's batch goes in with one script call per queue (``enqueue_many``) instead of
   Dramatiq's one script call per message.
 - Acks don't hold the worker thread: they go out with the process's next shared round trip

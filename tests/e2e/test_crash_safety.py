@@ -170,3 +170,33 @@ def test_sigterm_hands_back_a_task_that_outlives_the_grace_period(make_stack):
     handed_back = Task.objects.get(id=task.id)
     assert handed_back.status in ("pending", "queued")
     assert handed_back.events.filter(kind="recovered").exists()
+
+
+def test_sigterm_gives_back_fetched_but_unstarted_messages_unclaimed(make_stack):
+    """A worker claims what it fetches; messages it fetched but never started must go back to
+    the broker with their claims released, so another worker runs them at once, same attempt."""
+    stack = make_stack(processes=1, threads=1)
+    first = stack.start_worker()
+    stack.start_dispatcher()
+    stack.wait_for_workers(1)
+    ids = [t.id for t in schedule_many("test.sleep", [{"seconds": 1.5, "label": "given"}] * 3)]
+    # One thread, a prefetch of two: one runs, the others wait in the worker, claimed.
+    wait_for(lambda: len(runs("given")) == 1, timeout=15, message="the first task to start")
+    wait_for(
+        lambda: Task.objects.filter(id__in=ids, status="queued").count() == 2,
+        timeout=10, message="the other two to be queued",
+    )  # fmt: skip
+
+    first.send_signal(signal.SIGTERM)
+    first.wait(timeout=30)
+    handed_back_at = time.time()
+    stack.start_worker()
+    wait_all_finished(ids, timeout=30)
+
+    assert completed(ids) == 3
+    # No attempt was spent on them: they never counted as a lost worker's attempts.
+    assert time.time() - handed_back_at < 20
+    assert sorted(runs("given")) == sorted(str(i) for i in ids)
+    assert list(Task.objects.filter(id__in=ids).values_list("attempt", flat=True)) == [1, 1, 1]
+    recovered = TaskEvent.objects.filter(task_id__in=ids, kind="recovered")
+    assert not [e.data for e in recovered if e.data.get("reason") == "worker lost"]

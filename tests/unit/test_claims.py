@@ -61,3 +61,40 @@ def test_a_redis_failure_reaches_every_waiting_thread_and_the_next_claims_work(m
     assert all(isinstance(a, redis.ConnectionError) for a in answers), answers
     # The sender thread survived: claims work again once Redis answers.
     assert claims.claim_attempt(str(uuid.uuid4()), 1, "default", "w") is ClaimResult.CLAIMED
+
+
+def test_a_fetched_batch_is_claimed_in_one_call_with_an_answer_for_each(redis_client):
+    fresh, taken, cancelled = (str(uuid.uuid4()) for _ in range(3))
+    claims.claim_fetched([(taken, 1, "default")], "other-worker")
+    claims.set_cancel_flags([cancelled])
+
+    answers = claims.claim_fetched(
+        [(fresh, 1, "default"), (taken, 1, "default"), (cancelled, 1, "default")], "me"
+    )
+
+    assert answers == [ClaimResult.CLAIMED, ClaimResult.DUPLICATE, ClaimResult.CANCELLED]
+    assert redis_client.get(claims.claim_key(fresh, 1)) == b"me"
+    assert redis_client.get(claims.claim_key(taken, 1)) == b"other-worker"
+
+
+def test_a_claim_made_at_fetch_is_let_go_if_a_cancel_or_pause_landed_before_it_starts(
+    redis_client,
+):
+    kept, cancelled, paused = (str(uuid.uuid4()) for _ in range(3))
+    queue = f"q-{uuid.uuid4().hex[:6]}"
+    claims.claim_fetched([(t, 1, queue) for t in (kept, cancelled, paused)], "me")
+    claims.set_cancel_flags([cancelled])
+
+    assert claims.confirm_claim(kept, 1, queue, "me") is ClaimResult.CLAIMED
+    assert claims.confirm_claim(cancelled, 1, queue, "me") is ClaimResult.CANCELLED
+    claims.sync_pause_flags([queue], [queue])
+    try:
+        assert claims.confirm_claim(paused, 1, queue, "me") is ClaimResult.PAUSED
+    finally:
+        claims.sync_pause_flags([], [queue])
+    # A claim given up can be made again (the attempt is handed back or re-sent).
+    assert redis_client.get(claims.claim_key(cancelled, 1)) is None
+    assert redis_client.get(claims.claim_key(paused, 1)) is None
+    assert redis_client.get(claims.claim_key(kept, 1)) == b"me"
+    # Someone else's claim is never confirmed as ours.
+    assert claims.confirm_claim(kept, 1, queue, "not-me") is ClaimResult.DUPLICATE
