@@ -22,6 +22,11 @@ def encode_json(value: Any, *, what: str) -> str:
 
 def validate_payload(definition: TaskDefinition, payload: Any) -> dict[str, Any]:
     """Return the payload to store, or raise InvalidTaskRequest naming the problem."""
+    return json.loads(validated_json(definition, payload))
+
+
+def validated_json(definition: TaskDefinition, payload: Any) -> str:
+    """The payload to store as JSON text, or raise InvalidTaskRequest naming the problem."""
     if payload is None:
         payload = {}
     if not isinstance(payload, dict):
@@ -37,7 +42,7 @@ def validate_payload(definition: TaskDefinition, payload: Any) -> dict[str, Any]
         )
     if definition.schema is not None:
         parse_payload(definition, payload)
-    return json.loads(encoded)
+    return encoded
 
 
 def parse_payload(definition: TaskDefinition, payload: dict[str, Any]) -> Any:

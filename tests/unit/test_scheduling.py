@@ -59,6 +59,18 @@ def test_a_bulk_schedule_stores_every_task_with_a_created_event():
     assert {r.payload["n"] for r in rows} == set(range(2500))
     assert Task.objects.get(id=rows[7].id).payload == {"n": 7}  # JSON as JSON, not a string
     assert Task.objects.filter(payload__n=7).count() == 1
+    # Each created event belongs to its own row, and each returned row is the stored one.
+    events = TaskEvent.objects.filter(kind="created")
+    assert set(events.values_list("task_id", flat=True)) == {r.id for r in rows}
+    fields = [f.attname for f in Task._meta.concrete_fields]
+    for row in rows[::499]:
+        stored = Task.objects.get(id=row.id)
+        assert [getattr(row, f) for f in fields] == [getattr(stored, f) for f in fields]
+    # They behave as saved rows: an update writes, it does not insert a second row.
+    rows[0].correlation_id = "edited"
+    rows[0].save(update_fields=["correlation_id"])
+    assert Task.objects.get(id=rows[0].id).correlation_id == "edited"
+    assert rows[1].payload is not rows[2].payload
 
 
 def test_a_single_schedule_writes_the_row_and_its_event_together():
