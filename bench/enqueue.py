@@ -20,6 +20,35 @@ def _rate(count: int, fn) -> float:
     return count / (time.perf_counter() - start)
 
 
+def _on_postgresql() -> bool:
+    from django.db import connection
+
+    return connection.vendor == "postgresql"
+
+
+def _commit_floor(count: int) -> float:
+    """Durable single-row commits per second into a table with only a primary key: what this
+    machine's PostgreSQL allows one sequential caller at all (each commit waits for its WAL
+    flush), whatever the row. Reported beside schedule(), which is one such commit."""
+    import uuid
+
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS bench_commit_floor (id uuid PRIMARY KEY)")
+        try:
+            rate = _rate(
+                count,
+                lambda: [
+                    cursor.execute("INSERT INTO bench_commit_floor VALUES (%s)", [uuid.uuid4()])
+                    for _ in range(count)
+                ],
+            )
+        finally:
+            cursor.execute("DROP TABLE bench_commit_floor")
+    return rate
+
+
 def run(ctx: Context) -> list[Row]:
     from taskhub import schedule, schedule_many
 
@@ -42,14 +71,25 @@ def run(ctx: Context) -> list[Row]:
         bulk_rate = _rate(
             bulk, lambda: schedule_many("bench.noop", [{}] * bulk, correlation_id=tag_bulk)
         )
+        floor_rate = _commit_floor(single) if _on_postgresql() else None
     finally:
         broker.flush(bare.QUEUE)
         delete_tagged(tag_single)
         delete_tagged(tag_bulk)
-    ctx.details[NAME] = {"send": send_rate, "schedule": single_rate, "schedule_many": bulk_rate}
+    ctx.details[NAME] = {
+        "send": send_rate, "schedule": single_rate, "schedule_many": bulk_rate,
+        "commit_floor": floor_rate,
+    }  # fmt: skip
+    floor = []
+    if floor_rate:
+        floor = [
+            info(NAME, "INSERT+COMMIT floor", round(floor_rate), "commits/s",
+                 note=f"1-column row, {single} sequential; / send = {floor_rate / send_rate:.2f}"),
+        ]  # fmt: skip
     return [
         info(NAME, "bare actor.send", round(send_rate), "msgs/s", note=f"{single} sequential"),
         info(NAME, "schedule()", round(single_rate), "tasks/s", note=f"{single} sequential"),
+        *floor,
         at_least(NAME, "schedule() / send", round(single_rate / send_rate, 3), 0.5),
         info(NAME, "schedule_many()", round(bulk_rate), "tasks/s", note=f"{bulk} in one call"),
         at_least(NAME, "schedule_many() / send", round(bulk_rate / send_rate, 2), 5),
