@@ -11,7 +11,6 @@ starts (``claim_attempt``).
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from collections.abc import Iterable
@@ -100,16 +99,23 @@ for i = 1, #KEYS / 3 do
 end
 return answers
 """
-_CLAIM_MANY_SHA = hashlib.sha1(_CLAIM_MANY_SCRIPT.encode()).hexdigest()
+_scripts: dict[str, object] = {}
 
-_script = None
+
+def _registered(source: str):
+    # redis-py's Script knows its SHA without asking Redis, and when called directly reloads a
+    # script Redis forgot (a restart, a flush) and calls it again.
+    if source not in _scripts:
+        _scripts[source] = get_redis().register_script(source)
+    return _scripts[source]
 
 
 def _queue_claims(pipe, claims: list[tuple[list[str], str]]):
     """Queue one script call for a batch of (keys, worker id) claims; returns the reply reader."""
     keys = [k for claim_keys, _ in claims for k in claim_keys]
     workers = [worker_id for _, worker_id in claims]
-    pipe.evalsha(_CLAIM_MANY_SHA, len(keys), *keys, int(taskhub_settings.CLAIM_TTL), *workers)
+    sha = _registered(_CLAIM_MANY_SCRIPT).sha
+    pipe.evalsha(sha, len(keys), *keys, int(taskhub_settings.CLAIM_TTL), *workers)
     return lambda replies: [a.decode() if isinstance(a, bytes) else a for a in replies[0]]
 
 
@@ -119,13 +125,6 @@ def _queue_claims(pipe, claims: list[tuple[list[str], str]]):
 _shared = SharedRoundTrips(
     "taskhub-claims", get_redis, scripts=[_CLAIM_MANY_SCRIPT], send_calls=_queue_claims
 )
-
-
-def _claim_script():
-    global _script
-    if _script is None:
-        _script = get_redis().register_script(_CLAIM_SCRIPT)
-    return _script
 
 
 def claim_attempt(
@@ -148,7 +147,7 @@ def claim_attempt(
         return ClaimResult(_shared.call((keys, worker_id)))
     args = [worker_id, int(taskhub_settings.CLAIM_TTL), *limits.values()]
     while True:
-        outcome = _claim_script()(keys=keys, args=args)
+        outcome = _registered(_CLAIM_SCRIPT)(keys=keys, args=args)
         outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
         if not outcome.isdigit():
             return ClaimResult(outcome)
@@ -165,14 +164,6 @@ if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('DEL', KEYS[1]) return 'ca
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('DEL', KEYS[1]) return 'paused' end
 return 'claimed'
 """
-_scripts: dict[str, object] = {}
-
-
-def _registered(source: str):
-    # redis-py's Script reloads a script Redis forgot (a restart, a flush) and calls it again.
-    if source not in _scripts:
-        _scripts[source] = get_redis().register_script(source)
-    return _scripts[source]
 
 
 def claim_fetched(attempts: list[tuple[str, int, str]], worker_id: str) -> list[ClaimResult]:

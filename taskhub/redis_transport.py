@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -134,7 +133,7 @@ class TaskhubRedisBroker(RedisBroker):
             "taskhub-acks", lambda: self.client, scripts=[_ACK_MANY_SCRIPT],
             send_notes=self._queue_acks,
         )  # fmt: skip
-        self._ack_sha = hashlib.sha1(_ACK_MANY_SCRIPT.encode()).hexdigest()
+        self._ack_sha = self.client.register_script(_ACK_MANY_SCRIPT).sha
         self._enqueue_many = self.client.register_script(_ENQUEUE_MANY_SCRIPT)
 
     @property

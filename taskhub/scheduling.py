@@ -271,10 +271,7 @@ def _insert_uniform(
     ids = [uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(0, len(raw), 16)]
     with transaction.atomic():
         event_ids = insert_uniform_tasks(template, ids, payloads, event)
-        events = [
-            NewEvent(task_id, EventKind.CREATED, 0, event.at, event.data)
-            for task_id in ids
-        ]  # fmt: skip
+        events = [NewEvent(task_id, EventKind.CREATED, 0, event.at, event.data) for task_id in ids]
         for e, event_id in zip(events, event_ids, strict=True):
             e.id = event_id
         publish_on_commit(events)
