@@ -1,6 +1,10 @@
 """Enqueue cost, no worker running: ``taskhub.schedule()`` one at a time (each its own
 transaction: the row, its event, the dispatcher nudge) vs bare ``actor.send`` one at a time
-(target ≥ 0.5 ×); ``schedule_many`` in bulk, per task, vs bare send (target ≥ 5 ×)."""
+(target ≥ 0.5 ×); ``schedule_many`` in bulk, per task, vs bare send (target ≥ 5 ×).
+
+On PostgreSQL two reference rows show where the single-call cost lies: a one-column INSERT +
+COMMIT (what one sequential durable commit costs on this machine at all) and schedule()'s own
+statement with its rows built beforehand (the database's share of a call)."""
 
 from __future__ import annotations
 
@@ -49,6 +53,26 @@ def _commit_floor(count: int) -> float:
     return rate
 
 
+def _statement_rate(count: int, tag: str) -> float:
+    """schedule()'s own INSERT (the task row and its created event, one statement, one commit)
+    with the rows built before the clock starts: the database's share of a schedule() call,
+    without the validation and the Python around it."""
+    from django.utils import timezone
+
+    from taskhub.registry import get_definition
+    from taskhub.scheduling import _created_event, _new_row, _resolve_options
+    from taskhub.store import insert_task_with_event
+
+    definition, now = get_definition("bench.noop"), timezone.now()
+    opts = _resolve_options(
+        definition, priority=None, max_attempts=None, delay=None, eta=None,
+        correlation_id=tag, user_id=None, timeout=None, now=now,
+    )  # fmt: skip
+    rows = [_new_row(definition, {}, opts, None, now) for _ in range(count)]
+    pairs = [(row, _created_event(row)) for row in rows]
+    return _rate(count, lambda: [insert_task_with_event(row, event) for row, event in pairs])
+
+
 def run(ctx: Context) -> list[Row]:
     from taskhub import schedule, schedule_many
 
@@ -71,20 +95,25 @@ def run(ctx: Context) -> list[Row]:
         bulk_rate = _rate(
             bulk, lambda: schedule_many("bench.noop", [{}] * bulk, correlation_id=tag_bulk)
         )
-        floor_rate = _commit_floor(single) if _on_postgresql() else None
+        floor_rate = statement_rate = None
+        if _on_postgresql():
+            floor_rate = _commit_floor(single)
+            statement_rate = _statement_rate(single, tag_single)
     finally:
         broker.flush(bare.QUEUE)
         delete_tagged(tag_single)
         delete_tagged(tag_bulk)
     ctx.details[NAME] = {
         "send": send_rate, "schedule": single_rate, "schedule_many": bulk_rate,
-        "commit_floor": floor_rate,
+        "commit_floor": floor_rate, "statement": statement_rate,
     }  # fmt: skip
     floor = []
     if floor_rate:
         floor = [
             info(NAME, "INSERT+COMMIT floor", round(floor_rate), "commits/s",
                  note=f"1-column row, {single} sequential; / send = {floor_rate / send_rate:.2f}"),
+            info(NAME, "schedule()'s statement alone", round(statement_rate), "commits/s",
+                 note=f"row + event built beforehand; / send = {statement_rate / send_rate:.2f}"),
         ]  # fmt: skip
     return [
         info(NAME, "bare actor.send", round(send_rate), "msgs/s", note=f"{single} sequential"),
