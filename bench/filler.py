@@ -66,9 +66,9 @@ def ensure(count: int) -> int:
 
 def _settle() -> None:
     """Leave the tables as a system that grew them over days would have them: vacuumed and
-    analysed, their pages written out. Measured straight after the load, the checkpoint
-    writing back a million fresh rows (and the first reads setting their hint bits) ran
-    during the table-growth run and cost it up to a fifth of its throughput in some runs."""
+    analysed, their pages written out. Straight after the load, the checkpoint writing back a
+    million fresh rows (and the first reads setting their hint bits) could land in the
+    table-growth run, which would then measure the load's aftermath, not the table's size."""
     from taskhub.models import Task, TaskEvent
 
     with connection.cursor() as cursor:
