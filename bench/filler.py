@@ -69,15 +69,20 @@ def _settle() -> None:
     analysed, their pages written out. Straight after the load, the checkpoint writing back a
     million fresh rows (and the first reads setting their hint bits) could land in the
     table-growth run, which would then measure the load's aftermath, not the table's size."""
+    _vacuum_analyze()
+    with connection.cursor() as cursor:
+        try:
+            cursor.execute("CHECKPOINT")  # superuser or pg_checkpoint only
+        except DatabaseError as exc:
+            logger.warning("filler: no CHECKPOINT after the load (%s)", exc)
+
+
+def _vacuum_analyze() -> None:
     from taskhub.models import Task, TaskEvent
 
     with connection.cursor() as cursor:
         for model in (Task, TaskEvent):
             cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
-        try:
-            cursor.execute("CHECKPOINT")  # superuser or pg_checkpoint only
-        except DatabaseError as exc:
-            logger.warning("filler: no CHECKPOINT after the load (%s)", exc)
 
 
 def _copy_chunk(size: int, seed: int) -> None:
@@ -133,7 +138,5 @@ def drop() -> int:
         )
         cursor.execute(f"DELETE FROM {t} WHERE worker_id = %s", [MARK])
         deleted = cursor.rowcount
-    with connection.cursor() as cursor:
-        for model in (Task, TaskEvent):
-            cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
+    _vacuum_analyze()
     return deleted
