@@ -1,7 +1,7 @@
 """Payment providers: a small backend class per provider, chosen by ``PAYMENTS["PROVIDER"]``.
 
 DTR ("Digital Treasury Receipt") publishes no API, so taskhub defines the contract it speaks —
-the README's "DTR provider contract" section documents it, and the sandbox implements it:
+docs/payments.md's "The DTR provider contract" section documents it, and the sandbox implements it:
 
 * every request carries ``X-DTR-Key``, ``X-DTR-Timestamp`` (unix seconds) and ``X-DTR-Signature``
   = hex HMAC-SHA256(api secret, ``"{timestamp}.{METHOD}.{path}.{raw body}"``);

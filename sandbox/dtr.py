@@ -1,5 +1,5 @@
 """The DTR provider: payments and KYC documents (the contract is in payments/providers.py and
-the README). Payment decisions by the amount's last two digits:
+docs/payments.md). Payment decisions by the amount's last two digits:
 
 * ``.13`` → declined at once;
 * ``.42`` → processing; completes later, and only the callback says so;
