@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from web3 import Web3
@@ -29,24 +28,21 @@ from web3.exceptions import BlockNotFound, MismatchedABI
 from taskhub.errors import PermanentError
 
 from .abi import jsonable, parse_event_signature, topic0, validate_event_abi
+from .conf import blockchain_settings
 from .models import EventSubscription, IndexedEvent
 from .signals import blockchain_event
 
 logger = logging.getLogger(__name__)
 
 
-def _config(name: str, default):
-    return getattr(settings, "BLOCKCHAIN", {}).get(name, default)
-
-
 def web3_for(network_id: int) -> Web3:
     """A Web3 client for the network's RPC URL from ``BLOCKCHAIN["RPC_URLS"]``."""
-    url = _config("RPC_URLS", {}).get(str(network_id))
+    url = blockchain_settings.RPC_URLS.get(str(network_id))
     if not url:
         raise PermanentError(
             f"no RPC URL configured for network {network_id} (BLOCKCHAIN_RPC_URLS)"
         )
-    timeout = _config("RPC_TIMEOUT", 15)
+    timeout = blockchain_settings.RPC_TIMEOUT
     return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
 
 
@@ -120,7 +116,7 @@ def index_subscription(subscription_id: int, *, w3: Web3 | None = None) -> Index
     safe_head = w3.eth.block_number - sub.confirmations
     contract = w3.eth.contract(abi=[sub.event_abi])
     decoder = contract.events[sub.event_name]()
-    max_range = max(1, int(_config("MAX_BLOCK_RANGE", 2000)))
+    max_range = max(1, int(blockchain_settings.MAX_BLOCK_RANGE))
     while sub.next_block <= safe_head:
         first, last = sub.next_block, min(safe_head, sub.next_block + max_range - 1)
         logs = w3.eth.get_logs({"address": sub.contract_address, "topics": [sub.topic0],
@@ -194,7 +190,7 @@ def rewind_if_reorged(sub: EventSubscription, w3: Web3) -> int:
     below = sub.next_block - 1
     if _block_hash(w3, below) == sub.cursor_block_hash:
         return 0
-    low = max(sub.start_block, sub.next_block - int(_config("REORG_LOOKBACK", 128)))
+    low = max(sub.start_block, sub.next_block - int(blockchain_settings.REORG_LOOKBACK))
     canonical: dict[int, str] = {}
     orphaned = []
     recent = IndexedEvent.objects.filter(subscription=sub, block_number__gte=low)

@@ -22,9 +22,11 @@ from urllib.parse import urlsplit
 import httpx
 from django.conf import settings
 
+from .conf import kyc_settings
+
 
 def setting(name: str):
-    return settings.KYC[name]
+    return getattr(kyc_settings, name)
 
 
 class ProviderError(Exception):

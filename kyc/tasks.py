@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, field_validator
 from taskhub import PermanentError, Schedule, task
 
 from . import services
+from .conf import kyc_settings
 from .providers import ProviderRejected
 
 
@@ -53,9 +54,7 @@ def process_document(payload: CaseRef, ctx) -> dict:
     except ProviderRejected as exc:
         raise PermanentError(str(exc)) from None
     if ctx.workflow is not None and status not in services.DECIDED:
-        from django.conf import settings
-
-        wait = float(settings.KYC.get("DECISION_WAIT_SECONDS", 5.0))
+        wait = float(kyc_settings.DECISION_WAIT_SECONDS)
         status = services.wait_for_decision(payload.case_id, wait)
         if status.status not in services.DECIDED:
             raise NotDecided(f"case is {status.status}; waiting for the provider's decision")

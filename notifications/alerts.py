@@ -17,7 +17,6 @@ import fnmatch
 import logging
 import time
 
-from django.conf import settings
 from django.db import transaction
 from django.dispatch import receiver
 
@@ -27,6 +26,7 @@ from taskhub.models import TaskStatus
 from taskhub.signals import tasks_finished
 
 from . import signals
+from .conf import notifications_settings
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +51,6 @@ return stats
 """
 
 
-def _config(name: str, default):
-    return settings.NOTIFICATIONS.get(name, default)
-
-
 def _stats_key(task_name: str) -> str:
     return key("alerts", "stats", task_name)
 
@@ -66,16 +62,16 @@ def _window_key(task_name: str) -> str:
 def alerts_for(task_name: str, payload: dict) -> bool:
     if task_name == "email.send" and payload.get("template") == ALERT_TEMPLATE:
         return False  # an alert e-mail that fails must not alert about itself, forever
-    patterns = _config("ALERT_TASKS", ["*"])
+    patterns = notifications_settings.ALERT_TASKS
     return any(fnmatch.fnmatchcase(task_name, p) for p in patterns if p)
 
 
 def record_dead_letter(task_name: str, task_id: str, error: str, queue: str) -> None:
-    window = max(1, int(_config("ALERT_THROTTLE_SECONDS", 300)))
+    window = max(1, int(notifications_settings.ALERT_THROTTLE_SECONDS))
     opened = get_redis().eval(_COUNT, 2, _stats_key(task_name), _window_key(task_name),
                               task_id, error[:2000], queue, window, time.time())  # fmt: skip
     if opened:
-        delay = min(float(_config("ALERT_DELAY_SECONDS", 60)), window)
+        delay = min(float(notifications_settings.ALERT_DELAY_SECONDS), window)
         schedule(ALERT_TASK, {"taskName": task_name}, delay=delay,
                  dedup_key=f"alert-{task_name}", correlation_id=f"alert-{task_name}")  # fmt: skip
 
@@ -95,7 +91,7 @@ def send_alert(task_name: str) -> dict:
     """Send one alert for the failures counted since the last one (the alert task's body)."""
     client = get_redis()
     if _burst_goes_on(client, task_name):
-        delay = float(_config("ALERT_DELAY_SECONDS", 60))
+        delay = float(notifications_settings.ALERT_DELAY_SECONDS)
         schedule(ALERT_TASK, {"taskName": task_name}, delay=delay,
                  correlation_id=f"alert-{task_name}")  # fmt: skip
         return {"task_name": task_name, "deferred": True}
@@ -110,11 +106,11 @@ def send_alert(task_name: str) -> dict:
         "queue": stats.get("queue", ""),
         "task_id": stats.get("task_id", ""),
         "error": stats.get("error", ""),
-        "window_seconds": int(_config("ALERT_THROTTLE_SECONDS", 300)),
+        "window_seconds": int(notifications_settings.ALERT_THROTTLE_SECONDS),
     }
     try:
         with transaction.atomic():
-            recipients = list(_config("ALERT_EMAILS", []))
+            recipients = list(notifications_settings.ALERT_EMAILS)
             if recipients:
                 schedule("email.send", {
                     "to": recipients,
@@ -138,8 +134,8 @@ def _burst_goes_on(client, task_name: str) -> bool:
     if last_at is None or first_at is None:
         return False
     now = time.time()
-    quiet = float(_config("ALERT_DELAY_SECONDS", 60))
-    window = float(_config("ALERT_THROTTLE_SECONDS", 300))
+    quiet = float(notifications_settings.ALERT_DELAY_SECONDS)
+    window = float(notifications_settings.ALERT_THROTTLE_SECONDS)
     return now - float(last_at) < quiet and now - float(first_at) < window - quiet
 
 

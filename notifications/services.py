@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
@@ -12,6 +11,7 @@ from django.utils import timezone
 from taskhub import schedule
 from taskhub.errors import InvalidTaskRequest
 
+from .conf import notifications_settings
 from .models import Channel, DeliveryStatus, Notification, NotificationPreference
 
 DELIVER_TASK = "notifications.deliver"
@@ -32,7 +32,7 @@ def channels_for(user_id: str, type: str, requested: list[str] | None = None) ->
     if unknown:
         raise InvalidTaskRequest(f"unknown channels: {', '.join(unknown)}", field="channels")
     pref = preference_for(user_id, type)
-    enabled = pref.channels if pref else settings.NOTIFICATIONS["DEFAULT_CHANNELS"]
+    enabled = pref.channels if pref else notifications_settings.DEFAULT_CHANNELS
     chosen = requested if requested is not None else enabled
     picked = [c for c in Channel.values if c in chosen and (c in enabled or c == Channel.IN_APP)]
     return [Channel.IN_APP, *[c for c in picked if c != Channel.IN_APP]]

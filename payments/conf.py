@@ -6,6 +6,8 @@ from typing import Any
 
 from django.conf import settings
 
+from taskhub.conf import AppSettings
+
 DEFAULTS: dict[str, Any] = {
     "DTR_BASE_URL": "http://127.0.0.1:8100/dtr",
     "DTR_API_KEY": "",
@@ -30,8 +32,13 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+payments_settings = AppSettings(
+    "PAYMENTS", DEFAULTS, types={"CHAIN_ID": (int, type(None)), "CONFIRMATION_DEPTH": int}
+)
+
+
 def setting(name: str) -> Any:
-    return (getattr(settings, "PAYMENTS", None) or {}).get(name, DEFAULTS[name])
+    return getattr(payments_settings, name)
 
 
 def callback_tolerance() -> int:

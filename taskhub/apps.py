@@ -13,8 +13,13 @@ class TaskhubConfig(AppConfig):
 
         autodiscover_modules("tasks")
 
-        from .conf import taskhub_settings
+        from django.core import checks
+
+        from .conf import check_namespaces, taskhub_settings
         from .launcher import EXTRA_PROCESSES
+
+        # Unknown keys and wrong types in every settings namespace (taskhub's and the apps').
+        checks.register(check_namespaces, checks.Tags.compatibility)
 
         if taskhub_settings.ENABLE_SCHEDULING:
             # `taskhub up` runs the scheduler as its own process, never inside web workers.

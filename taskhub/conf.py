@@ -1,13 +1,21 @@
-"""taskhub's settings namespace: ``settings.TASKHUB`` over documented defaults, read lazily.
+"""Settings namespaces: one dict setting (``settings.TASKHUB``, ``settings.WEBHOOKS``, …) over
+documented defaults, read lazily, re-read when Django announces a change.
 
-Every value is looked up when it is used, never at import, so ``override_settings`` works in tests.
+:class:`AppSettings` is the one idiom every app of this repository uses for its settings (the
+shape of DRF's ``api_settings``): a value is looked up when it is used, never at import, so
+``override_settings`` and the ``settings`` fixture work in tests; a system check reports keys
+that no namespace knows (a misspelling) and values of the wrong type.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core import checks
+from django.core.signals import setting_changed
 
 #: Queues and their concurrency caps (tasks running at once across every worker process and host).
 #: ``None`` means no cap beyond the dispatch window. ``rate`` is a maximum of starts per second.
@@ -104,17 +112,133 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class TaskhubSettings:
-    """Attribute access to TASKHUB settings, falling back to DEFAULTS, resolved on each access."""
+#: Every namespace declared so far, by setting name: what the system check walks.
+_NAMESPACES: dict[str, AppSettings] = {}
+
+
+class AppSettings:
+    """Attribute access to one namespace's settings, falling back to ``defaults``.
+
+    ``types`` names the accepted types of a key whose default does not say it (a ``None``
+    default, or a float setting that also takes integers is implied); every other key must have
+    its default's type.
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        defaults: Mapping[str, Any],
+        *,
+        types: Mapping[str, type | tuple[type, ...]] | None = None,
+    ) -> None:
+        self.namespace = namespace
+        self.defaults = defaults
+        self.types = dict(types or {})
+        self._user: Mapping[str, Any] | None = None
+        _NAMESPACES[namespace] = self
 
     def __getattr__(self, name: str) -> Any:
-        if name not in DEFAULTS:
-            raise AttributeError(f"Unknown taskhub setting {name!r}")
-        user = getattr(django_settings, "TASKHUB", {}) or {}
-        return user.get(name, DEFAULTS[name])
+        if name not in self.defaults:
+            raise AttributeError(f"Unknown {self.namespace} setting {name!r}")
+        return self.user_settings().get(name, self.defaults[name])
+
+    def user_settings(self) -> Mapping[str, Any]:
+        """The project's dict for this namespace (the same object, so in-place edits show)."""
+        if self._user is None:
+            self._user = getattr(django_settings, self.namespace, None) or {}
+        return self._user
+
+    def reload(self) -> None:
+        self._user = None
+
+    def expected_type(self, name: str) -> type | tuple[type, ...] | None:
+        if name in self.types:
+            return self.types[name]
+        default = self.defaults[name]
+        if default is None:
+            return None
+        if isinstance(default, bool):
+            return bool
+        if isinstance(default, float):
+            return (int, float)
+        if isinstance(default, list | tuple):
+            return (list, tuple)
+        return type(default)
+
+    def check(self) -> list[checks.CheckMessage]:
+        """Unknown keys (a warning naming the closest known key) and values of the wrong type
+        (an error); ids ``<namespace>.W001`` and ``<namespace>.E001``."""
+        prefix = self.namespace.lower()
+        user = getattr(django_settings, self.namespace, None) or {}
+        if not isinstance(user, Mapping):
+            return [
+                checks.Error(
+                    f"settings.{self.namespace} must be a dict, not {type(user).__name__}",
+                    id=f"{prefix}.E001",
+                )
+            ]
+        messages: list[checks.CheckMessage] = []
+        for name, value in user.items():
+            if name not in self.defaults:
+                close = difflib.get_close_matches(str(name), list(self.defaults), n=1)
+                messages.append(
+                    checks.Warning(
+                        f"settings.{self.namespace} has an unknown key {name!r}",
+                        hint=f"did you mean {close[0]!r}?" if close else _known(self.defaults),
+                        id=f"{prefix}.W001",
+                    )
+                )
+                continue
+            expected = self.expected_type(name)
+            if expected is not None and not _is_a(value, expected):
+                messages.append(
+                    checks.Error(
+                        f"settings.{self.namespace}[{name!r}] is {type(value).__name__}, "
+                        f"expected {_names(expected)}",
+                        hint=f"the default is {self.defaults[name]!r}",
+                        id=f"{prefix}.E001",
+                    )
+                )
+        return messages
+
+
+def _is_a(value: Any, expected: type | tuple[type, ...]) -> bool:
+    # bool is an int to isinstance; an int setting given True is still a mistake.
+    if isinstance(value, bool) and bool not in _as_tuple(expected):
+        return False
+    return isinstance(value, expected)
+
+
+def _as_tuple(expected: type | tuple[type, ...]) -> tuple[type, ...]:
+    return expected if isinstance(expected, tuple) else (expected,)
+
+
+def _names(expected: type | tuple[type, ...]) -> str:
+    return " or ".join(t.__name__ for t in _as_tuple(expected))
+
+
+def _known(defaults: Iterable[str]) -> str:
+    return "known keys: " + ", ".join(sorted(defaults))
+
+
+def check_namespaces(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """The system check of every declared namespace (registered by taskhub's AppConfig)."""
+    return [message for ns in _NAMESPACES.values() for message in ns.check()]
+
+
+def _reload_namespace(*, setting: str, **kwargs) -> None:
+    if setting in _NAMESPACES:
+        _NAMESPACES[setting].reload()
+
+
+setting_changed.connect(_reload_namespace)
+
+
+class TaskhubSettings(AppSettings):
+    """The engine's namespace, ``settings.TASKHUB``."""
 
     def queue_config(self, queue: str) -> dict[str, Any]:
         return self.QUEUES.get(queue, {"concurrency": None})
 
 
-taskhub_settings = TaskhubSettings()
+taskhub_settings = TaskhubSettings("TASKHUB", DEFAULTS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings as django_settings
+from taskhub.conf import AppSettings
 
 DEFAULTS: dict[str, Any] = {
     # Seconds to wait after failed attempt 1, 2, … ; when they run out the delivery is
@@ -34,12 +34,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class WebhooksSettings:
-    def __getattr__(self, name: str) -> Any:
-        if name not in DEFAULTS:
-            raise AttributeError(f"Unknown webhooks setting {name!r}")
-        user = getattr(django_settings, "WEBHOOKS", {}) or {}
-        return user.get(name, DEFAULTS[name])
-
-
-webhooks_settings = WebhooksSettings()
+webhooks_settings = AppSettings(
+    "WEBHOOKS", DEFAULTS, types={"ALLOW_PRIVATE_TARGETS": (bool, type(None))}
+)
