@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast test-rabbitmq lint format bench clean browser drill-hosts
+.PHONY: run test test-unit test-fast test-rabbitmq lint format bench clean browser drill-hosts
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ browser:
 test: $(STAMP) $(NODE_STAMP) browser  ## the full suite, fault drills included, then the RabbitMQ pass
 	./scripts/run-tests $(PYTEST_ARGS)
 	./scripts/rabbitmq-pass
+
+test-unit: $(STAMP)  ## the engine's in-process unit tests: no npm, browser or worker process (< 1 min)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 test-fast: $(STAMP) $(NODE_STAMP) browser  ## skip the slow fault drills
 	./scripts/run-tests -m "not slow" $(PYTEST_ARGS)
