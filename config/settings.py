@@ -377,5 +377,21 @@ KYC = {
     "CALLBACK_BASE_URL": os.environ.get("TASKHUB_PUBLIC_URL", "http://127.0.0.1:8000"),
     "MAX_DOCUMENT_BYTES": env_int("TASKHUB_KYC_MAX_DOCUMENT_BYTES", 10 * 1024 * 1024),
 }
+# Production refuses the sandbox's secrets: they are published (sandbox/server.py), and with them
+# anyone could sign a provider callback (a payment settled, a KYC check passed).
+_SANDBOX_SECRETS = {
+    "TASKHUB_DTR_API_SECRET": "sandbox-dtr-api-secret",
+    "TASKHUB_DTR_WEBHOOK_SECRET": "sandbox-dtr-webhook",
+    "TASKHUB_ONRAMP_API_SECRET": "sandbox-onramp-secret",
+}
+if PRODUCTION and not DEBUG:
+    _unset = [n for n, v in _SANDBOX_SECRETS.items() if os.environ.get(n, v).strip() in ("", v)]
+    if _unset:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"{', '.join(_unset)} must be set in production (the sandbox's published values "
+            "are refused)"
+        )
 # Provider callbacks older (or further in the future) than this are refused as stale (seconds).
 CALLBACK_TOLERANCE_SECONDS = env_int("TASKHUB_CALLBACK_TOLERANCE", 300)
