@@ -258,7 +258,10 @@ SPECTACULAR_SETTINGS = {
         "KycStatusEnum": "kyc.models.KycStatus",
     },
 }
-# Largest request body accepted (bytes); larger → 413 before it is read.
+# Largest request body accepted (bytes); larger → 413 before it is read. For a multipart body
+# (file uploads) this caps its form fields only, as Django counts it; the whole body may reach
+# DATA_UPLOAD_MAX_MULTIPART_SIZE, by default room for the largest KYC document (set below) and
+# the fields. Each upload's own limit (KYC MAX_DOCUMENT_BYTES) then answers 400 naming it.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
 
 LANGUAGE_CODE = "en-us"
@@ -393,5 +396,9 @@ if PRODUCTION and not DEBUG:
             f"{', '.join(_unset)} must be set in production (the sandbox's published values "
             "are refused)"
         )
+DATA_UPLOAD_MAX_MULTIPART_SIZE = env_int(
+    "DJANGO_DATA_UPLOAD_MAX_MULTIPART_SIZE",
+    KYC["MAX_DOCUMENT_BYTES"] + DATA_UPLOAD_MAX_MEMORY_SIZE,
+)
 # Provider callbacks older (or further in the future) than this are refused as stale (seconds).
 CALLBACK_TOLERANCE_SECONDS = env_int("TASKHUB_CALLBACK_TOLERANCE", 300)
