@@ -71,6 +71,8 @@ DEFAULTS: dict[str, Any] = {
     # How long an idle consumer waits for the dispatcher's nudge before polling anyway
     # (milliseconds); the nudge wakes it at once, this only bounds a lost nudge.
     "WORKER_POLL_MS": 1000,
+    # Most children one attempt of a task may spawn (ctx.spawn); one more fails the task at once.
+    "MAX_CHILDREN": 10_000,
     # Crons and stored schedules (taskhub.cron, runscheduler). False turns all scheduling off.
     "ENABLE_SCHEDULING": True,
     # How often the scheduler looks for due slots and edited schedules (seconds).
