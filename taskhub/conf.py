@@ -68,6 +68,9 @@ DEFAULTS: dict[str, Any] = {
     "EVENTS_REPLAY_LIMIT": 1000,
     # Let outgoing HTTP (webhooks, image downloads, syncs) reach private/loopback addresses.
     "ALLOW_PRIVATE_TARGETS": False,
+    # Ports outgoing HTTP may connect to (while private targets are not allowed); add any other
+    # port a trusted target listens on, e.g. [80, 443, 8443].
+    "ALLOWED_PORTS": [80, 443],
     # How long an idle consumer waits for the dispatcher's nudge before polling anyway
     # (milliseconds); the nudge wakes it at once, this only bounds a lost nudge.
     "WORKER_POLL_MS": 1000,
