@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.e2e]
 
 
 def test_a_parent_over_the_children_limit_fails_without_children(make_stack):
-    stack = make_stack(
+    make_stack(
         processes=1, threads=2, env={"TASKHUB_SETTINGS_JSON": json.dumps({"MAX_CHILDREN": 3})}
     ).start()
     within = schedule("test.wf.parent", {"children": 3}, max_attempts=3)
