@@ -185,6 +185,8 @@ _TASKHUB_ENV = {
     "HEARTBEAT_INTERVAL": float,
     "KEY_PREFIX": str,
     "ALLOW_PRIVATE_TARGETS": lambda v: v.strip().lower() in {"1", "true", "yes", "on"},
+    # e.g. TASKHUB_ALLOWED_PORTS=80,443,8443
+    "ALLOWED_PORTS": lambda v: [int(p) for p in v.replace(" ", "").split(",") if p],
 }
 for _key, _type in _TASKHUB_ENV.items():
     if f"TASKHUB_{_key}" in os.environ:
@@ -258,7 +260,10 @@ SPECTACULAR_SETTINGS = {
         "KycStatusEnum": "kyc.models.KycStatus",
     },
 }
-# Largest request body accepted (bytes); larger → 413 before it is read.
+# Largest request body accepted (bytes); larger → 413 before it is read. For a multipart body
+# (file uploads) this caps its form fields only, as Django counts it; the whole body may reach
+# DATA_UPLOAD_MAX_MULTIPART_SIZE, by default room for the largest KYC document (set below) and
+# the fields. Each upload's own limit (KYC MAX_DOCUMENT_BYTES) then answers 400 naming it.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
 
 LANGUAGE_CODE = "en-us"
@@ -377,5 +382,25 @@ KYC = {
     "CALLBACK_BASE_URL": os.environ.get("TASKHUB_PUBLIC_URL", "http://127.0.0.1:8000"),
     "MAX_DOCUMENT_BYTES": env_int("TASKHUB_KYC_MAX_DOCUMENT_BYTES", 10 * 1024 * 1024),
 }
+# Production refuses the sandbox's secrets: they are published (sandbox/server.py), and with them
+# anyone could sign a provider callback (a payment settled, a KYC check passed).
+_SANDBOX_SECRETS = {
+    "TASKHUB_DTR_API_SECRET": "sandbox-dtr-api-secret",
+    "TASKHUB_DTR_WEBHOOK_SECRET": "sandbox-dtr-webhook",
+    "TASKHUB_ONRAMP_API_SECRET": "sandbox-onramp-secret",
+}
+if PRODUCTION and not DEBUG:
+    _unset = [n for n, v in _SANDBOX_SECRETS.items() if os.environ.get(n, v).strip() in ("", v)]
+    if _unset:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"{', '.join(_unset)} must be set in production (the sandbox's published values "
+            "are refused)"
+        )
+DATA_UPLOAD_MAX_MULTIPART_SIZE = env_int(
+    "DJANGO_DATA_UPLOAD_MAX_MULTIPART_SIZE",
+    KYC["MAX_DOCUMENT_BYTES"] + DATA_UPLOAD_MAX_MEMORY_SIZE,
+)
 # Provider callbacks older (or further in the future) than this are refused as stale (seconds).
 CALLBACK_TOLERANCE_SECONDS = env_int("TASKHUB_CALLBACK_TOLERANCE", 300)

@@ -210,6 +210,11 @@ def _createuser_args(p) -> None:
     p.add_argument("--role", choices=ROLES, default="viewer")
     p.add_argument("--email", default="")
     p.add_argument("--password", help="default: a random one, printed once")
+    p.add_argument(
+        "--rotate-token",
+        action="store_true",
+        help="for an existing user: replace the API token (the old one stops working)",
+    )
 
 
 @subcommand(
@@ -218,14 +223,24 @@ def _createuser_args(p) -> None:
     _createuser_args,
 )
 def createuser(args) -> None:
-    from .roles import create_user
+    from django.contrib.auth import get_user_model
+
+    from .roles import create_user, rotate_token
 
     if not args.username.strip():
         raise fail("username must not be empty")
+    existed = get_user_model().objects.filter(username=args.username).exists()
     user, password, token = create_user(
         args.username, args.role, password=args.password, email=args.email
     )
+    token_note = ""
+    if existed and args.rotate_token:
+        token = rotate_token(user)
+        token_note = " (rotated: the old token no longer works)"
+    elif existed:
+        token_note = " (existing token kept; --rotate-token replaces it)"
     shown = password if not args.password else "(as given)"
     sys.stdout.write(
-        f"user: {user.get_username()}\nrole: {args.role}\npassword: {shown}\ntoken: {token}\n"
+        f"user: {user.get_username()}{' (existing user updated)' if existed else ''}\n"
+        f"role: {args.role}\npassword: {shown}\ntoken: {token}{token_note}\n"
     )

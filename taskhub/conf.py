@@ -76,9 +76,14 @@ DEFAULTS: dict[str, Any] = {
     "EVENTS_REPLAY_LIMIT": 1000,
     # Let outgoing HTTP (webhooks, image downloads, syncs) reach private/loopback addresses.
     "ALLOW_PRIVATE_TARGETS": False,
+    # Ports outgoing HTTP may connect to (while private targets are not allowed); add any other
+    # port a trusted target listens on, e.g. [80, 443, 8443].
+    "ALLOWED_PORTS": [80, 443],
     # How long an idle consumer waits for the dispatcher's nudge before polling anyway
     # (milliseconds); the nudge wakes it at once, this only bounds a lost nudge.
     "WORKER_POLL_MS": 1000,
+    # Most children one attempt of a task may spawn (ctx.spawn); one more fails the task at once.
+    "MAX_CHILDREN": 10_000,
     # Crons and stored schedules (taskhub.cron, runscheduler). False turns all scheduling off.
     "ENABLE_SCHEDULING": True,
     # How often the scheduler looks for due slots and edited schedules (seconds).

@@ -108,11 +108,12 @@ class TaskContext:
         until every child has ended, and completes (or fails, if a child failed) after them.
 
         The payload is checked now (InvalidTaskRequest); if the attempt fails, nothing is
-        spawned — a retry spawns afresh.
+        spawned — a retry spawns afresh. One attempt may spawn at most ``MAX_CHILDREN``
+        children: one more raises InvalidTaskRequest, which fails the task at once.
         """
         from .workflows.children import prepare_child
 
-        self.spawned.append(prepare_child(task, payload, options))
+        self.spawned.append(prepare_child(task, payload, options, spawned=len(self.spawned)))
 
     @property
     def idempotency_key(self) -> str:

@@ -3,9 +3,12 @@
 Only http(s) URLs; every address a host name resolves to is checked, and the connection is made
 to the checked address itself — not to a second lookup — so DNS rebinding can't slip a private
 address in between the check and the connect. Private, loopback, link-local (cloud metadata at
-169.254.169.254), carrier-grade NAT, multicast, reserved, IPv6 unique-local and IPv4-mapped
-private addresses are refused unless ``TASKHUB["ALLOW_PRIVATE_TARGETS"]`` (or the caller) allows
-them. Redirects are never followed.
+169.254.169.254), carrier-grade NAT, multicast, reserved, IPv6 unique-local and site-local,
+IPv4-mapped private addresses and the IPv6 ranges that carry or translate to IPv4 (IPv4-compatible
+``::/96``, 6to4 ``2002::/16``, NAT64 ``64:ff9b::/96`` and ``64:ff9b:1::/48``) are refused, and so
+is any port but ``TASKHUB["ALLOWED_PORTS"]`` (80 and 443 unless more are listed) — unless
+``TASKHUB["ALLOW_PRIVATE_TARGETS"]`` (or the caller) allows private targets, which turns both
+checks off. Redirects are never followed.
 
 Webhook deliveries, image downloads and data syncs all use :func:`guarded_client`.
 """
@@ -29,13 +32,17 @@ _BLOCKED_NETWORKS = [
         "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15",
         "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
         "255.255.255.255/32", "::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
-        "2001:db8::/32", "64:ff9b::/96",
+        "2001:db8::/32", "64:ff9b::/96", "::/96", "2002::/16", "64:ff9b:1::/48", "fec0::/10",
     )
 ]  # fmt: skip
 
 
 class BlockedAddress(httpx.ConnectError):
     """The target resolves to an address taskhub refuses to connect to."""
+
+
+class BlockedPort(BlockedAddress):
+    """The target's port is not in ``TASKHUB["ALLOWED_PORTS"]``."""
 
 
 class UnsupportedScheme(ValueError):
@@ -54,6 +61,13 @@ def check_url(url: str) -> None:
     scheme = httpx.URL(url).scheme
     if scheme not in ("http", "https"):
         raise UnsupportedScheme(f"only http and https URLs are allowed, not {scheme!r}")
+
+
+def port_allowed(port: int) -> bool:
+    """Whether outgoing requests may use this port (when private targets are not allowed)."""
+    from .conf import taskhub_settings
+
+    return port in set(taskhub_settings.ALLOWED_PORTS)
 
 
 def _private_allowed() -> bool:
@@ -85,6 +99,9 @@ class GuardedBackend(SyncBackend):
             blocked = [a for a in addresses if is_blocked(a)]
             if blocked:
                 raise BlockedAddress(f"{host} resolves to a refused address ({blocked[0]})")
+            if not port_allowed(port):
+                # Another port reaches services that are not web servers (SSH, SMTP, Redis …).
+                raise BlockedPort(f"port {port} of {host} is not an allowed port (ALLOWED_PORTS)")
         return super().connect_tcp(addresses[0], port, timeout, local_address, socket_options)
 
 

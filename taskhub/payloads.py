@@ -70,7 +70,8 @@ def to_jsonable(value: Any) -> Any:
 
 
 def redact(definition: TaskDefinition | None, payload: Any) -> Any:
-    """A copy of the payload with the task's secret fields masked."""
-    if definition is None or not definition.secret_fields or not isinstance(payload, dict):
-        return payload
-    return {k: ("***" if k in definition.secret_fields else v) for k, v in payload.items()}
+    """A copy of the payload with the task's secret fields, secret-looking keys (at any depth)
+    and the credentials in URLs masked (taskhub.masking)."""
+    from .masking import mask
+
+    return mask(payload, definition.secret_fields if definition else ())

@@ -69,6 +69,15 @@ def create_user(
     return user, password, token.key
 
 
+def rotate_token(user) -> str:
+    """Replace the user's API token; the old one stops working at once. Returns the new key."""
+    from rest_framework.authtoken.models import Token
+
+    with transaction.atomic():
+        Token.objects.filter(user=user).delete()
+        return Token.objects.create(user=user).key
+
+
 def create_first_admin(username: str = "admin") -> tuple[str, str, str] | None:
     """On a database with no users at all, create an admin; return (name, password, token).
 

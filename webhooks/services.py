@@ -19,7 +19,7 @@ from django.utils import timezone
 import taskhub
 from taskhub.errors import InvalidTaskRequest, InvalidTransition, TaskhubError
 from taskhub.models import ACTIVE_STATUSES, Task, TaskStatus
-from taskhub.net import UnsupportedScheme, check_url, is_blocked
+from taskhub.net import UnsupportedScheme, check_url, is_blocked, port_allowed
 from taskhub.payloads import encode_json
 
 from .conf import webhooks_settings
@@ -80,6 +80,9 @@ def _check_endpoint_url(url: str) -> str:
             addresses = []  # not resolvable yet; refused at delivery if it resolves privately
     if any(is_blocked(a) for a in addresses):
         raise InvalidWebhook(f"{parsed.host} is a private or reserved address", field="url")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    if not port_allowed(port):
+        raise InvalidWebhook(f"port {port} is not an allowed port (ALLOWED_PORTS)", field="url")
     return url
 
 

@@ -2,6 +2,10 @@
 
 Django enforces that limit only when ``request.body`` is read; DRF's parsers read the stream
 directly, so without this an oversize JSON body would be parsed in full.
+
+A multipart body (file uploads) may be larger, up to ``DATA_UPLOAD_MAX_MULTIPART_SIZE``: Django
+applies ``DATA_UPLOAD_MAX_MEMORY_SIZE`` to its form fields alone, files stream to disk, and each
+upload's own limit (a KYC document's ``MAX_DOCUMENT_BYTES``) is checked by its view.
 """
 
 from __future__ import annotations
@@ -11,8 +15,16 @@ from django.conf import settings
 from django.http import JsonResponse
 
 
+def _limit(request) -> int | None:
+    if request.META.get("CONTENT_TYPE", "").startswith("multipart/form-data"):
+        return getattr(settings, "DATA_UPLOAD_MAX_MULTIPART_SIZE", None) or (
+            settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        )
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
 def _too_large(request) -> JsonResponse | None:
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    limit = _limit(request)
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..audit import audited
+from ..masking import mask_workflow_spec
 from ..workflows import definitions, operations
 from ..workflows.models import FailurePolicy, WorkflowDefinition, WorkflowRun, WorkflowStatus
 from ..workflows.start import start_workflow
@@ -157,6 +158,11 @@ class WorkflowDefinitionSerializer(serializers.ModelSerializer):
         model = WorkflowDefinition
         fields = ("id", "name", "version", "description", "spec", "is_active", "on_failure",
                   "created_at", "updated_at")  # fmt: skip
+
+    def to_representation(self, instance):
+        shown = super().to_representation(instance)
+        shown["spec"] = mask_workflow_spec(shown["spec"])  # its steps' secrets never leave
+        return shown
 
 
 def detail(run: WorkflowRun) -> dict:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import AnyHttpUrl, BaseModel, Field, model_validator
 
 from ..errors import PermanentError
+from ..masking import mask_url
 from ..net import guarded_client
 from ..registry import task
 from ..retry import Exponential
@@ -54,7 +55,7 @@ def http_request(payload: HttpRequest, ctx) -> dict:
             json=payload.json_body, content=payload.body,
         )  # fmt: skip
     excerpt = response.text[:BODY_EXCERPT]
-    ctx.logger.info("%s %s -> %s", payload.method, payload.url, response.status_code)
+    ctx.logger.info("%s %s -> %s", payload.method, mask_url(str(payload.url)), response.status_code)
     if response.status_code >= 500:
         raise HttpServerError(f"server answered {response.status_code}: {excerpt[:200]}")
     if response.status_code >= 400:

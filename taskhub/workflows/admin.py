@@ -31,6 +31,7 @@ from ..admin import (
 from ..admin_tools import RoleAdmin, confirm_then
 from ..audit import audited
 from ..errors import TaskhubError
+from ..masking import mask
 from ..models import Task, TaskEvent
 from ..roles import OPERATOR, has_role
 from . import definitions, diagram, operations
@@ -158,7 +159,7 @@ class WorkflowRunAdmin(RoleAdmin):
 
     @admin.display(description="input")
     def input_json(self, run):
-        return pretty_json(run.input)
+        return pretty_json(mask(run.input))
 
     @admin.display(description="context")
     def context_json(self, run):

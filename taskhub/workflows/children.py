@@ -10,17 +10,28 @@ from typing import Any
 
 from django.utils import timezone
 
+from ..conf import taskhub_settings
+from ..errors import InvalidTaskRequest
 from ..models import EventKind, Task, TaskEvent, TaskStatus
 from ..payloads import validate_payload
 from ..registry import get_definition
 from ..scheduling import _check_queue, _new_row, _resolve_options
 from .models import StepEdge
 
-MAX_CHILDREN = 10_000
 
+def prepare_child(
+    task: Any, payload: dict[str, Any] | None, options: dict[str, Any], *, spawned: int = 0
+) -> Task:
+    """A child row, checked now; its parent and ids are filled in when it is written.
 
-def prepare_child(task: Any, payload: dict[str, Any] | None, options: dict[str, Any]) -> Task:
-    """A child row, checked now; its parent and ids are filled in when it is written."""
+    ``spawned`` is how many children the attempt has spawned already: past MAX_CHILDREN the
+    request is refused (InvalidTaskRequest fails the task at once, its children unwritten).
+    """
+    limit = taskhub_settings.MAX_CHILDREN
+    if spawned >= limit:
+        raise InvalidTaskRequest(
+            f"a task may spawn at most {limit} children (MAX_CHILDREN)", field="children"
+        )
     definition = get_definition(task)
     _check_queue(definition)
     clean = validate_payload(definition, payload)

@@ -13,6 +13,7 @@ from django.utils import timezone
 from ..broker import wake_dispatcher
 from ..errors import InvalidTransition, TaskhubError
 from ..events import publish_on_commit
+from ..masking import mask
 from ..models import DeadLetter, EventKind, Task, TaskEvent, TaskStatus
 from ..registry import all_definitions
 from . import coordinator
@@ -221,7 +222,7 @@ def run_detail(run: WorkflowRun) -> dict[str, Any]:
     ]  # fmt: skip
     return {
         **run_summary(run),
-        "input": run.input,
+        "input": mask(run.input),  # shown, never handed to a step: masked
         "context": run.context,
         "steps": [
             {

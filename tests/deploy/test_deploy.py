@@ -15,7 +15,16 @@ PRODUCTION_ENV = {
     "DJANGO_PRODUCTION": "1",
     "DJANGO_SECRET_KEY": "k" * 20 + "-production-secret-from-the-environment-" + "z" * 10,
     "DJANGO_ALLOWED_HOSTS": "taskhub.example.com",
+    # The payment and KYC providers' secrets: production refuses the sandbox's published ones.
+    "TASKHUB_DTR_API_SECRET": "dtr-api-secret-from-the-environment",
+    "TASKHUB_DTR_WEBHOOK_SECRET": "dtr-webhook-secret-from-the-environment",
+    "TASKHUB_ONRAMP_API_SECRET": "onramp-api-secret-from-the-environment",
 }
+PROVIDER_SECRETS = [
+    "TASKHUB_DTR_API_SECRET",
+    "TASKHUB_DTR_WEBHOOK_SECRET",
+    "TASKHUB_ONRAMP_API_SECRET",
+]
 
 
 def manage(*argv, **env):
@@ -39,6 +48,38 @@ def test_production_refuses_to_start_without_a_secret_key_from_the_environment()
     done = manage("check", **env)
 
     assert done.returncode != 0 and "DJANGO_SECRET_KEY must be set" in done.stderr
+
+
+@pytest.mark.parametrize("name", PROVIDER_SECRETS)
+def test_production_refuses_to_start_with_a_provider_secret_missing(name):
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != name}
+
+    done = manage("check", **env)
+
+    assert done.returncode != 0 and f"{name} must be set" in done.stderr
+
+
+def test_production_refuses_to_start_with_the_sandboxs_published_secrets():
+    from sandbox.server import Config
+
+    sandbox = Config()
+    published = {
+        "TASKHUB_DTR_API_SECRET": sandbox.dtr_api_secret,
+        "TASKHUB_DTR_WEBHOOK_SECRET": sandbox.dtr_webhook_secret,
+        "TASKHUB_ONRAMP_API_SECRET": sandbox.onramp_api_secret,
+    }
+
+    done = manage("check", **{**PRODUCTION_ENV, **published})
+
+    assert done.returncode != 0
+    assert all(name in done.stderr for name in PROVIDER_SECRETS)
+    assert not any(value in done.stderr for value in published.values())  # never echoed
+
+
+def test_the_env_example_lists_every_secret_production_requires():
+    example = (ROOT / "deploy" / "systemd" / "taskhub.env.example").read_text()
+
+    assert all(f"\n{name}=" in example for name in ["DJANGO_SECRET_KEY", *PROVIDER_SECRETS])
 
 
 def test_the_embedded_default_still_runs_with_no_environment():

@@ -4,6 +4,7 @@ time (so DNS rebinding can't slip through), and at save time where it can be see
 import socket
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
 from webhooks import services
@@ -56,7 +57,9 @@ def test_a_host_name_that_resolves_privately_at_delivery_time_is_refused(monkeyp
 
     monkeypatch.setattr(socket, "getaddrinfo", resolve)
     port = receiver.server.server_port
-    with override_settings(WEBHOOKS=GUARD_ON):
+    # The receiver's port allowed, so that only the address can refuse the delivery.
+    allowed = {**settings.TASKHUB, "ALLOWED_PORTS": [port]}
+    with override_settings(WEBHOOKS=GUARD_ON, TASKHUB=allowed):
         services.create_endpoint(f"http://hooks.example.test:{port}/hook", ["*"])
         [delivery] = services.publish("invoice.paid", {})
         answers["hooks.example.test"] = "127.0.0.1"
