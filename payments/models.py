@@ -110,6 +110,10 @@ class SafeTransaction(models.Model):
     raw_transaction = models.TextField(blank=True)
     eth_tx_hash = models.CharField(max_length=66, blank=True, db_index=True)
     block_number = models.BigIntegerField(null=True, blank=True)
+    #: a block after which the Safe's nonce had not yet passed ours, so our safeTxHash can only
+    #: have executed after it: where every search for the execution starts (recorded on
+    #: acceptance or at the first execution attempt, before the server signs)
+    search_from_block = models.BigIntegerField(null=True, blank=True)
     confirmations = models.PositiveIntegerField(default=0)
     execute_task_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
