@@ -223,9 +223,9 @@ class ChainVerdict:
             f"not executed: no ExecutionSuccess/ExecutionFailure for its safeTxHash in "
             f"blocks {self.searched_from}-{self.head}"
         )
-        if self.nonce <= int(row.nonce):
-            proof += f"; it stays executable until the Safe uses nonce {int(row.nonce)}"
-        return proof
+        if self.nonce > int(row.nonce):
+            return proof + f"; another transaction used nonce {int(row.nonce)}, so it never will"
+        return proof + f"; it stays executable until the Safe uses nonce {int(row.nonce)}"
 
 
 def look_up(w3, safe: SafeOnChain, row: SafeTransaction) -> ChainVerdict:

@@ -162,7 +162,7 @@ def test_a_nonce_taken_by_another_transaction_fails_only_once_the_search_proves_
     row.refresh_from_db()
     assert row.status == "failed"
     assert "already used" in row.failure_reason
-    assert "not executed" in row.failure_reason
+    assert "not executed" in row.failure_reason and "so it never will" in row.failure_reason
     assert "eth_sendRawTransaction" not in proxy.methods
     assert SafeOnChain(chain.w3, chain.safe_address).nonce() == nonce + 1
     # The search covered every block from the recorded start to the head, in bounded ranges.
