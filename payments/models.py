@@ -76,7 +76,9 @@ class SafeTxStatus(models.TextChoices):
     CONFIRMED = "confirmed"  # enough owner signatures (the user's and the server's)
     SUBMITTED = "submitted"  # execTransaction sent; its chain transaction hash is recorded
     EXECUTED = "executed"  # ExecutionSuccess seen at the confirmation depth (terminal)
-    FAILED = "failed"  # rejected, reverted, ExecutionFailure or nonce taken (terminal)
+    #: rejected, reverted, ExecutionFailure or nonce taken — each only once the chain shows the
+    #: safeTxHash did not execute (terminal; the settle workflow may then refund the payment)
+    FAILED = "failed"
 
 
 SAFE_TX_TERMINAL = {SafeTxStatus.EXECUTED, SafeTxStatus.FAILED}

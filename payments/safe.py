@@ -69,7 +69,8 @@ class SafeRequestError(ValueError):
 
 
 class SafeExecutionFailed(Exception):
-    """A failure no retry can fix; the SafeTransaction is marked failed with this message."""
+    """A failure no retry can fix; the SafeTransaction is marked failed with this message once
+    the chain shows that its safeTxHash did not execute (:func:`_fail_unless_executed`)."""
 
 
 class NotYetFinal(Exception):

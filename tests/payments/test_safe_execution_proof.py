@@ -187,3 +187,22 @@ def test_a_row_without_a_recorded_start_block_still_finds_the_execution(chain, p
     row.refresh_from_db()
     assert row.eth_tx_hash == theirs
     assert_searched_in_bounded_ranges(proxy, 0)
+
+
+def test_with_a_confirmation_depth_the_nonce_taker_must_be_that_deep_before_failing(chain, proxy):
+    fields = fields_for(chain, value=1_005)
+    row = accept(chain, fields)
+    execute_elsewhere(chain, {**fields, "value": 9})  # another SafeTx takes the nonce
+    saved = settings.PAYMENTS["CONFIRMATION_DEPTH"]
+    settings.PAYMENTS["CONFIRMATION_DEPTH"] = 3
+    try:
+        with pytest.raises(safe.NotYetFinal, match="not 3 blocks deep"):
+            safe.execute(row.id)
+        assert SafeTransaction.objects.get(id=row.id).status == "proposed"
+
+        mine(chain, 100)
+        with pytest.raises(taskhub.PermanentError, match="already used"):
+            safe.execute(row.id)
+    finally:
+        settings.PAYMENTS["CONFIRMATION_DEPTH"] = saved
+    assert SafeTransaction.objects.get(id=row.id).status == "failed"
