@@ -25,6 +25,9 @@ DEFAULTS: dict[str, Any] = {
     "SAFE_RELAYER_KEY": "",
     "SAFE_TX_SERVICE_URL": "",
     "CONFIRMATION_DEPTH": 1,
+    # Widest eth_getLogs range asked of the node when looking for a Safe's execution: hosted
+    # nodes refuse wider queries (often above 2,000 or 10,000 blocks).
+    "LOG_SEARCH_BLOCKS": 2000,
     # Test hook for the crash drill: seconds to sleep right after execTransaction is sent and
     # before that is recorded, so a test can kill the worker in exactly that window.
     "PAUSE_AFTER_SUBMIT": 0.0,

@@ -76,7 +76,9 @@ class SafeTxStatus(models.TextChoices):
     CONFIRMED = "confirmed"  # enough owner signatures (the user's and the server's)
     SUBMITTED = "submitted"  # execTransaction sent; its chain transaction hash is recorded
     EXECUTED = "executed"  # ExecutionSuccess seen at the confirmation depth (terminal)
-    FAILED = "failed"  # rejected, reverted, ExecutionFailure or nonce taken (terminal)
+    #: rejected, reverted, ExecutionFailure or nonce taken — each only once the chain shows the
+    #: safeTxHash did not execute (terminal; the settle workflow may then refund the payment)
+    FAILED = "failed"
 
 
 SAFE_TX_TERMINAL = {SafeTxStatus.EXECUTED, SafeTxStatus.FAILED}
@@ -110,6 +112,10 @@ class SafeTransaction(models.Model):
     raw_transaction = models.TextField(blank=True)
     eth_tx_hash = models.CharField(max_length=66, blank=True, db_index=True)
     block_number = models.BigIntegerField(null=True, blank=True)
+    #: a block after which the Safe's nonce had not yet passed ours, so our safeTxHash can only
+    #: have executed after it: where every search for the execution starts (recorded on
+    #: acceptance or at the first execution attempt, before the server signs)
+    search_from_block = models.BigIntegerField(null=True, blank=True)
     confirmations = models.PositiveIntegerField(default=0)
     execute_task_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

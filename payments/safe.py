@@ -4,16 +4,27 @@ Crash safety of :func:`execute` (the retry after a kill -9 must never execute tw
 
 1. Before anything else the chain is asked whether the Safe already emitted ExecutionSuccess /
    ExecutionFailure for our safeTxHash; if so that is recorded and nothing is sent.
-2. A Safe nonce already past ours means another transaction used it: fail, never resubmit.
-3. The relayer's signed execTransaction (and its hash) is committed *before* it is sent; a retry
+2. The relayer's signed execTransaction (and its hash) is committed *before* it is sent; a retry
    re-sends those same bytes (same hash, so at most one can be mined) instead of signing anew.
    Even so, the Safe's own nonce check makes a second execution of one SafeTx impossible.
+
+Money never moves twice: a Safe transaction is marked ``failed`` (which lets the settle workflow
+refund the payment) only on proof from the chain that our safeTxHash did not execute. The
+server's signature is visible before execution (the API lists confirmations; the transaction
+service publishes them), so the user — or anyone holding the signatures — may execute it
+themselves at any moment, also between our steps and between our attempts. Every terminal
+failure therefore first looks again (:func:`look_up`): the Safe's logs for our safeTxHash from
+``search_from_block`` (a block after which the Safe's nonce had not passed ours, recorded
+before the server signs) to the head, in bounded ranges. Found, by whoever sent it: recorded as
+executed with that chain transaction, never failed. Not found: failed, the reason naming the
+blocks searched. The node cannot answer: the attempt errors and the task retries — no verdict.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -22,7 +33,7 @@ from web3.exceptions import ContractLogicError, TransactionNotFound
 
 import taskhub
 
-from .chain.client import ChainNotConfigured, SafeOnChain, get_web3
+from .chain.client import ChainNotConfigured, Execution, SafeOnChain, get_web3
 from .chain.safe_tx import (
     InvalidSafeTx,
     SafeTx,
@@ -58,7 +69,8 @@ class SafeRequestError(ValueError):
 
 
 class SafeExecutionFailed(Exception):
-    """A failure no retry can fix; the SafeTransaction is marked failed with this message."""
+    """A failure no retry can fix; the SafeTransaction is marked failed with this message once
+    the chain shows that its safeTxHash did not execute (:func:`_fail_unless_executed`)."""
 
 
 class NotYetFinal(Exception):
@@ -94,35 +106,43 @@ def prepare(spec: object, user_id: str) -> tuple[SafeTransaction, tuple[str, str
         owner, kind, signature = recover_owner(tx_hash, spec.get("user_signature"))
     except InvalidSafeTx as exc:
         raise SafeRequestError({exc.field: [str(exc)]}) from None
-    _check_owner_if_chain_known(safe_address, owner)
+    search_from = _check_owner_if_chain_known(safe_address, owner, tx.nonce)
     row = SafeTransaction(
         user_id=str(user_id), safe_address=safe_address, chain_id=chain_id,
         to=tx.to, value=tx.value, data=tx.data, operation=tx.operation,
         safe_tx_gas=tx.safeTxGas, base_gas=tx.baseGas, gas_price=tx.gasPrice,
         gas_token=tx.gasToken, refund_receiver=tx.refundReceiver, nonce=tx.nonce,
         safe_tx_hash="0x" + tx_hash.hex(), backend=setting("SAFE_BACKEND"),
+        search_from_block=search_from,
     )  # fmt: skip
     return row, (owner, kind, signature)
 
 
-def _check_owner_if_chain_known(safe_address: str, owner: str) -> None:
-    """With a chain configured, refuse at once a signature that is not from an owner."""
+def _check_owner_if_chain_known(safe_address: str, owner: str, nonce: int) -> int | None:
+    """With a chain configured, refuse at once a signature that is not from an owner.
+
+    Returns the head block if the Safe's nonce has not passed ours there (where a search for
+    our execution can start), else None (the execution task finds a start itself)."""
     try:
-        safe = SafeOnChain(get_web3(), safe_address)
+        w3 = get_web3()
+        safe = SafeOnChain(w3, safe_address)
         if not safe.is_deployed():
             raise SafeRequestError({"safe_address": ["no Safe is deployed at this address"]})
         owners = safe.owners()
+        head = int(w3.eth.block_number)
+        search_from = head if safe.nonce(head) <= nonce else None
     except ChainNotConfigured:
-        return  # checked by the execution task, which fails permanently naming the setting
+        return None  # checked by the execution task, which fails permanently naming the setting
     except SafeRequestError:
         raise
     except Exception as exc:  # node unreachable: the task checks again before executing
         logger.warning("could not read the Safe's owners: %s", type(exc).__name__)
-        return
+        return None
     if owner not in owners:
         raise SafeRequestError(
             {"user_signature": [f"the signature recovers to {owner}, not an owner of this Safe"]}
         )
+    return search_from
 
 
 def _save(row: SafeTransaction, confirmation: tuple[str, str, str]) -> SafeTransaction:
@@ -188,11 +208,85 @@ def as_safe_tx(row: SafeTransaction) -> SafeTx:
     )  # fmt: skip
 
 
-def _fail(row: SafeTransaction, reason: str) -> None:
+@dataclass(frozen=True)
+class ChainVerdict:
+    """What the chain says about our safeTxHash, everything read as of block ``head``."""
+
+    #: its ExecutionSuccess / ExecutionFailure log, whoever sent the executing transaction
+    execution: Execution | None
+    searched_from: int
+    head: int
+    #: the Safe's nonce after ``head``: past ours means ours can never execute any more
+    nonce: int
+
+    def absence(self, row: SafeTransaction) -> str:
+        proof = (
+            f"not executed: no ExecutionSuccess/ExecutionFailure for its safeTxHash in "
+            f"blocks {self.searched_from}-{self.head}"
+        )
+        if self.nonce > int(row.nonce):
+            return proof + f"; another transaction used nonce {int(row.nonce)}, so it never will"
+        return proof + f"; it stays executable until the Safe uses nonce {int(row.nonce)}"
+
+
+def look_up(w3, safe: SafeOnChain, row: SafeTransaction) -> ChainVerdict:
+    """Search the chain for our safeTxHash's execution, from the row's start block to the head.
+
+    Node errors propagate (the task retries): no answer is never read as "not executed"."""
+    head = int(w3.eth.block_number)
+    nonce = safe.nonce_at(head)
+    start = _search_start(safe, row, head, nonce)
+    found = safe.find_execution(row.safe_tx_hash, start, head)
+    return ChainVerdict(execution=found, searched_from=start, head=head, nonce=nonce)
+
+
+def _search_start(safe: SafeOnChain, row: SafeTransaction, head: int, nonce: int) -> int:
+    """The row's ``search_from_block``, found and recorded on the first look if unknown.
+
+    Our safeTxHash can only execute while the Safe's nonce equals ours, so it cannot have
+    executed up to a block after which the nonce was still at most ours."""
+    if row.search_from_block is not None:
+        return row.search_from_block
+    ours = int(row.nonce)
+    start = head if nonce <= ours else safe.last_block_before_nonce_passed(ours, head)
+    SafeTransaction.objects.filter(id=row.id, search_from_block__isnull=True).update(
+        search_from_block=start
+    )
+    row.search_from_block = start
+    return start
+
+
+def _mark_failed(row: SafeTransaction, reason: str) -> None:
+    """Only with proof from the chain (a :class:`ChainVerdict` or an ExecutionFailure log):
+    ``failed`` lets the settle workflow refund the payment."""
     SafeTransaction.objects.filter(id=row.id).exclude(status__in=SAFE_TX_TERMINAL).update(
         status=SafeTxStatus.FAILED, failure_reason=reason[:500], updated_at=timezone.now()
     )
     logger.warning("Safe transaction %s failed: %s", row.id, reason)
+
+
+def _fail_on_proof(row: SafeTransaction, safe: SafeOnChain, verdict: ChainVerdict, reason: str):
+    """Mark failed on a verdict that found no execution; with ``CONFIRMATION_DEPTH`` > 1 the
+    transaction that took our nonce must be that deep first (a reorg could drop it)."""
+    depth = int(setting("CONFIRMATION_DEPTH"))
+    ours = int(row.nonce)
+    if depth > 1 and verdict.nonce > ours >= safe.nonce_at(max(0, verdict.head - depth + 1)):
+        raise NotYetFinal(f"the transaction that used nonce {ours} is not {depth} blocks deep")
+    _mark_failed(row, f"{reason} ({verdict.absence(row)})")
+
+
+def _record_execution(row: SafeTransaction, found: Execution, schedule_track: bool) -> str:
+    """Our safeTxHash is on chain, whoever sent it: record that transaction; tracking takes it
+    to ``executed`` (or ``failed`` on ExecutionFailure) at the confirmation depth."""
+    if found.eth_tx_hash != row.eth_tx_hash:
+        logger.warning(
+            "Safe transaction %s was executed by %s (not our relayer's %s)",
+            row.id,
+            found.eth_tx_hash,
+            row.eth_tx_hash or "none",
+        )
+    _record_submitted(row, found.eth_tx_hash, found.block_number, schedule_track=schedule_track)
+    return SafeTxStatus.SUBMITTED
 
 
 def _record_submitted(
@@ -245,40 +339,50 @@ def execute(safe_transaction_id: str, *, schedule_track: bool = True) -> str:
         return row.status
     try:
         return _execute(row, schedule_track)
-    except (ChainNotConfigured, SafeExecutionFailed) as exc:
-        _fail(row, str(exc))
+    except SafeExecutionFailed as exc:
+        return _fail_unless_executed(row, str(exc), schedule_track)
+    except ChainNotConfigured as exc:
+        # No chain to read, so nothing is proven either way: the row is left as it is (not
+        # failed, so nothing is refunded) for an operator to fix the setting and reconcile.
         raise taskhub.PermanentError(str(exc)) from None
+
+
+def _fail_unless_executed(row: SafeTransaction, reason: str, schedule_track: bool) -> str:
+    """A failure no retry of ours can fix — yet the SafeTx may have executed anyway, by anyone,
+    even since we last looked (a nonce already used, an estimate that reverts because it just
+    ran). Look again: executed is recorded as such; failed only if the chain shows it is not."""
+    w3 = get_web3()
+    safe = SafeOnChain(w3, row.safe_address)
+    verdict = look_up(w3, safe, row)
+    if verdict.execution is not None:
+        return _record_execution(row, verdict.execution, schedule_track)
+    _fail_on_proof(row, safe, verdict, reason)
+    raise taskhub.PermanentError(reason)
 
 
 def _execute(row: SafeTransaction, schedule_track: bool) -> str:
     w3 = get_web3()
     if int(w3.eth.chain_id) != row.chain_id:
-        raise SafeExecutionFailed(f"the configured chain is {w3.eth.chain_id}, not {row.chain_id}")
+        raise ChainNotConfigured(f"the configured chain is {w3.eth.chain_id}, not {row.chain_id}")
     safe = SafeOnChain(w3, row.safe_address)
     if not safe.is_deployed():
         raise SafeExecutionFailed(f"no Safe is deployed at {row.safe_address}")
-    # 1. Executed already (a crash after sending)? Reconcile from the chain, never resubmit.
-    found = safe.find_execution(row.safe_tx_hash, row_search_from(row))
-    if found is not None:
-        _record_submitted(row, found.eth_tx_hash, found.block_number, schedule_track=schedule_track)
-        return SafeTxStatus.SUBMITTED
-    chain_nonce = safe.nonce()
-    if chain_nonce > int(row.nonce):
+    # Executed already (a crash after sending, or by the user)? Record it, never resubmit. This
+    # first look also records where later searches start, before the server signs.
+    verdict = look_up(w3, safe, row)
+    if verdict.execution is not None:
+        return _record_execution(row, verdict.execution, schedule_track)
+    if verdict.nonce > int(row.nonce):
         raise SafeExecutionFailed(
             f"Safe nonce {int(row.nonce)} was already used by another transaction"
         )
-    if chain_nonce < int(row.nonce):
-        raise NotYetFinal(f"the Safe is at nonce {chain_nonce}; waiting for {int(row.nonce)}")
+    if verdict.nonce < int(row.nonce):
+        raise NotYetFinal(f"the Safe is at nonce {verdict.nonce}; waiting for {int(row.nonce)}")
     signatures = _collect_signatures(row, safe)
     if row.raw_transaction and _resend(w3, row, schedule_track):
         return SafeTxStatus.SUBMITTED
     _sign_and_send(w3, row, safe, signatures, schedule_track)
     return SafeTxStatus.SUBMITTED
-
-
-def row_search_from(row: SafeTransaction) -> int:
-    # The Safe cannot have executed our hash before we first looked at the chain for it.
-    return max(0, (row.block_number or 0))
 
 
 def _collect_signatures(row: SafeTransaction, safe: SafeOnChain) -> bytes:
@@ -360,8 +464,7 @@ def track(safe_transaction_id: str, wait: float = 10.0) -> str:
         return row.status
     try:
         w3 = get_web3()
-    except ChainNotConfigured as exc:
-        _fail(row, str(exc))
+    except ChainNotConfigured as exc:  # nothing proven: the row is left as it is
         raise taskhub.PermanentError(str(exc)) from None
     safe = SafeOnChain(w3, row.safe_address)
     deadline = time.monotonic() + wait
@@ -374,24 +477,31 @@ def track(safe_transaction_id: str, wait: float = 10.0) -> str:
         time.sleep(0.5)
 
 
+def _receipt(w3, eth_tx_hash: str):
+    try:
+        return w3.eth.get_transaction_receipt(eth_tx_hash) if eth_tx_hash else None
+    except TransactionNotFound:
+        return None
+
+
 def _check_receipt(w3, safe: SafeOnChain, row: SafeTransaction) -> str | None:
-    found = safe.find_execution(row.safe_tx_hash, row_search_from(row))
+    receipt = _receipt(w3, row.eth_tx_hash)  # read first: the search below covers its block
+    verdict = look_up(w3, safe, row)
+    found = verdict.execution
     if found is None:
-        try:
-            receipt = w3.eth.get_transaction_receipt(row.eth_tx_hash)
-        except TransactionNotFound:
-            return None
-        if receipt["status"] == 0:
-            _fail(row, f"execTransaction {row.eth_tx_hash} reverted")
+        if receipt is not None and receipt["status"] == 0:
+            # Reverted — maybe because someone executed our SafeTx first; the search says not.
+            _fail_on_proof(row, safe, verdict, f"execTransaction {row.eth_tx_hash} reverted")
             return SafeTxStatus.FAILED
         return None
-    depth = int(w3.eth.block_number) - found.block_number + 1
+    depth = int(verdict.head) - found.block_number + 1
     SafeTransaction.objects.filter(id=row.id).update(
         eth_tx_hash=found.eth_tx_hash, block_number=found.block_number,
         confirmations=max(depth, 0), updated_at=timezone.now(),
     )  # fmt: skip
     if not found.success:
-        _fail(row, "the Safe emitted ExecutionFailure (the inner call failed)")
+        # The Safe used our nonce and the inner call failed: that log is the proof.
+        _mark_failed(row, "the Safe emitted ExecutionFailure (the inner call failed)")
         return SafeTxStatus.FAILED
     if depth < int(setting("CONFIRMATION_DEPTH")):
         return None
@@ -405,14 +515,20 @@ def _check_receipt(w3, safe: SafeOnChain, row: SafeTransaction) -> str | None:
 def reconcile_from_chain(row: SafeTransaction) -> str:
     """Operator action: look the safeTxHash up on chain and record what happened."""
     try:
-        safe = SafeOnChain(get_web3(), row.safe_address)
+        w3 = get_web3()
+        safe = SafeOnChain(w3, row.safe_address)
+        verdict = look_up(w3, safe, row)
+        if verdict.execution is not None:
+            _record_execution(row, verdict.execution, schedule_track=True)
+        elif verdict.nonce > int(row.nonce):
+            reason = f"Safe nonce {int(row.nonce)} was used by another transaction"
+            _fail_on_proof(row, safe, verdict, reason)
     except ChainNotConfigured as exc:
         raise SafeRequestError({"chain": [str(exc)]}) from None
-    found = safe.find_execution(row.safe_tx_hash, 0)
-    if found is not None:
-        _record_submitted(row, found.eth_tx_hash, found.block_number)
-    elif safe.nonce() > int(row.nonce):
-        _fail(row, f"Safe nonce {int(row.nonce)} was used by another transaction")
+    except NotYetFinal as exc:
+        raise SafeRequestError({"chain": [f"not decided yet: {exc}"]}) from None
+    except Exception as exc:  # the node could not answer: nothing recorded
+        raise SafeRequestError({"chain": [f"the node could not answer: {exc}"[:300]]}) from None
     return SafeTransaction.objects.get(id=row.id).status
 
 

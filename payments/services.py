@@ -306,7 +306,7 @@ def refund_payment(payment_id, *, reason: str = "") -> Payment:
     Idempotent: a refunded payment is returned as it is, the provider call carries a key derived
     from the payment's own idempotency key (a retried call returns the same refund), and a
     payment that never completed has nothing to refund. Refuses — rather than risk a refund next
-    to an executed transfer — while the payment's Safe transaction may have reached the chain.
+    to an executed transfer — unless the payment's Safe transaction is proven not executed.
     """
     payment = Payment.objects.get(id=payment_id)
     if payment.status != PaymentStatus.COMPLETED:
@@ -334,14 +334,12 @@ def refund_payment(payment_id, *, reason: str = "") -> Payment:
 
 
 def _safe_tx_never_executes(safe_tx: SafeTransaction) -> bool:
+    """Only ``failed`` counts, which ``safe.py`` records only on proof from the chain that the
+    safeTxHash did not execute. Not "never sent by us": once the server's signature exists the
+    user can execute the SafeTx themselves, so an unsent row proves nothing."""
     from .models import SafeTxStatus
 
-    if safe_tx.status == SafeTxStatus.FAILED:
-        return True
-    # Never signed by the relayer, so never sent: it cannot reach the chain through us.
-    return safe_tx.status in (SafeTxStatus.PROPOSED, SafeTxStatus.CONFIRMED) and not (
-        safe_tx.raw_transaction
-    )
+    return safe_tx.status == SafeTxStatus.FAILED
 
 
 def receive_callback(provider_name: str, headers, raw_body: bytes) -> tuple[ProviderEvent, bool]:

@@ -97,7 +97,7 @@ def test_a_completed_payment_executes_its_safe_transaction_on_chain_once(api, ch
         timeout=40, message="the Safe transaction to be executed",
     )  # fmt: skip
     assert on_chain.nonce() == nonce_before + 1
-    execution = on_chain.find_execution(row.safe_tx_hash)
+    execution = on_chain.find_execution(row.safe_tx_hash, 0)
     assert execution.success and execution.eth_tx_hash == row.eth_tx_hash
     assert Payment.objects.filter(idempotency_key="order-1001").count() == 1
     assert blockchain_tasks(payment).count() == 1

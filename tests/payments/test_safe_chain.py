@@ -62,7 +62,7 @@ def test_a_safe_transaction_executes_once_and_is_tracked_to_executed(chain, prov
     row.refresh_from_db()
     assert on_chain.nonce() == nonce_before + 1
     assert chain.w3.eth.get_balance(RECIPIENT) == balance_before + 10**15
-    execution = on_chain.find_execution(row.safe_tx_hash)
+    execution = on_chain.find_execution(row.safe_tx_hash, 0)
     assert execution.success and execution.eth_tx_hash == row.eth_tx_hash
     assert sorted(c.owner for c in row.confirmation_set.all()) == sorted(
         Web3.to_checksum_address(Account.from_key(k).address)

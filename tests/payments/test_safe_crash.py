@@ -41,7 +41,7 @@ def test_a_worker_killed_after_sending_exec_transaction_never_executes_twice(e2e
         "safe_address": chain.safe_address, "chain_id": chain.chain_id, "transaction": fields,
         "user_signature": "0x" + signature.hex(), "user_id": "user-9",
     })  # fmt: skip
-    wait_for(lambda: on_chain.find_execution(row.safe_tx_hash), timeout=30,
+    wait_for(lambda: on_chain.find_execution(row.safe_tx_hash, 0), timeout=30,
              message="execTransaction to be mined")  # fmt: skip
     assert SafeTransaction.objects.get(id=row.id).status != "submitted"  # still in the window
 
