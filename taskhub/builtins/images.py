@@ -25,6 +25,7 @@ from ..errors import PermanentError
 from ..net import guarded_client
 from ..registry import task
 from ..retry import Exponential
+from .bodies import read_body
 
 FORMATS = {"webp": ("WEBP", "webp"), "png": ("PNG", "png"), "jpeg": ("JPEG", "jpg")}
 MAX_SIDE = 20_000
@@ -103,12 +104,7 @@ def download(url: str, limit: int) -> bytes:
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > limit:
                 raise PermanentError(f"image is {declared} bytes, over the limit of {limit}")
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > limit:
-                    raise PermanentError(f"image is over the limit of {limit} bytes")
-            return bytes(body)
+            return read_body(response, limit, limit_name="IMAGE_MAX_BYTES")
     except httpx.TransportError as exc:
         raise TemporaryDownloadError(f"cannot download {url}: {exc}") from exc
 
