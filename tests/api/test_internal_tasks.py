@@ -148,3 +148,37 @@ def test_the_application_code_still_schedules_internal_tasks():
     row = schedule("payments.execute_safe_transaction", {"safe_transaction_id": "s-1"})
 
     assert Task.objects.get(id=row.id).name == "payments.execute_safe_transaction"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {
+            "initialTask": {
+                "type": "payments.execute_safe_transaction",
+                "payload": {"safe_transaction_id": "s-1"},
+            }
+        },
+        {
+            "initialTask": {"type": "taskhub.ping"},
+            "transitions": {
+                "pay": {
+                    "type": "taskhub.ping",
+                    "after": "initial",
+                    "compensation": "payments.refund_dtr_payment",
+                }
+            },
+        },
+    ],
+    ids=["step", "compensation"],
+)
+def test_a_stored_workflow_definition_cannot_run_an_internal_task(operator, spec):
+    from taskhub.workflows.models import WorkflowDefinition
+
+    response = operator.post(
+        "/api/workflow-definitions", {"name": "sneaky", "spec": spec}, format="json"
+    )
+
+    assert response.status_code == 400, response.content
+    assert "internal" in response.json()["error"]
+    assert not WorkflowDefinition.objects.exists()
