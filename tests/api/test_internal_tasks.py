@@ -88,6 +88,24 @@ def test_the_cli_refuses_an_internal_task_with_exit_code_2(tmp_path, from_file):
     assert not Task.objects.exists()
 
 
+def test_the_cli_refuses_a_stored_schedule_of_an_internal_task_with_exit_code_2():
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "taskhub",
+            "schedule-add",
+            "refund-all",
+            "--task",
+            "payments.refund_dtr_payment",
+            "--cron",
+            "* * * * *",
+            "--payload",
+            '{"payment_id": "p-1"}',
+        )
+
+    assert refused.value.returncode == 2 and "internal" in str(refused.value)
+    assert not TaskSchedule.objects.exists()
+
+
 def test_stored_schedules_of_an_internal_task_are_refused_through_the_api(admin):
     body = {
         "name": "refund-all",
