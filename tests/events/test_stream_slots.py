@@ -10,6 +10,7 @@ view has subscribed the stream, the stream body has not started.
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from django.core.handlers.asgi import ASGIHandler
@@ -121,4 +122,33 @@ def test_streams_left_before_they_were_iterated_leave_nothing_behind(token):
     first, second, (subscribers, counted) = run(twice())
 
     assert first == second == [200] * CAP
+    assert subscribers == 0 and counted == {}
+
+
+def test_a_client_that_leaves_while_its_stream_is_set_up_leaves_nothing_behind(token, monkeypatch):
+    # Hold the view after it subscribed, while it looks up its starting point.
+    parked, resume = threading.Event(), threading.Event()
+    newest_id = stream._newest_id
+
+    def slow_newest_id() -> int:
+        parked.set()
+        resume.wait(10)
+        return newest_id()
+
+    monkeypatch.setattr(stream, "_newest_id", slow_newest_id)
+
+    async def leave_during_setup():
+        client = StalledClient(token)
+        served = asyncio.create_task(ASGIHandler()(client.scope, client.receive, client.send))
+        await asyncio.get_running_loop().run_in_executor(None, parked.wait, 10)
+        client.gone.set()  # the view is cancelled at its await
+        await asyncio.sleep(0.2)
+        resume.set()
+        await asyncio.wait_for(served, 30)
+        await asyncio.sleep(0.1)
+        return client.status, leftovers()
+
+    status, (subscribers, counted) = run(leave_during_setup())
+
+    assert parked.is_set() and status is None  # it left before any response went out
     assert subscribers == 0 and counted == {}
