@@ -52,10 +52,16 @@ class HttpServerError(Exception):
     secret_fields=("headers",),
 )
 def http_request(payload: HttpRequest, ctx) -> dict:
-    with guarded_client(timeout=payload.timeout) as client, client.stream(
-        payload.method, str(payload.url), headers=payload.headers,
-        json=payload.json_body, content=payload.body,
-    ) as response:  # fmt: skip
+    with (
+        guarded_client(timeout=payload.timeout) as client,
+        client.stream(
+            payload.method,
+            str(payload.url),
+            headers=payload.headers,
+            json=payload.json_body,
+            content=payload.body,
+        ) as response,
+    ):
         status = response.status_code
         ctx.logger.info("%s %s -> %s", payload.method, payload.url, status)
         if status < 300:

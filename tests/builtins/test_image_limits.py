@@ -47,8 +47,9 @@ def low_limit(settings, tmp_path):
 
 
 def run(url: str, *steps: dict) -> dict:
-    payload = ProcessImage.model_validate({"url": url, "outputFormat": "png",
-                                           "transformations": list(steps)})  # fmt: skip
+    payload = ProcessImage.model_validate(
+        {"url": url, "outputFormat": "png", "transformations": list(steps)}
+    )
     return process_image(payload, HandlerContext())
 
 
@@ -93,5 +94,8 @@ def test_a_later_step_is_checked_against_the_output_of_the_ones_before(low_limit
 
     with pytest.raises(PermanentError, match="120x120"):
         # 80 x 80 passes (6,400 pixels); doubling it again would be 14,400
-        run(url, {"type": "resize", "options": {"width": 80}},
-            {"type": "resize", "options": {"width": 120}})  # fmt: skip
+        run(
+            url,
+            {"type": "resize", "options": {"width": 80}},
+            {"type": "resize", "options": {"width": 120}},
+        )
