@@ -42,7 +42,7 @@ class Notification(BaseModel):
 
 @task(
     "kyc.process_document", queue="kyc_verification", schema=CaseRef,
-    max_attempts=6, retry=Schedule([2, 5, 15, 60, 300]), timeout=60,
+    max_attempts=6, retry=Schedule([2, 5, 15, 60, 300]), timeout=60, external=False,
 )  # fmt: skip
 def process_document(payload: CaseRef, ctx) -> dict:
     """Submit the case's document to its provider and record the answer.
@@ -68,7 +68,7 @@ class NotDecided(Exception):
 
 @task(
     "kyc.notify_decision", queue="notifications", schema=CaseRef,
-    max_attempts=6, retry=Schedule([2, 5, 15, 60, 300]), timeout=60,
+    max_attempts=6, retry=Schedule([2, 5, 15, 60, 300]), timeout=60, external=False,
 )  # fmt: skip
 def notify_decision(payload: CaseRef, ctx) -> dict:
     """The ``kyc.verify`` run's notify step: tell the user the decision (once per submission)."""
@@ -78,7 +78,7 @@ def notify_decision(payload: CaseRef, ctx) -> dict:
 
 @task(
     "kyc.refresh_case", queue="kyc_verification", schema=CallbackRef,
-    max_attempts=8, retry=Schedule([1, 2, 5, 15, 60]), timeout=60,
+    max_attempts=8, retry=Schedule([1, 2, 5, 15, 60]), timeout=60, external=False,
 )  # fmt: skip
 def refresh_case(payload: CallbackRef, ctx) -> dict:
     """After a callback: re-read the case's status from the provider."""

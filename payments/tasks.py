@@ -36,7 +36,7 @@ class Reconcile(BaseModel):
 
 @task(
     "payments.process_dtr_payment", queue="payment_processing", schema=PaymentRef,
-    max_attempts=6, retry=Schedule([1, 5, 15, 60, 300]), timeout=60,
+    max_attempts=6, retry=Schedule([1, 5, 15, 60, 300]), timeout=60, external=False,
 )  # fmt: skip
 def process_dtr_payment(payload: PaymentRef, ctx) -> dict:
     """Send the payment to DTR (with its stored idempotency key) and apply the answer.
@@ -75,7 +75,7 @@ class PaymentNotFinal(Exception):
 
 @task(
     "payments.refund_dtr_payment", queue="payment_processing", schema=PaymentRef,
-    max_attempts=8, retry=Schedule([2, 5, 15, 60, 300]), timeout=60,
+    max_attempts=8, retry=Schedule([2, 5, 15, 60, 300]), timeout=60, external=False,
 )  # fmt: skip
 def refund_dtr_payment(payload: PaymentRef, ctx) -> dict:
     """Compensation of the settle workflow's payment step: refund the payment at DTR, once.
@@ -96,7 +96,7 @@ def refund_dtr_payment(payload: PaymentRef, ctx) -> dict:
 
 @task(
     "payments.refresh_dtr_payment", queue="payment_processing", schema=ProviderPaymentRef,
-    max_attempts=8, retry=Schedule([1, 2, 5, 15, 60]), timeout=60,
+    max_attempts=8, retry=Schedule([1, 2, 5, 15, 60]), timeout=60, external=False,
 )  # fmt: skip
 def refresh_dtr_payment(payload: ProviderPaymentRef, ctx) -> dict:
     """After a callback: re-read the payment's state from DTR (the callback body is not trusted)."""
@@ -120,7 +120,7 @@ def reconcile_stuck(payload: Reconcile, ctx) -> dict:
 
 @task(
     "payments.execute_safe_transaction", queue="blockchain_transaction", schema=SafeTxRef,
-    max_attempts=8, retry=Schedule([2, 5, 15, 30, 60, 120, 300]), timeout=120,
+    max_attempts=8, retry=Schedule([2, 5, 15, 30, 60, 120, 300]), timeout=120, external=False,
 )  # fmt: skip
 def execute_safe_transaction(payload: SafeTxRef, ctx) -> dict:
     """Countersign the user's SafeTx and submit execTransaction — once, whatever crashes.
@@ -133,7 +133,7 @@ def execute_safe_transaction(payload: SafeTxRef, ctx) -> dict:
 
 @task(
     "payments.track_safe_transaction", queue="blockchain_transaction", schema=SafeTxRef,
-    max_attempts=60, retry=Linear(2, cap=30), timeout=60,
+    max_attempts=60, retry=Linear(2, cap=30), timeout=60, external=False,
 )  # fmt: skip
 def track_safe_transaction(payload: SafeTxRef, ctx) -> dict:
     """Follow execTransaction to ``executed`` at the confirmation depth, or ``failed`` — which

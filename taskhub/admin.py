@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import uuid
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
@@ -25,6 +26,7 @@ from . import analytics, services
 from .admin_tools import RoleAdmin, confirm_then
 from .audit import audited
 from .conf import taskhub_settings
+from .errors import InvalidTaskRequest
 from .models import (
     DeadLetter,
     OperatorAction,
@@ -37,7 +39,7 @@ from .models import (
 )
 from .payloads import redact
 from .priorities import PRIORITIES
-from .registry import all_definitions, declared_queues
+from .registry import all_definitions, declared_queues, get_external_definition
 from .roles import ADMIN, OPERATOR, VIEWER, has_role
 
 STATUS_COLOURS = {
@@ -468,6 +470,33 @@ from . import schedules as schedule_services  # noqa: E402
 from .models import ScheduleRun, TaskSchedule  # noqa: E402
 
 
+class TaskScheduleForm(forms.ModelForm):
+    """The task name is checked on the form, so a refusal is shown next to the field."""
+
+    class Meta:
+        model = TaskSchedule
+        fields = [
+            "name",
+            "task_name",
+            "payload",
+            "cron",
+            "interval_seconds",
+            "run_at",
+            "timezone",
+            "enabled",
+        ]
+
+    def clean_task_name(self) -> str:
+        name = self.cleaned_data["task_name"]
+        if self.instance.source == "code":
+            return name  # declared in code: only enabled changes here
+        try:
+            get_external_definition(name)  # unknown, or internal: the application's own
+        except InvalidTaskRequest as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return name
+
+
 class ScheduleRunInline(admin.TabularInline):
     model = ScheduleRun
     extra = 0
@@ -503,6 +532,7 @@ class TaskScheduleAdmin(RoleAdmin):
     fields = ("name", "task_name", "payload", "cron", "interval_seconds", "run_at", "timezone",
               "enabled", "source", "next_run_at", "last_run_at", "last_status")  # fmt: skip
     readonly_fields = ("source", "next_run_at", "last_run_at", "last_status")
+    form = TaskScheduleForm
     inlines = [ScheduleRunInline]
     actions = ("run_now", "enable", "disable")
 

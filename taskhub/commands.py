@@ -8,6 +8,7 @@ from typing import Any
 from . import probes, services  # noqa: F401  (probes registers `taskhub health`)
 from .cli import fail, parse_json, print_json, subcommand
 from .errors import InvalidTaskRequest
+from .registry import get_external_definition
 from .scheduling import schedule, schedule_many
 
 
@@ -48,6 +49,7 @@ def _progress_bar(done: int, total: int) -> None:
 
 @subcommand("enqueue", "schedule a task (or a JSONL file of them); prints the id(s)", _enqueue_args)
 def enqueue(args) -> None:
+    get_external_definition(args.name)  # an internal task is the application's to schedule
     options = dict(
         priority=args.priority,
         delay=args.delay,

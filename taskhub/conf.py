@@ -114,6 +114,9 @@ DEFAULTS: dict[str, Any] = {
     "BATCH_CHUNK_SIZE": 100,
     "BATCH_ERROR_THRESHOLD": 0.1,
     "BATCH_MAX_DOWNLOAD_BYTES": 100 * 1024 * 1024,
+    # http.request and each page of data.sync: the largest response body read (bytes, counted
+    # after decompression); a bigger one fails the task instead of filling the worker's memory.
+    "HTTP_MAX_RESPONSE_BYTES": 10 * 1024 * 1024,
 }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .conf import taskhub_settings
-from .errors import UnknownTask
+from .errors import InvalidTaskRequest, UnknownTask
 from .priorities import parse_priority
 from .retry import RetryPolicy, Schedule
 
@@ -33,6 +33,9 @@ class TaskDefinition:
     secret_fields: tuple[str, ...] = ()
     description: str = ""
     takes_context: bool = field(default=True)
+    #: may be scheduled from outside the application (API, CLI, admin, stored schedules);
+    #: False for steps only the owning code may start (money movement, workflow steps)
+    external: bool = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Calling the definition calls the handler directly, in-process (handy in tests)."""
@@ -65,8 +68,12 @@ def task(
     timeout: float | None = None,
     rate_limit: float | None = None,
     secret_fields: tuple[str, ...] = (),
+    external: bool = True,
 ) -> Callable[[Callable[..., Any]], TaskDefinition]:
     """Register a handler as a task type.
+
+    ``external=False`` makes it internal: the API, the CLI and the admin refuse to schedule it
+    (see :func:`get_external_definition`); the application's own code schedules it as usual.
 
     The handler is called as ``handler(payload, ctx)`` — or ``handler(payload)`` if it takes one
     argument — where ``payload`` is an instance of ``schema`` (or the raw dict without one) and
@@ -88,6 +95,7 @@ def task(
             secret_fields=tuple(secret_fields),
             description=inspect.getdoc(func) or "",
             takes_context=len(params) >= 2,
+            external=external,
         )
         existing = _registry.get(name)
         if existing is not None and existing.func.__qualname__ != func.__qualname__:
@@ -106,6 +114,24 @@ def get_definition(ref: str | TaskDefinition) -> TaskDefinition:
         return _registry[ref]
     except (KeyError, TypeError):
         raise UnknownTask(f"unknown task {ref!r}", field="task") from None
+
+
+class InternalTask(InvalidTaskRequest):
+    """The task may only be scheduled by the application's own code, not from outside."""
+
+
+def get_external_definition(ref: str | TaskDefinition) -> TaskDefinition:
+    """The definition, for a caller acting for someone outside the application (the API, the
+    CLI, the admin, a stored schedule). InternalTask for a task declared ``external=False``: its
+    payload names rows (a payment, a Safe transaction) that only the owning code may act on."""
+    definition = get_definition(ref)
+    if not definition.external:
+        raise InternalTask(
+            f"task {definition.name!r} is internal: the application schedules it itself; "
+            "it cannot be scheduled from the API, the CLI or the admin",
+            field="task",
+        )
+    return definition
 
 
 def all_definitions() -> dict[str, TaskDefinition]:

@@ -25,7 +25,7 @@ from .models import (
     TaskSchedule,
 )
 from .payloads import validate_payload
-from .registry import get_definition
+from .registry import get_definition, get_external_definition
 
 _TIMING_FIELDS = ("cron", "interval", "run_at", "timezone")
 
@@ -66,7 +66,10 @@ def _apply_definition(row: TaskSchedule, changes: dict[str, Any], now: dt.dateti
     """Validate and set task, payload and timing on ``row`` (not saved)."""
     if "task" in changes:
         row.task_name = changes["task"]
-    definition = get_definition(row.task_name)
+    # A stored schedule is written from outside (API, CLI, admin): internal tasks are refused.
+    # Declarations in code are the application's own, like its other calls to schedule().
+    lookup = get_definition if row.source == ScheduleSource.CODE else get_external_definition
+    definition = lookup(row.task_name)
     if "payload" in changes:
         row.payload = changes["payload"]
     row.payload = validate_payload(definition, row.payload)

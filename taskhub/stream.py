@@ -18,6 +18,7 @@ import json
 import logging
 import random
 import secrets
+import threading
 import uuid
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,9 @@ logger = logging.getLogger(__name__)
 FILTERS = ("user_id", "task", "queue", "correlation_id", "workflow")
 QUEUE_SIZE = 1000  # events a stream may have pending; beyond that it catches up from the rows
 _open_streams: Counter[str] = Counter()
+# Taken for the check-and-count of a new stream (no await inside, so it never waits long): under
+# ASGI one loop runs every request, but a release can come from the thread that closes responses.
+_open_streams_lock = threading.Lock()
 
 
 def ticket_key(ticket: str) -> str:
@@ -285,6 +289,55 @@ def _read_announced(ids: list[int]) -> list[dict[str, Any]]:
 hub = Hub()
 
 
+# --- the caps -------------------------------------------------------------------------------------
+
+
+class StreamSlot:
+    """An accepted stream's place under the caps and in the hub: counted when the request is
+    accepted, given back exactly once — when the stream ends, when its response is closed
+    without ever being iterated (the client left first), or when the view is cancelled before
+    the response exists. Counting only once the stream ran let concurrent requests all pass the
+    check, and a stream never iterated stayed subscribed for ever."""
+
+    def __init__(self, principal: str):
+        self.principal = principal
+        self.sub: Subscriber | None = None
+        self._loop = asyncio.get_running_loop()
+        self._released = False
+
+    @classmethod
+    def take(cls, principal: str) -> StreamSlot | str:
+        """A slot, or why there is none (the message of the 429)."""
+        with _open_streams_lock:
+            if sum(_open_streams.values()) >= taskhub_settings.EVENTS_MAX_STREAMS:
+                return "Too many open streams in this process."
+            if _open_streams[principal] >= taskhub_settings.EVENTS_MAX_STREAMS_PER_USER:
+                return "Too many open streams for this user."
+            _open_streams[principal] += 1
+        return cls(principal)
+
+    def release(self) -> None:
+        with _open_streams_lock:
+            if self._released:
+                return
+            self._released = True
+            _open_streams[self.principal] -= 1
+            if _open_streams[self.principal] <= 0:
+                del _open_streams[self.principal]
+        if self.sub is not None:
+            if _running_loop() is self._loop:
+                hub.leave(self.sub)
+            elif not self._loop.is_closed():  # Django closes responses from a worker thread
+                self._loop.call_soon_threadsafe(hub.leave, self.sub)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 # --- the stream view ------------------------------------------------------------------------------
 
 
@@ -366,8 +419,15 @@ class EventStreamResponse(StreamingHttpResponse):
     bytes) directly, instead of through StreamingHttpResponse's two re-wrapping async generators
     and a copy per chunk: with 1,000 streams that is 1,000 × each of them per event batch."""
 
+    slot: StreamSlot | None = None
+
     def __aiter__(self):
         return self._iterator
+
+    def close(self) -> None:
+        super().close()
+        if self.slot is not None:
+            self.slot.release()  # a stream never iterated has no ``finally`` to do it
 
 
 async def event_stream(request: HttpRequest) -> HttpResponse:
@@ -386,29 +446,33 @@ async def event_stream(request: HttpRequest) -> HttpResponse:
                 return _error(400, f"{name} must be {what}.")
     if forced_user:
         filters["user_id"] = forced_user
-    if sum(_open_streams.values()) >= taskhub_settings.EVENTS_MAX_STREAMS:
-        return _error(429, "Too many open streams in this process.")
-    if _open_streams[principal] >= taskhub_settings.EVENTS_MAX_STREAMS_PER_USER:
-        return _error(429, "Too many open streams for this user.")
+    slot = StreamSlot.take(principal)  # counted now: the awaits below let other requests in
+    if isinstance(slot, str):
+        return _error(429, slot)
     last_id = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or ""
     after = int(last_id) if last_id.isdigit() else None
     lifetime = float(taskhub_settings.EVENTS_STREAM_LIFETIME)
     # Subscribe and fix the starting point before the 200 goes out: a client that saw the
     # response may rely on every later commit reaching it.
-    sub = Subscriber(filters)
-    await hub.join(sub)
-    cursor = after if after is not None else await sync_to_async(_newest_id)()
-    await sync_to_async(close_old_connections)()
+    try:
+        sub = slot.sub = Subscriber(filters)
+        await hub.join(sub)
+        cursor = after if after is not None else await sync_to_async(_newest_id)()
+        await sync_to_async(close_old_connections)()
+    except BaseException:  # cancelled (the client left) or failed: no response will close it
+        slot.release()
+        raise
     response = EventStreamResponse(
-        _stream(sub, principal, cursor, lifetime, after is not None),
+        _stream(sub, slot, cursor, lifetime, after is not None),
         content_type="text/event-stream",
     )
+    response.slot = slot
     response["Cache-Control"] = "no-cache, no-transform"
     response["X-Accel-Buffering"] = "no"
     return response
 
 
-async def _stream(sub: Subscriber, principal: str, cursor: int, lifetime: float, resumed: bool):
+async def _stream(sub: Subscriber, slot: StreamSlot, cursor: int, lifetime: float, resumed: bool):
     filters = sub.filters
     loop = asyncio.get_running_loop()
     deadline = loop.time() + lifetime
@@ -416,7 +480,6 @@ async def _stream(sub: Subscriber, principal: str, cursor: int, lifetime: float,
     limit = int(taskhub_settings.EVENTS_REPLAY_LIMIT)
     sent: deque[int] = deque(maxlen=4 * QUEUE_SIZE)
     seen: set[int] = set()
-    _open_streams[principal] += 1
     # One timer per keep-alive period, not per wait: it rings when the stream may have been
     # quiet for ``keepalive`` seconds (or its lifetime ends); if it wrote since, it re-arms.
     wrote = loop.time()
@@ -466,10 +529,7 @@ async def _stream(sub: Subscriber, principal: str, cursor: int, lifetime: float,
                 wrote = loop.time()
     finally:
         timer.cancel()
-        hub.leave(sub)
-        _open_streams[principal] -= 1
-        if _open_streams[principal] <= 0:
-            del _open_streams[principal]
+        slot.release()
 
 
 def _by_id(event: Live) -> int:

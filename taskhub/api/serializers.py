@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from ..models import TaskStatus
 from ..payloads import redact
-from ..registry import all_definitions
+from ..registry import InternalTask, all_definitions, get_external_definition
 
 MAX_BULK = 1000
 
@@ -56,6 +56,16 @@ class TaskRequestSerializer(StrictSerializer):
     dedup_key = serializers.CharField(required=False, max_length=255)
     correlation_id = serializers.CharField(required=False, max_length=200)
     user_id = serializers.CharField(required=False, max_length=200)
+
+    def validate_task(self, value: str) -> str:
+        # Internal tasks are started by the application's own code only (payments, workflow
+        # steps); an unknown name is left for the scheduler to report.
+        if value in all_definitions():
+            try:
+                get_external_definition(value)
+            except InternalTask as exc:
+                raise serializers.ValidationError(str(exc)) from None
+        return value
 
 
 class BulkTaskRequestSerializer(StrictSerializer):

@@ -43,6 +43,7 @@ from ..errors import PermanentError
 from ..net import guarded_client
 from ..registry import task
 from ..retry import Exponential
+from .bodies import read_body, read_excerpt, text_of
 from .models import BatchCheckpoint, BatchChunk, BatchItemError
 
 ERRORS_IN_RESULT = 20
@@ -265,12 +266,7 @@ def _read_url(url: str, limit: int) -> bytes:
                 )  # fmt: skip
             if response.status_code >= 300:
                 raise PermanentError(f"server answered {response.status_code} for {url}")
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > limit:
-                    raise PermanentError(f"input is over the limit of {limit} bytes")
-            return bytes(body)
+            return read_body(response, limit, limit_name="BATCH_MAX_DOWNLOAD_BYTES")
     except httpx.TransportError as exc:
         raise ConnectionError(f"cannot download {url}: {exc}") from exc
 
@@ -377,17 +373,27 @@ def fetch_page(payload: SyncData, cursor: str) -> tuple[list[Any], str, int | No
     params = dict(payload.params)
     if cursor:
         params[payload.cursor_param] = cursor
+    limit = int(taskhub_settings.HTTP_MAX_RESPONSE_BYTES)
     try:
-        with guarded_client(timeout=payload.timeout) as client:
-            response = client.get(str(payload.url), params=params, headers=payload.headers)
+        with (
+            guarded_client(timeout=payload.timeout) as client,
+            client.stream(
+                "GET", str(payload.url), params=params, headers=payload.headers
+            ) as response,
+        ):
+            status = response.status_code
+            if status >= 300:
+                excerpt = text_of(response, read_excerpt(response, 200))
+            else:
+                raw = read_body(response, limit, limit_name="HTTP_MAX_RESPONSE_BYTES")
     except httpx.TransportError as exc:
         raise ConnectionError(f"cannot reach {payload.url}: {exc}") from exc
-    if response.status_code >= 500:
-        raise ConnectionError(f"server answered {response.status_code}")
-    if response.status_code >= 300:
-        raise PermanentError(f"server answered {response.status_code}: {response.text[:200]}")
+    if status >= 500:
+        raise ConnectionError(f"server answered {status}")
+    if status >= 300:
+        raise PermanentError(f"server answered {status}: {excerpt}")
     try:
-        body = response.json()
+        body = json.loads(raw)
     except ValueError:
         raise PermanentError("the page is not JSON") from None
     items = _dig(body, payload.items_field)

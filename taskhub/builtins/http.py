@@ -3,6 +3,8 @@
 2xx → success (status code and a body excerpt as the result); 5xx, timeouts and connection
 errors → retried by policy; 4xx → permanent failure (retrying the same request won't help).
 Requests go through the SSRF guard (taskhub.net): private targets need ALLOW_PRIVATE_TARGETS.
+The body is streamed and counted as it is decompressed: a 2xx body over
+``HTTP_MAX_RESPONSE_BYTES`` fails the task for good; of an error answer only an excerpt is read.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, Field, model_validator
 
+from ..conf import taskhub_settings
 from ..errors import PermanentError
 from ..masking import mask_url
 from ..net import guarded_client
 from ..registry import task
 from ..retry import Exponential
+from .bodies import read_body, read_excerpt, text_of
 
 BODY_EXCERPT = 2048
 
@@ -49,17 +53,26 @@ class HttpServerError(Exception):
     secret_fields=("headers",),
 )
 def http_request(payload: HttpRequest, ctx) -> dict:
-    with guarded_client(timeout=payload.timeout) as client:
-        response = client.request(
-            payload.method, str(payload.url), headers=payload.headers,
-            json=payload.json_body, content=payload.body,
-        )  # fmt: skip
-    excerpt = response.text[:BODY_EXCERPT]
-    ctx.logger.info("%s %s -> %s", payload.method, mask_url(str(payload.url)), response.status_code)
-    if response.status_code >= 500:
-        raise HttpServerError(f"server answered {response.status_code}: {excerpt[:200]}")
-    if response.status_code >= 400:
-        raise PermanentError(f"server answered {response.status_code}: {excerpt[:200]}")
-    if response.status_code >= 300:
-        raise PermanentError(f"server answered {response.status_code} (redirects not followed)")
-    return {"status_code": response.status_code, "body": excerpt}
+    with (
+        guarded_client(timeout=payload.timeout) as client,
+        client.stream(
+            payload.method,
+            str(payload.url),
+            headers=payload.headers,
+            json=payload.json_body,
+            content=payload.body,
+        ) as response,
+    ):
+        status = response.status_code
+        ctx.logger.info("%s %s -> %s", payload.method, mask_url(str(payload.url)), status)
+        if status < 300:
+            limit = int(taskhub_settings.HTTP_MAX_RESPONSE_BYTES)
+            body = read_body(response, limit, limit_name="HTTP_MAX_RESPONSE_BYTES")
+            return {"status_code": status, "body": text_of(response, body)[:BODY_EXCERPT]}
+        # An error answer is reported, not kept: its first bytes say enough.
+        excerpt = text_of(response, read_excerpt(response, BODY_EXCERPT))[:200]
+    if status >= 500:
+        raise HttpServerError(f"server answered {status}: {excerpt}")
+    if status >= 400:
+        raise PermanentError(f"server answered {status}: {excerpt}")
+    raise PermanentError(f"server answered {status} (redirects not followed)")

@@ -4,12 +4,14 @@ The download goes through the SSRF guard (:func:`taskhub.net.guarded_client`) wi
 limit; the output is saved through Django's default storage (``MEDIA_ROOT`` — ``var/media`` —
 by default, or any django-storages backend such as S3). Bad input fails at once with a clear
 error: not an image, a truncated file, an image larger than ``IMAGE_MAX_PIXELS`` (a
-decompression bomb), a crop outside the image. Server errors and network trouble are retried.
+decompression bomb) — or a step whose output would be (each step's output size is worked out
+before the step runs) — a crop outside the image. Server errors and network trouble are retried.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from typing import Any, Literal
 
 import httpx
@@ -23,6 +25,7 @@ from ..errors import PermanentError
 from ..net import guarded_client
 from ..registry import task
 from ..retry import Exponential
+from .bodies import read_body
 
 FORMATS = {"webp": ("WEBP", "webp"), "png": ("PNG", "png"), "jpeg": ("JPEG", "jpg")}
 MAX_SIDE = 20_000
@@ -101,12 +104,7 @@ def download(url: str, limit: int) -> bytes:
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > limit:
                 raise PermanentError(f"image is {declared} bytes, over the limit of {limit}")
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > limit:
-                    raise PermanentError(f"image is over the limit of {limit} bytes")
-            return bytes(body)
+            return read_body(response, limit, limit_name="IMAGE_MAX_BYTES")
     except httpx.TransportError as exc:
         raise TemporaryDownloadError(f"cannot download {url}: {exc}") from exc
 
@@ -137,15 +135,60 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     return upright
 
 
+def resize_target(size: tuple[int, int], options: dict) -> tuple[int, int]:
+    """The size ``resize`` produces: the side not given keeps the aspect ratio."""
+    width, height = options.get("width"), options.get("height")
+    if width is None:
+        width = max(1, round(size[0] * height / size[1]))
+    if height is None:
+        height = max(1, round(size[1] * width / size[0]))
+    return width, height
+
+
+def rotated_size(size: tuple[int, int], degrees: float, expand: bool) -> tuple[int, int]:
+    """At least the canvas Pillow's ``rotate`` allocates: quarter turns swap the sides, any other
+    angle with ``expand`` grows to the rotated bounding box (plus the pixel Pillow's rounding
+    of the corners can add)."""
+    width, height = size
+    angle = degrees % 360
+    if not expand or angle in (0, 180):
+        return width, height
+    if angle in (90, 270):
+        return height, width
+    cos, sin = abs(math.cos(math.radians(angle))), abs(math.sin(math.radians(angle)))
+    return math.ceil(width * cos + height * sin) + 1, math.ceil(width * sin + height * cos) + 1
+
+
+def output_size(size: tuple[int, int], step: Transformation) -> tuple[int, int]:
+    """The size ``step`` turns an image of ``size`` into, worked out without doing it."""
+    o = step.options
+    if step.type == "resize":
+        return resize_target(size, o)
+    if step.type == "crop":
+        return o["width"], o["height"]
+    if step.type == "rotate":
+        return rotated_size(size, o["degrees"], o.get("expand", True))
+    if step.type == "thumbnail":
+        return min(size[0], o["width"]), min(size[1], o["height"])  # never enlarges
+    return size
+
+
+def check_output(image: Image.Image, step: Transformation, max_pixels: int) -> None:
+    """Refuse a step whose result would pass ``IMAGE_MAX_PIXELS``: a small input can ask for a
+    huge output (a 40x20000 strip resized to 20000 wide is 10 billion pixels), and allocating
+    it would take the whole worker down rather than fail this task."""
+    width, height = output_size(image.size, step)
+    if width * height > max_pixels:
+        raise PermanentError(
+            f"{step.type} would make a {width}x{height} image ({width * height} pixels), over "
+            f"the IMAGE_MAX_PIXELS limit of {max_pixels}"
+        )
+
+
 def apply(image: Image.Image, step: Transformation) -> Image.Image:
     o = step.options
     if step.type == "resize":
-        width, height = o.get("width"), o.get("height")
-        if width is None:
-            width = max(1, round(image.width * height / image.height))
-        if height is None:
-            height = max(1, round(image.height * width / image.width))
-        return image.resize((width, height), Image.Resampling.LANCZOS)
+        return image.resize(resize_target(image.size, o), Image.Resampling.LANCZOS)
     if step.type == "crop":
         left, top = o.get("left", 0), o.get("top", 0)
         right, bottom = left + o["width"], top + o["height"]
@@ -202,6 +245,7 @@ def process_image(payload: ProcessImage, ctx) -> dict:
     ctx.set_progress(100 * 2 / steps)
     for done, step in enumerate(payload.transformations, start=3):
         ctx.check_cancelled()
+        check_output(image, step, taskhub_settings.IMAGE_MAX_PIXELS)
         image = apply(image, step)
         ctx.logger.info("%s -> %dx%d", step.type, image.width, image.height)
         ctx.set_progress(100 * done / steps)

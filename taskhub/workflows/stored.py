@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..registry import all_definitions
 from .graph import Graph, InvalidWorkflow, Step
 
 _ON = {"success": "all_success", "failure": "any_failed", "done": "all_done"}
@@ -76,6 +77,7 @@ def _step(key: str, body: Any, input: dict | None, *, initial: bool) -> Step:
         raise InvalidWorkflow(f"{where}: after must name the step(s) it follows", field=where)
     if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
         raise InvalidWorkflow(f"{where}: after must be a step key or a list of them", field=where)
+    _refuse_internal(where, body["type"], body.get("compensation"))
     trigger, when = _trigger(body.get("on", "success"), where)
     return Step(
         key=key, task=body["type"],
@@ -87,6 +89,19 @@ def _step(key: str, body: Any, input: dict | None, *, initial: bool) -> Step:
         priority=body.get("priority"), max_attempts=body.get("maxAttempts"),
         timeout=body.get("timeout"),
     )  # fmt: skip
+
+
+def _refuse_internal(where: str, *names: Any) -> None:
+    """A stored definition is written from outside (API, admin): like a task scheduled from
+    there, it may not name an internal task (``external=False``), as step or compensation."""
+    definitions = all_definitions()
+    for name in names:
+        definition = definitions.get(name) if isinstance(name, str) else None
+        if definition is not None and not definition.external:
+            raise InvalidWorkflow(
+                f"{where}: task {name!r} is internal: the application schedules it itself",
+                field=where,
+            )
 
 
 def _trigger(on: Any, where: str) -> tuple[str, dict | None]:

@@ -74,7 +74,7 @@ class SmtpServer:
 
 class WebState:
     def __init__(self):
-        self.files: dict[str, tuple[bytes, str]] = {}
+        self.files: dict[str, tuple[bytes, str, dict[str, str]]] = {}
         self.fail_first: dict[str, int] = {}  # path -> 503s still to answer
         self.pages: dict[str, list[list]] = {}
         self.hits: dict[str, int] = {}
@@ -86,12 +86,23 @@ def _handler(state: WebState):
         def log_message(self, *args):
             pass
 
-        def _send(self, status: int, body: bytes, ctype: str = "application/octet-stream"):
+        def _send(
+            self,
+            status: int,
+            body: bytes,
+            ctype: str = "application/octet-stream",
+            headers: dict[str, str] | None = None,
+        ):
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client stopped reading (a body over its limit)
 
         def do_GET(self):
             url = urlparse(self.path)
@@ -133,8 +144,15 @@ class WebServer:
     def stop(self) -> None:
         self.server.shutdown()
 
-    def add_file(self, name: str, body: bytes, ctype: str = "application/octet-stream") -> str:
-        self.state.files[name] = (body, ctype)
+    def add_file(
+        self,
+        name: str,
+        body: bytes,
+        ctype: str = "application/octet-stream",
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        """Serve ``body`` as is at the returned URL, with extra ``headers`` (Content-Encoding…)."""
+        self.state.files[name] = (body, ctype, headers or {})
         return f"{self.base}/files/{name}"
 
 

@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from django.apps import apps
 from django.utils.module_loading import import_string
 
 from taskhub.errors import TaskCancelled, TaskhubError
@@ -57,15 +58,33 @@ def is_django_task(name: str) -> bool:
     return name == RUN_TASK or name.startswith(RUN_TASK + ":")
 
 
+def _check_importable(module_path: str) -> None:
+    """Refuse, before importing anything, a path outside the packages of the installed apps:
+    importing runs a module's top level, and the path comes from a stored payload."""
+    module, _, name = module_path.rpartition(".")
+    if not module or not name:
+        raise ImportError(f"{module_path!r} is not a dotted path to a Task")
+    packages = {config.name.partition(".")[0] for config in apps.get_app_configs()}
+    if module.partition(".")[0] not in packages:
+        raise ImportError(
+            f"{module_path!r} is outside the installed apps' packages; only their Tasks run"
+        )
+
+
 def resolve_task(module_path: str) -> Any:
-    """The Task object a ``@task`` decorator bound at ``module_path`` (ImportError if none)."""
+    """The Task object a ``@task`` decorator bound at ``module_path`` (ImportError if none).
+
+    Only a Django Task defined at that very path runs: not a path outside the installed apps'
+    packages (never imported), not another callable, not a Task re-exported under another name.
+    """
+    _check_importable(module_path)
     try:
         obj = import_string(module_path)
     except ImportError:
         raise
     except Exception as exc:  # the module raised while importing
         raise ImportError(f"cannot import {module_path!r}: {exc}") from exc
-    if not (hasattr(obj, "func") and hasattr(obj, "call") and hasattr(obj, "module_path")):
+    if not isinstance(obj, compat.Task) or obj.module_path != module_path:
         raise ImportError(f"{module_path!r} is not a Task (decorate the function with @task)")
     return obj
 

@@ -111,6 +111,8 @@ def register_definition(alias: str, options: dict) -> TaskDefinition:
         max_attempts=options.get("MAX_ATTEMPTS"),
         retry=policy_from_config(retry) if retry is not None else None,
         timeout=options.get("TIMEOUT"),
+        # Only .enqueue() creates its rows: from outside, a payload could name any module path.
+        external=False,
     )(run_django_task)
 
 
