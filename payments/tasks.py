@@ -81,7 +81,8 @@ def refund_dtr_payment(payload: PaymentRef, ctx) -> dict:
     """Compensation of the settle workflow's payment step: refund the payment at DTR, once.
 
     Does nothing for a payment that never completed; refuses (fails for good, so an operator
-    decides) while the payment's Safe transaction may have reached the chain."""
+    decides) unless the payment's Safe transaction is ``failed`` — which the execution step sets
+    only once the chain shows that its safeTxHash did not execute."""
     forward = ctx.forward
     reason = "refunded: the Safe transaction failed"
     if forward is not None:
