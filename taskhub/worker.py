@@ -276,7 +276,14 @@ def _failed(base: dict, error: str, trace: str, *, permanent: bool) -> Outcome:
 
 
 class Heartbeat:
-    """Writes this process's heartbeat row and re-asserts its claims every few seconds."""
+    """This process's two heartbeats, each on a thread of its own so that neither store's
+    outage can skip or delay the other:
+
+    - the database row, which the lifeline and the health probe judge liveness by, and which
+      must keep beating while Redis is away (a Redis outage is no evidence of death);
+    - in Redis, the liveness key (what the lifeline reads when the database missed our beats)
+      and the claims of our running attempts, re-asserted in case Redis lost its data.
+    """
 
     def __init__(
         self, worker_id: str, writer: OutcomeWriter, queues: list[str], threads: int, broker_id: str
@@ -284,14 +291,22 @@ class Heartbeat:
         self.worker_id, self.writer = worker_id, writer
         self.queues, self.threads, self.broker_id = queues, threads, broker_id
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="taskhub-heartbeat", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, args=(beat,), name=name, daemon=True)
+            for beat, name in (
+                (self.beat_database, "taskhub-heartbeat-db"),
+                (self.beat_redis, "taskhub-heartbeat-redis"),
+            )
+        ]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        for thread in self._threads:
+            thread.join(5)
         try:
             get_redis().delete(claims.liveness_key(self.worker_id))
         except Exception as exc:  # shutting down: a missing key only delays nothing
@@ -301,13 +316,7 @@ class Heartbeat:
         except (DatabaseError, InterfaceError) as exc:
             logger.warning("could not record worker stop: %s", exc)
 
-    def beat(self) -> None:
-        # Redis first: if the database is briefly away, the lifeline still sees us alive and
-        # does not hand our running attempts to another worker.
-        get_redis().set(
-            claims.liveness_key(self.worker_id), 1, ex=int(taskhub_settings.LIFELINE_TIMEOUT)
-        )
-        claims.reassert_claims(self.writer.in_flight(), self.worker_id)
+    def beat_database(self) -> None:
         now = timezone.now()
         updated = WorkerProcess.objects.filter(id=self.worker_id).update(
             last_heartbeat_at=now, stopped_at=None
@@ -319,13 +328,22 @@ class Heartbeat:
                 started_at=now, last_heartbeat_at=now,
             )  # fmt: skip
 
-    def _run(self) -> None:
+    def beat_redis(self) -> None:
+        get_redis().set(
+            claims.liveness_key(self.worker_id), 1, ex=int(taskhub_settings.LIFELINE_TIMEOUT)
+        )
+        claims.reassert_claims(self.writer.in_flight(), self.worker_id)
+
+    def _run(self, beat) -> None:
         interval = taskhub_settings.HEARTBEAT_INTERVAL
         while True:
             try:
-                self.beat()
+                beat()
             except Exception as exc:  # a heartbeat must never kill the worker; retry next beat
-                logger.warning("heartbeat failed: %s", exc)
-                close_old_connections()
+                logger.warning("heartbeat (%s) failed: %s", beat.__name__, exc)
+                if beat == self.beat_database:
+                    close_old_connections()
             if self._stop.wait(interval):
+                if beat == self.beat_database:
+                    close_old_connections()
                 return
