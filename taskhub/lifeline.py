@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import claims, redis_memory
-from .broker import dramatiq_namespace, get_redis
+from .broker import get_broker
 from .conf import taskhub_settings
 from .dispatcher import Dispatched, send_messages
 from .events import publish_on_commit
@@ -153,13 +153,13 @@ class Lifeline:
         if values is None:
             return [], []
         holders = [v.decode() if v else None for v in values]
-        lost, resend = [], []
+        lost, unclaimed = [], []
         for row, holder in zip(rows, holders, strict=True):
             if holder is None:
-                resend.append(row)
+                unclaimed.append(row)
             elif holder not in live:
                 lost.append({**row, "worker_id": holder})
-        return lost, resend
+        return lost, _not_waiting_in_broker(unclaimed)
 
     def _recover(self, rows: list[dict], now, report) -> None:
         retry = [r for r in rows if r["attempt"] < r["max_attempts"]]
@@ -237,15 +237,30 @@ class Lifeline:
         claims.set_cancel_flags([str(i) for i in ids])
 
     def _clean_broker(self, broker_ids: list[str]) -> None:
-        """Drop dead Redis consumers' unacked-message sets; the lifeline re-sent their work."""
-        if not broker_ids:
+        """Drop dead Redis consumers' unacked messages (ack sets and bodies): the lifeline
+        re-sent their work."""
+        from .redis_transport import TaskhubRedisBroker
+
+        broker = get_broker()
+        if not broker_ids or not isinstance(broker, TaskhubRedisBroker):
             return
-        client = get_redis()
         for broker_id in broker_ids:
-            pattern = f"{dramatiq_namespace()}:__acks__.{broker_id}.*"
-            for name in client.scan_iter(match=pattern, count=500):
-                client.delete(name)
-            client.zrem(f"{dramatiq_namespace()}:__heartbeats__", broker_id)
+            broker.drop_consumer(broker_id)
+
+
+def _not_waiting_in_broker(rows: list[dict]) -> list[dict]:
+    """The rows whose message is not waiting in its queue. One still waiting was not lost, only
+    not consumed yet (a queue nobody serves, or one behind long tasks): another copy would only
+    pile up beside it, every REDISPATCH_AFTER, for as long as nobody consumes the queue."""
+    from .redis_transport import TaskhubRedisBroker
+
+    broker = get_broker()
+    if not rows or not isinstance(broker, TaskhubRedisBroker):
+        return rows
+    waiting: set[tuple[str, int]] = set()
+    for queue in {r["queue"] for r in rows}:
+        waiting |= broker.waiting_attempts(queue)
+    return [r for r in rows if (str(r["id"]), r["attempt"]) not in waiting]
 
 
 def _envelope(row: dict) -> dict:
