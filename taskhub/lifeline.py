@@ -4,7 +4,12 @@ Deterministic and periodic, unlike Redis's own requeue of dead workers' messages
 - An attempt whose worker stopped heart-beating is lost: the row goes back to pending (the lost
   attempt counts) or, if that was its last attempt, fails with a dead letter.
 - A queued row nobody claimed within REDISPATCH_AFTER is sent again: its message was lost (a
-  flushed Redis, a dead worker's prefetch). A duplicate is harmless — the attempt claim drops it.
+  flushed Redis, a dead worker's prefetch) — unless it still waits in its queue, unconsumed.
+  A duplicate is harmless — the attempt claim drops it.
+
+The database heartbeat decides who is alive; Redis (a worker's liveness key, an attempt's
+claim) is read only for what the database cannot tell, and only once Redis has kept its data
+for one LIFELINE_TIMEOUT (taskhub.redis_memory): a Redis outage or flush is no evidence.
 """
 
 from __future__ import annotations
@@ -72,11 +77,9 @@ def live_worker_ids(now: dt.datetime, memory: redis_memory.RedisMemory) -> set[s
     )
     fresh = {w for w, stopped, beat in candidates if stopped is None and beat >= horizon}
     stale = [w for w, _, _ in candidates if w not in fresh]
-    if not memory.trusted:
-        return fresh | {w for w, stopped, _ in candidates if stopped is None}
-    keys = memory.read([claims.liveness_key(w) for w in stale])
-    if keys is None:  # Redis lost its data a moment ago
-        return fresh | {w for w, stopped, _ in candidates if stopped is None}
+    keys = memory.read([claims.liveness_key(w) for w in stale]) if memory.trusted else None
+    if keys is None:  # nothing to judge from (or Redis lost its data since it was observed)
+        return {w for w, stopped, _ in candidates if stopped is None}
     return fresh | {w for w, v in zip(stale, keys, strict=True) if v}
 
 
