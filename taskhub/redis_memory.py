@@ -72,9 +72,11 @@ def observe() -> RedisMemory:
         pipe.time()
         pipe.get(marker_key())
         pipe.info("server")
-        (seconds, micros), since, info = pipe.execute()
+        # A Redis that refuses INFO (some hosted ones do) only loses the restart check.
+        (seconds, micros), since, info = pipe.execute(raise_on_error=False)
         now = seconds + micros / 1e6
-        restarted = since is not None and info["uptime_in_seconds"] < now - float(since)
+        uptime = info.get("uptime_in_seconds") if isinstance(info, dict) else None
+        restarted = since is not None and uptime is not None and uptime < now - float(since)
         if since is None or restarted or _lost_sight:
             since = f"{now:.6f}".encode()
             client.set(marker_key(), since)

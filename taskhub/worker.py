@@ -362,6 +362,4 @@ class Heartbeat:
                 if beat == self.beat_database:
                     close_old_connections()
             if self._stop.wait(interval):
-                if beat == self.beat_database:
-                    close_old_connections()
                 return
