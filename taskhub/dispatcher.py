@@ -365,7 +365,7 @@ class Dispatcher:
                 if not claimed:
                     self._wait(self.next_due_in())
             except (DatabaseError, InterfaceError, redis.RedisError, OSError) as exc:
-                if isinstance(exc, redis.RedisError | OSError):
+                if isinstance(exc, redis_memory.UNREACHABLE):
                     redis_memory.lost_sight()  # the lifeline did not watch Redis meanwhile
                 failures += 1
                 logger.warning("dispatch cycle failed (%d in a row): %s", failures, exc)

@@ -18,7 +18,6 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-import redis
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -95,7 +94,7 @@ class Lifeline:
     def run_once(self) -> LifelineReport:
         try:
             return self._run_once()
-        except (redis.RedisError, OSError):
+        except redis_memory.UNREACHABLE:
             redis_memory.lost_sight()
             raise
 

@@ -27,6 +27,9 @@ from .conf import taskhub_settings
 logger = logging.getLogger(__name__)
 
 _lost_sight = False  # this process's lifeline failed to reach Redis since it last looked
+#: The errors that mean Redis could not be reached (a refused or lost connection, a timeout,
+#: a Redis still loading its data after a restart).
+UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 def marker_key() -> str:
@@ -84,6 +87,6 @@ def observe() -> RedisMemory:
         _lost_sight = False
         return RedisMemory(since=since, age=now - float(since))
     except (redis.RedisError, OSError) as exc:
-        logger.warning("lifeline: Redis unreachable, judging nothing from it: %s", exc)
+        logger.warning("lifeline: no answer from Redis, judging nothing from it: %s", exc)
         lost_sight()
         return RedisMemory(since=None, age=0.0)
