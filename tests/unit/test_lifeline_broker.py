@@ -170,3 +170,16 @@ def test_after_redis_lost_its_data_nothing_is_judged_from_it_for_one_lifeline_ti
     report = Lifeline().run_once()
 
     assert report.dead_workers == ["quiet-worker"] and report.lost_attempts == 1
+
+
+def test_a_redis_restarted_from_an_older_snapshot_is_watched_afresh():
+    """The marker survived (a snapshot restored it), but Redis has been up for less time than
+    the marker says: claims and keys written after that snapshot are gone."""
+    client = get_redis()
+    seconds, micros = client.time()
+    uptime = client.info("server")["uptime_in_seconds"]
+    client.set(redis_memory.marker_key(), f"{seconds - uptime - 60:.6f}")
+
+    memory = redis_memory.observe()
+
+    assert memory.age < taskhub_settings.LIFELINE_TIMEOUT and not memory.trusted
