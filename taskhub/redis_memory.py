@@ -79,7 +79,8 @@ def observe() -> RedisMemory:
         (seconds, micros), since, info = pipe.execute(raise_on_error=False)
         now = seconds + micros / 1e6
         uptime = info.get("uptime_in_seconds") if isinstance(info, dict) else None
-        restarted = since is not None and uptime is not None and uptime < now - float(since)
+        # Uptime is in whole seconds: a marker set in Redis's first second may look older.
+        restarted = since is not None and uptime is not None and uptime + 1 < now - float(since)
         if since is None or restarted or _lost_sight:
             since = f"{now:.6f}".encode()
             client.set(marker_key(), since)
