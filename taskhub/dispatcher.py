@@ -344,6 +344,7 @@ class Dispatcher:
         return max(0.0, min(poll, (first - now).total_seconds()))
 
     def run_forever(self) -> None:
+        from . import redis_memory
         from .lifeline import Lifeline
 
         lifeline = Lifeline()
@@ -364,6 +365,8 @@ class Dispatcher:
                 if not claimed:
                     self._wait(self.next_due_in())
             except (DatabaseError, InterfaceError, redis.RedisError, OSError) as exc:
+                if isinstance(exc, redis_memory.UNREACHABLE):
+                    redis_memory.lost_sight()  # the lifeline did not watch Redis meanwhile
                 failures += 1
                 logger.warning("dispatch cycle failed (%d in a row): %s", failures, exc)
                 connection.close()

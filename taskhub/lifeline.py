@@ -4,7 +4,12 @@ Deterministic and periodic, unlike Redis's own requeue of dead workers' messages
 - An attempt whose worker stopped heart-beating is lost: the row goes back to pending (the lost
   attempt counts) or, if that was its last attempt, fails with a dead letter.
 - A queued row nobody claimed within REDISPATCH_AFTER is sent again: its message was lost (a
-  flushed Redis, a dead worker's prefetch). A duplicate is harmless — the attempt claim drops it.
+  flushed Redis, a dead worker's prefetch) — unless it still waits in its queue, unconsumed.
+  A duplicate is harmless — the attempt claim drops it.
+
+The database heartbeat decides who is alive; Redis (a worker's liveness key, an attempt's
+claim) is read only for what the database cannot tell, and only once Redis has kept its data
+for one LIFELINE_TIMEOUT (taskhub.redis_memory): a Redis outage or flush is no evidence.
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import claims
-from .broker import dramatiq_namespace, get_redis
+from . import claims, redis_memory
+from .broker import get_broker
 from .conf import taskhub_settings
-from .dispatcher import Dispatched, live_workers, send_messages
+from .dispatcher import Dispatched, send_messages
 from .events import publish_on_commit
 from .models import DeadLetter, EventKind, Task, TaskEvent, TaskStatus, WorkerProcess
 from .store import guarded_update
@@ -57,6 +62,26 @@ class LifelineReport:
         return bool(self.lost_attempts or self.failed or self.redispatched or self.dead_workers)
 
 
+def live_worker_ids(now: dt.datetime, memory: redis_memory.RedisMemory) -> set[str]:
+    """Workers not presumed dead: a database heartbeat within LIFELINE_TIMEOUT, or else a live
+    key in Redis (the database missed their beats) — or, while Redis cannot be judged from
+    (taskhub.redis_memory), every worker not stopped: a Redis outage is no evidence of death.
+    """
+    horizon = now - dt.timedelta(seconds=taskhub_settings.LIFELINE_TIMEOUT)
+    recent = now - dt.timedelta(days=1)
+    candidates = list(
+        WorkerProcess.objects.filter(last_heartbeat_at__gte=recent).values_list(
+            "id", "stopped_at", "last_heartbeat_at"
+        )
+    )
+    fresh = {w for w, stopped, beat in candidates if stopped is None and beat >= horizon}
+    stale = [w for w, _, _ in candidates if w not in fresh]
+    keys = memory.read([claims.liveness_key(w) for w in stale]) if memory.trusted else None
+    if keys is None:  # nothing to judge from (or Redis lost its data since it was observed)
+        return {w for w, stopped, _ in candidates if stopped is None}
+    return fresh | {w for w, v in zip(stale, keys, strict=True) if v}
+
+
 def _try_lock() -> bool:
     if connection.vendor != "postgresql":
         return True
@@ -67,20 +92,29 @@ def _try_lock() -> bool:
 
 class Lifeline:
     def run_once(self) -> LifelineReport:
+        try:
+            return self._run_once()
+        except redis_memory.UNREACHABLE:
+            redis_memory.lost_sight()
+            raise
+
+    def _run_once(self) -> LifelineReport:
         report = LifelineReport()
         resend: list[Dispatched] = []
         dead_broker_ids: list[str] = []
+        memory = redis_memory.observe()
         now = timezone.now()
         with transaction.atomic():
             if not _try_lock():
                 return report
-            live = {w.id for w in live_workers(now)}
+            live = live_worker_ids(now, memory)
             dead_broker_ids = self._retire_dead_workers(now, live, report)
             lost = self._lost_running(now, live)
-            stale_lost, resend_rows = self._stale_queued(now, live)
+            stale_lost, resend_rows = self._stale_queued(now, live, memory)
             self._recover(lost + stale_lost, now, report)
             resend = self._redispatch(resend_rows, now, report)
-            self._reassert_cancel_flags()
+            if memory.reachable:
+                self._reassert_cancel_flags()
         if resend:
             send_messages([d.message for d in resend])
         self._clean_broker(dead_broker_ids)
@@ -90,13 +124,7 @@ class Lifeline:
         return report
 
     def _retire_dead_workers(self, now, live, report) -> list[str]:
-        horizon = now - dt.timedelta(seconds=taskhub_settings.LIFELINE_TIMEOUT)
-        dead = [
-            w
-            for w in WorkerProcess.objects.filter(stopped_at__isnull=True,
-                                                  last_heartbeat_at__lt=horizon)
-            if w.id not in live
-        ]  # fmt: skip
+        dead = list(WorkerProcess.objects.filter(stopped_at__isnull=True).exclude(id__in=live))
         WorkerProcess.objects.filter(id__in=[w.id for w in dead]).update(stopped_at=now)
         report.dead_workers = [w.id for w in dead]
         return [w.broker_id for w in dead if w.broker_id]
@@ -111,21 +139,29 @@ class Lifeline:
         )
         return list(rows)
 
-    def _stale_queued(self, now, live) -> tuple[list[dict], list[dict]]:
+    def _stale_queued(self, now, live, memory) -> tuple[list[dict], list[dict]]:
+        """Queued rows nobody claimed within REDISPATCH_AFTER (their message is presumed lost),
+        and those whose claim a dead worker holds. Claims are read only from a Redis that kept
+        its data long enough for every live worker to have re-asserted its own."""
+        if not memory.trusted:
+            return [], []
         horizon = now - dt.timedelta(seconds=taskhub_settings.REDISPATCH_AFTER)
         rows = list(
             Task.objects.filter(status=TaskStatus.QUEUED, queued_at__lt=horizon).values(
                 *_ROW_FIELDS
             )[:SCAN_LIMIT]
         )
-        holders = claims.claim_holders([(str(r["id"]), r["attempt"]) for r in rows])
-        lost, resend = [], []
+        values = memory.read([claims.claim_key(r["id"], r["attempt"]) for r in rows])
+        if values is None:
+            return [], []
+        holders = [v.decode() if v else None for v in values]
+        lost, unclaimed = [], []
         for row, holder in zip(rows, holders, strict=True):
             if holder is None:
-                resend.append(row)
+                unclaimed.append(row)
             elif holder not in live:
                 lost.append({**row, "worker_id": holder})
-        return lost, resend
+        return lost, _not_waiting_in_broker(unclaimed)
 
     def _recover(self, rows: list[dict], now, report) -> None:
         retry = [r for r in rows if r["attempt"] < r["max_attempts"]]
@@ -203,15 +239,30 @@ class Lifeline:
         claims.set_cancel_flags([str(i) for i in ids])
 
     def _clean_broker(self, broker_ids: list[str]) -> None:
-        """Drop dead Redis consumers' unacked-message sets; the lifeline re-sent their work."""
-        if not broker_ids:
+        """Drop dead Redis consumers' unacked messages (ack sets and bodies): the lifeline
+        re-sent their work."""
+        from .redis_transport import TaskhubRedisBroker
+
+        broker = get_broker()
+        if not broker_ids or not isinstance(broker, TaskhubRedisBroker):
             return
-        client = get_redis()
         for broker_id in broker_ids:
-            pattern = f"{dramatiq_namespace()}:__acks__.{broker_id}.*"
-            for name in client.scan_iter(match=pattern, count=500):
-                client.delete(name)
-            client.zrem(f"{dramatiq_namespace()}:__heartbeats__", broker_id)
+            broker.drop_consumer(broker_id)
+
+
+def _not_waiting_in_broker(rows: list[dict]) -> list[dict]:
+    """The rows whose message is not waiting in its queue. One still waiting was not lost, only
+    not consumed yet (a queue nobody serves, or one behind long tasks): another copy would only
+    pile up beside it, every REDISPATCH_AFTER, for as long as nobody consumes the queue."""
+    from .redis_transport import TaskhubRedisBroker
+
+    broker = get_broker()
+    if not rows or not isinstance(broker, TaskhubRedisBroker):
+        return rows
+    waiting: set[tuple[str, int]] = set()
+    for queue in {r["queue"] for r in rows}:
+        waiting |= broker.waiting_attempts(queue)
+    return [r for r in rows if (str(r["id"]), r["attempt"]) not in waiting]
 
 
 def _envelope(row: dict) -> dict:

@@ -76,6 +76,8 @@ class Outcome:
     children: list = field(default_factory=list)
     #: a workflow step or a child (the dispatcher says so; unknown counts as yes)
     coordinated: bool = True
+    #: handed to the writer already (OutcomeWriter.record_outcome)
+    recorded: bool = field(default=False, compare=False, repr=False)
 
 
 _FINISH_COLUMNS = (
@@ -135,7 +137,11 @@ class OutcomeWriter:
 
     def record_outcome(self, outcome: Outcome) -> None:
         with self._lock:
-            self._outcomes.append(outcome)
+            # The same outcome again (a recording interrupted after it was buffered, then
+            # retried: taskhub.worker) is written once.
+            if not outcome.recorded:
+                outcome.recorded = True
+                self._outcomes.append(outcome)
 
     def record_progress(self, task_id: str, attempt: int, value: int) -> None:
         with self._lock:

@@ -1,9 +1,11 @@
 """``manage.py taskhub health``: a probe for process supervisors (systemd, Kubernetes, Docker).
 
 Exit 0 when healthy, 1 when not, with one JSON line saying why. Every probe checks that the
-database and Redis answer; ``--worker`` also needs a live worker process on this host (its
-heartbeat within LIFELINE_TIMEOUT), ``--dispatcher`` a dispatcher on this host that finished a
-cycle within the same bound. The web process is probed over HTTP instead: ``GET /healthz``.
+database and Redis answer, except ``--worker`` alone, which needs only the database (a Redis
+outage is then reported as "degraded", exit 0; see health()). ``--worker`` also needs a live
+worker process on this host (its heartbeat within LIFELINE_TIMEOUT), ``--dispatcher`` a
+dispatcher on this host that finished a cycle within the same bound. The web process is probed
+over HTTP instead: ``GET /healthz``.
 """
 
 from __future__ import annotations
@@ -55,12 +57,25 @@ def _health_args(p) -> None:
 
 @subcommand("health", "probe for supervisors: exit 0 if healthy, 1 if not", _health_args)
 def health(args) -> int:
-    checks = [check_database(), check_redis()]
-    if all(c["status"] == "ok" for c in checks):
-        if args.worker:
-            checks.append(check_worker())
-        if args.dispatcher:
-            checks.append(check_dispatcher())
-    healthy = all(c["status"] == "ok" for c in checks)
-    sys.stdout.write(json.dumps({"status": "ok" if healthy else "down", "checks": checks}) + "\n")
+    database, redis_check = check_database(), check_redis()
+    checks = [database, redis_check]
+    # A worker rides out a Redis outage (its running tasks go on, and so does its database
+    # heartbeat): a probe that failed for it would have the supervisor restart the worker and
+    # kill those tasks. Its probe needs the database only; the others need Redis too.
+    needed = [database] if args.worker and not args.dispatcher else [database, redis_check]
+    if all(_ok(c) for c in needed):
+        processes = [
+            check()
+            for flag, check in ((args.worker, check_worker), (args.dispatcher, check_dispatcher))
+            if flag
+        ]
+        checks += processes
+        needed += processes
+    healthy = all(_ok(c) for c in needed)
+    status = "down" if not healthy else "ok" if all(_ok(c) for c in checks) else "degraded"
+    sys.stdout.write(json.dumps({"status": status, "checks": checks}) + "\n")
     return 0 if healthy else 1
+
+
+def _ok(check: dict) -> bool:
+    return check["status"] == "ok"

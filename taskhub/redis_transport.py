@@ -34,14 +34,28 @@ from dramatiq.message import Message
 from .redis_batch import SharedRoundTrips
 
 # KEYS: the heartbeats set, this broker's ack set of the queue, the queue's message hash.
-# ARGV: now (ms), the broker id, then the message ids. What Dramatiq's own "ack" does, for many.
+# ARGV: now (ms), the broker id, then the message ids. What Dramatiq's own "ack" does, for many,
+# except that the body goes even if the ack set no longer lists the message: the lifeline drops
+# the ack sets of a consumer it presumed dead, and a body only an ack would remove stayed
+# forever. (Dramatiq keeps it for a message requeued before its ack; taskhub requeues only
+# messages no thread took, which are never acked.)
 _ACK_MANY_SCRIPT = """
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 for i = 3, #ARGV do
-    if redis.call('SREM', KEYS[2], ARGV[i]) > 0 then
-        redis.call('HDEL', KEYS[3], ARGV[i])
-    end
+    redis.call('SREM', KEYS[2], ARGV[i])
+    redis.call('HDEL', KEYS[3], ARGV[i])
 end
+"""
+
+# KEYS: an ack set of a consumer presumed dead, the queue's message hash. Drops the set and the
+# bodies of the messages it lists (the lifeline sent their attempts again as new messages).
+_DROP_ACKS_SCRIPT = """
+local ids = redis.call('SMEMBERS', KEYS[1])
+for i = 1, #ids, 500 do
+    redis.call('HDEL', KEYS[2], unpack(ids, i, math.min(i + 499, #ids)))
+end
+redis.call('DEL', KEYS[1])
+return #ids
 """
 
 # KEYS: the queue, its message hash, its nudge list. ARGV: nudges to push, then (message id,
@@ -135,6 +149,7 @@ class TaskhubRedisBroker(RedisBroker):
         )  # fmt: skip
         self._ack_sha = self.client.register_script(_ACK_MANY_SCRIPT).sha
         self._enqueue_many = self.client.register_script(_ENQUEUE_MANY_SCRIPT)
+        self._drop_acks = self.client.register_script(_DROP_ACKS_SCRIPT)
 
     @property
     def consumer_class(self):
@@ -181,6 +196,31 @@ class TaskhubRedisBroker(RedisBroker):
             notify_key(self.namespace, queue_name),
         ]
         self._enqueue_many(keys=keys, args=args)
+
+    def waiting_attempts(self, queue_name: str) -> set[tuple[str, int]]:
+        """The (task, attempt) of every message waiting in the queue, not yet fetched."""
+        ids = self.client.lrange(f"{self.namespace}:{queue_name}", 0, -1)
+        waiting = set()
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            for body in self.client.hmget(f"{self.namespace}:{queue_name}.msgs", chunk):
+                if body is None:
+                    continue
+                args = Message.decode(body).args
+                if args and isinstance(args[0], dict) and "id" in args[0]:
+                    waiting.add((str(args[0]["id"]), int(args[0].get("attempt", 0))))
+        return waiting
+
+    def drop_consumer(self, broker_id: str) -> int:
+        """Forget a dead consumer: its ack sets and the bodies of the messages they list.
+        Returns how many messages it had fetched and not acked."""
+        dropped = 0
+        for name in self.client.scan_iter(match=f"{self.namespace}:__acks__.{broker_id}.*"):
+            queue_name = name.decode().rsplit(f"__acks__.{broker_id}.", 1)[1]
+            bodies = f"{self.namespace}:{queue_name}.msgs"
+            dropped += self._drop_acks(keys=[name, bodies])
+        self.client.zrem(f"{self.namespace}:__heartbeats__", broker_id)
+        return dropped
 
     def declare_queue(self, queue_name: str) -> None:
         if queue_name not in self.queues:

@@ -19,7 +19,7 @@ from typing import Any
 import dramatiq
 from django.db import DatabaseError, InterfaceError, close_old_connections
 from django.utils import timezone
-from dramatiq.middleware import SkipMessage, TimeLimitExceeded
+from dramatiq.middleware import Interrupt, SkipMessage, TimeLimitExceeded
 
 from . import claims
 from .broker import EXECUTE_ACTOR, ensure_redis, get_redis
@@ -49,6 +49,11 @@ class Attempt:
     ctx: TaskContext
     start: StartedAttempt
     result: Any = None
+    #: The handler returned: an interrupt landing after that (a time limit that fired late, a
+    #: shutdown notice) does not change how the attempt ended.
+    returned: bool = False
+    outcome: Outcome | None = None
+    recorded: bool = False
 
 
 def current_attempt() -> Attempt:
@@ -67,6 +72,7 @@ def run_current_attempt() -> None:
         attempt.result = definition.func(payload, attempt.ctx)
     else:
         attempt.result = definition.func(payload)
+    attempt.returned = True
 
 
 class WorkerRuntime:
@@ -196,9 +202,21 @@ class WorkerRuntime:
         attempt = getattr(_current, "attempt", None)
         if message.actor_name != EXECUTE_ACTOR or attempt is None:
             return
+        if attempt.returned:
+            exception = None
+        # Dramatiq raises a time limit (and a shutdown notice) asynchronously in this thread, so
+        # it can land here instead of in the handler. Recording is retried until done (the
+        # outcome decided once, the writer ignoring a second copy); if an interrupt escapes
+        # anyway, Dramatiq calls this again with it, and the attempt is still current.
+        while not attempt.recorded:
+            try:
+                if attempt.outcome is None:
+                    attempt.outcome = decide_outcome(attempt, exception)
+                self.writer.record_outcome(attempt.outcome)
+                attempt.recorded = True
+            except Interrupt as late:
+                logger.warning("%s landed while recording an outcome; recording it again", late)
         _current.attempt = None
-        outcome = decide_outcome(attempt, exception)
-        self.writer.record_outcome(outcome)
 
     def _hand_back(self, env: dict) -> None:
         """The queue was paused after this was dispatched: return the row to pending."""
@@ -276,7 +294,14 @@ def _failed(base: dict, error: str, trace: str, *, permanent: bool) -> Outcome:
 
 
 class Heartbeat:
-    """Writes this process's heartbeat row and re-asserts its claims every few seconds."""
+    """This process's two heartbeats, each on a thread of its own so that neither store's
+    outage can skip or delay the other:
+
+    - the database row, which the lifeline and the health probe judge liveness by, and which
+      must keep beating while Redis is away (a Redis outage is no evidence of death);
+    - in Redis, the liveness key (what the lifeline reads when the database missed our beats)
+      and the claims of our running attempts, re-asserted in case Redis lost its data.
+    """
 
     def __init__(
         self, worker_id: str, writer: OutcomeWriter, queues: list[str], threads: int, broker_id: str
@@ -284,14 +309,22 @@ class Heartbeat:
         self.worker_id, self.writer = worker_id, writer
         self.queues, self.threads, self.broker_id = queues, threads, broker_id
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="taskhub-heartbeat", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, args=(beat,), name=name, daemon=True)
+            for beat, name in (
+                (self.beat_database, "taskhub-heartbeat-db"),
+                (self.beat_redis, "taskhub-heartbeat-redis"),
+            )
+        ]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        for thread in self._threads:
+            thread.join(5)
         try:
             get_redis().delete(claims.liveness_key(self.worker_id))
         except Exception as exc:  # shutting down: a missing key only delays nothing
@@ -301,13 +334,7 @@ class Heartbeat:
         except (DatabaseError, InterfaceError) as exc:
             logger.warning("could not record worker stop: %s", exc)
 
-    def beat(self) -> None:
-        # Redis first: if the database is briefly away, the lifeline still sees us alive and
-        # does not hand our running attempts to another worker.
-        get_redis().set(
-            claims.liveness_key(self.worker_id), 1, ex=int(taskhub_settings.LIFELINE_TIMEOUT)
-        )
-        claims.reassert_claims(self.writer.in_flight(), self.worker_id)
+    def beat_database(self) -> None:
         now = timezone.now()
         updated = WorkerProcess.objects.filter(id=self.worker_id).update(
             last_heartbeat_at=now, stopped_at=None
@@ -319,13 +346,20 @@ class Heartbeat:
                 started_at=now, last_heartbeat_at=now,
             )  # fmt: skip
 
-    def _run(self) -> None:
+    def beat_redis(self) -> None:
+        get_redis().set(
+            claims.liveness_key(self.worker_id), 1, ex=int(taskhub_settings.LIFELINE_TIMEOUT)
+        )
+        claims.reassert_claims(self.writer.in_flight(), self.worker_id)
+
+    def _run(self, beat) -> None:
         interval = taskhub_settings.HEARTBEAT_INTERVAL
         while True:
             try:
-                self.beat()
+                beat()
             except Exception as exc:  # a heartbeat must never kill the worker; retry next beat
-                logger.warning("heartbeat failed: %s", exc)
-                close_old_connections()
+                logger.warning("heartbeat (%s) failed: %s", beat.__name__, exc)
+                if beat == self.beat_database:
+                    close_old_connections()
             if self._stop.wait(interval):
                 return

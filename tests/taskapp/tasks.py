@@ -186,3 +186,17 @@ def wf_parent(payload: dict, ctx) -> dict:
         ctx.spawn("test.wf.step", {"name": f"child-{index}", "value": index,
                                    "fail": index in payload.get("failing", [])})  # fmt: skip
     return {"spawned": payload.get("children", 0)}
+
+
+class LoggedSleep(BaseModel):
+    seconds: float = Field(default=0.0, ge=0, le=120)
+    path: str
+
+
+@task("test.sleep_logged", schema=LoggedSleep)
+def sleep_logged(payload: LoggedSleep, ctx) -> dict:
+    """Appends each start to a file (not Redis: the drills that use it take Redis away)."""
+    with open(payload.path, "a") as log:
+        log.write(f"{ctx.task_id} {ctx.attempt}\n")
+    time.sleep(payload.seconds)
+    return {"slept": payload.seconds, "attempt": ctx.attempt}
