@@ -199,8 +199,8 @@ class Lifeline:
     def _reassert_cancel_flags(self) -> None:
         ids = Task.objects.filter(
             Q(status=TaskStatus.RUNNING) | Q(status=TaskStatus.QUEUED), cancel_requested=True
-        ).values_list("id", flat=True)[:SCAN_LIMIT]
-        claims.set_cancel_flags([str(i) for i in ids])
+        ).values_list("id", "attempt")[:SCAN_LIMIT]
+        claims.set_cancel_flags([(str(i), a) for i, a in ids])
 
     def _clean_broker(self, broker_ids: list[str]) -> None:
         """Drop dead Redis consumers' unacked-message sets; the lifeline re-sent their work."""
