@@ -299,11 +299,14 @@ class Dispatcher:
 
     def _send(self, claimed: list[Dispatched]) -> None:
         """Send each queue's messages; return to pending only the rows whose send failed (the
-        other queues' messages are out, and their rows must stay queued for them)."""
+        other queues' messages are out, and their rows must stay queued for them). A refusal
+        then fails the cycle, so the dispatcher backs off rather than claim them again at once.
+        """
         by_queue: dict[str, list[Dispatched]] = {}
         for d in claimed:
             by_queue.setdefault(d.envelope["queue"], []).append(d)
         refused: list[Dispatched] = []
+        error: Exception | None = None
         for queue, batch in by_queue.items():
             try:
                 send_messages([d.message for d in batch])
@@ -312,12 +315,13 @@ class Dispatcher:
                     "broker refused %d messages of %s, returning them to pending: %s",
                     len(batch), queue, exc,
                 )  # fmt: skip
-                refused += batch
-        if refused:
+                refused, error = refused + batch, exc
+        if error is not None:
             unqueue(
                 [(d.envelope["id"], d.envelope["attempt"]) for d in refused],
                 reason="broker unavailable",
             )
+            raise error
 
     def _maybe_sync_pause_flags(self) -> None:
         """Repair the Redis pause flags from the rows (Redis may have been flushed, a pause may
@@ -373,7 +377,10 @@ class Dispatcher:
                     self._last_alive = time.monotonic()
                 if not claimed:
                     self._wait(self.next_due_in())
-            except (DatabaseError, InterfaceError, redis.RedisError, OSError) as exc:
+            except (
+                DatabaseError, InterfaceError, redis.RedisError, OSError,
+                dramatiq.errors.ConnectionError,
+            ) as exc:  # fmt: skip
                 failures += 1
                 logger.warning("dispatch cycle failed (%d in a row): %s", failures, exc)
                 connection.close()
