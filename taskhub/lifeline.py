@@ -43,6 +43,7 @@ _ROW_FIELDS = (
     "timeout",
     "priority",
     "worker_id",
+    "cancel_requested",
 )
 
 
@@ -128,6 +129,7 @@ class Lifeline:
         return lost, resend
 
     def _recover(self, rows: list[dict], now, report) -> None:
+        rows = self._cancel_lost(rows, now)
         retry = [r for r in rows if r["attempt"] < r["max_attempts"]]
         final = [r for r in rows if r["attempt"] >= r["max_attempts"]]
         error = "worker lost while running this attempt"
@@ -179,6 +181,24 @@ class Lifeline:
         settle(task_id for task_id, _ in failed)
         report.lost_attempts += len(changed)
         report.failed += len(failed)
+
+    def _cancel_lost(self, rows: list[dict], now) -> list[dict]:
+        """A lost attempt of a task an operator asked to stop ends it cancelled: run again, its
+        next attempt would be above the cancel flag. Returns the other rows."""
+        asked = [r for r in rows if r["cancel_requested"]]
+        cancelled = guarded_update(
+            ("id", "attempt", "status", "completed_at", "updated_at"),
+            [(r["id"], r["attempt"], TaskStatus.CANCELLED, now, now) for r in asked],
+            "status = v.status, completed_at = v.completed_at, updated_at = v.updated_at",
+            [TaskStatus.QUEUED, TaskStatus.RUNNING],
+        )
+        publish_on_commit(TaskEvent.objects.bulk_create([
+            TaskEvent(task_id=task_id, kind=EventKind.CANCELLED, attempt=attempt, at=now,
+                      data={"reason": "worker lost after a cancel was requested"})
+            for task_id, attempt in cancelled
+        ]))  # fmt: skip
+        settle(task_id for task_id, _ in cancelled)
+        return [r for r in rows if not r["cancel_requested"]]
 
     def _redispatch(self, rows: list[dict], now, report) -> list[Dispatched]:
         changed = guarded_update(

@@ -61,6 +61,33 @@ def test_a_handed_back_attempt_is_never_run_again_under_its_number(make_stack):
     )
 
 
+def test_a_task_asked_to_stop_whose_worker_is_lost_ends_cancelled(make_stack):
+    """The lifeline returns a dead worker's attempts to the queue; one of a task an operator
+    asked to stop ends cancelled instead of running again (on the surviving worker)."""
+    import os
+
+    from taskhub import services
+    from taskhub.models import WorkerProcess
+
+    stack = make_stack(processes=1, threads=1)
+    stack.start_worker()
+    stack.start_worker()
+    stack.start_dispatcher()
+    stack.wait_for_workers(2)
+    task = schedule("test.sleep", {"seconds": 30, "label": "lost-cancel"})
+    running = wait_status(task.id, "running", timeout=15)
+
+    os.kill(WorkerProcess.objects.get(id=running.worker_id).pid, signal.SIGKILL)
+    services.cancel_task(task.id, actor="test")
+
+    ended = wait_status(task.id, ("cancelled", "completed", "failed", "queued"), timeout=20)
+    assert ended.status == "cancelled"
+    assert runs("lost-cancel") == [str(task.id)]
+    assert ended.events.order_by("id").last().data["reason"] == (
+        "worker lost after a cancel was requested"
+    )
+
+
 def _acl(client, user: str, *rules: str) -> None:
     client.execute_command("ACL", "SETUSER", user, *rules)
 
