@@ -157,8 +157,8 @@ class WorkerRuntime:
         except Exception as exc:  # noqa: BLE001 — whatever Redis said, the attempt must not run
             # Unsettled, the message would be dropped while its claim (ours, or maybe ours if
             # Redis ran the script and the reply was lost) stayed taken for CLAIM_TTL, the row
-            # queued and holding a slot of its queue. Hand the attempt back instead: the row
-            # returns to pending and its next dispatch is a new attempt, whoever holds this one.
+            # queued and holding a slot of its queue. Hand the attempt back instead: a row still
+            # queued returns to pending, and its next dispatch is a new attempt.
             logger.warning(
                 "claim of %s attempt %s failed, handing it back: %s", task_id, attempt, exc
             )
@@ -192,11 +192,12 @@ class WorkerRuntime:
             self._fetched[message.message_id] = (answer, now)
 
     def release_fetched(self, messages: list) -> None:
-        """Messages handed back to the broker unstarted: let their fetch-time claims go."""
+        """Messages handed back to the broker unstarted: let their fetch-time claims go (the
+        attempt was not decided here; whoever fetches it next decides)."""
         mine = []
         for m in messages:
             fetched = self._fetched.pop(m.message_id, None)
-            if fetched is not None and fetched[0] is ClaimResult.CLAIMED:
+            if fetched is not None and fetched[0] is not ClaimResult.DUPLICATE:
                 mine.append((m.args[0]["id"], m.args[0]["attempt"]))
         try:
             claims.release_claims(mine)
