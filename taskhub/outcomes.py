@@ -99,7 +99,7 @@ _START_SET = (
 # this one can never pass for it) and the attempt is not charged: the limit moves up with it.
 _RELEASE_SET = (
     "status = v.status, max_attempts = {t}.max_attempts + 1, started_at = NULL, "
-    "updated_at = v.updated_at"
+    "scheduled_at = COALESCE(v.scheduled_at, {t}.scheduled_at), updated_at = v.updated_at"
 )
 _PROGRESS_SET = "progress = v.progress, updated_at = v.updated_at"
 
@@ -370,8 +370,8 @@ class OutcomeWriter:
         # if the row says running, someone else holds the attempt.
         for unstarted, statuses in ((False, _STARTED_FROM), (True, [TaskStatus.QUEUED])):
             changed |= guarded_update(
-                ("id", "attempt", "status", "updated_at"),
-                [(o.task_id, o.attempt, TaskStatus.PENDING, now) for o in releasing
+                ("id", "attempt", "status", "scheduled_at", "updated_at"),
+                [(o.task_id, o.attempt, TaskStatus.PENDING, o.retry_at, now) for o in releasing
                  if (o.start is None) == unstarted],
                 _RELEASE_SET,
                 statuses,

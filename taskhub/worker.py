@@ -39,6 +39,8 @@ MAX_RESULT_BYTES = 1024 * 1024
 #: longer than this for a thread (seconds). Under load a fetched message starts within a few
 #: milliseconds; one that waited behind slow tasks is checked once more.
 CLAIM_FRESH_FOR = 0.025
+#: An attempt whose claim Redis refused is handed back to run this many seconds later.
+CLAIM_FAILED_RETRY_IN = 1.0
 
 
 @dataclass
@@ -162,7 +164,8 @@ class WorkerRuntime:
             logger.warning(
                 "claim of %s attempt %s failed, handing it back: %s", task_id, attempt, exc
             )
-            self._hand_back(env, f"claim failed: {exc}")
+            # Not at once: while Redis refuses claims, every dispatch would come straight back.
+            self._hand_back(env, f"claim failed: {exc}", retry_in=CLAIM_FAILED_RETRY_IN)
             raise SkipMessage("claim failed") from None
 
     # -- claims at fetch (Redis consumers) -----------------------------------------------------
@@ -214,13 +217,14 @@ class WorkerRuntime:
         outcome = decide_outcome(attempt, exception)
         self.writer.record_outcome(outcome)
 
-    def _hand_back(self, env: dict, reason: str) -> None:
+    def _hand_back(self, env: dict, reason: str, retry_in: float = 0.0) -> None:
         """This attempt will not run here (its queue was paused after it was dispatched, or its
         claim could not be settled): return the row to pending, not charging the attempt."""
         now = timezone.now()
+        retry_at = now + dt.timedelta(seconds=retry_in) if retry_in else None
         self.writer.record_outcome(Outcome(
             task_id=env["id"], attempt=env["attempt"], name=env["name"], queue=env["queue"],
-            status=TaskStatus.PENDING, started_at=None, finished_at=now,
+            status=TaskStatus.PENDING, started_at=None, finished_at=now, retry_at=retry_at,
             event_data={"reason": reason}, coordinated=env.get("coordinated", True),
         ))  # fmt: skip
 
