@@ -7,6 +7,14 @@ A Redis worker claims a fetched batch in one round trip (``claim_fetched``), bef
 attempts wait for a thread, and confirms a claim that waited more than a moment
 (``confirm_claim``); other brokers, and attempts under a rate limit, claim when the attempt
 starts (``claim_attempt``).
+
+Whoever takes an attempt's claim decides what becomes of that attempt: it runs it
+(``claimed``), hands it back because its queue is paused (``paused``), or ends it because the
+task was cancelled (``cancelled``). A copy finding the claim taken is always a ``duplicate``
+and does nothing. Attempt numbers are never reused, so a claim is never given back to be
+taken again: a handed-back attempt stays claimed and its task's next dispatch is a new attempt.
+
+A cancel flag holds the highest attempt it covers: a retried task's next attempt is above it.
 """
 
 from __future__ import annotations
@@ -21,19 +29,25 @@ from .conf import taskhub_settings
 from .redis_batch import SharedRoundTrips
 
 # KEYS: claim, cancel flag, pause flag, then one sliding-window key per rate limit.
-# ARGV: worker id, claim TTL, then one limit (starts per second) per rate key.
+# ARGV: worker id, claim TTL, attempt, then one limit (starts per second) per rate key.
 # Returns 'claimed', 'cancelled', 'paused', 'duplicate', or the milliseconds to wait for a rate
 # slot. Everything is decided in one script so two workers can't both squeeze into one slot.
 _CLAIM_SCRIPT = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 'cancelled' end
-if redis.call('EXISTS', KEYS[3]) == 1 then return 'paused' end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'duplicate' end
+if (tonumber(redis.call('GET', KEYS[2])) or 0) >= tonumber(ARGV[3]) then
+    redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+    return 'cancelled'
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+    return 'paused'
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local wait = 0
 for i = 4, #KEYS do
     redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - 1000)
-    if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[i - 1]) then
+    if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[i]) then
         local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
         wait = math.max(wait, tonumber(oldest[2]) + 1000 - now)
     end
@@ -50,9 +64,9 @@ return 'claimed'
 
 class ClaimResult(StrEnum):
     CLAIMED = "claimed"  # this worker runs the attempt
-    DUPLICATE = "duplicate"  # another copy of the message already started it
-    CANCELLED = "cancelled"  # the task was cancelled after it was queued
-    PAUSED = "paused"  # its queue was paused after it was queued: hand it back
+    DUPLICATE = "duplicate"  # another copy of the message already claimed it: drop this one
+    CANCELLED = "cancelled"  # claimed, but the task was cancelled after it was queued: end it
+    PAUSED = "paused"  # claimed, but its queue was paused after it was queued: hand it back
 
 
 def claim_key(task_id: uuid.UUID | str, attempt: int) -> str:
@@ -82,19 +96,19 @@ def live_in_redis(worker_ids: Iterable[str]) -> set[str]:
 
 # The same decision for a batch of attempts without rate limits (the common case), one script
 # call per round trip. KEYS: claim, cancel flag, pause flag of each attempt, in threes.
-# ARGV: claim TTL, then the claiming worker of each attempt. Returns one answer per attempt.
+# ARGV: claim TTL, then the claiming worker and the attempt of each. One answer per attempt.
 _CLAIM_MANY_SCRIPT = """
 local answers = {}
 for i = 1, #KEYS / 3 do
     local claim, cancel, pause = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
-    if redis.call('EXISTS', cancel) == 1 then
+    if not redis.call('SET', claim, ARGV[2 * i], 'NX', 'EX', ARGV[1]) then
+        answers[i] = 'duplicate'
+    elseif (tonumber(redis.call('GET', cancel)) or 0) >= tonumber(ARGV[2 * i + 1]) then
         answers[i] = 'cancelled'
     elseif redis.call('EXISTS', pause) == 1 then
         answers[i] = 'paused'
-    elseif redis.call('SET', claim, ARGV[i + 1], 'NX', 'EX', ARGV[1]) then
-        answers[i] = 'claimed'
     else
-        answers[i] = 'duplicate'
+        answers[i] = 'claimed'
     end
 end
 return answers
@@ -110,12 +124,13 @@ def _registered(source: str):
     return _scripts[source]
 
 
-def _queue_claims(pipe, claims: list[tuple[list[str], str]]):
-    """Queue one script call for a batch of (keys, worker id) claims; returns the reply reader."""
-    keys = [k for claim_keys, _ in claims for k in claim_keys]
-    workers = [worker_id for _, worker_id in claims]
+def _queue_claims(pipe, claims: list[tuple[list[str], str, int]]):
+    """Queue one script call for a batch of (keys, worker id, attempt) claims; returns the reply
+    reader."""
+    keys = [k for claim_keys, _, _ in claims for k in claim_keys]
+    holders = [v for _, worker_id, attempt in claims for v in (worker_id, attempt)]
     sha = _registered(_CLAIM_MANY_SCRIPT).sha
-    pipe.evalsha(sha, len(keys), *keys, int(taskhub_settings.CLAIM_TTL), *workers)
+    pipe.evalsha(sha, len(keys), *keys, int(taskhub_settings.CLAIM_TTL), *holders)
     return lambda replies: [a.decode() if isinstance(a, bytes) else a for a in replies[0]]
 
 
@@ -144,8 +159,8 @@ def claim_attempt(
         *(key("rate", name) for name in limits),
     ]
     if not limits:
-        return ClaimResult(_shared.call((keys, worker_id)))
-    args = [worker_id, int(taskhub_settings.CLAIM_TTL), *limits.values()]
+        return ClaimResult(_shared.call((keys, worker_id, attempt)))
+    args = [worker_id, int(taskhub_settings.CLAIM_TTL), attempt, *limits.values()]
     while True:
         outcome = _registered(_CLAIM_SCRIPT)(keys=keys, args=args)
         outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
@@ -155,13 +170,12 @@ def claim_attempt(
 
 
 # A claim made when its message was fetched, confirmed just before the attempt starts: the
-# cancel and pause flags are read again, and a claim that must not run is let go (so the
-# attempt can be handed back, or re-sent, and claimed afresh). KEYS: claim, cancel flag, pause
-# flag. ARGV: worker id. Returns 'claimed', 'cancelled', 'paused' or 'duplicate' (lost it).
+# cancel and pause flags are read again. KEYS: claim, cancel flag, pause flag. ARGV: worker id,
+# attempt. Returns 'claimed', 'cancelled', 'paused' or 'duplicate' (the claim is not ours).
 _CONFIRM_SCRIPT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'duplicate' end
-if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('DEL', KEYS[1]) return 'cancelled' end
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('DEL', KEYS[1]) return 'paused' end
+if (tonumber(redis.call('GET', KEYS[2])) or 0) >= tonumber(ARGV[2]) then return 'cancelled' end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 'paused' end
 return 'claimed'
 """
 
@@ -172,15 +186,16 @@ def claim_fetched(attempts: list[tuple[str, int, str]], worker_id: str) -> list[
     if not attempts:
         return []
     keys = [k for t, a, q in attempts for k in (claim_key(t, a), cancel_key(t), pause_key(q))]
+    holders = [v for _, attempt, _ in attempts for v in (worker_id, attempt)]
     ttl = int(taskhub_settings.CLAIM_TTL)
-    answers = _registered(_CLAIM_MANY_SCRIPT)(keys=keys, args=[ttl, *[worker_id] * len(attempts)])
+    answers = _registered(_CLAIM_MANY_SCRIPT)(keys=keys, args=[ttl, *holders])
     return [ClaimResult(a.decode() if isinstance(a, bytes) else a) for a in answers]
 
 
 def confirm_claim(task_id: str, attempt: int, queue: str, worker_id: str) -> ClaimResult:
     """Re-read the cancel and pause flags for a claim made at fetch time (see _CONFIRM_SCRIPT)."""
     keys = [claim_key(task_id, attempt), cancel_key(task_id), pause_key(queue)]
-    answer = _registered(_CONFIRM_SCRIPT)(keys=keys, args=[worker_id])
+    answer = _registered(_CONFIRM_SCRIPT)(keys=keys, args=[worker_id, attempt])
     return ClaimResult(answer.decode() if isinstance(answer, bytes) else answer)
 
 
@@ -191,9 +206,16 @@ def release_claims(attempts: Iterable[tuple[str, int]]) -> None:
         get_redis().delete(*keys)
 
 
-def release_claim(task_id: str, attempt: int) -> None:
-    """Forget a claim so the attempt can be picked up again (used when handing work back)."""
-    get_redis().delete(claim_key(task_id, attempt))
+def retire_attempts(attempts: Iterable[tuple[str, int]]) -> None:
+    """Take the claims of attempts that must never run (un-queued after their send failed):
+    a copy of the message that did reach the broker finds its attempt claimed and is dropped.
+    A claim someone already holds is left alone."""
+    pipe = get_redis().pipeline(transaction=False)
+    for task_id, attempt in attempts:
+        pipe.set(
+            claim_key(task_id, attempt), "retired", nx=True, ex=int(taskhub_settings.CLAIM_TTL)
+        )
+    pipe.execute()
 
 
 def claim_holders(attempts: Iterable[tuple[str, int]]) -> list[str | None]:
@@ -212,15 +234,35 @@ def reassert_claims(attempts: Iterable[tuple[str, int]], worker_id: str) -> None
     pipe.execute()
 
 
-def set_cancel_flags(task_ids: Iterable[str]) -> None:
-    pipe = get_redis().pipeline(transaction=False)
-    for task_id in task_ids:
-        pipe.set(cancel_key(task_id), 1, ex=int(taskhub_settings.CLAIM_TTL))
-    pipe.execute()
+# KEYS: cancel flags. ARGV: TTL, then the attempt each flag must cover. A flag only ever rises:
+# a late write for an earlier attempt can't uncover a later cancel.
+_RAISE_CANCEL_SCRIPT = """
+for i = 1, #KEYS do
+    if (tonumber(redis.call('GET', KEYS[i])) or 0) < tonumber(ARGV[i + 1]) then
+        redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[1])
+    else
+        redis.call('EXPIRE', KEYS[i], ARGV[1])
+    end
+end
+return #KEYS
+"""
 
 
-def is_cancel_requested(task_id: str) -> bool:
-    return bool(get_redis().exists(cancel_key(task_id)))
+def set_cancel_flags(attempts: Iterable[tuple[str, int]]) -> None:
+    """Flag (task, attempt) pairs cancelled: that attempt and any earlier one of the task never
+    starts, and a running one sees ``ctx.cancelled``. A retry's later attempts are not covered."""
+    attempts = [(str(t), int(a)) for t, a in attempts]
+    if attempts:
+        _registered(_RAISE_CANCEL_SCRIPT)(
+            keys=[cancel_key(t) for t, _ in attempts],
+            args=[int(taskhub_settings.CLAIM_TTL), *(a for _, a in attempts)],
+        )
+
+
+def is_cancel_requested(task_id: str, attempt: int) -> bool:
+    """Whether a cancel covers this attempt of the task."""
+    flag = get_redis().get(cancel_key(task_id))
+    return flag is not None and int(flag) >= attempt
 
 
 def sync_pause_flags(paused: Iterable[str], queues: Iterable[str]) -> None:

@@ -142,7 +142,7 @@ class TaskContext:
             from .claims import is_cancel_requested
 
             self._cancel_checked_at = now
-            self.cancel_seen = is_cancel_requested(self.task_id)
+            self.cancel_seen = is_cancel_requested(self.task_id, self.attempt)
         return self.cancel_seen
 
     def check_cancelled(self) -> None:

@@ -298,16 +298,30 @@ class Dispatcher:
         return [q for q in queues if q in woken or q in self._active]
 
     def _send(self, claimed: list[Dispatched]) -> None:
-        try:
-            send_messages([d.message for d in claimed])
-        except (redis.RedisError, OSError, dramatiq.errors.ConnectionError) as exc:
-            logger.warning(
-                "broker refused %d messages, returning them to pending: %s", len(claimed), exc
-            )
+        """Send each queue's messages; return to pending only the rows whose send failed (the
+        other queues' messages are out, and their rows must stay queued for them). A refusal
+        then fails the cycle, so the dispatcher backs off rather than claim them again at once.
+        """
+        by_queue: dict[str, list[Dispatched]] = {}
+        for d in claimed:
+            by_queue.setdefault(d.envelope["queue"], []).append(d)
+        refused: list[Dispatched] = []
+        error: Exception | None = None
+        for queue, batch in by_queue.items():
+            try:
+                send_messages([d.message for d in batch])
+            except (redis.RedisError, OSError, dramatiq.errors.ConnectionError) as exc:
+                logger.warning(
+                    "broker refused %d messages of %s, returning them to pending: %s",
+                    len(batch), queue, exc,
+                )  # fmt: skip
+                refused, error = refused + batch, exc
+        if error is not None:
             unqueue(
-                [(d.envelope["id"], d.envelope["attempt"]) for d in claimed],
+                [(d.envelope["id"], d.envelope["attempt"]) for d in refused],
                 reason="broker unavailable",
             )
+            raise error
 
     def _maybe_sync_pause_flags(self) -> None:
         """Repair the Redis pause flags from the rows (Redis may have been flushed, a pause may
@@ -364,8 +378,14 @@ class Dispatcher:
                     self._last_alive = time.monotonic()
                 if not claimed:
                     self._wait(self.next_due_in())
-            except (DatabaseError, InterfaceError, redis.RedisError, OSError) as exc:
-                if isinstance(exc, redis_memory.UNREACHABLE):
+            except (
+                DatabaseError,
+                InterfaceError,
+                redis.RedisError,
+                OSError,
+                dramatiq.errors.ConnectionError,
+            ) as exc:
+                if isinstance(exc, (*redis_memory.UNREACHABLE, dramatiq.errors.ConnectionError)):
                     redis_memory.lost_sight()  # the lifeline did not watch Redis meanwhile
                 failures += 1
                 logger.warning("dispatch cycle failed (%d in a row): %s", failures, exc)
@@ -408,7 +428,13 @@ def send_messages(messages: list[dramatiq.Message]) -> None:
 
 
 def unqueue(attempts: list[tuple[str, int]], *, reason: str) -> int:
-    """Return queued rows whose message never left to pending (undoing the attempt bump)."""
+    """Return queued rows whose message never left to pending.
+
+    The attempt keeps its number (the next dispatch is a new attempt) and is not charged: the
+    limit moves up with it. Its claim is taken, so that if the broker did take the message
+    after all (a lost reply), the copy is dropped rather than run beside the next attempt.
+    """
+    from .claims import retire_attempts
     from .store import guarded_update
 
     now = timezone.now()
@@ -416,7 +442,7 @@ def unqueue(attempts: list[tuple[str, int]], *, reason: str) -> int:
         changed = guarded_update(
             ("id", "attempt", "status", "updated_at"),
             [(t, a, TaskStatus.PENDING, now) for t, a in attempts],
-            "status = v.status, attempt = v.attempt - 1, updated_at = v.updated_at",
+            "status = v.status, max_attempts = {t}.max_attempts + 1, updated_at = v.updated_at",
             [TaskStatus.QUEUED],
         )
         insert_events([
@@ -424,4 +450,8 @@ def unqueue(attempts: list[tuple[str, int]], *, reason: str) -> int:
                       data={"reason": reason})
             for t, a in changed
         ])  # fmt: skip
+    try:
+        retire_attempts([(str(t), a) for t, a in changed])
+    except (redis.RedisError, OSError) as exc:  # the broker's Redis may be the one refusing
+        logger.warning("could not retire %d un-queued attempts: %s", len(changed), exc)
     return len(changed)

@@ -48,6 +48,7 @@ _ROW_FIELDS = (
     "timeout",
     "priority",
     "worker_id",
+    "cancel_requested",
 )
 
 
@@ -164,6 +165,7 @@ class Lifeline:
         return lost, _not_waiting_in_broker(unclaimed)
 
     def _recover(self, rows: list[dict], now, report) -> None:
+        rows = self._cancel_lost(rows, now)
         retry = [r for r in rows if r["attempt"] < r["max_attempts"]]
         final = [r for r in rows if r["attempt"] >= r["max_attempts"]]
         error = "worker lost while running this attempt"
@@ -216,6 +218,24 @@ class Lifeline:
         report.lost_attempts += len(changed)
         report.failed += len(failed)
 
+    def _cancel_lost(self, rows: list[dict], now) -> list[dict]:
+        """A lost attempt of a task an operator asked to stop ends it cancelled: run again, its
+        next attempt would be above the cancel flag. Returns the other rows."""
+        asked = [r for r in rows if r["cancel_requested"]]
+        cancelled = guarded_update(
+            ("id", "attempt", "status", "completed_at", "updated_at"),
+            [(r["id"], r["attempt"], TaskStatus.CANCELLED, now, now) for r in asked],
+            "status = v.status, completed_at = v.completed_at, updated_at = v.updated_at",
+            [TaskStatus.QUEUED, TaskStatus.RUNNING],
+        )
+        publish_on_commit(TaskEvent.objects.bulk_create([
+            TaskEvent(task_id=task_id, kind=EventKind.CANCELLED, attempt=attempt, at=now,
+                      data={"reason": "worker lost after a cancel was requested"})
+            for task_id, attempt in cancelled
+        ]))  # fmt: skip
+        settle(task_id for task_id, _ in cancelled)
+        return [r for r in rows if not r["cancel_requested"]]
+
     def _redispatch(self, rows: list[dict], now, report) -> list[Dispatched]:
         changed = guarded_update(
             ("id", "attempt", "updated_at"),
@@ -235,8 +255,8 @@ class Lifeline:
     def _reassert_cancel_flags(self) -> None:
         ids = Task.objects.filter(
             Q(status=TaskStatus.RUNNING) | Q(status=TaskStatus.QUEUED), cancel_requested=True
-        ).values_list("id", flat=True)[:SCAN_LIMIT]
-        claims.set_cancel_flags([str(i) for i in ids])
+        ).values_list("id", "attempt")[:SCAN_LIMIT]
+        claims.set_cancel_flags([(str(i), a) for i, a in ids])
 
     def _clean_broker(self, broker_ids: list[str]) -> None:
         """Drop dead Redis consumers' unacked messages (ack sets and bodies): the lifeline

@@ -10,6 +10,7 @@ is retried until it lands.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -95,9 +96,12 @@ _START_SET = (
     "status = v.status, started_at = v.started_at, worker_id = v.worker_id, "
     "updated_at = v.updated_at"
 )
-# Handing an attempt back (queue paused, worker shutting down) undoes it: it never finished.
+# Handing an attempt back (queue paused, worker shutting down, claim unsettled): it never
+# finished. Its number stays used (the next dispatch is a new attempt, so a thread still running
+# this one can never pass for it) and the attempt is not charged: the limit moves up with it.
 _RELEASE_SET = (
-    "status = v.status, attempt = v.attempt - 1, started_at = NULL, updated_at = v.updated_at"
+    "status = v.status, max_attempts = {t}.max_attempts + 1, started_at = NULL, "
+    "scheduled_at = COALESCE(v.scheduled_at, {t}.scheduled_at), updated_at = v.updated_at"
 )
 _PROGRESS_SET = "progress = v.progress, updated_at = v.updated_at"
 
@@ -112,6 +116,42 @@ _OUTCOME_EVENTS = {
 
 
 _FINAL = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+_STARTED_FROM = [TaskStatus.QUEUED, TaskStatus.RUNNING]
+#: Outcomes that would send a task round again or fail it: a cancel request overrides them.
+_OVERRIDDEN_BY_CANCEL = (TaskStatus.RETRYING, TaskStatus.FAILED, TaskStatus.PENDING)
+
+
+def _honour_cancel_requests(outcomes: list[Outcome]) -> list[Outcome]:
+    """An operator asked these running tasks to stop: whatever the handler then did — failed,
+    timed out, was handed back — the task ends ``cancelled``, never ``retrying`` (its next
+    attempt would run a task the operator cancelled). A handler that returned normally after
+    seeing the request already reported ``cancelled``; one that completed without looking keeps
+    its result. The rows are locked so a cancel can't land between this read and the write."""
+    from .models import Task
+
+    candidates = {o.task_id for o in outcomes if o.status in _OVERRIDDEN_BY_CANCEL}
+    if not candidates:
+        return outcomes
+    requested = {
+        str(i)
+        for i in Task.objects.select_for_update()
+        .filter(id__in=candidates, cancel_requested=True)
+        .values_list("id", flat=True)
+    }
+    if not requested:
+        return outcomes
+    return [
+        _as_cancelled(o) if o.status in _OVERRIDDEN_BY_CANCEL and o.task_id in requested else o
+        for o in outcomes
+    ]
+
+
+def _as_cancelled(o: Outcome) -> Outcome:
+    started_at = o.started_at or (o.start.started_at if o.start is not None else None)
+    data = {"reason": "cancel requested", **({"error": o.error} if o.error else {})}
+    return dataclasses.replace(
+        o, status=TaskStatus.CANCELLED, started_at=started_at, retry_at=None, event_data=data
+    )
 
 
 class OutcomeWriter:
@@ -322,6 +362,7 @@ class OutcomeWriter:
         ]))  # fmt: skip
 
     def _write_outcomes(self, outcomes: list[Outcome], written_starts: set) -> list[Outcome]:
+        outcomes = _honour_cancel_requests(outcomes)
         finishing = [o for o in outcomes if o.status != TaskStatus.PENDING]
         releasing = [o for o in outcomes if o.status == TaskStatus.PENDING]
         now = timezone.now()
@@ -331,14 +372,16 @@ class OutcomeWriter:
             _FINISH_SET,
             [TaskStatus.QUEUED, TaskStatus.RUNNING],
         )
-        released = guarded_update(
-            ("id", "attempt", "status", "updated_at"),
-            [(o.task_id, o.attempt, TaskStatus.PENDING, now) for o in releasing],
-            _RELEASE_SET,
-            [TaskStatus.QUEUED, TaskStatus.RUNNING],
-        )
-        # RETURNING gives the new attempt, one less than the attempt handed back.
-        changed |= {(task_id, attempt + 1) for task_id, attempt in released}
+        # An attempt that never started here is handed back only while its row is still queued:
+        # if the row says running, someone else holds the attempt.
+        for unstarted, statuses in ((False, _STARTED_FROM), (True, [TaskStatus.QUEUED])):
+            changed |= guarded_update(
+                ("id", "attempt", "status", "scheduled_at", "updated_at"),
+                [(o.task_id, o.attempt, TaskStatus.PENDING, o.retry_at, now) for o in releasing
+                 if (o.start is None) == unstarted],
+                _RELEASE_SET,
+                statuses,
+            )  # fmt: skip
         applied = [o for o in outcomes if (uuid.UUID(o.task_id), o.attempt) in changed]
         events, dead = [], []
         started = {"worker": self.worker_id}

@@ -69,7 +69,8 @@ def cancel_task(task_id: str | uuid.UUID, *, actor: str = "") -> Task:
             _event(task, EventKind.CANCEL_REQUESTED, {"by": actor}).save()
         else:
             raise InvalidTransition(f"task {task.id} is {task.status} and cannot be cancelled")
-        transaction.on_commit(lambda: claims.set_cancel_flags([str(task.id)]))
+        flag = [(str(task.id), task.attempt)]
+        transaction.on_commit(lambda: claims.set_cancel_flags(flag))
     return task
 
 
@@ -168,7 +169,7 @@ def clear_queue(name: str, *, actor: str = "", batch: int = 1000) -> int:
                 for i, a in ids
             ]))  # fmt: skip
             settle([i for i, _ in ids], now=now)
-            claims.set_cancel_flags([str(i) for i, _ in ids])
+            claims.set_cancel_flags([(str(i), a) for i, a in ids])
         total += len(ids)
 
 

@@ -39,6 +39,8 @@ MAX_RESULT_BYTES = 1024 * 1024
 #: longer than this for a thread (seconds). Under load a fetched message starts within a few
 #: milliseconds; one that waited behind slow tasks is checked once more.
 CLAIM_FRESH_FOR = 0.025
+#: An attempt whose claim Redis refused is handed back to run this many seconds later.
+CLAIM_FAILED_RETRY_IN = 1.0
 
 
 @dataclass
@@ -116,10 +118,10 @@ class WorkerRuntime:
             return
         # Dramatiq waited out the grace period; whatever still runs dies with this process.
         # Hand those attempts back now instead of leaving them to the lifeline's timeout.
+        # Their claims stay taken: a thread still running one of them may finish before the
+        # process exits, and the task's next dispatch is a new attempt anyway.
         abandoned = self.writer.hand_back_unfinished("worker shut down before it finished")
         self.writer.stop()
-        for task_id, attempt in abandoned:
-            claims.release_claim(task_id, attempt)
         if abandoned:
             logger.warning("handed back %d unfinished attempts at shutdown", len(abandoned))
         if self._heartbeat is not None:
@@ -133,7 +135,9 @@ class WorkerRuntime:
         task_id, attempt = env["id"], env["attempt"]
         claim = self._claim(message.message_id, env)
         if claim is ClaimResult.PAUSED:
-            self._hand_back(env)
+            self._hand_back(env, "queue paused")
+        elif claim is ClaimResult.CANCELLED:
+            self._end_cancelled(env)
         if claim is not ClaimResult.CLAIMED:
             logger.debug("dropping message for %s attempt %s: %s", task_id, attempt, claim)
             raise SkipMessage(claim.value)
@@ -148,15 +152,27 @@ class WorkerRuntime:
     def _claim(self, message_id: str, env: dict) -> ClaimResult:
         task_id, attempt, queue = env["id"], env["attempt"], env["queue"]
         fetched = self._fetched.pop(message_id, None)
-        if fetched is None:
-            return claims.claim_attempt(
-                task_id, attempt, queue, self.worker_id, rate_limits(queue, env["name"])
+        try:
+            if fetched is None:
+                return claims.claim_attempt(
+                    task_id, attempt, queue, self.worker_id, rate_limits(queue, env["name"])
+                )
+            claim, claimed_at = fetched
+            if claim is ClaimResult.CLAIMED and time.monotonic() - claimed_at > CLAIM_FRESH_FOR:
+                # It waited for a thread: a cancel or a pause may have landed meanwhile.
+                return claims.confirm_claim(task_id, attempt, queue, self.worker_id)
+            return claim
+        except Exception as exc:  # noqa: BLE001 — whatever Redis said, the attempt must not run
+            # Unsettled, the message would be dropped while its claim (ours, or maybe ours if
+            # Redis ran the script and the reply was lost) stayed taken for CLAIM_TTL, the row
+            # queued and holding a slot of its queue. Hand the attempt back instead: a row still
+            # queued returns to pending, and its next dispatch is a new attempt.
+            logger.warning(
+                "claim of %s attempt %s failed, handing it back: %s", task_id, attempt, exc
             )
-        claim, claimed_at = fetched
-        if claim is ClaimResult.CLAIMED and time.monotonic() - claimed_at > CLAIM_FRESH_FOR:
-            # It waited for a thread: a cancel or a pause may have landed meanwhile.
-            return claims.confirm_claim(task_id, attempt, queue, self.worker_id)
-        return claim
+            # Not at once: while Redis refuses claims, every dispatch would come straight back.
+            self._hand_back(env, f"claim failed: {exc}", retry_in=CLAIM_FAILED_RETRY_IN)
+            raise SkipMessage("claim failed") from None
 
     # -- claims at fetch (Redis consumers) -----------------------------------------------------
     def claim_fetched(self, messages: list) -> None:
@@ -185,11 +201,12 @@ class WorkerRuntime:
             self._fetched[message.message_id] = (answer, now)
 
     def release_fetched(self, messages: list) -> None:
-        """Messages handed back to the broker unstarted: let their fetch-time claims go."""
+        """Messages handed back to the broker unstarted: let their fetch-time claims go (the
+        attempt was not decided here; whoever fetches it next decides)."""
         mine = []
         for m in messages:
             fetched = self._fetched.pop(m.message_id, None)
-            if fetched is not None and fetched[0] is ClaimResult.CLAIMED:
+            if fetched is not None and fetched[0] is not ClaimResult.DUPLICATE:
                 mine.append((m.args[0]["id"], m.args[0]["attempt"]))
         try:
             claims.release_claims(mine)
@@ -218,13 +235,27 @@ class WorkerRuntime:
                 logger.warning("%s landed while recording an outcome; recording it again", late)
         _current.attempt = None
 
-    def _hand_back(self, env: dict) -> None:
-        """The queue was paused after this was dispatched: return the row to pending."""
+    def _hand_back(self, env: dict, reason: str, retry_in: float = 0.0) -> None:
+        """This attempt will not run here (its queue was paused after it was dispatched, or its
+        claim could not be settled): return the row to pending, not charging the attempt."""
+        now = timezone.now()
+        retry_at = now + dt.timedelta(seconds=retry_in) if retry_in else None
+        self.writer.record_outcome(Outcome(
+            task_id=env["id"], attempt=env["attempt"], name=env["name"], queue=env["queue"],
+            status=TaskStatus.PENDING, started_at=None, finished_at=now, retry_at=retry_at,
+            event_data={"reason": reason}, coordinated=env.get("coordinated", True),
+        ))  # fmt: skip
+
+    def _end_cancelled(self, env: dict) -> None:
+        """This worker claimed an attempt a cancel covers: the task ends cancelled (a no-op if
+        the cancel already ended the row; a running step asked to stop may be queued still)."""
         now = timezone.now()
         self.writer.record_outcome(Outcome(
             task_id=env["id"], attempt=env["attempt"], name=env["name"], queue=env["queue"],
-            status=TaskStatus.PENDING, started_at=None, finished_at=now,
-            event_data={"reason": "queue paused"},
+            status=TaskStatus.CANCELLED, started_at=None, finished_at=now,
+            error="cancelled before it started", payload=env["payload"],
+            event_data={"reason": "cancelled before it started"},
+            coordinated=env.get("coordinated", True),
         ))  # fmt: skip
 
 

@@ -178,7 +178,7 @@ def stop_steps(
         for i, a in running
     ]  # fmt: skip
     publish_on_commit(TaskEvent.objects.bulk_create(events))
-    flags = [str(i) for i in ids] + [str(i) for i, _ in running]
+    flags = [(str(s["id"]), s["attempt"]) for s in cancel] + [(str(i), a) for i, a in running]
     if flags:
         transaction.on_commit(lambda: claims.set_cancel_flags(flags))
     return list(Task.objects.filter(id__in=ids, status=TaskStatus.CANCELLED).values(*_ROW))

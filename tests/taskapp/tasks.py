@@ -122,6 +122,17 @@ def cancellable(payload: dict, ctx) -> str:
     return "ran to the end"
 
 
+@task("test.sleep_then_fail", schema=Sleep, retry=Schedule([0.2]), max_attempts=3)
+def sleep_then_fail(payload: Sleep, ctx) -> None:
+    """Ignores cancel requests: sleeps, then fails (so the retry policy would send it round)."""
+    track_start(payload.label, ctx.task_id)
+    try:
+        time.sleep(payload.seconds)
+    finally:
+        track_end(payload.label, ctx.task_id)
+    raise RuntimeError(f"planned failure of attempt {ctx.attempt}")
+
+
 @task("test.bad_result")
 def bad_result(payload: dict) -> object:
     return {1, 2, 3}

@@ -44,7 +44,7 @@ def test_one_attempt_claimed_by_many_threads_at_once_starts_exactly_once(redis_c
 
 def test_each_thread_gets_the_answer_for_its_own_attempt(redis_client):
     cancelled = str(uuid.uuid4())
-    claims.set_cancel_flags([cancelled])
+    claims.set_cancel_flags([(cancelled, 1)])
     attempts = [(str(uuid.uuid4()), 1) for _ in range(THREADS - 1)] + [(cancelled, 1)]
     answers = _claim_concurrently(attempts)
     assert answers[:-1] == [ClaimResult.CLAIMED] * (THREADS - 1)
@@ -66,7 +66,7 @@ def test_a_redis_failure_reaches_every_waiting_thread_and_the_next_claims_work(m
 def test_a_fetched_batch_is_claimed_in_one_call_with_an_answer_for_each(redis_client):
     fresh, taken, cancelled = (str(uuid.uuid4()) for _ in range(3))
     claims.claim_fetched([(taken, 1, "default")], "other-worker")
-    claims.set_cancel_flags([cancelled])
+    claims.set_cancel_flags([(cancelled, 1)])
 
     answers = claims.claim_fetched(
         [(fresh, 1, "default"), (taken, 1, "default"), (cancelled, 1, "default")], "me"
@@ -77,13 +77,13 @@ def test_a_fetched_batch_is_claimed_in_one_call_with_an_answer_for_each(redis_cl
     assert redis_client.get(claims.claim_key(taken, 1)) == b"other-worker"
 
 
-def test_a_claim_made_at_fetch_is_let_go_if_a_cancel_or_pause_landed_before_it_starts(
+def test_a_claim_made_at_fetch_reads_a_cancel_or_pause_that_landed_before_it_starts(
     redis_client,
 ):
     kept, cancelled, paused = (str(uuid.uuid4()) for _ in range(3))
     queue = f"q-{uuid.uuid4().hex[:6]}"
     claims.claim_fetched([(t, 1, queue) for t in (kept, cancelled, paused)], "me")
-    claims.set_cancel_flags([cancelled])
+    claims.set_cancel_flags([(cancelled, 1)])
 
     assert claims.confirm_claim(kept, 1, queue, "me") is ClaimResult.CLAIMED
     assert claims.confirm_claim(cancelled, 1, queue, "me") is ClaimResult.CANCELLED
@@ -92,9 +92,59 @@ def test_a_claim_made_at_fetch_is_let_go_if_a_cancel_or_pause_landed_before_it_s
         assert claims.confirm_claim(paused, 1, queue, "me") is ClaimResult.PAUSED
     finally:
         claims.sync_pause_flags([], [queue])
-    # A claim given up can be made again (the attempt is handed back or re-sent).
-    assert redis_client.get(claims.claim_key(cancelled, 1)) is None
-    assert redis_client.get(claims.claim_key(paused, 1)) is None
-    assert redis_client.get(claims.claim_key(kept, 1)) == b"me"
+    # The claims stay ours: a cancelled attempt is ended and a paused one handed back by this
+    # worker, and an attempt number is never used again, so no other copy may start them.
+    for task_id in (kept, cancelled, paused):
+        assert redis_client.get(claims.claim_key(task_id, 1)) == b"me"
+        assert claims.claim_attempt(task_id, 1, queue, "other") is ClaimResult.DUPLICATE
     # Someone else's claim is never confirmed as ours.
     assert claims.confirm_claim(kept, 1, queue, "not-me") is ClaimResult.DUPLICATE
+
+
+def test_a_cancel_covers_the_attempts_up_to_the_one_it_names_not_a_retry_after_it(
+    redis_client,
+):
+    """A cancelled task that is retried runs again: its next attempt is above the flag."""
+    task_id = str(uuid.uuid4())
+    claims.set_cancel_flags([(task_id, 2)])
+
+    assert claims.claim_attempt(task_id, 2, "default", "w") is ClaimResult.CANCELLED
+    assert claims.claim_fetched([(task_id, 1, "default")], "w") == [ClaimResult.CANCELLED]
+    assert claims.is_cancel_requested(task_id, 2)
+    assert not claims.is_cancel_requested(task_id, 3)
+    assert claims.claim_attempt(task_id, 3, "default", "w") is ClaimResult.CLAIMED
+    assert claims.claim_fetched([(task_id, 4, "default")], "w") == [ClaimResult.CLAIMED]
+    # A late write for an earlier attempt never lowers the flag.
+    claims.set_cancel_flags([(task_id, 1)])
+    assert claims.is_cancel_requested(task_id, 2)
+
+
+def test_a_copy_of_a_claimed_attempt_is_a_duplicate_even_once_cancelled_or_paused(
+    redis_client,
+):
+    """Only the holder of an attempt's claim decides its fate: another copy arriving after a
+    cancel or a pause must not end or hand back an attempt that is running elsewhere."""
+    running, queue = str(uuid.uuid4()), f"q-{uuid.uuid4().hex[:6]}"
+    assert claims.claim_attempt(running, 1, queue, "runner") is ClaimResult.CLAIMED
+    claims.set_cancel_flags([(running, 1)])
+    claims.sync_pause_flags([queue], [queue])
+    try:
+        assert claims.claim_attempt(running, 1, queue, "copy") is ClaimResult.DUPLICATE
+        assert claims.claim_fetched([(running, 1, queue)], "copy") == [ClaimResult.DUPLICATE]
+        rated = claims.claim_attempt(running, 1, queue, "copy", rate_limits={"t": 100})
+        assert rated is ClaimResult.DUPLICATE
+    finally:
+        claims.sync_pause_flags([], [queue])
+    assert redis_client.get(claims.claim_key(running, 1)) == b"runner"
+
+
+def test_an_un_queued_attempt_is_retired_so_a_copy_that_reached_the_broker_never_runs(
+    redis_client,
+):
+    sent_anyway, held = str(uuid.uuid4()), str(uuid.uuid4())
+    claims.claim_attempt(held, 1, "default", "worker")
+
+    claims.retire_attempts([(sent_anyway, 1), (held, 1)])
+
+    assert claims.claim_attempt(sent_anyway, 1, "default", "w") is ClaimResult.DUPLICATE
+    assert redis_client.get(claims.claim_key(held, 1)) == b"worker"

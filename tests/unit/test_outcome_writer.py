@@ -31,3 +31,31 @@ def test_logs_of_a_deleted_task_do_not_stop_the_writer_for_good():
     task.refresh_from_db()
     assert (task.status, task.result) == ("completed", "ok")
     assert list(TaskLog.objects.values_list("message", flat=True)) == ["kept"]
+
+
+def test_a_late_outcome_of_a_handed_back_attempt_never_lands_on_the_next_attempt():
+    """A worker shutting down hands back an attempt whose thread still runs; the task is sent
+    again. The thread's outcome, if it ever comes, belongs to the old attempt number."""
+    from taskhub.dispatcher import claim_ready_tasks
+
+    task = schedule("test.noop", {}, max_attempts=2)
+    Task.objects.filter(id=task.id).update(status="running", attempt=1)
+    writer = OutcomeWriter("shutting-down")
+    started = writer.record_start(str(task.id), 1)
+    assert writer.hand_back_unfinished("worker shut down") == [(str(task.id), 1)]
+    assert writer.flush()
+    task.refresh_from_db()
+    # Pending again, its attempt number kept and not charged: the limit moved up with it.
+    assert (task.status, task.attempt, task.max_attempts) == ("pending", 1, 3)
+
+    [again] = claim_ready_tasks(task.queue, 10, timezone.now())
+    assert again.envelope["attempt"] == 2 and again.envelope["max_attempts"] == 3
+    now = timezone.now()
+    writer.record_outcome(Outcome(
+        task_id=str(task.id), attempt=1, name=task.name, queue=task.queue, status="completed",
+        started_at=started.started_at, finished_at=now, result="late", start=started,
+    ))  # fmt: skip
+    assert writer.flush()
+
+    task.refresh_from_db()
+    assert (task.status, task.attempt, task.result) == ("queued", 2, None)

@@ -168,6 +168,26 @@ def test_cancel_while_a_step_runs_starts_nothing_new(e2e):
     assert recorded() == ["long"]
 
 
+def test_a_cancelled_run_that_is_retried_runs_its_cancelled_steps_again(e2e):
+    """The cancel covered the attempts it stopped, not the ones the retry starts."""
+    wf = WorkflowBuilder("cancel-retry")
+    wf.chain(
+        wf.step("long", "test.wf.step", s("long", seconds=2)),
+        wf.step("next", "test.wf.step", s("next")),
+    )
+    run = start_workflow(wf.graph)
+    wait_status(step(run, "long").id, "running")
+    operations.cancel_run(run.id, actor="ops")
+    wait_run(run.id, "cancelled", timeout=20)
+
+    operations.retry_run(run.id, actor="ops")
+
+    run = wait_run(run.id, "succeeded", timeout=30)
+    assert recorded() == ["long", "long", "next"]
+    assert step(run, "long").attempt == 2
+    assert_every_edge_resolved_once(run)
+
+
 def test_a_run_past_its_deadline_is_cancelled(e2e):
     wf = WorkflowBuilder("deadline")
     wf.chain(
