@@ -181,6 +181,16 @@ def writer_health(worker_ids: list[str]) -> dict[str, dict | None]:
     return {w: (json.loads(v) if v else None) for w, v in zip(worker_ids, values, strict=True)}
 
 
+def stuck_writers(worker_ids: list[str]) -> list[dict[str, Any]]:
+    """The workers among ``worker_ids`` whose outcome writer reports itself stuck: they run
+    tasks whose outcomes do not reach the database (so their slots are never freed)."""
+    return [
+        {"worker": worker_id, **health}
+        for worker_id, health in writer_health(worker_ids).items()
+        if health is not None and health.get("status") == "stuck"
+    ]
+
+
 @dataclass
 class Batch:
     """What one flush writes: attempts to show as running, outcomes, progress and log lines."""
@@ -322,7 +332,7 @@ class OutcomeWriter:
             "unflushed_for": round(unflushed_for, 1),
             "buffered": buffered,
             "failed_flushes": self._failures,
-            "last_error": self._last_error,
+            "last_error": self._last_error[:300],
         }
 
     def publish_health(self) -> None:
