@@ -36,16 +36,23 @@ def storable_text(text: str) -> str:
 def storable_json(value: Any) -> Any:
     """A JSON value (dicts, lists, strings, numbers …) with every string in it — keys too —
     made storable by :func:`storable_text`; the same object if nothing needed replacing."""
+    if isinstance(value, dict | list | tuple) and not _has_unstorable(value):
+        return value
+    return _replaced(value)
+
+
+def _replaced(value: Any) -> Any:
     if isinstance(value, str):
         return storable_text(value)
     if isinstance(value, dict):
-        if not _has_unstorable(value):
-            return value
-        return {storable_json(k): storable_json(v) for k, v in value.items()}
+        items = [(_replaced(k), _replaced(v)) for k, v in value.items()]
+        same = all(
+            k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)
+        )
+        return value if same else dict(items)
     if isinstance(value, list | tuple):
-        if not _has_unstorable(value):
-            return value
-        return [storable_json(v) for v in value]
+        replaced = [_replaced(v) for v in value]
+        return value if all(r is v for r, v in zip(replaced, value, strict=True)) else replaced
     return value
 
 
