@@ -148,9 +148,15 @@ def unstorable_outcome(outcome: Outcome, refusal: BaseException) -> Outcome:
     elif status == TaskStatus.PENDING:
         error, event_data = "", outcome.event_data
     return dataclasses.replace(
-        outcome, status=status, result=None, error=error, traceback="", children=[],
-        event_data=storable_json(event_data), payload=storable_json(outcome.payload),
-    )  # fmt: skip
+        outcome,
+        status=status,
+        result=None,
+        error=error,
+        traceback="",
+        children=[],
+        event_data=storable_json(event_data),
+        payload=storable_json(outcome.payload),
+    )
 
 
 def _unstorable_logs(logs: list[TaskLog], refusal: BaseException) -> list[TaskLog]:
@@ -162,10 +168,9 @@ def _unstorable_logs(logs: list[TaskLog], refusal: BaseException) -> list[TaskLo
         f"{len(logs)} log lines were not stored: the database refused them "
         f"({type(refusal).__name__}: {refusal})"
     )
-    return [
-        TaskLog(task_id=first.task_id, attempt=first.attempt, level="ERROR", message=message,
-                at=first.at)
-    ]  # fmt: skip
+    row = TaskLog(task_id=first.task_id, attempt=first.attempt, level="ERROR", at=first.at)
+    row.message = message
+    return [row]
 
 
 def writer_health_key(worker_id: str) -> str:
@@ -418,8 +423,10 @@ class OutcomeWriter:
                 logger.exception("unexpected error flushing outcomes")
             logger.warning(
                 "outcome flush refused (%s: %s): writing its %d outcomes task by task",
-                type(exc).__name__, exc, len(batch.outcomes),
-            )  # fmt: skip
+                type(exc).__name__,
+                exc,
+                len(batch.outcomes),
+            )
             written, finished, left = self._write_task_by_task(batch)
             self._after_write(written, finished)
             if left:
@@ -435,8 +442,10 @@ class OutcomeWriter:
         self._last_error = storable_text(str(exc))
         logger.warning(
             "outcome flush failed (%s), keeping %d outcomes buffered: %s",
-            self._failures, len(batch.outcomes), exc,
-        )  # fmt: skip
+            self._failures,
+            len(batch.outcomes),
+            exc,
+        )
         self._put_back(batch)
         connection.close_if_unusable_or_obsolete()
         return False
@@ -456,6 +465,8 @@ class OutcomeWriter:
             written_starts = self._write_starts(batch.starts)
             self._write_progress(batch.progress)
             finished = self._write_outcomes(batch.outcomes, written_starts)
+            for row in batch.logs:
+                row.id = None  # a rolled-back try may have numbered it; the number is not ours
             TaskLog.objects.bulk_create(batch.logs)
             # Workflow steps and parents: their dependents are resolved in this same
             # transaction, so an outcome and its consequences land together or not at all.
@@ -493,8 +504,10 @@ class OutcomeWriter:
         task_id = ", ".join(part.task_ids())
         logger.error(
             "the database refused what task %s recorded (%s: %s); writing it without that",
-            task_id, type(refusal).__name__, refusal,
-        )  # fmt: skip
+            task_id,
+            type(refusal).__name__,
+            refusal,
+        )
         stand_in = Batch(
             starts=part.starts,
             progress=part.progress,
