@@ -23,12 +23,13 @@ from typing import Any
 
 from django.db import (
     DatabaseError,
-    InterfaceError,
-    OperationalError,
+    DataError,
+    IntegrityError,
     close_old_connections,
     connection,
     transaction,
 )
+from django.db import Error as DatabaseLayerError  # DatabaseError's base, and InterfaceError's
 from django.utils import timezone
 
 from . import signals
@@ -237,10 +238,15 @@ class Batch:
 
 
 def is_outage(exc: BaseException) -> bool:
-    """True when a failed write may succeed as it is later (the database is away, busy or
-    deadlocked); False when the same write would fail again (a value it refuses, a missing row).
+    """True unless the database refused what was written: a refusal (a value it cannot store,
+    a row that no longer exists — DataError, IntegrityError — or a value the driver cannot even
+    send) fails the same way every time, so only the record at fault may be set aside.
+    Everything else may pass later as it is — the database away, busy or deadlocked, or a
+    schema a deploy has not migrated yet — and nothing of it is dropped.
     """
-    if isinstance(exc, OperationalError | InterfaceError):
+    from_database = isinstance(exc, DatabaseLayerError)
+    refused = isinstance(exc, DataError | IntegrityError) or not from_database
+    if not refused:
         return True
     try:
         return not connection.is_usable()

@@ -9,7 +9,7 @@ and by SQLite's driver alike.
 import uuid
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import InterfaceError, OperationalError, ProgrammingError, connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -108,7 +108,16 @@ def test_what_belongs_to_a_deleted_task_is_dropped_alone():
     assert Task.objects.get(id=kept.id).status == "completed"
 
 
-def test_an_outage_keeps_the_whole_batch_and_the_writer_reports_it(monkeypatch):
+@pytest.mark.parametrize(
+    "error",
+    [
+        OperationalError("the database went away"),
+        InterfaceError("the database went away"),
+        # Not a refusal of one record: a column a deploy has not migrated yet, say.
+        ProgrammingError("the database went away"),
+    ],
+)
+def test_an_outage_keeps_the_whole_batch_and_the_writer_reports_it(monkeypatch, error):
     task = running_task()
     writer = OutcomeWriter("unit-writer")
     writer.record_log(str(task.id), 1, "INFO", "line")
@@ -116,7 +125,7 @@ def test_an_outage_keeps_the_whole_batch_and_the_writer_reports_it(monkeypatch):
     write = writer._write
 
     def away(batch):
-        raise OperationalError("the database went away")
+        raise error
 
     monkeypatch.setattr(writer, "_write", away)
     assert writer.flush() is False
