@@ -36,7 +36,7 @@ def storable_text(text: str) -> str:
 def storable_json(value: Any) -> Any:
     """A JSON value (dicts, lists, strings, numbers …) with every string in it — keys too —
     made storable by :func:`storable_text`; the same object if nothing needed replacing."""
-    if isinstance(value, dict | list | tuple) and not _has_unstorable(value):
+    if isinstance(value, dict | list | tuple) and (not value or not _has_unstorable(value)):
         return value
     return _replaced(value)
 
