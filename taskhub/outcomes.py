@@ -6,6 +6,12 @@ short delay before the database shows an outcome, and it is kept honest: an atte
 longer than RUNNING_WRITE_AFTER_MS is written as ``running``; every write is guarded by attempt,
 so only one outcome is ever recorded; if the database is away, nothing is dropped — the buffer
 is retried until it lands.
+
+What handlers produce is made storable when it is recorded (taskhub.storable). Should the
+database still refuse a batch for what is in it, each task's part is written on its own and the
+part at fault is recorded without what was refused — one record never holds up the others. A
+writer that leaves something unwritten longer than LIFELINE_TIMEOUT reports itself stuck to the
+health probes.
 """
 
 from __future__ import annotations
