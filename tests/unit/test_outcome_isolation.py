@@ -36,9 +36,15 @@ def running_task() -> Task:
 def outcome(task: Task, status: str = "completed", **fields) -> Outcome:
     now = timezone.now()
     return Outcome(
-        task_id=str(task.id), attempt=1, name=task.name, queue=task.queue, status=status,
-        started_at=now, finished_at=now, **fields,
-    )  # fmt: skip
+        task_id=str(task.id),
+        attempt=1,
+        name=task.name,
+        queue=task.queue,
+        status=status,
+        started_at=now,
+        finished_at=now,
+        **fields,
+    )
 
 
 @pytest.fixture
@@ -139,17 +145,23 @@ def test_an_outage_keeps_the_whole_batch_and_the_writer_reports_it(monkeypatch, 
     assert Task.objects.get(id=task.id).status == "completed"
     assert list(TaskLog.objects.values_list("message", flat=True)) == ["line"]
     assert writer.health() == {
-        "status": "ok", "unflushed_for": 0.0, "buffered": 0, "failed_flushes": 0,
+        "status": "ok",
+        "unflushed_for": 0.0,
+        "buffered": 0,
+        "failed_flushes": 0,
         "last_error": "",
-    }  # fmt: skip
+    }
 
 
 def test_a_writer_that_cannot_write_for_longer_than_the_lifeline_timeout_is_stuck(monkeypatch):
     task = running_task()
     writer = OutcomeWriter("unit-writer")
     writer.record_outcome(outcome(task, result="ok"))
-    monkeypatch.setattr(writer, "_write", lambda batch: (_ for _ in ()).throw(
-        OperationalError("the database went away")))  # fmt: skip
+
+    def away(batch):
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(writer, "_write", away)
     writer.flush()
 
     with override_settings(TASKHUB={"LIFELINE_TIMEOUT": 0.0}):
