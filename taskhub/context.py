@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import TaskCancelled
+from .storable import storable_text
 
 if TYPE_CHECKING:
     from .outcomes import OutcomeWriter
@@ -23,7 +24,8 @@ class TaskLogger:
         self._ctx = ctx
 
     def _log(self, level: int, message: str, *args: Any) -> None:
-        text = message % args if args else message
+        # The same text in the task's log rows and in the process's log (taskhub.storable).
+        text = storable_text(str(message % args if args else message))
         self._ctx._writer.record_log(
             self._ctx.task_id, self._ctx.attempt, logging.getLevelName(level), text
         )

@@ -55,7 +55,25 @@ def check_workers() -> dict:
         return {"name": "workers", "status": DEGRADED, "live": 0,
                 "message": "no worker has sent a heartbeat recently: nothing will run"}  # fmt: skip
     threads = sum(w.threads for w in workers)
-    return {"name": "workers", "status": OK, "live": len(workers), "threads": threads}
+    check = {"name": "workers", "status": OK, "live": len(workers), "threads": threads}
+    return _with_writer_state(check, [w.id for w in workers])
+
+
+def _with_writer_state(check: dict, worker_ids: list[str]) -> dict:
+    """Degraded when a live worker's outcome writer is stuck: its tasks' outcomes are not being
+    recorded, so their slots stay taken (taskhub.outcomes). Counts only: this report is public
+    (``taskhub health --worker`` on the host shows which worker and its error)."""
+    from .outcomes import stuck_writers
+
+    try:
+        stuck = stuck_writers(worker_ids)
+    except (redis.RedisError, OSError):
+        return check  # the redis check reports that
+    if stuck:
+        check["status"] = DEGRADED
+        check["stuck_writers"] = len(stuck)
+        check["message"] = "a live worker cannot record its tasks' outcomes"
+    return check
 
 
 def check_scheduler() -> dict:

@@ -10,14 +10,21 @@ from pydantic import BaseModel, ValidationError
 from .conf import taskhub_settings
 from .errors import InvalidTaskRequest
 from .registry import TaskDefinition
+from .storable import unstorable_reason
 
 
 def encode_json(value: Any, *, what: str) -> str:
-    """JSON-encode strictly: no NaN, no objects JSON can't represent."""
+    """JSON-encode strictly: no NaN, no objects JSON can't represent, nothing a database cannot
+    store (NUL, lone surrogates). Input is refused rather than changed: a handler must receive
+    exactly what was asked (results and errors are made storable instead: taskhub.storable)."""
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+        encoded = json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise InvalidTaskRequest(f"{what} is not JSON-serialisable: {exc}", field=what) from None
+    unstorable = unstorable_reason(value, encoded)
+    if unstorable is not None:
+        raise InvalidTaskRequest(f"{what} {unstorable}", field=what)
+    return encoded
 
 
 def validate_payload(definition: TaskDefinition, payload: Any) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 Exit 0 when healthy, 1 when not, with one JSON line saying why. Every probe checks that the
 database and Redis answer, except ``--worker`` alone, which needs only the database (a Redis
 outage is then reported as "degraded", exit 0; see health()). ``--worker`` also needs a live
-worker process on this host (its heartbeat within LIFELINE_TIMEOUT), ``--dispatcher`` a
-dispatcher on this host that finished a cycle within the same bound. The web process is probed
-over HTTP instead: ``GET /healthz``.
+worker process on this host (its heartbeat within LIFELINE_TIMEOUT) and no live one there whose
+outcome writer is stuck (something it recorded waited longer than LIFELINE_TIMEOUT to be
+written); ``--dispatcher`` a dispatcher on this host that finished a cycle within the same
+bound. The web process is probed over HTTP instead: ``GET /healthz``.
 """
 
 from __future__ import annotations
@@ -35,12 +36,21 @@ def mark_dispatcher_alive() -> None:
 
 def check_worker() -> dict:
     from .models import WorkerProcess
+    from .outcomes import stuck_writers
 
     horizon = timezone.now() - dt.timedelta(seconds=taskhub_settings.LIFELINE_TIMEOUT)
-    live = WorkerProcess.objects.filter(
-        hostname=socket.gethostname(), stopped_at__isnull=True, last_heartbeat_at__gte=horizon
-    ).count()
-    return {"name": "worker", "status": "ok" if live else "down", "live_processes": live}
+    live = list(
+        WorkerProcess.objects.filter(
+            hostname=socket.gethostname(), stopped_at__isnull=True, last_heartbeat_at__gte=horizon
+        ).values_list("id", flat=True)
+    )
+    check = {"name": "worker", "status": "ok" if live else "down", "live_processes": len(live)}
+    # A process that beats but cannot record outcomes holds its tasks' slots for ever: not
+    # healthy, so the supervisor restarts it (its attempts then go back through the lifeline).
+    stuck = stuck_writers(live)
+    if stuck:
+        check.update(status="down", stuck_writers=stuck)
+    return check
 
 
 def check_dispatcher() -> dict:

@@ -25,6 +25,7 @@ from .models import ACTIVE_STATUSES, EventKind, Task, TaskEvent
 from .payloads import validate_payload, validated_json
 from .priorities import parse_priority
 from .registry import TaskDefinition, get_definition
+from .storable import unstorable_reason
 from .store import NewEvent, copy_rows, insert_task_with_event, insert_uniform_tasks
 
 TaskRef = str | TaskDefinition
@@ -83,6 +84,8 @@ def _resolve_options(
     for name, value in (("correlation_id", correlation_id), ("user_id", user_id)):
         if value is not None and len(str(value)) > 200:
             raise InvalidTaskRequest(f"{name} is longer than 200 characters", field=name)
+        if value is not None and (unstorable := unstorable_reason(str(value))):
+            raise InvalidTaskRequest(f"{name} {unstorable}", field=name)
     return ScheduleOptions(
         priority=parse_priority(priority, definition.priority),
         max_attempts=attempts,
@@ -189,6 +192,8 @@ def schedule(
     )  # fmt: skip
     if dedup_key is not None and (not isinstance(dedup_key, str) or not 0 < len(dedup_key) <= 255):
         raise InvalidTaskRequest("dedup_key must be 1 to 255 characters", field="dedup_key")
+    if dedup_key is not None and (unstorable := unstorable_reason(dedup_key)):
+        raise InvalidTaskRequest(f"dedup_key {unstorable}", field="dedup_key")
     row = _new_row(definition, clean, opts, dedup_key, now)
     if dedup_key:
         existing = _existing_duplicate(dedup_key, dedup_window, now)

@@ -381,6 +381,7 @@ class Heartbeat:
         get_redis().set(
             claims.liveness_key(self.worker_id), 1, ex=int(taskhub_settings.LIFELINE_TIMEOUT)
         )
+        self.writer.publish_health()  # read by the health probes (taskhub.probes)
         claims.reassert_claims(self.writer.in_flight(), self.worker_id)
 
     def _run(self, beat) -> None:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 from django.db import transaction
 from django.utils import timezone
 
 from taskhub.net import BlockedAddress, UnsupportedScheme, check_url, guarded_client
+from taskhub.storable import storable_text
 
 from .conf import webhooks_settings
 from .models import DeliveryAttempt, DeliveryStatus, WebhookDelivery, WebhookEndpoint
@@ -139,6 +140,11 @@ def _record(delivery_id, number, endpoint: WebhookEndpoint, headers, response, t
 
     now = timezone.now()
     verdict = classify(response)
+    # The receiver chose the body (and partly the error text): a NUL in it would make this
+    # record fail after the request was sent, and the retried task would send it again.
+    response = replace(
+        response, body=storable_text(response.body), error=storable_text(response.error)
+    )
     with transaction.atomic():
         delivery = WebhookDelivery.objects.select_for_update().get(id=delivery_id)
         if delivery.attempts >= number:

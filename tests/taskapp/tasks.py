@@ -211,3 +211,35 @@ def sleep_logged(payload: LoggedSleep, ctx) -> dict:
         log.write(f"{ctx.task_id} {ctx.attempt}\n")
     time.sleep(payload.seconds)
     return {"slept": payload.seconds, "attempt": ctx.attempt}
+
+
+# -- values a database may refuse: NUL (PostgreSQL text/jsonb) and lone surrogates (no UTF-8) ----
+NUL_TEXT = "before\x00after"
+SURROGATE_TEXT = "half a pair \ud800 here"
+
+
+@task("test.unstorable.result")
+def unstorable_result(payload: dict) -> dict:
+    """Returns what an HTTP call to a binary endpoint would: text with NUL bytes in it."""
+    return {"body": NUL_TEXT, "lone": SURROGATE_TEXT, NUL_TEXT: "a key too"}
+
+
+@task("test.unstorable.error", max_attempts=1)
+def unstorable_error(payload: dict) -> None:
+    raise ValueError(f"{NUL_TEXT} / {SURROGATE_TEXT}")
+
+
+@task("test.unstorable.retry", retry=Schedule([0.2]), max_attempts=2)
+def unstorable_retry(payload: dict, ctx) -> str:
+    if ctx.attempt == 1:
+        raise RuntimeError(NUL_TEXT)
+    return "second attempt"
+
+
+@task("test.unstorable.log")
+def unstorable_log(payload: dict, ctx) -> str:
+    ctx.logger.info("log line: %s", NUL_TEXT)
+    ctx.logger.warning(SURROGATE_TEXT)
+    ctx.set_progress(50)
+    time.sleep(0.3)  # long enough for the log lines to be flushed before the outcome
+    return "logged"
