@@ -77,6 +77,7 @@ def _step(key: str, body: Any, input: dict | None, *, initial: bool) -> Step:
     if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
         raise InvalidWorkflow(f"{where}: after must be a step key or a list of them", field=where)
     trigger, when = _trigger(body.get("on", "success"), where)
+    _check_options(body, where)
     return Step(
         key=key, task=body["type"],
         payload=payload if input is None else substitute(payload, input, where),
@@ -87,6 +88,39 @@ def _step(key: str, body: Any, input: dict | None, *, initial: bool) -> Step:
         priority=body.get("priority"), max_attempts=body.get("maxAttempts"),
         timeout=body.get("timeout"),
     )  # fmt: skip
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_whole(value: Any) -> bool:
+    return _is_number(value) and float(value).is_integer()
+
+
+#: The optional step fields with their type: what the engine would otherwise fail on when it
+#: reads them (a compensation that is not a task name, a max_attempts that is not a number …).
+_OPTIONS: dict[str, tuple[str, Any]] = {
+    "compensation": ("a task name", lambda v: isinstance(v, str) and v != ""),
+    "allowFailure": ("true or false", lambda v: isinstance(v, bool)),
+    "compensateFailed": ("true or false", lambda v: isinstance(v, bool)),
+    "priority": (
+        "a priority name or a whole number",
+        lambda v: isinstance(v, str) or _is_whole(v),
+    ),
+    "maxAttempts": (
+        "a whole number from 1 to 100",
+        lambda v: _is_whole(v) and 1 <= v <= 100,
+    ),
+    "timeout": ("a number of seconds above 0", lambda v: _is_number(v) and 0 < v < float("inf")),
+}
+
+
+def _check_options(body: dict, where: str) -> None:
+    for name, (expected, valid) in _OPTIONS.items():
+        value = body.get(name)
+        if value is not None and not valid(value):
+            raise InvalidWorkflow(f"{where}: {name} must be {expected}", field=where)
 
 
 def _trigger(on: Any, where: str) -> tuple[str, dict | None]:
