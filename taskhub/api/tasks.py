@@ -117,6 +117,7 @@ _ID = OpenApiParameter("task_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 class TaskDetail(APIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER, "DELETE": ADMIN}
+    error_codes = {"DELETE": [409]}  # a task not finished yet
 
     @extend_schema(summary="A task with its newest events and logs (the rest: /events, /logs)",
                    parameters=[_ID],
@@ -137,6 +138,7 @@ class TaskDetail(APIView):
 class TaskRetry(APIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
+    error_codes = {"POST": [409]}  # only a failed or cancelled task, not a workflow step
 
     @extend_schema(summary="Run a failed or cancelled task again", parameters=[_ID],
                    request=None, responses=TaskSerializer)  # fmt: skip
@@ -150,6 +152,7 @@ class TaskRetry(APIView):
 class TaskCancel(APIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
+    error_codes = {"POST": [409]}  # a task already finished
 
     @extend_schema(summary="Cancel a waiting task, or ask a running one to stop",
                    parameters=[_ID], request=None, responses=TaskSerializer)  # fmt: skip

@@ -238,6 +238,7 @@ class WorkflowDetail(APIView):
 class WorkflowCancel(APIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
+    error_codes = {"POST": [409]}  # only a running run
 
     @extend_schema(
         summary="Cancel a running run: nothing new starts; optionally compensate what completed",
@@ -258,6 +259,7 @@ class WorkflowCancel(APIView):
 class WorkflowRetry(APIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
+    error_codes = {"POST": [409]}  # only a failed or cancelled run, never a compensated one
 
     @extend_schema(
         summary="Run a failed or cancelled run again from where it stopped "
@@ -276,6 +278,7 @@ class CompensationAction(APIView):
 
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
+    error_codes = {"POST": [409]}  # only a run in compensation_failed
     verb = ""
 
     def post(self, request, run_id):
