@@ -5,6 +5,7 @@ client would see it.
 """
 
 import pytest
+from django.utils import timezone
 
 from kyc.models import KycCase
 from taskhub.models import OperatorAction, Task
@@ -100,3 +101,18 @@ def test_an_email_job_with_an_address_that_is_not_text_is_400(client_of, nothing
     response = client_of("operator").post("/api/task-queue/email", body, format="json")
     assert response.status_code == 400, response.content
     assert "to" in response.json()["errors"], response.json()
+
+
+def test_starting_a_stored_definition_whose_compensation_is_an_object_is_400(client_of):
+    """A row written before the check existed (or by hand): starting it is refused, not a 500."""
+    spec = {"initialTask": {**PING, "compensation": {"type": "taskhub.ping"}}}
+    now = timezone.now()
+    WorkflowDefinition.objects.create(
+        name="legacy", version=1, spec=spec, created_at=now, updated_at=now
+    )
+
+    response = client_of("operator").post("/api/workflows", {"definition": "legacy"}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert "compensation" in response.json()["error"]
+    assert not Task.objects.exists()
