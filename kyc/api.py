@@ -128,9 +128,7 @@ class KycRerun(APIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
 
-    @extend_schema(
-        operation_id="kyc_rerun", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT
-    )
+    @extend_schema(operation_id="kyc_rerun", request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request, pk):
         case = generics.get_object_or_404(KycCase, pk=pk)
         with audited(request.user, "kyc_case.rerun", source="api", target_type="kyc_case",
