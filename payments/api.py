@@ -35,9 +35,12 @@ def _error_body(exc: Exception, errors: dict) -> dict:
 
 
 _IDEMPOTENCY_KEY = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True,
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=True,
     description="1 to 255 characters; the same key and body again returns the stored payment.",
-)  # fmt: skip
+)
 
 
 class PaymentRequestSerializer(serializers.Serializer):
@@ -91,10 +94,11 @@ class PaymentListCreate(APIView):
         return paginator.get_paginated_response(PaymentSerializer(page, many=True).data)
 
     @extend_schema(
-        operation_id="payments_create", parameters=[_IDEMPOTENCY_KEY],
+        operation_id="payments_create",
+        parameters=[_IDEMPOTENCY_KEY],
         request=PaymentRequestSerializer,
         responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT},
-    )  # fmt: skip
+    )
     def post(self, request):
         try:
             with audited(request.user, "payment.create", source="api",
@@ -185,8 +189,8 @@ class PaymentAction(APIView):
             return Response(_error_body(exc, {"status": [str(exc)]}), status=409)
         except Exception as exc:  # the provider is unreachable: say so, change nothing
             message = f"the provider could not be reached ({type(exc).__name__})"
-            return Response({"error": message, "errors": {"provider": [type(exc).__name__]}},
-                            status=502)  # fmt: skip
+            body = {"error": message, "errors": {"provider": [type(exc).__name__]}}
+            return Response(body, status=502)
         return Response({"payment_id": str(payment.id), "status": new_status})
 
 

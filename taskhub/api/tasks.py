@@ -182,9 +182,11 @@ class TaskEvents(APIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
 
-    @extend_schema(summary="Every event of a task, oldest first (cursor pagination)",
-                   parameters=[_ID, HistoryPageQuerySerializer],
-                   responses=TaskEventPageSerializer)  # fmt: skip
+    @extend_schema(
+        summary="Every event of a task, oldest first (cursor pagination)",
+        parameters=[_ID, HistoryPageQuerySerializer],
+        responses=TaskEventPageSerializer,
+    )
     def get(self, request, task_id):
         task = services.get_task(task_id)
         return _history_page(
@@ -196,9 +198,11 @@ class TaskLogs(APIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
 
-    @extend_schema(summary="Every log line of a task, oldest first (cursor pagination)",
-                   parameters=[_ID, HistoryPageQuerySerializer],
-                   responses=TaskLogPageSerializer)  # fmt: skip
+    @extend_schema(
+        summary="Every log line of a task, oldest first (cursor pagination)",
+        parameters=[_ID, HistoryPageQuerySerializer],
+        responses=TaskLogPageSerializer,
+    )
     def get(self, request, task_id):
         task = services.get_task(task_id)
         return _history_page(self, request, TaskLog.objects.filter(task=task), TaskLogSerializer)

@@ -44,14 +44,16 @@ def test_a_kyc_document_body_that_is_not_an_object_is_400(client_of, nothing_wri
 @pytest.mark.parametrize(
     "url,body",
     [
-        ("/api/task-queue/image-processing",
-         {"url": "https://x.org/a.png", "transformations": [], "a\u0000b": 1}),
+        (
+            "/api/task-queue/image-processing",
+            {"url": "https://x.org/a.png", "transformations": [], "a\u0000b": 1},
+        ),
         ("/api/task-queue/notification", {"userId": "u1", "type": "info", "message": "a\u0000"}),
         ("/api/tasks", {"task": "taskhub.ping", "payload": {"k\u0000": "v"}}),
         ("/api/tasks", {"task": "taskhub.ping", "payload": {"k": ["v\u0000"]}}),
         ("/api/workflows", {"definition": "x", "input": {"\u0000": 1}}),
     ],
-)  # fmt: skip
+)
 def test_a_nul_character_in_a_json_key_or_value_is_400(client_of, nothing_written, url, body):
     response = client_of("admin").post(url, body, format="json")
     assert response.status_code == 400, response.content
@@ -60,10 +62,16 @@ def test_a_nul_character_in_a_json_key_or_value_is_400(client_of, nothing_writte
 
 @pytest.mark.parametrize(
     "url",
-    ["/api/schedules/a%00b", "/api/kyc/users/a%00b", "/api/tasks?queue=a%00b",
-     "/api/kyc/cases?user_id=a%00b", "/api/payments?user_id=%00",
-     "/api/notifications?type=%00", "/api/workflow-definitions?name=%00"],
-)  # fmt: skip
+    [
+        "/api/schedules/a%00b",
+        "/api/kyc/users/a%00b",
+        "/api/tasks?queue=a%00b",
+        "/api/kyc/cases?user_id=a%00b",
+        "/api/payments?user_id=%00",
+        "/api/notifications?type=%00",
+        "/api/workflow-definitions?name=%00",
+    ],
+)
 def test_a_nul_character_in_the_url_is_400(client_of, url):
     response = client_of("admin").get(url)
     assert response.status_code == 400, response.content
@@ -80,10 +88,17 @@ def test_a_multipart_task_request_is_415(client_of, nothing_written):
 
 @pytest.mark.parametrize(
     "field,value",
-    [("compensation", {"type": "taskhub.ping"}), ("compensation", ["taskhub.ping"]),
-     ("priority", {"x": 1}), ("maxAttempts", "3"), ("maxAttempts", 0), ("timeout", "slow"),
-     ("allowFailure", "no"), ("compensateFailed", 1)],
-)  # fmt: skip
+    [
+        ("compensation", {"type": "taskhub.ping"}),
+        ("compensation", ["taskhub.ping"]),
+        ("priority", {"x": 1}),
+        ("maxAttempts", "3"),
+        ("maxAttempts", 0),
+        ("timeout", "slow"),
+        ("allowFailure", "no"),
+        ("compensateFailed", 1),
+    ],
+)
 def test_a_stored_definition_with_a_wrongly_typed_step_field_is_400(
     client_of, nothing_written, field, value
 ):

@@ -95,13 +95,19 @@ def existing(db):
     )
     notification = create_notification("fuzzed", "info", "hello")
     return {
-        "task_id": task.id, "job_id": task.id, "queue_name": task.queue, "name": "fuzzed",
-        "run_id": run.id, "definition_id": definition.id, "endpoint_id": endpoint.id,
-        "delivery_id": delivery.id, "user_id": "fuzzed",
+        "task_id": task.id,
+        "job_id": task.id,
+        "queue_name": task.queue,
+        "name": "fuzzed",
+        "run_id": run.id,
+        "definition_id": definition.id,
+        "endpoint_id": endpoint.id,
+        "delivery_id": delivery.id,
+        "user_id": "fuzzed",
         ("/api/kyc/cases/{id}", "id"): case.id,
         ("/api/kyc/cases/{id}/rerun", "id"): case.id,
         ("/api/notifications/{id}/read", "id"): notification.id,
-    }  # fmt: skip
+    }
 
 
 def _call(case, token):
