@@ -131,3 +131,32 @@ def test_starting_a_stored_definition_whose_compensation_is_an_object_is_400(cli
     assert response.status_code == 400, response.content
     assert "compensation" in response.json()["error"]
     assert not Task.objects.exists()
+
+
+@pytest.mark.parametrize("interval", [1.95e89, 1e15, 10 * 366 * 86400 + 1])
+def test_a_schedule_interval_beyond_any_calendar_is_400(client_of, interval):
+    from taskhub.schedules import create_schedule
+
+    create_schedule("hourly", "taskhub.ping", interval=3600)
+    api = client_of("admin")
+
+    changed = api.patch("/api/schedules/hourly", {"interval": interval}, format="json")
+    created = api.post(
+        "/api/schedules",
+        {"name": "far", "task": "taskhub.ping", "interval": interval},
+        format="json",
+    )
+
+    assert (changed.status_code, created.status_code) == (400, 400), (
+        changed.content,
+        created.content,
+    )
+    assert "interval" in changed.json()["errors"] and "interval" in created.json()["errors"]
+    assert api.get("/api/schedules/hourly").json()["interval"] == 3600
+
+
+def test_the_scheduler_refuses_an_interval_beyond_any_calendar():
+    from taskhub.cron import InvalidSchedule, ScheduleSpec, build_trigger
+
+    with pytest.raises(InvalidSchedule, match="interval"):
+        build_trigger(ScheduleSpec(interval=1e15))
