@@ -81,8 +81,9 @@ MIDDLEWARE = [
     # Static files under ASGI: ServeStatic is WhiteNoise's async-native fork (no per-file
     # thread, no "must consume synchronous iterators" warning under uvicorn).
     "servestatic.middleware.ServeStaticMiddleware",
-    # 413 for oversize bodies before a parser reads them (DRF bypasses Django's own check).
-    "taskhub.api.limits.BodySizeLimitMiddleware",
+    # 413 for oversize bodies before a parser reads them (DRF bypasses Django's own check), and
+    # 400 for a NUL character in the URL, which no database text column stores.
+    "taskhub.api.limits.RequestLimitsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -235,7 +236,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON only, NUL characters refused; a view that takes forms or uploads says so itself.
+    "DEFAULT_PARSER_CLASSES": ["taskhub.api.parsers.JSONBodyParser"],
+    "DEFAULT_SCHEMA_CLASS": "taskhub.api.schema.ApiSchema",
     "EXCEPTION_HANDLER": "taskhub.api.errors.handle_exception",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }

@@ -11,3 +11,6 @@ urlpatterns = [
     path("", include("kyc.urls")),
     path("", include("webhooks.urls")),
 ]
+
+# JSON for unknown URLs under /api/, the HTML page elsewhere.
+handler404 = "taskhub.api.errors.not_found"

@@ -9,15 +9,16 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from taskhub.api.parsers import FormBodyParser, JSONBodyParser, MultiPartBodyParser
 from taskhub.api.permissions import OPERATOR, VIEWER, RolePermission
+from taskhub.api.serializers import StrictSerializer
 from taskhub.audit import audited
 
 from . import services
-from .models import KycCase, UserKycStatus
+from .models import DocumentType, KycCase, KycProvider, UserKycStatus
 from .providers import CallbackRejected
 
 
@@ -34,27 +35,49 @@ class Pagination(LimitOffsetPagination):
     max_limit = 500
 
 
+class KycDocumentSerializer(StrictSerializer):
+    """The body's shape; ``services.create_case`` checks the rest (exactly one of file and
+    document_ref, the file's size, that the reference exists)."""
+
+    user_id = serializers.CharField(max_length=200)
+    document_type = serializers.ChoiceField(choices=DocumentType.choices)
+    provider = serializers.ChoiceField(choices=KycProvider.choices, required=False)
+    email = serializers.EmailField(required=False, allow_blank=True)
+    file = serializers.FileField(required=False, help_text="The document (multipart only).")
+    document_ref = serializers.CharField(
+        required=False, max_length=500, help_text="A stored document, instead of a file."
+    )
+
+
+def _error_body(exc: Exception, errors: dict) -> dict:
+    return {"error": str(exc), "errors": errors}
+
+
 class KycDocumentCreate(APIView):
     """``POST /api/kyc/documents``: multipart (user_id, document_type, provider?, email?, file)
     or JSON with ``document_ref`` instead of a file."""
 
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartBodyParser, FormBodyParser, JSONBodyParser]
 
     @extend_schema(
         operation_id="kyc_documents_create",
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        request=KycDocumentSerializer,
+        responses={201: KycCaseSerializer},
     )
     def post(self, request):
+        body = KycDocumentSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        upload = data.pop("file", None)
         try:
             with audited(request.user, "kyc_case.create", source="api",
                          target_type="kyc_case") as extra:  # fmt: skip
-                case = services.create_case(request.data, request.FILES.get("file"))
+                case = services.create_case(data, upload)
                 extra.update(target_id=case.id)
         except services.KycRequestError as exc:
-            return Response({"errors": exc.errors}, status=exc.status)
+            return Response(_error_body(exc, exc.errors), status=exc.status)
         return Response(KycCaseSerializer(case).data, status=status.HTTP_201_CREATED)
 
 
@@ -105,9 +128,7 @@ class KycRerun(APIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
 
-    @extend_schema(
-        operation_id="kyc_rerun", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT
-    )
+    @extend_schema(operation_id="kyc_rerun", request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request, pk):
         case = generics.get_object_or_404(KycCase, pk=pk)
         with audited(request.user, "kyc_case.rerun", source="api", target_type="kyc_case",

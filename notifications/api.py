@@ -7,6 +7,7 @@ operators mark read (recorded in the operator audit log).
 from __future__ import annotations
 
 from rest_framework import generics, serializers
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -66,5 +67,5 @@ class MarkRead(APIView):
                          target_type="notification", target_id=pk):  # fmt: skip
                 notification = services.mark_read(pk)
         except Notification.DoesNotExist:
-            return Response({"detail": "No such notification."}, status=404)
+            raise NotFound("No such notification.") from None
         return Response(NotificationSerializer(notification).data)

@@ -11,8 +11,8 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
-from rest_framework import generics, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,6 +28,39 @@ from .serializers import (
     PaymentSerializer,
     SafeTransactionSerializer,
 )
+
+
+def _error_body(exc: Exception, errors: dict) -> dict:
+    return {"error": str(exc), "errors": errors}
+
+
+_IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="1 to 255 characters; the same key and body again returns the stored payment.",
+)
+
+
+class PaymentRequestSerializer(serializers.Serializer):
+    """The documented body; ``services.create_payment`` validates it (unknown fields too)."""
+
+    user_id = serializers.CharField(max_length=200)
+    amount = serializers.CharField(help_text='A decimal string, e.g. "12.50".')
+    currency = serializers.CharField(help_text="ISO 4217 code, e.g. EUR.")
+    payment_method_id = serializers.CharField(max_length=200)
+    metadata = serializers.DictField(required=False)
+    safe_transaction = serializers.DictField(required=False, allow_null=True)
+
+
+class SafeTransactionRequestSerializer(serializers.Serializer):
+    """The documented body; ``safe.create_safe_transaction`` validates it."""
+
+    safe_address = serializers.CharField()
+    transaction = serializers.DictField(help_text="The SafeTx: to, value, data, nonce, …")
+    user_signature = serializers.CharField()
+    user_id = serializers.CharField()
 
 
 class Pagination(LimitOffsetPagination):
@@ -49,6 +82,7 @@ class PaymentListCreate(APIView):
 
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER, "POST": OPERATOR}
+    error_codes = {"POST": [409]}  # the Idempotency-Key was used with another body
     pagination_class = Pagination
 
     @extend_schema(operation_id="payments_list", request=None, responses=OpenApiTypes.OBJECT)
@@ -60,7 +94,10 @@ class PaymentListCreate(APIView):
         return paginator.get_paginated_response(PaymentSerializer(page, many=True).data)
 
     @extend_schema(
-        operation_id="payments_create", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT
+        operation_id="payments_create",
+        parameters=[_IDEMPOTENCY_KEY],
+        request=PaymentRequestSerializer,
+        responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT},
     )
     def post(self, request):
         try:
@@ -71,7 +108,7 @@ class PaymentListCreate(APIView):
                 )
                 extra.update(target_id=payment.id, created=created)
         except (services.PaymentRequestError, safe.SafeRequestError) as exc:
-            return Response({"errors": exc.errors}, status=exc.status)
+            return Response(_error_body(exc, exc.errors), status=exc.status)
         body = PaymentDetailSerializer(payment).data
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -89,6 +126,7 @@ class SafeTransactionListCreate(APIView):
 
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER, "POST": OPERATOR}
+    error_codes = {"POST": [409]}
     pagination_class = Pagination
 
     @extend_schema(
@@ -103,8 +141,8 @@ class SafeTransactionListCreate(APIView):
 
     @extend_schema(
         operation_id="safe_transactions_create",
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        request=SafeTransactionRequestSerializer,
+        responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT},
     )
     def post(self, request):
         try:
@@ -113,7 +151,7 @@ class SafeTransactionListCreate(APIView):
                 row, created = safe.create_safe_transaction(request.data)
                 extra.update(target_id=row.id, created=created)
         except safe.SafeRequestError as exc:
-            return Response({"errors": exc.errors}, status=exc.status)
+            return Response(_error_body(exc, exc.errors), status=exc.status)
         body = SafeTransactionSerializer(row).data
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -130,9 +168,10 @@ class PaymentAction(APIView):
 
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
+    error_codes = {"POST": [409, 502]}  # the state forbids it; the provider is unreachable
     action = ""
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request, pk):
         payment = generics.get_object_or_404(Payment, pk=pk)
         try:
@@ -147,9 +186,11 @@ class PaymentAction(APIView):
                 new_status = services.reconcile_from_provider(payment)
                 extra.update(status=str(new_status))
         except services.InvalidTransition as exc:
-            return Response({"errors": {"status": [str(exc)]}}, status=409)
+            return Response(_error_body(exc, {"status": [str(exc)]}), status=409)
         except Exception as exc:  # the provider is unreachable: say so, change nothing
-            return Response({"errors": {"provider": [type(exc).__name__]}}, status=502)
+            message = f"the provider could not be reached ({type(exc).__name__})"
+            body = {"error": message, "errors": {"provider": [type(exc).__name__]}}
+            return Response(body, status=502)
         return Response({"payment_id": str(payment.id), "status": new_status})
 
 
@@ -158,11 +199,10 @@ class SafeTransactionReconcile(APIView):
 
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
+    error_codes = {"POST": [409]}
 
     @extend_schema(
-        operation_id="safe_transactions_reconcile",
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        operation_id="safe_transactions_reconcile", request=None, responses=OpenApiTypes.OBJECT
     )
     def post(self, request, pk):
         row = generics.get_object_or_404(SafeTransaction, pk=pk)
@@ -174,7 +214,7 @@ class SafeTransactionReconcile(APIView):
                 new_status = safe.reconcile_from_chain(row)
                 extra.update(status=str(new_status))
         except safe.SafeRequestError as exc:
-            return Response({"errors": exc.errors}, status=409)
+            return Response(_error_body(exc, exc.errors), status=409)
         return Response({"safe_transaction_id": str(row.id), "status": new_status})
 
 

@@ -124,6 +124,10 @@ def cron_trigger(expression: str, timezone: str = "UTC") -> CronTrigger:
         raise InvalidSchedule(f"bad cron expression {expression!r}: {exc}", field="cron") from None
 
 
+#: The longest interval (seconds): ten years. Far beyond it the trigger's arithmetic overflows.
+MAX_INTERVAL = 10 * 366 * 86400
+
+
 def build_trigger(spec: ScheduleSpec) -> BaseTrigger:
     """The APScheduler trigger for a spec; InvalidSchedule if the spec is not exactly one kind."""
     given = [bool(spec.cron), spec.interval is not None, spec.run_at is not None]
@@ -133,8 +137,10 @@ def build_trigger(spec: ScheduleSpec) -> BaseTrigger:
     if spec.cron:
         return cron_trigger(spec.cron, spec.timezone)
     if spec.interval is not None:
-        if not isinstance(spec.interval, int | float) or spec.interval < 1:
-            raise InvalidSchedule("interval must be at least 1 second", field="interval")
+        if not isinstance(spec.interval, int | float) or not 1 <= spec.interval <= MAX_INTERVAL:
+            raise InvalidSchedule(
+                f"interval must be from 1 to {MAX_INTERVAL} seconds (10 years)", field="interval"
+            )
         anchor = spec.anchor or dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
         return IntervalTrigger(seconds=spec.interval, start_date=anchor, timezone=zone)
     if spec.run_at.tzinfo is None:

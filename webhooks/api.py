@@ -71,6 +71,12 @@ class DeliverySerializer(serializers.ModelSerializer):
                   "created_at", "updated_at", "delivered_at")  # fmt: skip
 
 
+class DeliveryPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = DeliverySerializer(many=True)
+
+
 class DeliveryDetailSerializer(DeliverySerializer):
     log = AttemptSerializer(many=True, read_only=True)
 
@@ -185,8 +191,8 @@ class DeliveryList(APIView):
     roles = {"GET": VIEWER}
 
     @extend_schema(summary="Deliveries, newest first (cursor pagination)",
-                   parameters=[DeliveryFilterSerializer],
-                   responses=DeliverySerializer(many=True))  # fmt: skip
+                   operation_id="webhooks_deliveries_list", parameters=[DeliveryFilterSerializer],
+                   responses=DeliveryPageSerializer)  # fmt: skip
     def get(self, request):
         filters = DeliveryFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)

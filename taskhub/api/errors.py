@@ -7,6 +7,8 @@ their clients' shape.
 
 from __future__ import annotations
 
+from django.http import JsonResponse
+from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -72,3 +74,11 @@ def _as_field_errors(detail):
     if isinstance(detail, dict):
         return detail
     return {"non_field_errors": detail if isinstance(detail, list) else [detail]}
+
+
+def not_found(request, exception=None):
+    """Django's 404 for a URL no route matches: JSON under ``/api/``, as the API's own 404s
+    are (a path parameter holding a ``/`` lands here), the HTML page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+    return page_not_found(request, exception)

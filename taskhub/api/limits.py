@@ -1,11 +1,15 @@
-"""413 for request bodies over ``DATA_UPLOAD_MAX_MEMORY_SIZE``, before anything reads them.
+"""Checks of a request before any view reads it.
 
-Django enforces that limit only when ``request.body`` is read; DRF's parsers read the stream
-directly, so without this an oversize JSON body would be parsed in full.
+413 for request bodies over ``DATA_UPLOAD_MAX_MEMORY_SIZE``: Django enforces that limit only
+when ``request.body`` is read; DRF's parsers read the stream directly, so without this an
+oversize JSON body would be parsed in full. A multipart body (file uploads) may be larger, up to
+``DATA_UPLOAD_MAX_MULTIPART_SIZE``: Django applies ``DATA_UPLOAD_MAX_MEMORY_SIZE`` to its form
+fields alone, files stream to disk, and each upload's own limit (a KYC document's
+``MAX_DOCUMENT_BYTES``) is checked by its view.
 
-A multipart body (file uploads) may be larger, up to ``DATA_UPLOAD_MAX_MULTIPART_SIZE``: Django
-applies ``DATA_UPLOAD_MAX_MEMORY_SIZE`` to its form fields alone, files stream to disk, and each
-upload's own limit (a KYC document's ``MAX_DOCUMENT_BYTES``) is checked by its view.
+400 for a NUL character in the path or the query string: no database text column stores one
+(PostgreSQL refuses it), so a lookup or filter with one would fail in the database instead of
+being refused as bad input. Bodies are checked by the parsers (``taskhub.api.parsers``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import JsonResponse
+
+from .parsers import NUL, NUL_MESSAGE
 
 
 def _limit(request) -> int | None:
@@ -30,13 +36,28 @@ def _too_large(request) -> JsonResponse | None:
     except ValueError:
         length = 0
     if limit is not None and length > limit:
-        message = f"request body is {length} bytes, over the limit of {limit} bytes"
-        return JsonResponse({"error": message, "errors": {"non_field_errors": [message]}},
-                            status=413)  # fmt: skip
+        return _error(f"request body is {length} bytes, over the limit of {limit} bytes", 413)
     return None
 
 
-class BodySizeLimitMiddleware:
+def _error(message: str, status: int) -> JsonResponse:
+    body = {"error": message, "errors": {"non_field_errors": [message]}}
+    return JsonResponse(body, status=status)
+
+
+def _nul_in_url(request) -> JsonResponse | None:
+    if NUL in request.path or any(
+        NUL in name or any(NUL in value for value in values) for name, values in request.GET.lists()
+    ):
+        return _error(f"{NUL_MESSAGE} in the URL.", 400)
+    return None
+
+
+def _refused(request) -> JsonResponse | None:
+    return _too_large(request) or _nul_in_url(request)
+
+
+class RequestLimitsMiddleware:
     sync_capable = True
     async_capable = True
 
@@ -48,7 +69,7 @@ class BodySizeLimitMiddleware:
     def __call__(self, request):
         if iscoroutinefunction(self):
             return self._acall(request)
-        return _too_large(request) or self.get_response(request)
+        return _refused(request) or self.get_response(request)
 
     async def _acall(self, request):
-        return _too_large(request) or await self.get_response(request)
+        return _refused(request) or await self.get_response(request)

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from .. import schedules
 from ..audit import audited
+from ..cron import MAX_INTERVAL
 from ..models import ScheduleRun, TaskSchedule
 from ..payloads import redact
 from ..registry import all_definitions
@@ -49,7 +50,7 @@ class ScheduleChangeSerializer(StrictSerializer):
     task = serializers.CharField(max_length=200, required=False)
     payload = serializers.DictField(required=False)
     cron = serializers.CharField(max_length=200, required=False)
-    interval = serializers.FloatField(min_value=0.001, required=False)
+    interval = serializers.FloatField(min_value=0.001, max_value=MAX_INTERVAL, required=False)
     run_at = serializers.DateTimeField(required=False)
     timezone = serializers.CharField(max_length=64, required=False)
     enabled = serializers.BooleanField(required=False)

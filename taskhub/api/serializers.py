@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
+from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -115,10 +116,69 @@ class TaskSerializer(serializers.Serializer):
         return redact(all_definitions().get(task.name), task.payload)
 
 
+#: Events and logs shown inline on a task, the newest; the rest are paged by their endpoints.
+DETAIL_HISTORY = 50
+
+
+def _latest(rows, limit: int = DETAIL_HISTORY) -> list:
+    """The newest ``limit`` rows of a task's history, oldest first like the pages."""
+    return list(rows.order_by("-id")[:limit])[::-1]
+
+
+def _history_url(serializer: serializers.Serializer, task, kind: str) -> str:
+    path = reverse(f"api:task-{kind}", kwargs={"task_id": task.id})
+    request = serializer.context.get("request")
+    return request.build_absolute_uri(path) if request else path
+
+
 class TaskDetailSerializer(TaskSerializer):
+    """A task with the newest of its events and logs (at most ``DETAIL_HISTORY`` each), how
+    many there are in all, and where to page through all of them."""
+
     traceback = serializers.CharField()
-    events = TaskEventSerializer(many=True, source="events.all")
-    logs = TaskLogSerializer(many=True, source="logs.all")
+    events = serializers.SerializerMethodField(help_text="The newest events, oldest first.")
+    events_count = serializers.SerializerMethodField(help_text="All of the task's events.")
+    events_url = serializers.SerializerMethodField(help_text="Every event, paged (?cursor=).")
+    logs = serializers.SerializerMethodField(help_text="The newest log lines, oldest first.")
+    logs_count = serializers.SerializerMethodField(help_text="All of the task's log lines.")
+    logs_url = serializers.SerializerMethodField(help_text="Every log line, paged (?cursor=).")
+
+    @extend_schema_field(TaskEventSerializer(many=True))
+    def get_events(self, task) -> list:
+        return TaskEventSerializer(_latest(task.events), many=True).data
+
+    def get_events_count(self, task) -> int:
+        return task.events.count()
+
+    def get_events_url(self, task) -> str:
+        return _history_url(self, task, "events")
+
+    @extend_schema_field(TaskLogSerializer(many=True))
+    def get_logs(self, task) -> list:
+        return TaskLogSerializer(_latest(task.logs), many=True).data
+
+    def get_logs_count(self, task) -> int:
+        return task.logs.count()
+
+    def get_logs_url(self, task) -> str:
+        return _history_url(self, task, "logs")
+
+
+class HistoryPageQuerySerializer(serializers.Serializer):
+    cursor = serializers.CharField(required=False)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=500)
+
+
+class TaskEventPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = TaskEventSerializer(many=True)
+
+
+class TaskLogPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = TaskLogSerializer(many=True)
 
 
 class TaskListSerializer(serializers.Serializer):

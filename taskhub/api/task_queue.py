@@ -19,6 +19,7 @@ from ..registry import all_definitions, declared_queues
 from ..scheduling import schedule
 from .errors import QueueNotFound
 from .permissions import ADMIN, OPERATOR, VIEWER, RolePermission
+from .schema import error_serializer
 
 MAX_FAILED_PAGE = 1000
 HEALTH_STATUSES = [health.OK, health.DEGRADED, health.DOWN]
@@ -88,12 +89,8 @@ _Done = inline_serializer("ActionDone", {
     "success": serializers.BooleanField(), "message": serializers.CharField(),
     "timestamp": serializers.DateTimeField(),
 })  # fmt: skip
-_Failure = inline_serializer("ActionFailed", {
-    "success": serializers.BooleanField(), "message": serializers.CharField(),
-    "error": serializers.CharField(),
-    "errors": serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
-                                    required=False),
-})  # fmt: skip
+# Boundary errors answered before the view (a NUL in the URL) carry no envelope.
+_Failure = error_serializer({"success": False})
 
 
 class _EnqueueOptions(serializers.Serializer):
@@ -187,7 +184,7 @@ class JobStatus(TaskQueueView):
         summary="A job's status",
         responses={200: inline_serializer("JobStatus", {"found": serializers.BooleanField(),
                                                         "job": JobSerializer()}),
-                   404: inline_serializer("JobNotFound", {"found": serializers.BooleanField()})},
+                   404: error_serializer({"found": False})},
     )  # fmt: skip
     def get(self, request, queue_name, job_id):
         task = services.get_task(job_id)
@@ -210,6 +207,7 @@ def _stats_row(row: dict) -> dict:
 
 class QueueStats(TaskQueueView):
     roles = {"GET": VIEWER}
+    error_codes = {"GET": [404]}  # ?queueName= names no queue
 
     @extend_schema(
         summary="Per-queue job counts",

@@ -12,14 +12,19 @@ from rest_framework.views import APIView
 
 from .. import services
 from ..audit import audited
-from ..models import Task
+from ..models import Task, TaskEvent, TaskLog
 from ..scheduling import schedule
 from .permissions import ADMIN, OPERATOR, VIEWER, RolePermission
 from .serializers import (
     BulkTaskRequestSerializer,
+    HistoryPageQuerySerializer,
     TaskDetailSerializer,
+    TaskEventPageSerializer,
+    TaskEventSerializer,
     TaskFilterSerializer,
     TaskListSerializer,
+    TaskLogPageSerializer,
+    TaskLogSerializer,
     TaskRequestSerializer,
     TaskSerializer,
 )
@@ -112,11 +117,14 @@ _ID = OpenApiParameter("task_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 class TaskDetail(APIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER, "DELETE": ADMIN}
+    error_codes = {"DELETE": [409]}  # a task not finished yet
 
-    @extend_schema(summary="A task with its events and logs", parameters=[_ID],
+    @extend_schema(summary="A task with its newest events and logs (the rest: /events, /logs)",
+                   parameters=[_ID],
                    responses=TaskDetailSerializer)  # fmt: skip
     def get(self, request, task_id):
-        return Response(TaskDetailSerializer(services.get_task(task_id)).data)
+        task = services.get_task(task_id)
+        return Response(TaskDetailSerializer(task, context={"request": request}).data)
 
     @extend_schema(summary="Delete a finished task and its history", parameters=[_ID],
                    responses={204: None})  # fmt: skip
@@ -130,6 +138,7 @@ class TaskDetail(APIView):
 class TaskRetry(APIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
+    error_codes = {"POST": [409]}  # only a failed or cancelled task, not a workflow step
 
     @extend_schema(summary="Run a failed or cancelled task again", parameters=[_ID],
                    request=None, responses=TaskSerializer)  # fmt: skip
@@ -143,6 +152,7 @@ class TaskRetry(APIView):
 class TaskCancel(APIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
+    error_codes = {"POST": [409]}  # a task already finished
 
     @extend_schema(summary="Cancel a waiting task, or ask a running one to stop",
                    parameters=[_ID], request=None, responses=TaskSerializer)  # fmt: skip
@@ -151,3 +161,48 @@ class TaskCancel(APIView):
                      target_id=task_id):  # fmt: skip
             task = services.cancel_task(task_id, actor=request.user.get_username())
         return Response(TaskSerializer(task).data)
+
+
+class HistoryPagination(TaskCursorPagination):
+    """A task's events or logs, oldest first, along the (task, id) index."""
+
+    ordering = "id"
+    page_size = 100
+
+
+def _history_page(view: APIView, request, rows, serializer):
+    query = HistoryPageQuerySerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    paginator = HistoryPagination()
+    page = paginator.paginate_queryset(rows, request, view=view)
+    return paginator.get_paginated_response(serializer(page, many=True).data)
+
+
+class TaskEvents(APIView):
+    permission_classes = [RolePermission]
+    roles = {"GET": VIEWER}
+
+    @extend_schema(
+        summary="Every event of a task, oldest first (cursor pagination)",
+        parameters=[_ID, HistoryPageQuerySerializer],
+        responses=TaskEventPageSerializer,
+    )
+    def get(self, request, task_id):
+        task = services.get_task(task_id)
+        return _history_page(
+            self, request, TaskEvent.objects.filter(task=task), TaskEventSerializer
+        )
+
+
+class TaskLogs(APIView):
+    permission_classes = [RolePermission]
+    roles = {"GET": VIEWER}
+
+    @extend_schema(
+        summary="Every log line of a task, oldest first (cursor pagination)",
+        parameters=[_ID, HistoryPageQuerySerializer],
+        responses=TaskLogPageSerializer,
+    )
+    def get(self, request, task_id):
+        task = services.get_task(task_id)
+        return _history_page(self, request, TaskLog.objects.filter(task=task), TaskLogSerializer)

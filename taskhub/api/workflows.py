@@ -244,6 +244,7 @@ class WorkflowDetail(APIView):
 class WorkflowCancel(APIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
+    error_codes = {"POST": [409]}  # only a running run
 
     @extend_schema(
         summary="Cancel a running run: nothing new starts; optionally compensate what completed",
@@ -264,6 +265,7 @@ class WorkflowCancel(APIView):
 class WorkflowRetry(APIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
+    error_codes = {"POST": [409]}  # only a failed or cancelled run, never a compensated one
 
     @extend_schema(
         summary="Run a failed or cancelled run again from where it stopped "
@@ -282,6 +284,7 @@ class CompensationAction(APIView):
 
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
+    error_codes = {"POST": [409]}  # only a run in compensation_failed
     verb = ""
 
     def post(self, request, run_id):

@@ -54,7 +54,9 @@ class Attachment(BaseModel):
 
 def _addresses(value: Any) -> list[str]:
     """One address or a list of them; each must be a valid e-mail address."""
-    items = [value] if isinstance(value, str) else list(value or [])
+    items = [value] if isinstance(value, str) else value or []
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ValueError("must be an e-mail address or a list of them")
     for address in items:
         try:
             validate_email(address)

@@ -77,6 +77,7 @@ def _step(key: str, body: Any, input: dict | None, *, initial: bool) -> Step:
         raise InvalidWorkflow(f"{where}: after must name the step(s) it follows", field=where)
     if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
         raise InvalidWorkflow(f"{where}: after must be a step key or a list of them", field=where)
+    _check_options(body, where)
     _refuse_internal(where, body["type"], body.get("compensation"))
     trigger, when = _trigger(body.get("on", "success"), where)
     return Step(
@@ -102,6 +103,39 @@ def _refuse_internal(where: str, *names: Any) -> None:
                 f"{where}: task {name!r} is internal: the application schedules it itself",
                 field=where,
             )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_whole(value: Any) -> bool:
+    return _is_number(value) and float(value).is_integer()
+
+
+#: The optional step fields with their type: what the engine would otherwise fail on when it
+#: reads them (a compensation that is not a task name, a max_attempts that is not a number …).
+_OPTIONS: dict[str, tuple[str, Any]] = {
+    "compensation": ("a task name", lambda v: isinstance(v, str) and v != ""),
+    "allowFailure": ("true or false", lambda v: isinstance(v, bool)),
+    "compensateFailed": ("true or false", lambda v: isinstance(v, bool)),
+    "priority": (
+        "a priority name or a whole number",
+        lambda v: isinstance(v, str) or _is_whole(v),
+    ),
+    "maxAttempts": (
+        "a whole number from 1 to 100",
+        lambda v: _is_whole(v) and 1 <= v <= 100,
+    ),
+    "timeout": ("a number of seconds above 0", lambda v: _is_number(v) and 0 < v < float("inf")),
+}
+
+
+def _check_options(body: dict, where: str) -> None:
+    for name, (expected, valid) in _OPTIONS.items():
+        value = body.get(name)
+        if value is not None and not valid(value):
+            raise InvalidWorkflow(f"{where}: {name} must be {expected}", field=where)
 
 
 def _trigger(on: Any, where: str) -> tuple[str, dict | None]:
