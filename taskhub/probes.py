@@ -16,6 +16,7 @@ import json
 import socket
 import sys
 
+import redis
 from django.utils import timezone
 
 from .broker import get_redis, key
@@ -47,7 +48,12 @@ def check_worker() -> dict:
     check = {"name": "worker", "status": "ok" if live else "down", "live_processes": len(live)}
     # A process that beats but cannot record outcomes holds its tasks' slots for ever: not
     # healthy, so the supervisor restarts it (its attempts then go back through the lifeline).
-    stuck = stuck_writers(live)
+    # Writers report through Redis; while Redis is away nothing says they are stuck, and the
+    # worker is not failed for an outage it rides out (the Redis check shows it degraded).
+    try:
+        stuck = stuck_writers(live)
+    except (redis.RedisError, OSError):
+        return check
     if stuck:
         check.update(status="down", stuck_writers=stuck)
     return check
