@@ -123,9 +123,13 @@ class Findings:
     @property
     def ok(self) -> bool:
         return not (
-            self.lost or self.wrong_status or self.attempts_twice or self.non_terminal
-            or self.stray or len(self.duplicates) > self.in_flight_at_kills
-        )  # fmt: skip
+            self.lost
+            or self.wrong_status
+            or self.attempts_twice
+            or self.non_terminal
+            or self.stray
+            or len(self.duplicates) > self.in_flight_at_kills
+        )
 
 
 def parse_record(lines: Iterable[str]) -> list[Mark]:
@@ -136,8 +140,16 @@ def parse_record(lines: Iterable[str]) -> list[Mark]:
         if len(parts) < 5 or parts[0] not in ("S", "E"):
             continue
         try:
-            marks.append(Mark(parts[0], parts[1], int(parts[2]), int(parts[3]), float(parts[4]),
-                              parts[5] if len(parts) > 5 else ""))  # fmt: skip
+            marks.append(
+                Mark(
+                    parts[0],
+                    parts[1],
+                    int(parts[2]),
+                    int(parts[3]),
+                    float(parts[4]),
+                    parts[5] if len(parts) > 5 else "",
+                )
+            )
         except ValueError:
             continue
     return marks
@@ -189,9 +201,12 @@ def check(
     _check_attempts(f, marks)
     _check_duplicates(f, ledger, runs, kills, flush_grace)
     f.in_flight_at_kills = sum(
-        1 for kill in kills for task_runs in runs.values() for run in task_runs
+        1
+        for kill in kills
+        for task_runs in runs.values()
+        for run in task_runs
         if _in_flight_at(run, kill, flush_grace)
-    )  # fmt: skip
+    )
     errors = Counter(m.how for m in marks if m.mark == "E" and m.how.startswith("error:"))
     f.unplanned_errors = dict(errors)
     f.recoveries = [_recovery(fault, rows) for fault in faults]
@@ -248,8 +263,12 @@ def _recovery(fault: Fault, rows: dict[str, RowState]) -> dict[str, Any]:
     seconds = None
     if all(e is not None for e in ends):
         seconds = max([0.0, *(e - since for e in ends)])
-    return {"kind": fault.kind, "at": fault.at, "affected": len(fault.affected),
-            "seconds": None if seconds is None else round(seconds, 2)}  # fmt: skip
+    return {
+        "kind": fault.kind,
+        "at": fault.at,
+        "affected": len(fault.affected),
+        "seconds": None if seconds is None else round(seconds, 2),
+    }
 
 
 def summary(f: Findings, examples: int = 10) -> dict[str, Any]:

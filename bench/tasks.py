@@ -123,9 +123,12 @@ class PlannedFailure(Exception):
 
 
 @task(
-    "bench.chaos.work", queue=QUEUE, schema=ChaosWork, max_attempts=40,
+    "bench.chaos.work",
+    queue=QUEUE,
+    schema=ChaosWork,
+    max_attempts=40,
     retry=Schedule([0.2, 0.5, 1.0]),
-)  # fmt: skip
+)
 def chaos_work(payload: ChaosWork, ctx) -> dict:
     """Every kind of work the chaos run mixes; records each start and how the handler ended.
 

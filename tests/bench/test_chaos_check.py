@@ -31,14 +31,18 @@ def test_a_clean_run_passes_with_a_planned_retry_and_a_kill_explained_rerun():
     ledger = {"a": NOOP, "b": Expectation("flaky"), "c": NOOP}
     rows = {"a": done("a"), "b": done("b", 2), "c": done("c", 2, at=8.0)}
     marks = [
-        start("a", 1, 100, 1.0), end("a", 1, 100, 1.1),
-        start("b", 1, 100, 1.0), end("b", 1, 100, 1.2, "planned-failure"),
-        start("b", 2, 101, 2.0), end("b", 2, 101, 2.1),
+        start("a", 1, 100, 1.0),
+        end("a", 1, 100, 1.1),
+        start("b", 1, 100, 1.0),
+        end("b", 1, 100, 1.2, "planned-failure"),
+        start("b", 2, 101, 2.0),
+        end("b", 2, 101, 2.1),
         start("c", 1, 100, 3.0),  # pid 100 is killed at 4.0 with c running: it runs again
-        start("c", 2, 101, 7.0), end("c", 2, 101, 7.5),
-    ]  # fmt: skip
+        start("c", 2, 101, 7.0),
+        end("c", 2, 101, 7.5),
+    ]
     kills = [Kill(at=4.0, pids=frozenset({100}), signal="SIGKILL")]
-    faults = [Fault("worker SIGKILL", at=4.0, affected=["c"])]
+    faults = [Fault("worker-sigkill", at=4.0, affected=["c"])]
 
     findings = check(ledger, rows, marks, kills, faults)
 
@@ -52,10 +56,12 @@ def test_a_lost_task_and_an_attempt_started_twice_fail_the_check():
     ledger = {"a": NOOP, "b": NOOP, "gone": NOOP}
     rows = {"a": done("a"), "b": done("b")}  # "gone" has no row
     marks = [
-        start("a", 1, 100, 1.0), end("a", 1, 100, 1.1),
+        start("a", 1, 100, 1.0),
+        end("a", 1, 100, 1.1),
         start("b", 1, 100, 1.0),
-        start("b", 1, 101, 6.0), end("b", 1, 101, 6.1),  # the same attempt again
-    ]  # fmt: skip
+        start("b", 1, 101, 6.0),
+        end("b", 1, 101, 6.1),  # the same attempt again
+    ]
     kills = [Kill(at=5.0, pids=frozenset({100}), signal="SIGTERM", until=5.5)]
 
     findings = check(ledger, rows, marks, kills)
@@ -73,11 +79,14 @@ def test_a_rerun_of_work_in_a_live_process_is_a_stray_duplicate():
     ledger = {"b": NOOP, "c": NOOP}
     rows = {"b": done("b", 2), "c": done("c", 2)}
     marks = [
-        start("b", 1, 100, 1.0), end("b", 1, 100, 1.1),
-        start("b", 2, 101, 9.0), end("b", 2, 101, 9.1),
+        start("b", 1, 100, 1.0),
+        end("b", 1, 100, 1.1),
+        start("b", 2, 101, 9.0),
+        end("b", 2, 101, 9.1),
         start("c", 1, 102, 1.0),
-        start("c", 2, 101, 9.0), end("c", 2, 101, 9.1),
-    ]  # fmt: skip
+        start("c", 2, 101, 9.0),
+        end("c", 2, 101, 9.1),
+    ]
     kills = [Kill(at=8.0, pids=frozenset({100}), signal="SIGKILL")]
 
     findings = check(ledger, rows, marks, kills)
@@ -88,17 +97,25 @@ def test_a_rerun_of_work_in_a_live_process_is_a_stray_duplicate():
 
 
 def test_completed_without_a_start_is_lost_and_stuck_rows_and_wrong_endings_are_counted():
-    ledger = {"ghost": NOOP, "stuck": NOOP, "gave-up": NOOP, "cancel": Expectation(
-        "cancel", allowed=frozenset({"cancelled", "completed"}))}  # fmt: skip
+    ledger = {
+        "ghost": NOOP,
+        "stuck": NOOP,
+        "gave-up": NOOP,
+        "cancel": Expectation("cancel", allowed=frozenset({"cancelled", "completed"})),
+    }
     rows = {
         "ghost": done("ghost"),
         "stuck": RowState("stuck", "queued", 3, "noop"),
         "gave-up": RowState("gave-up", "failed", 40, "noop", finished_at=5.0),
         "cancel": RowState("cancel", "cancelled", 1, "cancel", finished_at=5.0),
     }
-    marks = [start("gave-up", 40, 100, 4.0), end("gave-up", 40, 100, 4.5, "error:OSError"),
-             start("cancel", 1, 100, 1.0), end("cancel", 1, 100, 1.5, "cancelled")]  # fmt: skip
-    faults = [Fault("redis stall", at=1.0, back_at=2.0, affected=["stuck"])]
+    marks = [
+        start("gave-up", 40, 100, 4.0),
+        end("gave-up", 40, 100, 4.5, "error:OSError"),
+        start("cancel", 1, 100, 1.0),
+        end("cancel", 1, 100, 1.5, "cancelled"),
+    ]
+    faults = [Fault("redis-stall", at=1.0, back_at=2.0, affected=["stuck"])]
 
     findings = check(ledger, rows, marks, [], faults)
     report = summary(findings)
@@ -114,8 +131,12 @@ def test_completed_without_a_start_is_lost_and_stuck_rows_and_wrong_endings_are_
 def test_a_cancel_the_drill_retried_justifies_the_next_start():
     ledger = {"t": Expectation("cancel", retried_at=3.0)}
     rows = {"t": done("t", 2)}
-    marks = [start("t", 1, 100, 1.0), end("t", 1, 100, 2.0, "cancelled"),
-             start("t", 2, 100, 4.0), end("t", 2, 100, 5.0)]  # fmt: skip
+    marks = [
+        start("t", 1, 100, 1.0),
+        end("t", 1, 100, 2.0, "cancelled"),
+        start("t", 2, 100, 4.0),
+        end("t", 2, 100, 5.0),
+    ]
 
     assert check(ledger, rows, marks, []).ok
     ledger["t"].retried_at = None  # the same re-run without the drill's retry: a duplicate
