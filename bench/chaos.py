@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .chaos_check import Expectation, Fault, RowState, check, parse_record, summary
+from .chaos_check import FLUSH_GRACE_S, Expectation, Fault, RowState, check, parse_record, summary
 from .chaos_load import MIX, TASK, Load
 from .chaos_procs import FAULT_WEIGHTS, ChaosStack, Faults, PrivateRedis
 from .core import Context, Row, Skip, at_most, info, is_postgres
@@ -46,6 +46,7 @@ SECONDS, QUICK_SECONDS = 600, 120
 TASKS, QUICK_TASKS = 55_000, 5_000
 FAULT_GAP_S, QUICK_FAULT_GAP_S = 7.0, 4.5
 WARM_UP_S = 5.0
+WAIT_FOR_VICTIM_S = 20.0  # a worker fault waits this long for a worker process to be up
 DRAIN_S = 120.0
 RECOVERY_LIMIT_S = 60.0
 SHUTDOWN_GRACE_MS = 2000  # SIGTERMed units hand back what still runs after this
@@ -97,10 +98,11 @@ def _drop(name: str) -> None:
 
 
 @contextlib.contextmanager
-def own_database():
+def own_database(keep: bool = False):
     """Point this process at a fresh, migrated database of the drill's own (as Django's test
     runner points at a test database), tagging the harness's sessions so that faults spare
-    them; yields (name, DATABASE_URL for the child processes); drops it afterwards."""
+    them; yields (name, DATABASE_URL for the child processes); drops it afterwards unless
+    ``keep`` (to look at what a run left; the next run drops it first)."""
     from django.core.management import call_command
     from django.db import connections
     from psycopg import sql
@@ -123,7 +125,10 @@ def own_database():
         connections.close_all()
         s.update(saved)
         try:
-            _drop(name)
+            if keep:
+                logger.info("chaos: kept the database %s", name)
+            else:
+                _drop(name)
         except Exception as exc:  # noqa: BLE001 — reported, the run's figures still count
             logger.warning("could not drop the drill's database %s: %s", name, exc)
 
@@ -196,7 +201,7 @@ class Drill:
             drained = self._drain(stack)
         finally:
             self.load.stop_feeding.set()
-            self.load.stop_steering.set()
+            self.load.abandon.set()
             for thread in threads:
                 thread.join(30)
             stack.stop()
@@ -215,19 +220,23 @@ class Drill:
             stack.supervise()
             elapsed = time.time() - self.started
             if plan and plan[0][0] <= elapsed and time.time() >= faults.outage_until:
-                _, kind = plan.pop(0)
-                self._inject(faults, kind)
+                due, kind = plan.pop(0)
+                if not self._inject(faults, kind, last_try=elapsed - due > WAIT_FOR_VICTIM_S):
+                    plan.insert(0, (due, kind))  # no worker process up yet: wait for one
             time.sleep(0.1)
 
-    def _inject(self, faults: Faults, kind: str) -> None:
+    def _inject(self, faults: Faults, kind: str, last_try: bool) -> bool:
+        """Inject one fault; False if it found no process to hit and may be tried again."""
+        error = ""
         try:
             fault = faults.inject(kind)
         except Exception as exc:  # noqa: BLE001 — logged; the run goes on
-            fault = None
-            logger.warning("chaos: %s failed: %s", kind, exc)
+            fault, error = None, f"{type(exc).__name__}: {exc}"
+        if fault is None and not error and not last_try:
+            return False
         entry = {"t": round(time.time() - self.started, 2), "kind": kind}
         if fault is None:
-            entry["skipped"] = True
+            entry.update(skipped=True, **({"error": error} if error else {}))
         else:
             self.faults.append(fault)
             entry.update(fault.detail, affected=len(fault.affected))
@@ -238,6 +247,7 @@ class Drill:
             kind,
             {k: v for k, v in entry.items() if k not in ("t", "kind")},
         )
+        return True
 
     def _drain(self, stack: ChaosStack) -> float | None:
         """Faults over: no more crons, every process up; wait until no row is unfinished."""
@@ -361,6 +371,7 @@ def run(
     seconds: float | None = None,
     seed: int | None = None,
     leave_out: frozenset[str] = frozenset(),
+    keep_database: bool = False,
 ) -> list[Row]:
     from django.test import override_settings
 
@@ -378,7 +389,10 @@ def run(
     level = engine_log.level
     engine_log.setLevel(logging.ERROR)
     try:
-        with own_database() as (db_name, db_url), override_settings(REDIS_URL=server.url):
+        with (
+            own_database(keep_database) as (db_name, db_url),
+            override_settings(REDIS_URL=server.url),
+        ):
             from django.conf import settings
 
             with override_settings(TASKHUB={**settings.TASKHUB, **SHORT_TIMINGS}):
@@ -401,7 +415,7 @@ def _collect(drill: Drill, outcome: dict[str, Any]) -> dict[str, Any]:
         if row.id not in ledger and row.kind:  # them to complete like the others
             ledger[row.id] = Expectation(row.kind)
     _fill_kill_affected(drill.faults, outcome["kills"], marks, ledger)
-    findings = check(ledger, rows, marks, outcome["kills"], drill.faults)
+    findings = check(ledger, rows, marks, outcome["kills"], drill.faults, t0=drill.started)
     nul = Counter(r.status for r in rows.values() if r.kind == "nul")
     return {
         "findings": summary(findings),
@@ -463,7 +477,9 @@ def _report(ctx: Context, drill: Drill, data: dict[str, Any]) -> list[Row]:
             f"≤ {f['attempts_in_flight_at_kills']} in flight at kills",
             f["duplicate_starts"] <= f["attempts_in_flight_at_kills"]
             and not f["stray_duplicate_starts"],
-            note=f"{f['stray_duplicate_starts']} not after a kill of their process",
+            note=f"{f['stray_duplicate_starts']} not after a kill of their process; of those "
+            f"in flight, {f['of_which_ended_within_flush_grace']} had ended < "
+            f"{FLUSH_GRACE_S:g} s before it (outcome maybe unwritten)",
         ),
         Row(
             m,
@@ -502,6 +518,7 @@ def _report(ctx: Context, drill: Drill, data: dict[str, Any]) -> list[Row]:
         "stall_s": STALL_S,
         "drain_s": DRAIN_S,
         "shape": f"{ctx.processes} units × {ctx.threads} threads",
+        "left_out": sorted(drill.leave_out),
         "fault_log": drill.log,
         **data,
     }
@@ -535,7 +552,9 @@ def _write_results(ctx: Context, rows: list[Row], details: dict[str, Any]) -> No
         f"{details['rate_per_s']}/s, {details['shape']}, timings {details['short_timings']}, "
         f"Redis stalls {details['stall_s']} s, drain ≤ {details['drain_s']:.0f} s. "
         f"Rerun: `python -m bench.run --only chaos --chaos-seed {details['seed']}"
-        f"{' --quick' if ctx.quick else ''}` (the faults' order and times repeat; what they "
+        f"{' --quick' if ctx.quick else ''}"
+        f"{' --chaos-leave-out ' + ','.join(details['left_out']) if details['left_out'] else ''}"
+        "` (the faults' order and times repeat; what they "
         "hit depends on timing).",
         "",
         report.markdown(rows),
@@ -546,8 +565,16 @@ def _write_results(ctx: Context, rows: list[Row], details: dict[str, Any]) -> No
         f"- wrong final status: {f['wrong_final_status_examples']}",
         f"- attempts started twice (task, attempt, starts): {f['attempts_started_twice_examples']}",
         f"- stray duplicate starts: {f['stray_examples']}",
+        f"- left non-terminal: {f['left_non_terminal_examples']}",
         f"- unplanned handler errors: {f['unplanned_handler_errors']}",
         f"- restarts: {details['restarts']}",
+        "",
+        "Starts and ends of those tasks (seconds from the start of the load):",
+        "",
+        *(
+            f"- {task}: " + "; ".join(lines) if lines else f"- {task}: never started"
+            for task, lines in f["example_timelines"].items()
+        ),
         "",
         "## Fault log",
         "",

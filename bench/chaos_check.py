@@ -104,13 +104,18 @@ class Findings:
     wrong_status: list[tuple[str, str, str]] = field(default_factory=list)
     attempts_twice: dict[tuple[str, int], int] = field(default_factory=dict)
     non_terminal: dict[str, int] = field(default_factory=dict)
+    non_terminal_ids: list[str] = field(default_factory=list)
     duplicates: list[tuple[str, int]] = field(default_factory=list)
     stray: list[tuple[str, int, str]] = field(default_factory=list)
     in_flight_at_kills: int = 0
+    #: of those, the ones whose handler had ended (its outcome maybe not yet written)
+    ended_in_flight_at_kills: int = 0
     recoveries: list[dict[str, Any]] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     starts: int = 0
     unplanned_errors: dict[str, int] = field(default_factory=dict)
+    #: for a few example tasks of each violation: their starts and ends, in order
+    timelines: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def slowest_recovery(self) -> float | None:
@@ -192,6 +197,7 @@ def check(
     kills: list[Kill],
     faults: list[Fault] = (),
     flush_grace: float = FLUSH_GRACE_S,
+    t0: float = 0.0,
 ) -> Findings:
     f = Findings()
     f.statuses = dict(Counter(r.status for r in rows.values()))
@@ -200,17 +206,33 @@ def check(
     _check_rows(f, ledger, rows, runs)
     _check_attempts(f, marks)
     _check_duplicates(f, ledger, runs, kills, flush_grace)
-    f.in_flight_at_kills = sum(
-        1
+    in_flight = [
+        run
         for kill in kills
         for task_runs in runs.values()
         for run in task_runs
         if _in_flight_at(run, kill, flush_grace)
-    )
+    ]
+    f.in_flight_at_kills = len(in_flight)
+    f.ended_in_flight_at_kills = sum(1 for run in in_flight if run.end is not None)
     errors = Counter(m.how for m in marks if m.mark == "E" and m.how.startswith("error:"))
     f.unplanned_errors = dict(errors)
     f.recoveries = [_recovery(fault, rows) for fault in faults]
+    examples = [t for t, _ in f.lost[:3]] + [t for t, _ in list(f.attempts_twice)[:3]]
+    examples += [t for t, _, _ in f.stray[:3]] + [t for t, _, _ in f.wrong_status[:3]]
+    examples += f.non_terminal_ids[:3]
+    f.timelines = {t: _timeline(runs.get(t, []), t0) for t in dict.fromkeys(examples)}
     return f
+
+
+def _timeline(task_runs: list[_Run], t0: float) -> list[str]:
+    """``attempt 1 pid 42 t+3.20 → t+3.25 ok`` per start (seconds from ``t0``)."""
+    lines = []
+    for run in task_runs:
+        s = run.start
+        end = f"t+{run.end.at - t0:.2f} {run.end.how}" if run.end else "no end"
+        lines.append(f"attempt {s.attempt} pid {s.pid} t+{s.at - t0:.2f} → {end}")
+    return lines
 
 
 def _check_rows(
@@ -227,6 +249,7 @@ def _check_rows(
     for row in rows.values():
         if row.status in ACTIVE:
             f.non_terminal[row.status] = f.non_terminal.get(row.status, 0) + 1
+            f.non_terminal_ids.append(row.id)
         elif row.status == "completed" and (row.id in ledger or row.kind):
             started = {r.start.attempt for r in runs.get(row.id, [])}
             if row.attempt not in started:
@@ -289,11 +312,14 @@ def summary(f: Findings, examples: int = 10) -> dict[str, Any]:
         ],
         "left_non_terminal": sum(f.non_terminal.values()),
         "left_non_terminal_by_status": f.non_terminal,
+        "left_non_terminal_examples": f.non_terminal_ids[:examples],
         "duplicate_starts": len(f.duplicates),
         "attempts_in_flight_at_kills": f.in_flight_at_kills,
+        "of_which_ended_within_flush_grace": f.ended_in_flight_at_kills,
         "stray_duplicate_starts": len(f.stray),
-        "stray_examples": f.stray[:examples],
+        "stray_examples": list(dict.fromkeys(f.stray))[:examples],
         "unplanned_handler_errors": f.unplanned_errors,
+        "example_timelines": f.timelines,
         "slowest_recovery_s": None if slowest is None or math.isinf(slowest) else slowest,
         "faults_never_recovered": sum(1 for r in f.recoveries if r["seconds"] is None),
         "recoveries": f.recoveries,

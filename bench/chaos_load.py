@@ -26,7 +26,10 @@ MIX = {"noop": 0.63, "slow": 0.04, "flaky": 0.10, "cancel": 0.05, "nul": 0.03, "
 FAN_OUT = 5
 WORKFLOW_STEPS = FAN_OUT + 2  # root, the fan-out, the fan-in
 TICK_S = 0.5
-CANCEL_AFTER_S = (0.3, 3.0)  # a cancel lands this long after scheduling
+#: A cancel lands this long after the row shows ``running`` (mid-way through its handler), or
+#: when it has not started within CANCEL_WAIT_S of being scheduled, while it waits.
+CANCEL_AFTER_S = (0.2, 2.0)
+CANCEL_WAIT_S = 10.0
 CANCEL_RUNS_S = 5.0  # a cancellable task runs this long unless cancelled
 EITHER = frozenset({"cancelled", "completed"})
 
@@ -42,10 +45,12 @@ class Load:
         self.scheduled = 0
         self._owed_steps = 0.0
         self._due_cancels: list[tuple[float, str, bool]] = []
+        self._to_cancel: dict[str, tuple[float, bool]] = {}  # until it runs: id → (deadline, retry)
         self._to_retry: set[str] = set()
         self._lock = threading.Lock()
         self.stop_feeding = threading.Event()
-        self.stop_steering = threading.Event()
+        self.stop_steering = threading.Event()  # finish what is pending, then stop
+        self.abandon = threading.Event()  # stop now (the drain is over)
 
     # -- feeding --------------------------------------------------------------------------------
     def feed(self, started: float, seconds: float) -> None:
@@ -106,8 +111,7 @@ class Load:
             for row in rows:
                 self.ledger[str(row.id)] = Expectation(kind)
                 if kind == "cancel":
-                    due = now + self.rng.uniform(*CANCEL_AFTER_S)
-                    heapq.heappush(self._due_cancels, (due, str(row.id), self.rng.random() < 0.5))
+                    self._to_cancel[str(row.id)] = (now + CANCEL_WAIT_S, self.rng.random() < 0.5)
 
     def _start_workflow(self) -> None:
         from taskhub import WorkflowBuilder, start_workflow
@@ -131,8 +135,14 @@ class Load:
     # -- steering: cancels, and retries of cancelled tasks -----------------------------------
     def steer(self) -> None:
         last_retry_pass = 0.0
+        last_running_pass = 0.0
         try:
-            while not (self.stop_steering.is_set() and not self.pending_steering()):
+            while not self.abandon.is_set() and not (
+                self.stop_steering.is_set() and not self.pending_steering()
+            ):
+                if time.time() - last_running_pass >= 0.25:
+                    self._plan_cancels(time.time())
+                    last_running_pass = time.time()
                 self._cancel_due(time.time())
                 if time.time() - last_retry_pass >= 1.0:
                     self._retry_cancelled()
@@ -143,7 +153,32 @@ class Load:
 
     def pending_steering(self) -> bool:
         with self._lock:
-            return bool(self._due_cancels or self._to_retry)
+            return bool(self._to_cancel or self._due_cancels or self._to_retry)
+
+    def _plan_cancels(self, now: float) -> None:
+        """Give a cancel time to each cancellable task that runs now, or waited too long."""
+        from taskhub.models import Task
+
+        with self._lock:
+            waiting = dict(self._to_cancel)
+        if not waiting:
+            return
+        try:
+            running = {
+                str(i)
+                for i in Task.objects.filter(id__in=list(waiting), status="running").values_list(
+                    "id", flat=True
+                )
+            }
+        except Exception:  # noqa: BLE001 — next pass
+            connection.close()
+            return
+        with self._lock:
+            for task_id, (deadline, retry) in waiting.items():
+                if task_id in running or now >= deadline:
+                    del self._to_cancel[task_id]
+                    delay = self.rng.uniform(*CANCEL_AFTER_S) if task_id in running else 0.0
+                    heapq.heappush(self._due_cancels, (now + delay, task_id, retry))
 
     def _cancel_due(self, now: float) -> None:
         from taskhub.errors import InvalidTransition

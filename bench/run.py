@@ -71,6 +71,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="kinds of work or faults the chaos run leaves out (comma-separated), e.g. nul or "
         "redis-stall: to see what the rest finds while one defect is being fixed",
     )
+    p.add_argument(
+        "--chaos-keep-db",
+        action="store_true",
+        help="keep the chaos run's database (<name>_chaos) to look at its rows afterwards",
+    )
     p.add_argument("--processes", type=int, default=2, help="worker processes, both sides")
     p.add_argument("--threads", type=int, default=8, help="threads per worker process")
     p.add_argument(
@@ -154,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
                     rows += module.run(ctx, drills)
                 elif name == "chaos":
                     rows += module.run(
-                        ctx, args.chaos_seconds, args.chaos_seed, args.chaos_leave_out
+                        ctx,
+                        args.chaos_seconds,
+                        args.chaos_seed,
+                        args.chaos_leave_out,
+                        args.chaos_keep_db,
                     )
                 else:
                     rows += module.run(ctx)
