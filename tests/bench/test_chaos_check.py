@@ -1,6 +1,8 @@
 """The chaos run's checker (bench/chaos_check.py) on synthetic rows and records: it must pass a
 clean run and name every kind of violation it is there to catch."""
 
+import pytest
+
 from bench.chaos_check import (
     Expectation,
     Fault,
@@ -149,3 +151,31 @@ def test_the_record_parser_reads_lines_and_skips_torn_ones():
         Mark("S", "6f0c", 1, 42, 1.5, "noop"),
         Mark("E", "6f0c", 1, 42, 1.75, "ok"),
     ]
+
+
+def test_the_chaos_run_comes_with_the_fault_drills_and_refuses_unknown_leave_outs():
+    from bench import run
+
+    assert "chaos" not in run.selected(run.parse_args([]))
+    assert "chaos" in run.selected(run.parse_args(["--faults"]))
+    assert run.selected(run.parse_args(["--only", "chaos"])) == ["chaos"]
+    args = run.parse_args(["--chaos-leave-out", "nul,redis-stall"])
+    assert args.chaos_leave_out == {"nul", "redis-stall"}
+    with pytest.raises(SystemExit) as exc:
+        run.parse_args(["--chaos-leave-out", "nul,meteor-strike"])
+    assert exc.value.code == 2
+
+
+def test_the_fault_plan_is_seeded_hits_every_kind_and_honours_leave_outs():
+    from bench.chaos import Drill
+    from bench.chaos_procs import FAULT_WEIGHTS
+    from bench.core import Context
+
+    def plan(seed, leave_out=frozenset()):
+        return Drill(Context(quick=True), 120, 5000, seed, frozenset(leave_out)).plan()
+
+    assert plan(11) == plan(11)
+    assert plan(11) != plan(12)
+    assert {kind for _, kind in plan(11)} == set(FAULT_WEIGHTS)
+    assert all(b > a for (a, _), (b, _) in zip(plan(11), plan(11)[1:], strict=False))
+    assert "redis-stall" not in {kind for _, kind in plan(11, {"redis-stall"})}
