@@ -487,10 +487,17 @@ def _report(ctx: Context, drill: Drill, data: dict[str, Any]) -> list[Row]:
             slowest,
             "s",
             f"≤ {RECOVERY_LIMIT_S:g}",
-            never == 0 and slowest is not None and slowest <= RECOVERY_LIMIT_S,
+            _recovered_in_time(slowest, never, len(f["recoveries"])),
             note=f"{never} faults' in-flight work never ended"
             if never
             else "fault → last task in flight at it ended",
+        ),
+        info(
+            m,
+            "longest time no handler ended",
+            f["longest_silence_s"],
+            "s",
+            note=f"from t+{f['longest_silence_from_s']} s: the whole stack made no progress",
         ),
         at_most(
             m,
@@ -525,6 +532,13 @@ def _report(ctx: Context, drill: Drill, data: dict[str, Any]) -> list[Row]:
     ctx.details[NAME] = details
     _write_results(ctx, rows, details)
     return rows
+
+
+def _recovered_in_time(slowest: float | None, never: int, faults: int) -> bool | None:
+    """None when no fault was injected (nothing to recover from)."""
+    if faults == 0:
+        return None
+    return never == 0 and slowest is not None and slowest <= RECOVERY_LIMIT_S
 
 
 def _examples(items: list) -> str:

@@ -114,6 +114,8 @@ class Findings:
     statuses: dict[str, int] = field(default_factory=dict)
     starts: int = 0
     unplanned_errors: dict[str, int] = field(default_factory=dict)
+    #: the longest stretch in which no handler ended (seconds), and when it began (from t0)
+    longest_silence: tuple[float, float] = (0.0, 0.0)
     #: for a few example tasks of each violation: their starts and ends, in order
     timelines: dict[str, list[str]] = field(default_factory=dict)
 
@@ -218,11 +220,20 @@ def check(
     errors = Counter(m.how for m in marks if m.mark == "E" and m.how.startswith("error:"))
     f.unplanned_errors = dict(errors)
     f.recoveries = [_recovery(fault, rows) for fault in faults]
+    f.longest_silence = _longest_silence(marks, t0)
     examples = [t for t, _ in f.lost[:3]] + [t for t, _ in list(f.attempts_twice)[:3]]
     examples += [t for t, _, _ in f.stray[:3]] + [t for t, _, _ in f.wrong_status[:3]]
     examples += f.non_terminal_ids[:3]
     f.timelines = {t: _timeline(runs.get(t, []), t0) for t in dict.fromkeys(examples)}
     return f
+
+
+def _longest_silence(marks: list[Mark], t0: float) -> tuple[float, float]:
+    """The longest gap between handler ends from ``t0`` on: how long the whole stack, not just
+    the work one fault hit, made no progress. (length, start) in seconds."""
+    ends = sorted(m.at for m in marks if m.mark == "E" and m.at >= t0)
+    gaps = [(b - a, a - t0) for a, b in zip([t0, *ends], ends, strict=False)]
+    return max(gaps, default=(0.0, 0.0))
 
 
 def _timeline(task_runs: list[_Run], t0: float) -> list[str]:
@@ -321,6 +332,8 @@ def summary(f: Findings, examples: int = 10) -> dict[str, Any]:
         "unplanned_handler_errors": f.unplanned_errors,
         "example_timelines": f.timelines,
         "slowest_recovery_s": None if slowest is None or math.isinf(slowest) else slowest,
+        "longest_silence_s": round(f.longest_silence[0], 2),
+        "longest_silence_from_s": round(f.longest_silence[1], 2),
         "faults_never_recovered": sum(1 for r in f.recoveries if r["seconds"] is None),
         "recoveries": f.recoveries,
     }

@@ -179,3 +179,9 @@ def test_the_fault_plan_is_seeded_hits_every_kind_and_honours_leave_outs():
     assert {kind for _, kind in plan(11)} == set(FAULT_WEIGHTS)
     assert all(b > a for (a, _), (b, _) in zip(plan(11), plan(11)[1:], strict=False))
     assert "redis-stall" not in {kind for _, kind in plan(11, {"redis-stall"})}
+
+
+def test_the_longest_silence_is_the_widest_gap_between_handler_ends():
+    marks = [end("a", 1, 1, 11.0), end("b", 1, 1, 12.0), end("c", 1, 1, 20.5), start("d", 1, 1, 30)]
+    findings = check({}, {}, marks, [], t0=10.0)
+    assert findings.longest_silence == (8.5, 2.0)
