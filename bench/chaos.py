@@ -2,12 +2,19 @@
 
 For ``--chaos-seconds`` (600; 120 with --quick) a seeded mix of ~92 tasks/s (~42/s quick) —
 no-ops, slow ones, failing-then-succeeding ones, ones cancelled mid-way (half retried after),
-NUL-laden results, small workflows, a per-second cron — runs on 2 worker units × 8 threads, a
-dispatcher and a scheduler, while at seeded random moments (every ~7 s; ~4.5 s quick; each kind
-at least once) a worker process is SIGKILLed or its unit SIGTERMed (2 s grace), the dispatcher
-or the scheduler is SIGKILLed, the Redis is flushed, restarted or stalled with DEBUG SLEEP past
-the lifeline timeout, and every database session is terminated. A supervisor restarts what
-died. Then the load stops, the faults stop, and the stack gets DRAIN_S to finish.
+NUL-laden results, small workflows, a per-second cron — runs on ``--processes`` (2) worker
+units of 1 process × ``--threads`` (8), a dispatcher and a scheduler, while at seeded random
+moments (every ~7 s; ~4.5 s quick; each kind at least once) a worker process is SIGKILLed or
+its unit SIGTERMed (2 s grace), the dispatcher or the scheduler is SIGKILLed, the Redis is
+flushed, restarted or stalled with DEBUG SLEEP past the lifeline timeout, and every database
+session is terminated. A supervisor restarts what died. Then the load stops, the faults stop,
+and the stack gets DRAIN_S to finish.
+
+``--chaos-seed N`` repeats a run's faults (order, times, targets drawn); ``--chaos-leave-out``
+drops kinds of work or faults (e.g. ``nul``: to see what the rest finds while one defect is
+being fixed); ``--chaos-keep-db`` keeps the database to look at what a run left. The record of
+handler starts stays in ``var/bench-chaos/<time>-<run id>/``; the processes' logs in
+``var/bench-logs/chaos-*``.
 
 Isolation: a PRIVATE redis-server on a free port (the only one flushed, restarted or stalled)
 and a database of its own, ``<DATABASE_URL's name>_chaos``, created (dropped first if an
@@ -349,15 +356,15 @@ def _cron() -> dict[str, Any]:
 
 def _fill_kill_affected(faults: list[Fault], kills, marks, ledger) -> None:
     """A killed worker's in-flight work, from the record: started there, no outcome yet."""
-    from .chaos_check import FLUSH_GRACE_S, _in_flight_at, _runs_by_task
+    from .chaos_check import FLUSH_GRACE_S, in_flight_at, runs_by_task
 
-    runs = _runs_by_task(marks)
+    runs = runs_by_task(marks)
     worker_faults = [f for f in faults if f.kind.startswith("worker")]
     for fault, kill in zip(worker_faults, kills, strict=False):
         fault.affected = [
             t
             for t, task_runs in runs.items()
-            if any(_in_flight_at(r, kill, FLUSH_GRACE_S) for r in task_runs)
+            if any(in_flight_at(r, kill, FLUSH_GRACE_S) for r in task_runs)
             and (ledger.get(t) is None or ledger[t].kind != "cancel")
         ]
 

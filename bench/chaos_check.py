@@ -163,21 +163,21 @@ def parse_record(lines: Iterable[str]) -> list[Mark]:
 
 
 @dataclass
-class _Run:
+class HandlerRun:
     """One handler start and, if recorded, its end."""
 
     start: Mark
     end: Mark | None = None
 
 
-def _runs_by_task(marks: list[Mark]) -> dict[str, list[_Run]]:
+def runs_by_task(marks: list[Mark]) -> dict[str, list[HandlerRun]]:
     """Pair each start with the end of the same attempt in the same process."""
-    open_runs: dict[tuple[str, int, int], list[_Run]] = defaultdict(list)
-    by_task: dict[str, list[_Run]] = defaultdict(list)
+    open_runs: dict[tuple[str, int, int], list[HandlerRun]] = defaultdict(list)
+    by_task: dict[str, list[HandlerRun]] = defaultdict(list)
     for m in sorted(marks, key=lambda m: (m.at, m.mark != "S")):
         k = (m.task_id, m.attempt, m.pid)
         if m.mark == "S":
-            run = _Run(m)
+            run = HandlerRun(m)
             open_runs[k].append(run)
             by_task[m.task_id].append(run)
         elif open_runs[k]:
@@ -185,7 +185,7 @@ def _runs_by_task(marks: list[Mark]) -> dict[str, list[_Run]]:
     return by_task
 
 
-def _in_flight_at(run: _Run, kill: Kill, grace: float) -> bool:
+def in_flight_at(run: HandlerRun, kill: Kill, grace: float) -> bool:
     """The run was in its process when the drill killed it, its outcome not yet written."""
     if run.start.pid not in kill.pids or run.start.at >= kill.gone_at:
         return False
@@ -203,7 +203,7 @@ def check(
 ) -> Findings:
     f = Findings()
     f.statuses = dict(Counter(r.status for r in rows.values()))
-    runs = _runs_by_task(marks)
+    runs = runs_by_task(marks)
     f.starts = sum(1 for m in marks if m.mark == "S")
     _check_rows(f, ledger, rows, runs)
     _check_attempts(f, marks)
@@ -213,7 +213,7 @@ def check(
         for kill in kills
         for task_runs in runs.values()
         for run in task_runs
-        if _in_flight_at(run, kill, flush_grace)
+        if in_flight_at(run, kill, flush_grace)
     ]
     f.in_flight_at_kills = len(in_flight)
     f.ended_in_flight_at_kills = sum(1 for run in in_flight if run.end is not None)
@@ -236,7 +236,7 @@ def _longest_silence(marks: list[Mark], t0: float) -> tuple[float, float]:
     return max(gaps, default=(0.0, 0.0))
 
 
-def _timeline(task_runs: list[_Run], t0: float) -> list[str]:
+def _timeline(task_runs: list[HandlerRun], t0: float) -> list[str]:
     """``attempt 1 pid 42 t+3.20 → t+3.25 ok`` per start (seconds from ``t0``)."""
     lines = []
     for run in task_runs:
@@ -285,7 +285,7 @@ def _check_duplicates(
             if retried_at is not None and before.start.at < retried_at <= run.start.at:
                 continue  # the drill cancelled it and then retried it
             f.duplicates.append((task_id, run.start.attempt))
-            killers = [k for k in kills if _in_flight_at(before, k, grace) and run.start.at >= k.at]
+            killers = [k for k in kills if in_flight_at(before, k, grace) and run.start.at >= k.at]
             if not killers:
                 why = "its previous start ended" if before.end else "its previous start never ended"
                 f.stray.append((task_id, run.start.attempt, f"{why}, in a process not killed"))
