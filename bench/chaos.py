@@ -53,7 +53,7 @@ SECONDS, QUICK_SECONDS = 600, 120
 TASKS, QUICK_TASKS = 55_000, 5_000
 FAULT_GAP_S, QUICK_FAULT_GAP_S = 7.0, 4.5
 WARM_UP_S = 5.0
-WAIT_FOR_VICTIM_S = 20.0  # a worker fault waits this long for a worker process to be up
+WAIT_FOR_VICTIM_S = 20.0  # a kill waits this long for a process up long enough (chaos_procs)
 DRAIN_S = 120.0
 RECOVERY_LIMIT_S = 60.0
 SHUTDOWN_GRACE_MS = 2000  # SIGTERMed units hand back what still runs after this
@@ -229,7 +229,7 @@ class Drill:
             if plan and plan[0][0] <= elapsed and time.time() >= faults.outage_until:
                 due, kind = plan.pop(0)
                 if not self._inject(faults, kind, last_try=elapsed - due > WAIT_FOR_VICTIM_S):
-                    plan.insert(0, (due, kind))  # no worker process up yet: wait for one
+                    plan.insert(0, (due, kind))  # nothing up long enough yet: wait
             time.sleep(0.1)
 
     def _inject(self, faults: Faults, kind: str, last_try: bool) -> bool:

@@ -22,7 +22,7 @@ from .chaos_check import Expectation
 logger = logging.getLogger("bench")
 TASK = "bench.chaos.work"
 #: Share of the tasks per kind ("workflow" counts the steps of runs of WORKFLOW_STEPS).
-MIX = {"noop": 0.63, "slow": 0.04, "flaky": 0.10, "cancel": 0.05, "nul": 0.03, "workflow": 0.15}
+MIX = {"noop": 0.65, "slow": 0.02, "flaky": 0.10, "cancel": 0.05, "nul": 0.03, "workflow": 0.15}
 FAN_OUT = 5
 WORKFLOW_STEPS = FAN_OUT + 2  # root, the fan-out, the fan-in
 TICK_S = 0.5
@@ -95,7 +95,7 @@ class Load:
 
     def _payload(self, kind: str) -> dict[str, Any]:
         if kind == "slow":
-            return {"kind": kind, "seconds": round(self.rng.uniform(0.3, 4.0), 2)}
+            return {"kind": kind, "seconds": round(self.rng.uniform(0.3, 3.0), 2)}
         if kind == "flaky":
             return {"kind": kind, "fail_times": self.rng.choice((1, 1, 2))}
         if kind == "cancel":

@@ -24,6 +24,9 @@ from .procs import MANAGE, Proc, free_port, wait_for
 
 logger = logging.getLogger("bench")
 TERM_TIMEOUT_S = 30.0
+#: A process is killed only once it has run this long (seconds): on a slow machine a worker
+#: unit needs ~10 s to boot, and kills faster than that would measure boot time, not recovery.
+MIN_UPTIME_S = 15.0
 
 
 class PrivateRedis:
@@ -77,6 +80,7 @@ class Role:
     name: str
     argv: list[str]
     proc: Proc | None = None
+    started_at: float = 0.0
     gone_at: float | None = None
     restart_delay: float = 0.5
     restarts: int = 0
@@ -116,7 +120,7 @@ class ChaosStack:
 
     def _start(self, role: Role) -> None:
         role.proc = Proc(f"chaos-{role.name}", role.argv, self.env)
-        role.gone_at = None
+        role.started_at, role.gone_at = time.time(), None
 
     def supervise(self) -> None:
         """Notice what exited; start it again once its restart delay has passed."""
@@ -141,6 +145,12 @@ class ChaosStack:
 
     def worker_roles(self) -> list[Role]:
         return [r for r in self.roles.values() if r.name.startswith("worker") and r.proc]
+
+    @staticmethod
+    def killable(role: Role) -> bool:
+        """Up, and up for MIN_UPTIME_S."""
+        alive = role.proc is not None and role.proc.alive()
+        return alive and time.time() - role.started_at >= MIN_UPTIME_S
 
     def stop(self) -> None:
         for role in self.roles.values():
@@ -198,7 +208,9 @@ class Faults:
         return method()
 
     def _victim(self) -> tuple[Role, list[int]] | None:
-        units = [(r, r.proc.children()) for r in self.stack.worker_roles() if r.proc.alive()]
+        units = [
+            (r, r.proc.children()) for r in self.stack.worker_roles() if self.stack.killable(r)
+        ]
         units = [(r, c) for r, c in units if c]
         return self.rng.choice(sorted(units, key=lambda u: u[0].name)) if units else None
 
@@ -233,7 +245,7 @@ class Faults:
 
     def kill_role(self, name: str) -> Fault | None:
         role = self.stack.roles[name]
-        if role.proc is None or not role.proc.alive():
+        if not self.stack.killable(role):
             return None
         affected = self.in_flight()
         role.restart_delay = self.rng.uniform(0.5, 3.0)
