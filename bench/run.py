@@ -33,7 +33,10 @@ MEASURES = {
     "events": "bench.events",
     "workflow": "bench.workflow",
     "faults": "bench.faults",
+    "chaos": "bench.chaos",
 }
+#: Measures that disturb the stack on purpose: only with --faults (or named in --only).
+FAULT_MEASURES = ("faults", "chaos")
 logger = logging.getLogger("bench")
 
 
@@ -50,6 +53,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--drills", default="kill9,flushall,pg_restart,schedulers",
         help="which fault drills (comma-separated); pg_restart stops the local PostgreSQL 30 s",
     )  # fmt: skip
+    p.add_argument(
+        "--chaos-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="length of the chaos run's load (default 600; 120 with --quick)",
+    )
+    p.add_argument(
+        "--chaos-seed", type=int, default=None, help="the chaos run's seed (default: random)"
+    )
+    p.add_argument(
+        "--chaos-leave-out",
+        type=_chaos_leave_out,
+        default=frozenset(),
+        metavar="NAMES",
+        help="kinds of work or faults the chaos run leaves out (comma-separated), e.g. nul or "
+        "redis-stall: to see what the rest finds while one defect is being fixed",
+    )
+    p.add_argument(
+        "--chaos-keep-db",
+        action="store_true",
+        help="keep the chaos run's database (<name>_chaos) to look at its rows afterwards",
+    )
     p.add_argument("--processes", type=int, default=2, help="worker processes, both sides")
     p.add_argument("--threads", type=int, default=8, help="threads per worker process")
     p.add_argument(
@@ -66,13 +92,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _chaos_leave_out(text: str) -> frozenset[str]:
+    from .chaos import LEAVE_OUT_CHOICES
+
+    names = frozenset(n.strip() for n in text.split(",") if n.strip())
+    unknown = names - set(LEAVE_OUT_CHOICES)
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown: {', '.join(sorted(unknown))} (choose from {', '.join(LEAVE_OUT_CHOICES)})"
+        )
+    return names
+
+
 def selected(args: argparse.Namespace) -> list[str]:
     only = {n.strip() for item in args.only for n in item.split(",") if n.strip()}
     skip = {n.strip() for item in args.skip for n in item.split(",") if n.strip()}
     unknown = (only | skip) - set(MEASURES)
     if unknown:
         raise SystemExit(f"unknown measure(s): {', '.join(sorted(unknown))}")
-    names = [n for n in MEASURES if (n in only if only else n != "faults" or args.faults)]
+    names = [n for n in MEASURES if (n in only if only else n not in FAULT_MEASURES or args.faults)]
     return [n for n in names if n not in skip]
 
 
@@ -119,6 +157,14 @@ def main(argv: list[str] | None = None) -> int:
                 if name == "faults":
                     drills = tuple(d.strip() for d in args.drills.split(",") if d.strip())
                     rows += module.run(ctx, drills)
+                elif name == "chaos":
+                    rows += module.run(
+                        ctx,
+                        args.chaos_seconds,
+                        args.chaos_seed,
+                        args.chaos_leave_out,
+                        args.chaos_keep_db,
+                    )
                 else:
                     rows += module.run(ctx)
             except core.Skip as exc:
