@@ -43,9 +43,10 @@ test-fast: $(STAMP) $(NODE_STAMP) browser  ## skip the slow fault drills
 test-rabbitmq: $(STAMP)  ## the end-to-end suites again, RabbitMQ carrying the messages (Redis still coordinates)
 	TASKHUB_TEST_BROKER=rabbitmq $(PY) -m pytest tests/e2e tests/contrib -m e2e $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff (lint and format) and the import contracts of .importlinter
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

@@ -392,7 +392,7 @@ class SchedulerRace:
     def _run(self) -> None:
         from django.db import connections
 
-        from taskhub.scheduler import check_health
+        from taskhub.health import scheduler_check
         from taskhub.schedules import disable_schedule
 
         try:
@@ -409,7 +409,7 @@ class SchedulerRace:
             if self._stop.wait(self.solo):
                 return
             self.result["w1_alive_at_end"] = w1 is not None and w1.poll() is None
-            self.result["health_at_end"] = check_health()
+            self.result["health_at_end"] = scheduler_check()
             disable_schedule(RACE_SCHEDULE)
             self.ended = time.time()
         except Exception as exc:  # reported by finish(), in the main thread

@@ -595,5 +595,5 @@ class ScheduleRunAdmin(RoleAdmin):
     list_filter = ("status", "trigger", "schedule")
 
 
-# -- workflows: runs and stored definitions (taskhub.workflows.admin) ----------------------------
-from .workflows import admin as workflow_admin  # noqa: E402, F401
+# -- workflows: runs and stored definitions (taskhub.workflow_admin) ----------------------------
+from . import workflow_admin  # noqa: E402, F401

@@ -31,7 +31,6 @@ class TaskhubConfig(AppConfig):
 
         post_migrate.connect(ensure_role_groups, sender=self)
 
-        from .health import register_check
-        from .scheduler import check_health
+        from .health import register_check, scheduler_check
 
-        register_check("scheduler", check_health)
+        register_check("scheduler", scheduler_check)

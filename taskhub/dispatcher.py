@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import math
+import socket
 import threading
 import time
 import uuid
@@ -86,6 +87,16 @@ class Dispatched:
             queue_name=env["queue"], actor_name=EXECUTE_ACTOR, args=(env,), kwargs={},
             options={"time_limit": int(env["timeout"] * 1000)},
         )  # fmt: skip
+
+
+def dispatcher_alive_key(hostname: str | None = None) -> str:
+    return key("dispatcher", "alive", hostname or socket.gethostname())
+
+
+def mark_dispatcher_alive() -> None:
+    """Called after each cycle (at most once a second); read by ``taskhub health --dispatcher``."""
+    ttl = max(1, int(taskhub_settings.LIFELINE_TIMEOUT))
+    get_redis().set(dispatcher_alive_key(), timezone.now().isoformat(), ex=ttl)
 
 
 def live_workers(now: dt.datetime) -> list[WorkerProcess]:
@@ -372,8 +383,6 @@ class Dispatcher:
                     self._last_lifeline = time.monotonic()
                 failures = 0
                 if time.monotonic() - self._last_alive >= 1.0:
-                    from .probes import mark_dispatcher_alive
-
                     mark_dispatcher_alive()  # what `taskhub health --dispatcher` reads
                     self._last_alive = time.monotonic()
                 if not claimed:

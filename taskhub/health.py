@@ -17,6 +17,8 @@ from django.utils import timezone
 
 from .broker import get_redis
 from .conf import taskhub_settings
+from .models import TaskSchedule
+from .scheduler import last_poll_age
 
 OK, DEGRADED, DOWN, SKIPPED = "ok", "degraded", "down", "skipped"
 _SEVERITY = {OK: 0, SKIPPED: 0, DEGRADED: 1, DOWN: 2}
@@ -74,6 +76,27 @@ def _with_writer_state(check: dict, worker_ids: list[str]) -> dict:
         check["stuck_writers"] = len(stuck)
         check["message"] = "a live worker cannot record its tasks' outcomes"
     return check
+
+
+def scheduler_check() -> dict:
+    """The ``scheduler`` health check: degraded when enabled schedules exist but no scheduler
+    has polled within ``max(30, 10 × poll interval)`` seconds (their runs would be late)."""
+    name = "scheduler"
+    if not taskhub_settings.ENABLE_SCHEDULING:
+        return {"name": name, "status": SKIPPED, "message": "scheduling is disabled"}
+    limit = max(30.0, taskhub_settings.SCHEDULER_POLL_INTERVAL * 10)
+    try:
+        age = last_poll_age()
+    except (redis.RedisError, OSError) as exc:
+        return {"name": name, "status": DEGRADED, "error": f"heartbeat unreadable: {exc}"}
+    if age is not None and age <= limit:
+        return {"name": name, "status": OK, "last_poll_seconds_ago": round(age, 1)}
+    if not TaskSchedule.objects.filter(enabled=True).exists():
+        return {"name": name, "status": SKIPPED, "message": "no enabled schedules"}
+    silence = f"no poll for {age:.0f}s" if age is not None else "no scheduler has polled recently"
+    message = f"{silence}: scheduled runs will be late"
+    return {"name": name, "status": DEGRADED, "message": message,
+            "last_poll_seconds_ago": None if age is None else round(age, 1)}  # fmt: skip
 
 
 def check_scheduler() -> dict:

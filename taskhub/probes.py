@@ -19,20 +19,11 @@ import sys
 import redis
 from django.utils import timezone
 
-from .broker import get_redis, key
+from .broker import get_redis
 from .cli import subcommand
 from .conf import taskhub_settings
+from .dispatcher import dispatcher_alive_key
 from .health import check_database, check_redis
-
-
-def dispatcher_alive_key(hostname: str | None = None) -> str:
-    return key("dispatcher", "alive", hostname or socket.gethostname())
-
-
-def mark_dispatcher_alive() -> None:
-    """Called by the dispatcher after each cycle (at most once a second)."""
-    ttl = max(1, int(taskhub_settings.LIFELINE_TIMEOUT))
-    get_redis().set(dispatcher_alive_key(), timezone.now().isoformat(), ex=ttl)
 
 
 def check_worker() -> dict:

@@ -298,28 +298,3 @@ def last_poll_age() -> float | None:
 
     value = get_redis().get(_heartbeat_key())
     return None if value is None else max(0.0, time.time() - float(value))
-
-
-def check_health() -> dict:
-    """The ``scheduler`` health check: degraded when enabled schedules exist but no scheduler
-    has polled within ``max(30, 10 × poll interval)`` seconds (their runs would be late)."""
-    import redis
-
-    from .health import DEGRADED, OK, SKIPPED
-
-    name = "scheduler"
-    if not taskhub_settings.ENABLE_SCHEDULING:
-        return {"name": name, "status": SKIPPED, "message": "scheduling is disabled"}
-    limit = max(30.0, taskhub_settings.SCHEDULER_POLL_INTERVAL * 10)
-    try:
-        age = last_poll_age()
-    except (redis.RedisError, OSError) as exc:
-        return {"name": name, "status": DEGRADED, "error": f"heartbeat unreadable: {exc}"}
-    if age is not None and age <= limit:
-        return {"name": name, "status": OK, "last_poll_seconds_ago": round(age, 1)}
-    if not TaskSchedule.objects.filter(enabled=True).exists():
-        return {"name": name, "status": SKIPPED, "message": "no enabled schedules"}
-    silence = f"no poll for {age:.0f}s" if age is not None else "no scheduler has polled recently"
-    message = f"{silence}: scheduled runs will be late"
-    return {"name": name, "status": DEGRADED, "message": message,
-            "last_poll_seconds_ago": None if age is None else round(age, 1)}  # fmt: skip

@@ -6,7 +6,7 @@ import pytest
 
 from taskhub import health, schedules
 from taskhub.broker import get_redis
-from taskhub.scheduler import Scheduler, _heartbeat_key, check_health
+from taskhub.scheduler import Scheduler, _heartbeat_key
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +23,7 @@ def scheduler_check(client):
 
 
 def test_the_scheduler_check_is_registered_and_skipped_without_schedules(client):
-    assert health.CHECKS["scheduler"] is check_health
+    assert health.CHECKS["scheduler"] is health.scheduler_check
     assert scheduler_check(client)["status"] == "skipped"
 
 

@@ -20,7 +20,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from ..admin import (
+from .admin import (
     SHOWN_HISTORY,
     STATUS_COLOURS,
     CreatedFilter,
@@ -28,15 +28,20 @@ from ..admin import (
     pretty_json,
     status_badge,
 )
-from ..admin_tools import RoleAdmin, confirm_then
-from ..audit import audited
-from ..errors import TaskhubError
-from ..masking import mask
-from ..models import Task, TaskEvent
-from ..roles import OPERATOR, has_role
-from . import definitions, diagram, operations
-from .graph import InvalidWorkflow
-from .models import WorkflowDefinition, WorkflowRun, WorkflowStatus
+from .admin_tools import RoleAdmin, confirm_then
+from .audit import audited
+from .errors import TaskhubError
+from .masking import mask
+from .models import Task, TaskEvent
+from .roles import OPERATOR, has_role
+from .workflows import definitions, diagram, operations
+from .workflows.graph import InvalidWorkflow
+from .workflows.models import (
+    OPEN_RUN_STATUSES,
+    WorkflowDefinition,
+    WorkflowRun,
+    WorkflowStatus,
+)
 
 RUN_COLOURS = {
     WorkflowStatus.RUNNING: "#6610f2", WorkflowStatus.SUCCEEDED: "#198754",
@@ -106,8 +111,6 @@ class RunStatusFilter(admin.SimpleListFilter):
         return [("open", "open (running, cancelling, compensating)"), *WorkflowStatus.choices]
 
     def queryset(self, request, queryset):
-        from .models import OPEN_RUN_STATUSES
-
         if self.value() == "open":
             return queryset.filter(status__in=OPEN_RUN_STATUSES)
         if self.value() in WorkflowStatus.values:
