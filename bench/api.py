@@ -1,4 +1,4 @@
-"""API: ``POST /api/tasks`` under uvicorn (ASGI — what we deploy; DESIGN.md "Web serving"),
+"""API: ``POST /api/tasks`` under uvicorn (ASGI — what we deploy: docs/deployment.md),
 sequential (target p99 ≤ 25 ms) and with 16 concurrent clients (throughput reported).
 Skipped with "not available yet" while the endpoint doesn't exist."""
 

@@ -1,7 +1,8 @@
 """Redis keys that guard an attempt: its claim, and the cancel and pause flags a worker checks.
 
-The claim is what keeps an attempt from starting twice (invariant I2): whichever worker sets
-``claim:<task>:<attempt>`` first runs it; every other copy of the message is dropped.
+The claim is what keeps an attempt from starting twice (docs/architecture.md, "No double
+start"): whichever worker sets ``claim:<task>:<attempt>`` first runs it; every other copy of the
+message is dropped.
 
 A Redis worker claims a fetched batch in one round trip (``claim_fetched``), before the
 attempts wait for a thread, and confirms a claim that waited more than a moment

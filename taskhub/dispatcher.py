@@ -4,7 +4,8 @@ One cycle is one short transaction: lock out other dispatchers, count what each 
 flight, claim up to (window − in flight) ready rows per unpaused queue — highest priority first —
 mark them ``queued`` with attempt + 1, and record the events. Messages are sent after commit, in
 one pipelined round trip. Keeping only a small window in the broker is what makes priorities,
-pause and concurrency caps hold (invariant I5) while Redis itself knows nothing about them.
+pause and concurrency caps hold while Redis itself knows nothing about them (docs/architecture.md,
+"Pause, priority and caps hold").
 """
 
 from __future__ import annotations

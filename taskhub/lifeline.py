@@ -1,4 +1,6 @@
-"""The lifeline: finds work a crash or a flushed broker lost, and puts it back (invariant I1).
+"""The lifeline: finds work a crash or a flushed broker lost, and puts it back.
+
+What keeps "No loss" in docs/architecture.md.
 
 Deterministic and periodic, unlike Redis's own requeue of dead workers' messages (dramatiq#527).
 - An attempt whose worker stopped heart-beating is lost: the row goes back to pending (the lost

@@ -1,7 +1,7 @@
 """The worker's outcome writer: buffers starts, progress, logs and outcomes, and writes them in
 one transaction every few milliseconds.
 
-Status writes dominate the cost of a task, so they are batched (DESIGN.md). The price is a
+Status writes dominate the cost of a task, so they are batched. The price is a
 short delay before the database shows an outcome, and it is kept honest: an attempt running
 longer than RUNNING_WRITE_AFTER_MS is written as ``running``; every write is guarded by attempt,
 so only one outcome is ever recorded; if the database is away, nothing is dropped — the buffer

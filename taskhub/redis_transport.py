@@ -15,7 +15,8 @@
 - Acks don't hold the worker thread: they go out with the process's next shared round trip
   (``taskhub.redis_batch``), many per script call; a refused ack is kept and sent again, and
   what is pending is sent when the consumer closes. A message whose ack was lost with its
-  process is delivered again and dropped by its attempt's claim (invariant I2).
+  process is delivered again and dropped by its attempt's claim (docs/architecture.md, "No
+  double start").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Python API for scheduling work: validate first, then one INSERT in the caller's transaction.
 
 Nothing is sent to the broker here. The dispatcher picks committed rows up, so a task scheduled in
-a transaction that rolls back leaves no trace (invariant I3).
+a transaction that rolls back leaves no trace (docs/architecture.md, "Nothing before commit").
 """
 
 from __future__ import annotations
