@@ -5,7 +5,8 @@ slots (taskhub.cron). The database decides what fires: each due schedule is hand
 transaction that locks its row, inserts a ScheduleRun unique on (schedule, slot), schedules the
 task and advances ``next_run_at``. Any number of scheduler processes may run; a slot fires once
 (docs/architecture.md, "One firing per cron slot") — the row lock keeps them apart, and the
-unique run row is the backstop a stale or crashed process can't get past. A crash before commit leaves nothing; after, the slot is done.
+unique run row is the backstop a stale or crashed process can't get past. A crash before commit
+leaves nothing; after, the slot is done.
 
 Like the dispatcher and lifeline: small units (sync, tick, fire, refresh), counts logged.
 """
