@@ -2,14 +2,14 @@
 
 A NUL character (``\\u0000``) is valid JSON but no database text column stores it (PostgreSQL
 refuses it in text and jsonb), so a body with one in any key or string is refused here, as a
-400 naming the problem, before any serializer or service sees it.
+400 naming the top-level field that holds it, before any serializer or service sees it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 
 NUL = "\x00"
@@ -27,11 +27,22 @@ def contains_nul(value: Any) -> bool:
     return False
 
 
+def _field_holding_nul(data: Any) -> str:
+    """The top-level field whose key or value holds the NUL, as the API's errors name fields."""
+    if isinstance(data, dict):
+        for name, value in data.items():
+            if NUL not in name and contains_nul(value):
+                return name
+    return "non_field_errors"
+
+
 class JSONBodyParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         data = super().parse(stream, media_type, parser_context)
         if contains_nul(data):
-            raise ParseError(f"{NUL_MESSAGE} in JSON keys or strings.")
+            raise ValidationError(
+                {_field_holding_nul(data): [f"{NUL_MESSAGE} in JSON keys or strings."]}
+            )
         return data
 
 
