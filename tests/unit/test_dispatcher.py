@@ -68,6 +68,10 @@ def live_worker(threads: int, queues: list[str] | None = None, *, beat_ago: floa
     )
 
 
+def statuses(tasks: list[Task]) -> set[str]:
+    return set(Task.objects.filter(id__in=[t.id for t in tasks]).values_list("status", flat=True))
+
+
 def in_flight(queue: str) -> int:
     return Task.objects.filter(queue=queue, status__in=["queued", "running"]).count()
 
@@ -259,3 +263,43 @@ def test_rows_whose_send_the_broker_refused_go_back_to_pending_and_their_attempt
     assert TaskEvent.objects.filter(task_id=task.id, kind="recovered", attempt=1).exists()
     # Had the message reached the broker after all, its copy would be dropped.
     assert claims.claim_attempt(str(task.id), 1, "default", "w") is ClaimResult.DUPLICATE
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="claim_ready_tasks picks by (priority, scheduled_at) but re-sorts what the UPDATE "
+    "returned by priority alone: equal priorities go out in the UPDATE's row order",
+)
+def test_within_one_cycle_the_wire_carries_equal_priorities_oldest_first(sent):
+    live_worker(threads=10)  # a window that takes every row in one cycle
+    now = timezone.now()
+    # Inserted newest first, so the table's order is the opposite of the waiting order.
+    rows = [
+        ready_since(schedule("test.noop", {}), now - dt.timedelta(minutes=n)) for n in range(1, 9)
+    ]
+
+    cycle()
+
+    assert [e["id"] for e in sent] == [str(t.id) for t in reversed(rows)]
+
+
+def test_a_refused_send_returns_only_its_own_queues_rows_to_pending(monkeypatch):
+    """The other queue's messages went out: its rows must stay queued for them."""
+    delivered: list[str] = []
+
+    def refuse_capped(messages):
+        if messages[0].queue_name == CAPPED:
+            raise redis.ConnectionError("capped's node away")
+        delivered.extend(m.args[0]["id"] for m in messages)
+
+    monkeypatch.setattr("taskhub.dispatcher.send_messages", refuse_capped)
+    live_worker(threads=4)
+    capped = [schedule("test.sleep_capped", {}) for _ in range(2)]
+    others = [schedule("test.noop", {}) for _ in range(2)]
+
+    with pytest.raises(redis.ConnectionError):
+        Dispatcher().dispatch_once()
+
+    assert sorted(delivered) == sorted(str(t.id) for t in others)
+    assert statuses(others) == {"queued"}
+    assert statuses(capped) == {"pending"}
