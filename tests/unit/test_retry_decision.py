@@ -1,8 +1,9 @@
 """How an attempt ended, turned into its outcome (taskhub.worker.decide_outcome): a table of
 cases, from the handler's return or exception to the status, the error and the retry delay.
 
-No database, broker or worker: the decision is a pure function of the attempt and how the
-handler ended (the task types are tests/taskapp/tasks.py's).
+The decision is a pure function of the attempt and how the handler ended (the task types are
+tests/taskapp/tasks.py's); the last table checks what the outcome writer then makes of it in
+the real database. No broker, no worker process.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from django.utils import timezone
 from dramatiq.middleware import TimeLimitExceeded
 from pydantic import BaseModel
 
+from taskhub import schedule
 from taskhub.conf import taskhub_settings
 from taskhub.context import TaskContext
 from taskhub.errors import InvalidTaskRequest, PermanentError, TaskCancelled
-from taskhub.models import TaskStatus
-from taskhub.outcomes import StartedAttempt
+from taskhub.models import DeadLetter, Task, TaskStatus
+from taskhub.outcomes import OutcomeWriter, StartedAttempt
 from taskhub.registry import get_definition
 from taskhub.retry import Exponential, policy_from_config
 from taskhub.worker import MAX_RESULT_BYTES, Attempt, decide_outcome
@@ -279,3 +281,50 @@ def test_exponential_jitter_spreads_delays_within_its_bounds():
 def test_a_retry_policy_that_makes_no_sense_is_refused(config):
     with pytest.raises(ValueError):
         policy_from_config(config)
+
+
+# -- the decision as the outcome writer records it --------------------------------------------
+BOOM, FAILING = RuntimeError("boom"), "test.fail_schedule"  # three attempts
+# task type, attempt, of, how it ended, cancel requested, row status, dead letter
+WRITTEN = {
+    "success": ("test.noop", 1, 5, None, False, "completed", False),
+    "a failure with attempts left": (FAILING, 1, 3, BOOM, False, "retrying", False),
+    "a failure on the last attempt": (FAILING, 3, 3, BOOM, False, "failed", True),
+    "PermanentError": ("test.permanent", 1, 5, PermanentError("no"), False, "failed", True),
+    "a timeout": ("test.slow_timeout", 1, 2, TimeLimitExceeded(), False, "retrying", False),
+    "a failure after a cancel was requested": (FAILING, 1, 3, BOOM, True, "cancelled", False),
+    "the last failure after a cancel request": (FAILING, 3, 3, BOOM, True, "cancelled", False),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "name, number, max_attempts, exception, cancel_requested, status, dead_letter",
+    WRITTEN.values(),
+    ids=WRITTEN.keys(),
+)
+def test_the_decided_outcome_as_written_to_the_task_row(
+    name, number, max_attempts, exception, cancel_requested, status, dead_letter
+):
+    task = schedule(name, {}, max_attempts=max_attempts)
+    Task.objects.filter(id=task.id).update(
+        status="running", attempt=number, cancel_requested=cancel_requested
+    )
+    writer = OutcomeWriter("unit-decision")
+    attempt = attempt_of(name, number, max_attempts, result="ok")
+    attempt.envelope["id"] = attempt.ctx.task_id = str(task.id)
+    attempt.start = writer.record_start(str(task.id), number)
+
+    outcome = decide_outcome(attempt, exception)
+    writer.record_outcome(outcome)
+    assert writer.flush()
+
+    task.refresh_from_db()
+    assert (task.status, task.attempt) == (status, number)
+    assert DeadLetter.objects.filter(task_id=task.id).exists() is dead_letter
+    if status == "retrying":
+        # Due again after the policy's delay; the next dispatch is the next attempt.
+        assert task.scheduled_at == outcome.retry_at
+        assert task.scheduled_at > timezone.now()
+    if status == "completed":
+        assert task.result == "ok"
