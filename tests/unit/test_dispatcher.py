@@ -134,6 +134,16 @@ def test_a_capped_queue_never_has_more_than_its_cap_queued_and_running(sent):
     assert all(e["queue"] == CAPPED for e in sent)
 
 
+def test_a_cap_below_the_minimum_window_still_holds(sent):
+    assert taskhub_settings.DISPATCH_MIN_WINDOW > 1  # "single" allows one in flight
+    for _ in range(3):
+        schedule("test.sleep_single", {})
+
+    assert len(cycle()) == 1
+    assert cycle() == []
+    assert in_flight("single") == 1
+
+
 # -- paused queues ----------------------------------------------------------------------------
 def test_nothing_of_a_paused_queue_is_dispatched_while_other_queues_flow(sent):
     live_worker(threads=4)

@@ -198,6 +198,21 @@ def test_a_worker_whose_database_beats_lapsed_but_whose_redis_key_lives_is_alive
     assert status_of(task) == ("running", 1)
 
 
+def test_a_worker_that_stopped_is_not_alive_however_recent_its_last_beat(
+    redis_kept_its_data, resent
+):
+    """A clean shutdown that could not hand an attempt back (the database was away) leaves the
+    row running under a stopped worker: it is lost, not waited for."""
+    stopped = fresh()
+    WorkerProcess.objects.filter(id=stopped).update(stopped_at=timezone.now())
+    task = running("test.fail_schedule", on=stopped)
+
+    report = Lifeline().run_once()
+
+    assert report.lost_attempts == 1
+    assert status_of(task) == ("pending", 1)
+
+
 def test_while_redis_cannot_be_reached_no_worker_is_presumed_dead(monkeypatch):
     quiet = worker(beat_ago=3 * taskhub_settings.LIFELINE_TIMEOUT)
     with socket.socket() as s:
