@@ -242,6 +242,9 @@ def test_a_stale_queued_row_nobody_claimed_is_sent_again_as_the_same_attempt(
     assert report.redispatched == 1
     assert [(e["id"], e["attempt"]) for e in resent] == [(str(lost.id), 2)]
     assert status_of(lost) == ("queued", 2) and status_of(recent) == ("queued", 1)
+    assert resent[0]["payload"] == lost.payload and resent[0]["name"] == lost.name
+    event = TaskEvent.objects.get(task_id=lost.id, kind="recovered")
+    assert (event.attempt, event.data["reason"]) == (2, "message missing")
     # Its wait starts over: the next run leaves it alone.
     assert lost.queued_at > ago(5)
     assert Lifeline().run_once().redispatched == 0
@@ -266,6 +269,18 @@ def test_a_queued_row_claimed_by_a_live_worker_is_left_alone(redis_kept_its_data
 
     assert not Lifeline().run_once()
     assert status_of(task) == ("queued", 1) and resent == []
+
+
+def test_cancel_flags_redis_lost_are_raised_again_from_the_rows(redis_kept_its_data, resent):
+    """A running attempt must still see its cancel after Redis lost the flag."""
+    task = running("test.noop", on=fresh(), attempt=2, cancel_requested=True)
+    get_redis().delete(claims.cancel_key(str(task.id)))
+
+    Lifeline().run_once()
+
+    assert claims.is_cancel_requested(str(task.id), 2)
+    assert not claims.is_cancel_requested(str(task.id), 3)  # a later attempt is not covered
+    assert status_of(task) == ("running", 2)
 
 
 # -- Redis's memory ---------------------------------------------------------------------------
