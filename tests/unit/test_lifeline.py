@@ -1,0 +1,317 @@
+"""The lifeline's judgements, one run at a time, in this process: which workers it presumes dead,
+which attempts it counts lost, which queued rows it sends again, and when it judges nothing.
+
+The database and Redis are real; what the lifeline would send is captured (no worker consumes
+anything here). tests/unit/test_lifeline_broker.py covers what it leaves in the Redis broker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import socket
+import uuid
+
+import pytest
+import redis
+from django.utils import timezone
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from taskhub import claims, redis_memory, schedule
+from taskhub.broker import get_redis
+from taskhub.conf import taskhub_settings
+from taskhub.dispatcher import Dispatcher
+from taskhub.lifeline import Lifeline, live_worker_ids
+from taskhub.models import DeadLetter, Task, TaskEvent, WorkerProcess
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def resent(monkeypatch) -> list[dict]:
+    """The envelopes the lifeline sends again."""
+    envelopes: list[dict] = []
+    monkeypatch.setattr(
+        "taskhub.lifeline.send_messages", lambda ms: envelopes.extend(m.args[0] for m in ms)
+    )
+    return envelopes
+
+
+@pytest.fixture
+def redis_kept_its_data(monkeypatch):
+    """Redis has kept its data for longer than LIFELINE_TIMEOUT (as after a long quiet run)."""
+    observe = redis_memory.observe
+
+    def long_watched():
+        memory = observe()
+        return dataclasses.replace(memory, age=memory.age + taskhub_settings.LIFELINE_TIMEOUT)
+
+    monkeypatch.setattr(redis_memory, "observe", long_watched)
+
+
+@pytest.fixture
+def redis_just_lost_its_data():
+    """What a FLUSHALL or a restart without persistence leaves: no watch marker."""
+    get_redis().delete(redis_memory.marker_key())
+
+
+def ago(seconds: float) -> dt.datetime:
+    return timezone.now() - dt.timedelta(seconds=seconds)
+
+
+def worker(*, beat_ago: float, redis_key: bool = False) -> str:
+    """A worker process row whose last database heartbeat was ``beat_ago`` seconds ago."""
+    worker_id = f"w-{uuid.uuid4().hex[:10]}"
+    WorkerProcess.objects.create(
+        id=worker_id,
+        hostname="elsewhere",
+        pid=os.getpid(),
+        queues=[],
+        threads=2,
+        started_at=ago(beat_ago + 60),
+        last_heartbeat_at=ago(beat_ago),
+    )
+    if redis_key:
+        get_redis().set(claims.liveness_key(worker_id), 1, ex=60)
+    return worker_id
+
+
+def long_dead() -> str:
+    return worker(beat_ago=10 * taskhub_settings.LIFELINE_TIMEOUT)
+
+
+def fresh() -> str:
+    return worker(beat_ago=0)
+
+
+def running(name: str, *, on: str, attempt: int = 1, **fields) -> Task:
+    """A row running ``attempt`` on worker ``on``, last written long enough ago to be judged."""
+    task = schedule(name, {})
+    Task.objects.filter(id=task.id).update(
+        status="running", attempt=attempt, worker_id=on, updated_at=ago(60), **fields
+    )
+    task.refresh_from_db()
+    return task
+
+
+def queued(name: str = "test.noop", *, waited: float, attempt: int = 1) -> Task:
+    """A row queued for ``attempt`` ``waited`` seconds ago."""
+    task = schedule(name, {})
+    Task.objects.filter(id=task.id).update(status="queued", attempt=attempt, queued_at=ago(waited))
+    task.refresh_from_db()
+    return task
+
+
+def stale() -> float:
+    return 2 * taskhub_settings.REDISPATCH_AFTER
+
+
+def status_of(task: Task) -> tuple[str, int]:
+    task.refresh_from_db()
+    return task.status, task.attempt
+
+
+# -- lost running attempts --------------------------------------------------------------------
+def test_a_dead_workers_running_attempt_goes_back_to_pending_with_the_attempt_counted(
+    redis_kept_its_data, resent
+):
+    dead = long_dead()
+    task = running("test.fail_schedule", on=dead, attempt=1)  # 3 attempts allowed
+
+    report = Lifeline().run_once()
+
+    assert report.dead_workers == [dead] and report.lost_attempts == 1
+    assert status_of(task) == ("pending", 1)
+    assert "worker lost" in task.error
+    assert WorkerProcess.objects.get(id=dead).stopped_at is not None
+    event = TaskEvent.objects.get(task_id=task.id, kind="recovered")
+    assert (event.attempt, event.data["worker"]) == (1, dead)
+    assert resent == []  # it waits for the dispatcher, which starts the next attempt
+    assert status_of(task) == ("pending", 1)
+    [envelope] = [d.envelope for d in Dispatcher().dispatch_once()]
+    assert envelope["attempt"] == 2 and status_of(task) == ("queued", 2)
+
+
+def test_a_lost_last_attempt_fails_the_task_with_a_dead_letter(redis_kept_its_data, resent):
+    task = running("test.fail_schedule", on=long_dead(), attempt=3)  # its last
+
+    report = Lifeline().run_once()
+
+    assert report.failed == 1 and report.lost_attempts == 0
+    assert status_of(task) == ("failed", 3)
+    assert task.completed_at is not None
+    letter = DeadLetter.objects.get(task_id=task.id)
+    assert (letter.attempts, letter.task_name) == (3, "test.fail_schedule")
+    kinds = set(TaskEvent.objects.filter(task_id=task.id, attempt=3).values_list("kind", flat=True))
+    assert {"failed", "dead_lettered"} <= kinds
+
+
+def test_a_lost_attempt_of_a_task_asked_to_stop_ends_cancelled(redis_kept_its_data, resent):
+    task = running("test.fail_schedule", on=long_dead(), cancel_requested=True)
+
+    Lifeline().run_once()
+
+    assert status_of(task) == ("cancelled", 1)
+    assert not DeadLetter.objects.filter(task_id=task.id).exists()
+
+
+def test_an_attempt_just_marked_running_is_given_a_grace_before_it_is_judged(
+    redis_kept_its_data, resent
+):
+    task = running("test.noop", on="not-registered-yet")
+    Task.objects.filter(id=task.id).update(updated_at=timezone.now())
+
+    Lifeline().run_once()
+
+    assert status_of(task) == ("running", 1)
+
+
+# -- who is alive -----------------------------------------------------------------------------
+def test_a_worker_with_a_recent_database_heartbeat_is_never_judged_dead(
+    redis_kept_its_data, resent
+):
+    """It has no liveness key in Redis (its Redis beat failed, or Redis is another one): the
+    database heartbeat decides."""
+    alive = fresh()
+    task = running("test.noop", on=alive)
+    claimed = queued(waited=stale())
+    claims.claim_attempt(str(claimed.id), 1, "default", alive)
+
+    report = Lifeline().run_once()
+
+    assert not report
+    assert status_of(task) == ("running", 1) and status_of(claimed) == ("queued", 1)
+    assert WorkerProcess.objects.get(id=alive).stopped_at is None
+
+
+def test_a_worker_whose_database_beats_lapsed_but_whose_redis_key_lives_is_alive(
+    redis_kept_its_data, resent
+):
+    quiet = worker(beat_ago=3 * taskhub_settings.LIFELINE_TIMEOUT, redis_key=True)
+    task = running("test.noop", on=quiet)
+
+    report = Lifeline().run_once()
+
+    assert quiet not in report.dead_workers
+    assert status_of(task) == ("running", 1)
+
+
+def test_a_worker_that_stopped_is_not_alive_however_recent_its_last_beat(
+    redis_kept_its_data, resent
+):
+    """A clean shutdown that could not hand an attempt back (the database was away) leaves the
+    row running under a stopped worker: it is lost, not waited for."""
+    stopped = fresh()
+    WorkerProcess.objects.filter(id=stopped).update(stopped_at=timezone.now())
+    task = running("test.fail_schedule", on=stopped)
+
+    report = Lifeline().run_once()
+
+    assert report.lost_attempts == 1
+    assert status_of(task) == ("pending", 1)
+
+
+def test_while_redis_cannot_be_reached_no_worker_is_presumed_dead(monkeypatch):
+    quiet = worker(beat_ago=3 * taskhub_settings.LIFELINE_TIMEOUT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    unreachable = redis.Redis(port=closed_port, retry=Retry(NoBackoff(), 0))
+    monkeypatch.setattr(redis_memory, "get_redis", lambda: unreachable)
+
+    memory = redis_memory.observe()
+
+    assert not memory.reachable and not memory.trusted
+    assert quiet in live_worker_ids(timezone.now(), memory)
+    monkeypatch.undo()
+    # Seen again, Redis is watched afresh: what it lacks proves nothing yet.
+    assert not redis_memory.observe().trusted
+
+
+# -- queued rows ------------------------------------------------------------------------------
+def test_a_stale_queued_row_nobody_claimed_is_sent_again_as_the_same_attempt(
+    redis_kept_its_data, resent
+):
+    lost = queued(waited=stale(), attempt=2)
+    recent = queued(waited=0)
+
+    report = Lifeline().run_once()
+
+    assert report.redispatched == 1
+    assert [(e["id"], e["attempt"]) for e in resent] == [(str(lost.id), 2)]
+    assert status_of(lost) == ("queued", 2) and status_of(recent) == ("queued", 1)
+    assert resent[0]["payload"] == lost.payload and resent[0]["name"] == lost.name
+    event = TaskEvent.objects.get(task_id=lost.id, kind="recovered")
+    assert (event.attempt, event.data["reason"]) == (2, "message missing")
+    # Its wait starts over: the next run leaves it alone.
+    assert lost.queued_at > ago(5)
+    assert Lifeline().run_once().redispatched == 0
+
+
+def test_a_queued_row_claimed_by_a_dead_worker_goes_back_to_pending(redis_kept_its_data, resent):
+    dead = long_dead()
+    task = queued(waited=stale())
+    claims.claim_attempt(str(task.id), 1, "default", dead)
+
+    report = Lifeline().run_once()
+
+    assert report.lost_attempts == 1 and resent == []
+    assert status_of(task) == ("pending", 1)
+    event = TaskEvent.objects.get(task_id=task.id, kind="recovered")
+    assert event.data["worker"] == dead
+
+
+def test_a_queued_row_claimed_by_a_live_worker_is_left_alone(redis_kept_its_data, resent):
+    task = queued(waited=stale())
+    claims.claim_attempt(str(task.id), 1, "default", fresh())
+
+    assert not Lifeline().run_once()
+    assert status_of(task) == ("queued", 1) and resent == []
+
+
+def test_cancel_flags_redis_lost_are_raised_again_from_the_rows(redis_kept_its_data, resent):
+    """A running attempt must still see its cancel after Redis lost the flag."""
+    task = running("test.noop", on=fresh(), attempt=2, cancel_requested=True)
+    get_redis().delete(claims.cancel_key(str(task.id)))
+
+    Lifeline().run_once()
+
+    assert claims.is_cancel_requested(str(task.id), 2)
+    assert not claims.is_cancel_requested(str(task.id), 3)  # a later attempt is not covered
+    assert status_of(task) == ("running", 2)
+
+
+# -- Redis's memory ---------------------------------------------------------------------------
+def test_right_after_redis_lost_its_data_a_missing_claim_is_no_reason_to_send_again(
+    redis_just_lost_its_data, resent
+):
+    """The claim may be one a live worker has not had its turn to re-assert yet."""
+    task = queued(waited=stale())
+
+    report = Lifeline().run_once()
+
+    assert report.redispatched == 0 and resent == []
+    assert status_of(task) == ("queued", 1)
+
+
+def test_keys_read_after_redis_lost_its_data_within_the_same_run_are_not_judged_from():
+    memory = redis_memory.observe()
+    claim = claims.claim_key(str(uuid.uuid4()), 1)
+    get_redis().set(claim, "someone", ex=60)
+    assert memory.read([claim]) == [b"someone"]
+
+    get_redis().delete(redis_memory.marker_key())  # lost between the look and the read
+
+    assert memory.read([claim]) is None
+
+
+def test_the_watch_restarts_after_the_lifeline_lost_sight_of_redis():
+    first = redis_memory.observe()
+    assert redis_memory.observe().since == first.since  # still the same watch
+
+    redis_memory.lost_sight()
+    again = redis_memory.observe()
+
+    assert again.since != first.since and again.age < 1.0
