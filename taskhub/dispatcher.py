@@ -36,7 +36,6 @@ from .models import (
     EventKind,
     QueueState,
     Task,
-    TaskEvent,
     WorkerProcess,
 )
 from .registry import declared_queues
@@ -409,12 +408,7 @@ def unqueue(attempts: list[tuple[str, int]], *, reason: str) -> int:
 
     now = timezone.now()
     with transaction.atomic():
-        changed = transitions.unqueue(attempts, now)
-        insert_events([
-            TaskEvent(task_id=t, kind=EventKind.RECOVERED, attempt=a, at=now,
-                      data={"reason": reason})
-            for t, a in changed
-        ])  # fmt: skip
+        changed = transitions.unqueue(attempts, now, reason=reason)
     try:
         retire_attempts([(str(t), a) for t, a in changed])
     except (redis.RedisError, OSError) as exc:  # the broker's Redis may be the one refusing

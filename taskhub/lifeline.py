@@ -215,11 +215,6 @@ class Lifeline:
         next attempt would be above the cancel flag. Returns the other rows."""
         asked = [r for r in rows if r["cancel_requested"]]
         cancelled = transitions.cancel_lost([(r["id"], r["attempt"]) for r in asked], now)
-        publish_on_commit(TaskEvent.objects.bulk_create([
-            TaskEvent(task_id=task_id, kind=EventKind.CANCELLED, attempt=attempt, at=now,
-                      data={"reason": "worker lost after a cancel was requested"})
-            for task_id, attempt in cancelled
-        ]))  # fmt: skip
         settle(task_id for task_id, _ in cancelled)
         return [r for r in rows if not r["cancel_requested"]]
 

@@ -24,8 +24,9 @@ from typing import Any
 from django.db import connection
 
 from .errors import InvalidTransition
-from .models import Task, TaskStatus
-from .store import guarded_update, server_cursor
+from .events import publish_on_commit
+from .models import EventKind, Task, TaskEvent, TaskStatus
+from .store import guarded_update, insert_events, server_cursor
 from .workflows.models import WorkflowRun, WorkflowStatus
 
 S = TaskStatus
@@ -40,51 +41,82 @@ class Transition:
     sources: tuple[str, ...]  # statuses the row may be in (empty: the row is being inserted)
     targets: tuple[str, ...]  # statuses the transition may write
     guard: str  # what else the write requires of the row, in words
+    events: str  # the events recorded with it, and by whom
 
+
+_SAME_ATTEMPT = "attempt matches"
+_HERE = "recorded here"
 
 #: Every status write of a task row.
 TASK_TRANSITIONS: dict[str, Transition] = {
     t.name: t
     for t in (
-        Transition("insert_new", (), (S.PENDING, S.BLOCKED), "a new row"),
+        Transition(
+            "insert_new", (), (S.PENDING, S.BLOCKED), "a new row", "created | blocked (caller)"
+        ),
         Transition(
             "mark_queued",
             (S.PENDING, S.RETRYING),
             (S.QUEUED,),
             "queue matches, scheduled_at <= now, highest priority first; attempt + 1",
+            "queued (caller, one insert per dispatch cycle)",
         ),
-        Transition("unqueue", (S.QUEUED,), (S.PENDING,), "attempt matches; max_attempts + 1"),
-        Transition("mark_running", (S.QUEUED,), (S.RUNNING,), "attempt matches"),
+        Transition(
+            "unqueue",
+            (S.QUEUED,),
+            (S.PENDING,),
+            f"{_SAME_ATTEMPT}; max_attempts + 1",
+            f"recovered ({_HERE})",
+        ),
+        Transition(
+            "mark_running",
+            (S.QUEUED,),
+            (S.RUNNING,),
+            _SAME_ATTEMPT,
+            "started (caller, one insert per flush)",
+        ),
         Transition(
             "finish",
             (S.QUEUED, S.RUNNING),
             (S.COMPLETED, S.FAILED, S.CANCELLED, S.RETRYING, S.BLOCKED),
-            "attempt matches",
+            _SAME_ATTEMPT,
+            "started if unwritten, then the outcome's, + dead_lettered (caller, one insert per "
+            "flush)",
         ),
         Transition(
             "hand_back",
             (S.QUEUED, S.RUNNING),
             (S.PENDING,),
-            "attempt matches (queued only, if it never started here); max_attempts + 1",
+            f"{_SAME_ATTEMPT} (queued only, if it never started here); max_attempts + 1",
+            "recovered (caller, with finish's)",
         ),
         Transition(
             "recover_lost",
             (S.QUEUED, S.RUNNING),
             (S.PENDING, S.FAILED),
-            "attempt matches; failed once attempt >= max_attempts",
+            f"{_SAME_ATTEMPT}; failed once attempt >= max_attempts",
+            "recovered | failed + dead_lettered (caller, with the dead letters)",
         ),
-        Transition("cancel_lost", (S.QUEUED, S.RUNNING), (S.CANCELLED,), "attempt matches"),
+        Transition(
+            "cancel_lost",
+            (S.QUEUED, S.RUNNING),
+            (S.CANCELLED,),
+            _SAME_ATTEMPT,
+            f"cancelled ({_HERE})",
+        ),
         Transition(
             "cancel_waiting",
             (S.PENDING, S.QUEUED, S.RETRYING, S.BLOCKED),
             (S.CANCELLED,),
             "any attempt (the caller holds the row lock)",
+            "cancelled (caller: who and why differ)",
         ),
         Transition(
             "retry",
             (S.FAILED, S.CANCELLED),
             (S.PENDING,),
             "any attempt; max_attempts = attempt + budget",
+            "requeued (caller)",
         ),
         Transition(
             "rearm_step",
@@ -100,54 +132,69 @@ TASK_TRANSITIONS: dict[str, Transition] = {
             ),
             (S.BLOCKED,),
             "a workflow step that did not complete, its run being retried",
+            "requeued (caller)",
         ),
-        Transition("release", (S.BLOCKED,), (S.PENDING,), "its dependencies allow it to run"),
+        Transition(
+            "release",
+            (S.BLOCKED,),
+            (S.PENDING,),
+            "its dependencies allow it to run",
+            f"released ({_HERE})",
+        ),
         Transition(
             "end_blocked",
             (S.BLOCKED,),
             (S.SKIPPED, S.COMPLETED, S.FAILED),
             "its dependencies (or children) ended",
+            f"skipped | completed | failed ({_HERE})",
         ),
     )
 }
 
-#: Every status write of a workflow run.
+#: Every status write of a workflow run. Their run events are recorded by the callers.
 RUN_TRANSITIONS: dict[str, Transition] = {
     t.name: t
     for t in (
-        Transition("start", (), (R.RUNNING,), "a new run"),
-        Transition("cancel", (R.RUNNING,), (R.CANCELLING,), "an operator or a deadline"),
+        Transition("start", (), (R.RUNNING,), "a new run", "started"),
+        Transition(
+            "cancel", (R.RUNNING,), (R.CANCELLING,), "an operator or a deadline", "cancelling"
+        ),
         Transition(
             "finish",
             (R.RUNNING, R.CANCELLING, R.COMPENSATING),
             (R.SUCCEEDED, R.FAILED, R.CANCELLED, R.COMPENSATED),
-            "no step left to run",
+            "no step left to run; the target follows from the source (RUN_FINISHES)",
+            "the status reached",
         ),
         Transition(
             "begin_compensation",
             (R.RUNNING, R.CANCELLING),
             (R.COMPENSATING,),
             "no step left to run",
+            "compensating",
         ),
         Transition(
             "compensation_failed",
             (R.COMPENSATING,),
             (R.COMPENSATION_FAILED,),
             "a compensation failed for good",
+            "compensation_failed",
         ),
         Transition(
             "resume_compensating",
             (R.COMPENSATION_FAILED,),
             (R.COMPENSATING,),
             "an operator retried or skipped the failed compensation",
+            "compensation_retried | compensation_skipped",
         ),
         Transition(
             "resolve_compensation",
             (R.COMPENSATION_FAILED,),
             (R.COMPENSATED,),
             "an operator settled it by hand",
+            "compensation_resolved",
         ),
-        Transition("retry", (R.FAILED, R.CANCELLED), (R.RUNNING,), "an operator"),
+        Transition("retry", (R.FAILED, R.CANCELLED), (R.RUNNING,), "an operator", "retried"),
     )
 }
 
@@ -220,15 +267,27 @@ def mark_queued(queue: str, limit: int, now: dt.datetime) -> list[tuple]:
         return cursor.fetchall()
 
 
-def unqueue(attempts: Sequence[tuple[Any, int]], now: dt.datetime) -> set[tuple[uuid.UUID, int]]:
+def unqueue(
+    attempts: Sequence[tuple[Any, int]], now: dt.datetime, *, reason: str
+) -> set[tuple[uuid.UUID, int]]:
     """``queued`` → ``pending``, guarded by attempt: a message that never left. The attempt
-    keeps its number and is not charged (max_attempts + 1). Returns the pairs changed."""
-    return guarded_update(
+    keeps its number and is not charged (max_attempts + 1). Records a ``recovered`` event
+    (``reason``) per row changed; returns the pairs changed."""
+    changed = guarded_update(
         ("id", "attempt", "status", "updated_at"),
         [(t, a, TaskStatus.PENDING, now) for t, a in attempts],
         "status = v.status, max_attempts = {t}.max_attempts + 1, updated_at = v.updated_at",
         _sources("unqueue", [TaskStatus.PENDING]),
     )
+    insert_events(
+        [
+            TaskEvent(
+                task_id=t, kind=EventKind.RECOVERED, attempt=a, at=now, data={"reason": reason}
+            )
+            for t, a in changed
+        ]
+    )
+    return changed
 
 
 # -- task rows: the worker's outcome writer ------------------------------------------------------
@@ -331,13 +390,30 @@ def recover_lost(
 
 def cancel_lost(attempts: Sequence[tuple[Any, int]], now) -> set[tuple[uuid.UUID, int]]:
     """``queued``/``running`` → ``cancelled``, guarded by attempt: a lost attempt of a task
-    an operator asked to stop. Returns the pairs changed."""
-    return guarded_update(
+    an operator asked to stop. Records a ``cancelled`` event per row changed; returns the
+    pairs changed."""
+    cancelled = guarded_update(
         ("id", "attempt", "status", "completed_at", "updated_at"),
         [(t, a, TaskStatus.CANCELLED, now, now) for t, a in attempts],
         "status = v.status, completed_at = v.completed_at, updated_at = v.updated_at",
         _sources("cancel_lost", [TaskStatus.CANCELLED]),
     )
+    reason = "worker lost after a cancel was requested"
+    publish_on_commit(
+        TaskEvent.objects.bulk_create(
+            [
+                TaskEvent(
+                    task_id=task_id,
+                    kind=EventKind.CANCELLED,
+                    attempt=attempt,
+                    at=now,
+                    data={"reason": reason},
+                )
+                for task_id, attempt in cancelled
+            ]
+        )
+    )
+    return cancelled
 
 
 # -- task rows: operators and the coordinator ------------------------------------------------------
@@ -402,22 +478,57 @@ def rearm_steps(steps: Sequence[Task], now: dt.datetime) -> int:
     )
 
 
-def release(ids: Iterable[Any], now: dt.datetime) -> int:
-    """``blocked`` → ``pending``, due now: its dependencies allow it to run."""
-    return Task.objects.filter(
-        id__in=list(ids), status__in=_sources("release", [TaskStatus.PENDING])
+def release(steps: Sequence[tuple[Any, int]], now: dt.datetime) -> int:
+    """``blocked`` → ``pending``, due now: its dependencies allow it to run. ``steps`` are
+    (id, attempt) of rows the caller found blocked in this transaction; each gets its
+    ``released`` event. Returns the count written."""
+    if not steps:
+        return 0
+    count = Task.objects.filter(
+        id__in=[i for i, _ in steps], status__in=_sources("release", [TaskStatus.PENDING])
     ).update(status=TaskStatus.PENDING, scheduled_at=now, updated_at=now)
+    publish_on_commit(
+        TaskEvent.objects.bulk_create(
+            [TaskEvent(task_id=i, kind=EventKind.RELEASED, attempt=a, at=now) for i, a in steps]
+        )
+    )
+    return count
 
 
-def end_blocked(ids: Iterable[Any], status: str, now: dt.datetime, *, error: str = "") -> int:
-    """``blocked`` → ``skipped``/``completed``/``failed`` (``error`` recorded when failed):
-    its dependencies did not allow it to run, or its children ended."""
+#: The event :func:`end_blocked` records for each status it writes.
+_END_EVENTS = {
+    TaskStatus.SKIPPED: EventKind.SKIPPED,
+    TaskStatus.COMPLETED: EventKind.COMPLETED,
+    TaskStatus.FAILED: EventKind.FAILED,
+}
+
+
+def end_blocked(
+    steps: Sequence[tuple[Any, int]], status: str, now: dt.datetime, *, reason: str
+) -> int:
+    """``blocked`` → ``skipped``/``completed``/``failed`` (``reason`` its error when failed):
+    its dependencies did not allow it to run, or its children ended. ``steps`` are (id,
+    attempt) of rows the caller found blocked in this transaction; each gets its event (with
+    ``reason``). Returns the count written."""
+    if not steps:
+        return 0
     fields: dict[str, Any] = {"status": status, "completed_at": now, "updated_at": now}
     if status == TaskStatus.FAILED:
-        fields["error"] = error
-    return Task.objects.filter(
-        id__in=list(ids), status__in=_sources("end_blocked", [status])
+        fields["error"] = reason
+    count = Task.objects.filter(
+        id__in=[i for i, _ in steps], status__in=_sources("end_blocked", [status])
     ).update(**fields)
+    publish_on_commit(
+        TaskEvent.objects.bulk_create(
+            [
+                TaskEvent(
+                    task_id=i, kind=_END_EVENTS[status], attempt=a, at=now, data={"reason": reason}
+                )
+                for i, a in steps
+            ]
+        )
+    )
+    return count
 
 
 # -- workflow runs -------------------------------------------------------------------------------

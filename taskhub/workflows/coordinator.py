@@ -244,10 +244,10 @@ def evaluate_blocked(task_ids: list, runs: dict, now: dt.datetime) -> list[dict]
         verdict = decide(step, edges[step["id"]], run, waiting_for_children=step["id"] in parents)
         {"run": release, "skip": skip, "complete": complete, "fail": fail}[verdict].append(step)
     _release(release, now)
-    _end(skip, TaskStatus.SKIPPED, EventKind.SKIPPED, now, "dependencies did not allow it")
+    _end(skip, TaskStatus.SKIPPED, now, "dependencies did not allow it")
     # A parent whose children all ended: it completes (or fails) now (taskhub.workflows.children)
-    _end(complete, TaskStatus.COMPLETED, EventKind.COMPLETED, now, "children finished")
-    _end(fail, TaskStatus.FAILED, EventKind.FAILED, now, "a child failed")
+    _end(complete, TaskStatus.COMPLETED, now, "children finished")
+    _end(fail, TaskStatus.FAILED, now, "a child failed")
     ended = [s["id"] for s in skip + complete + fail]
     return list(Task.objects.filter(id__in=ended).values(*_ROW))
 
@@ -255,25 +255,16 @@ def evaluate_blocked(task_ids: list, runs: dict, now: dt.datetime) -> list[dict]
 def _release(steps: list[dict], now: dt.datetime) -> None:
     if not steps:
         return
-    ids = [s["id"] for s in steps]
-    transitions.release(ids, now)
-    publish_on_commit(TaskEvent.objects.bulk_create([
-        TaskEvent(task_id=s["id"], kind=EventKind.RELEASED, attempt=s["attempt"], at=now)
-        for s in steps
-    ]))  # fmt: skip
+    transitions.release([(s["id"], s["attempt"]) for s in steps], now)
     queues = {s["queue"] for s in steps}
     transaction.on_commit(lambda: wake_dispatcher(*queues))
 
 
-def _end(steps: list[dict], status: str, kind: str, now: dt.datetime, reason: str) -> None:
-    if not steps:
-        return
-    transitions.end_blocked([s["id"] for s in steps], status, now, error=reason)
-    publish_on_commit(TaskEvent.objects.bulk_create([
-        TaskEvent(task_id=s["id"], kind=kind, attempt=s["attempt"], at=now,
-                  data={"reason": reason})
-        for s in steps
-    ]))  # fmt: skip
+def _end(steps: list[dict], status: str, now: dt.datetime, reason: str) -> None:
+    if steps:
+        transitions.end_blocked(
+            [(s["id"], s["attempt"]) for s in steps], status, now, reason=reason
+        )
 
 
 # -- runs ----------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from taskhub import transitions
 from taskhub.errors import InvalidTransition
-from taskhub.models import Task, TaskStatus
+from taskhub.models import EventKind, Task, TaskEvent, TaskStatus
 from taskhub.transitions import RUN_FINISHES, RUN_TRANSITIONS, TASK_TRANSITIONS
 from taskhub.workflows.models import WorkflowRun, WorkflowStatus
 
@@ -78,7 +78,7 @@ CASES: dict[str, tuple[Callable[[Task, int], object], str, tuple | None, bool]] 
         False,
     ),
     "unqueue": (
-        lambda t, a: transitions.unqueue([(t.id, a)], NOW()),
+        lambda t, a: transitions.unqueue([(t.id, a)], NOW(), reason="r"),
         TaskStatus.PENDING,
         None,
         True,
@@ -143,9 +143,16 @@ CASES: dict[str, tuple[Callable[[Task, int], object], str, tuple | None, bool]] 
         None,
         False,
     ),
-    "release": (lambda t, a: transitions.release([t.id], NOW()), TaskStatus.PENDING, None, False),
+    "release": (
+        lambda t, a: transitions.release([(t.id, t.attempt)], NOW()),
+        TaskStatus.PENDING,
+        None,
+        False,
+    ),
     "end_blocked": (
-        lambda t, a: transitions.end_blocked([t.id], TaskStatus.SKIPPED, NOW()),
+        lambda t, a: transitions.end_blocked(
+            [(t.id, t.attempt)], TaskStatus.SKIPPED, NOW(), reason="r"
+        ),
         TaskStatus.SKIPPED,
         None,
         False,
@@ -201,7 +208,7 @@ def test_a_task_transition_guarded_by_attempt_leaves_another_attempt_alone(case)
 @pytest.mark.django_db
 def test_the_counters_each_transition_promises():
     unqueued = make_task(TaskStatus.QUEUED)
-    transitions.unqueue([(unqueued.id, ATTEMPT)], NOW())
+    transitions.unqueue([(unqueued.id, ATTEMPT)], NOW(), reason="r")
     handed = make_task(TaskStatus.RUNNING)
     transitions.hand_back([(handed.id, ATTEMPT, None)], NOW(), started=True)
     retried = make_task(TaskStatus.FAILED)
@@ -212,6 +219,25 @@ def test_the_counters_each_transition_promises():
     assert Task.objects.get(id=handed.id).max_attempts == 6
     row = Task.objects.get(id=retried.id)
     assert (row.status, row.max_attempts) == (TaskStatus.PENDING, ATTEMPT + 3)
+
+
+@pytest.mark.django_db
+def test_the_transitions_that_record_their_events_record_them():
+    unqueued, lost = make_task(TaskStatus.QUEUED), make_task(TaskStatus.RUNNING)
+    released, skipped = make_task(TaskStatus.BLOCKED), make_task(TaskStatus.BLOCKED)
+
+    transitions.unqueue([(unqueued.id, ATTEMPT)], NOW(), reason="broker unavailable")
+    transitions.cancel_lost([(lost.id, ATTEMPT)], NOW())
+    transitions.release([(released.id, ATTEMPT)], NOW())
+    transitions.end_blocked([(skipped.id, ATTEMPT)], TaskStatus.SKIPPED, NOW(), reason="rule")
+
+    def events(task: Task) -> list[tuple]:
+        return list(TaskEvent.objects.filter(task_id=task.id).values_list("kind", "attempt"))
+
+    assert events(unqueued) == [(EventKind.RECOVERED, ATTEMPT)]
+    assert events(lost) == [(EventKind.CANCELLED, ATTEMPT)]
+    assert events(released) == [(EventKind.RELEASED, ATTEMPT)]
+    assert events(skipped) == [(EventKind.SKIPPED, ATTEMPT)]
 
 
 def test_insert_new_is_pending_unless_it_waits():
@@ -233,7 +259,7 @@ def test_a_target_or_source_outside_the_table_is_refused_and_writes_nothing():
             ]
         )
     with pytest.raises(ValueError):
-        transitions.end_blocked([task.id], TaskStatus.PENDING, NOW())
+        transitions.end_blocked([(task.id, ATTEMPT)], TaskStatus.PENDING, NOW(), reason="r")
     with pytest.raises(ValueError):
         transitions.cancel_waiting([task.id], NOW(), sources=[TaskStatus.RUNNING])
     assert Task.objects.get(id=task.id).status == TaskStatus.RUNNING
@@ -432,7 +458,7 @@ def test_no_module_but_transitions_writes_a_task_or_run_status():
 
 PLANTED = """
 from django.db.models import F
-from taskhub.models import Task, TaskStatus
+from taskhub.models import EventKind, Task, TaskEvent, TaskStatus
 from taskhub.workflows.models import WorkflowRun, WorkflowStatus
 
 def planted(task, run: WorkflowRun, now, fields):
