@@ -7,8 +7,11 @@ every status a row may leave by each transition and every status it may reach, a
 function refuses (ValueError) a target or a source its table does not allow.
 
 Batch writers (the dispatcher, the outcome writer, the lifeline) keep one statement per batch:
-these functions take their rows and return the (id, attempt) pairs actually changed, and the
-callers record the events of those in the same transaction, in their own batched insert.
+these functions take their rows and return the (id, attempt) pairs actually changed. Each
+table entry names the events of its transition and who records them: the function itself, or
+the caller in the same transaction — a batch writer inserts a cycle's or a flush's events in
+one statement (they interleave with started events and dead letters), and an operator action
+records who asked and why.
 tests/unit/test_transitions.py checks each function against its table on real rows, and that no
 other module writes a status.
 """

@@ -38,21 +38,23 @@ def make_task(status: str, *, attempt: int = ATTEMPT) -> Task:
 
 
 def _finish_row(task_id, attempt: int, now: dt.datetime) -> tuple:
-    return (
-        task_id,
-        attempt,
-        TaskStatus.COMPLETED,
-        None,
-        "",
-        "",
-        now,
-        now,
-        1.0,
-        None,
-        100,
-        "w",
-        now,
-    )
+    """A completed outcome as transitions.finish takes it."""
+    values = {
+        "id": task_id,
+        "attempt": attempt,
+        "status": TaskStatus.COMPLETED,
+        "result": None,
+        "error": "",
+        "traceback": "",
+        "started_at": now,
+        "completed_at": now,
+        "duration": 1.0,
+        "scheduled_at": None,
+        "progress": 100,
+        "worker_id": "w",
+        "updated_at": now,
+    }
+    return tuple(values[column] for column in transitions.FINISH_COLUMNS)
 
 
 def _call_with_instance(function: Callable[[Task], object]) -> Callable[[Task, int], None]:
