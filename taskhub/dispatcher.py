@@ -28,6 +28,7 @@ from django.db import DatabaseError, InterfaceError, connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from . import transitions
 from .broker import EXECUTE_ACTOR, get_broker, get_redis, key
 from .conf import taskhub_settings
 from .events import publish_on_commit
@@ -37,8 +38,6 @@ from .models import (
     EventKind,
     QueueState,
     Task,
-    TaskEvent,
-    TaskStatus,
     WorkerProcess,
 )
 from .registry import declared_queues
@@ -50,23 +49,6 @@ logger = logging.getLogger(__name__)
 NUDGES_PER_SEND = 32
 #: pg_advisory_xact_lock key serialising dispatch cycles across dispatcher processes.
 DISPATCH_LOCK = 0x7461736B  # "task"
-
-# PostgreSQL: the ids are picked once (an InitPlan) and then fetched by primary key. Written as
-# ``id IN (subquery)``, stale statistics (a table analysed empty, then bulk-loaded) made the
-# planner pick a semi join that re-ran the subquery for every row of the table: 2 s per cycle at
-# 20,000 rows, measured.
-_PICK = """
-    SELECT id FROM {table}
-    WHERE queue = %s AND status IN ('pending', 'retrying') AND scheduled_at <= %s
-    ORDER BY priority DESC, scheduled_at
-    LIMIT %s {lock}
-"""
-_CLAIM_SQL = """
-UPDATE {table} SET status = 'queued', attempt = attempt + 1, queued_at = %s, updated_at = %s
-WHERE {pick}
-RETURNING id, name, queue, attempt, max_attempts, payload, correlation_id, user_id, timeout,
-          priority, (workflow_run_id IS NOT NULL OR parent_id IS NOT NULL)
-"""
 
 _NEXT_DUE_SQL = """
 SELECT scheduled_at FROM {table}
@@ -209,19 +191,7 @@ def _spend_rate(queue: str, now_s: int, count: int) -> None:
 
 def claim_ready_tasks(queue: str, limit: int, now: dt.datetime) -> list[Dispatched]:
     """Move up to ``limit`` ready rows of ``queue`` to queued (inside the caller's transaction)."""
-    params = [now, now, queue, now, limit]
-    table = Task._meta.db_table
-    if connection.vendor == "postgresql":
-        pick = _PICK.format(table=table, lock="FOR UPDATE SKIP LOCKED")
-        sql = _CLAIM_SQL.format(table=table, pick=f"id = ANY(ARRAY({pick}))")
-        with server_cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-    else:
-        pick = _PICK.format(table=table, lock="")
-        with connection.cursor() as cursor:
-            cursor.execute(_CLAIM_SQL.format(table=table, pick=f"id IN ({pick})"), params)
-            rows = cursor.fetchall()
+    rows = transitions.mark_queued(queue, limit, now)
     claimed = []
     for tid, name, q, attempt, max_attempts, payload, corr, user, timeout, priority, wf in rows:
         envelope = {
@@ -445,21 +415,10 @@ def unqueue(attempts: list[tuple[str, int]], *, reason: str) -> int:
     after all (a lost reply), the copy is dropped rather than run beside the next attempt.
     """
     from .claims import retire_attempts
-    from .store import guarded_update
 
     now = timezone.now()
     with transaction.atomic():
-        changed = guarded_update(
-            ("id", "attempt", "status", "updated_at"),
-            [(t, a, TaskStatus.PENDING, now) for t, a in attempts],
-            "status = v.status, max_attempts = {t}.max_attempts + 1, updated_at = v.updated_at",
-            [TaskStatus.QUEUED],
-        )
-        insert_events([
-            TaskEvent(task_id=t, kind=EventKind.RECOVERED, attempt=a, at=now,
-                      data={"reason": reason})
-            for t, a in changed
-        ])  # fmt: skip
+        changed = transitions.unqueue(attempts, now, reason=reason)
     try:
         retire_attempts([(str(t), a) for t, a in changed])
     except (redis.RedisError, OSError) as exc:  # the broker's Redis may be the one refusing

@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import claims, redis_memory
+from . import claims, redis_memory, transitions
 from .broker import get_broker
 from .conf import taskhub_settings
 from .dispatcher import Dispatched, send_messages
@@ -171,19 +171,11 @@ class Lifeline:
         retry = [r for r in rows if r["attempt"] < r["max_attempts"]]
         final = [r for r in rows if r["attempt"] >= r["max_attempts"]]
         error = "worker lost while running this attempt"
-        changed = guarded_update(
-            ("id", "attempt", "status", "error", "scheduled_at", "updated_at"),
-            [(r["id"], r["attempt"], TaskStatus.PENDING, error, now, now) for r in retry],
-            "status = v.status, error = v.error, scheduled_at = v.scheduled_at, "
-            "updated_at = v.updated_at",
-            [TaskStatus.QUEUED, TaskStatus.RUNNING],
-        )
-        failed = guarded_update(
-            ("id", "attempt", "status", "error", "completed_at", "updated_at"),
-            [(r["id"], r["attempt"], TaskStatus.FAILED, error, now, now) for r in final],
-            "status = v.status, error = v.error, completed_at = v.completed_at, "
-            "updated_at = v.updated_at",
-            [TaskStatus.QUEUED, TaskStatus.RUNNING],
+        changed, failed = transitions.recover_lost(
+            [(r["id"], r["attempt"]) for r in retry],
+            [(r["id"], r["attempt"]) for r in final],
+            error,
+            now,
         )
         events, dead = [], []
         for r in rows:
@@ -224,17 +216,7 @@ class Lifeline:
         """A lost attempt of a task an operator asked to stop ends it cancelled: run again, its
         next attempt would be above the cancel flag. Returns the other rows."""
         asked = [r for r in rows if r["cancel_requested"]]
-        cancelled = guarded_update(
-            ("id", "attempt", "status", "completed_at", "updated_at"),
-            [(r["id"], r["attempt"], TaskStatus.CANCELLED, now, now) for r in asked],
-            "status = v.status, completed_at = v.completed_at, updated_at = v.updated_at",
-            [TaskStatus.QUEUED, TaskStatus.RUNNING],
-        )
-        publish_on_commit(TaskEvent.objects.bulk_create([
-            TaskEvent(task_id=task_id, kind=EventKind.CANCELLED, attempt=attempt, at=now,
-                      data={"reason": "worker lost after a cancel was requested"})
-            for task_id, attempt in cancelled
-        ]))  # fmt: skip
+        cancelled = transitions.cancel_lost([(r["id"], r["attempt"]) for r in asked], now)
         settle(task_id for task_id, _ in cancelled)
         return [r for r in rows if not r["cancel_requested"]]
 

@@ -38,7 +38,7 @@ from django.db import (
 from django.db import Error as DatabaseLayerError  # DatabaseError's base, and InterfaceError's
 from django.utils import timezone
 
-from . import signals
+from . import signals, transitions
 from .broker import get_redis, key, wake_dispatcher
 from .conf import taskhub_settings
 from .events import publish_on_commit
@@ -90,28 +90,6 @@ class Outcome:
     recorded: bool = field(default=False, compare=False, repr=False)
 
 
-_FINISH_COLUMNS = (
-    "id", "attempt", "status", "result", "error", "traceback", "started_at",
-    "completed_at", "duration", "scheduled_at", "progress", "worker_id", "updated_at",
-)  # fmt: skip
-_FINISH_SET = (
-    "status = v.status, result = v.result, error = v.error, traceback = v.traceback, "
-    "started_at = v.started_at, completed_at = v.completed_at, duration = v.duration, "
-    "scheduled_at = COALESCE(v.scheduled_at, {t}.scheduled_at), "
-    "progress = COALESCE(v.progress, {t}.progress), worker_id = v.worker_id, "
-    "updated_at = v.updated_at"
-)
-_START_SET = (
-    "status = v.status, started_at = v.started_at, worker_id = v.worker_id, "
-    "updated_at = v.updated_at"
-)
-# Handing an attempt back (queue paused, worker shutting down, claim unsettled): it never
-# finished. Its number stays used (the next dispatch is a new attempt, so a thread still running
-# this one can never pass for it) and the attempt is not charged: the limit moves up with it.
-_RELEASE_SET = (
-    "status = v.status, max_attempts = {t}.max_attempts + 1, started_at = NULL, "
-    "scheduled_at = COALESCE(v.scheduled_at, {t}.scheduled_at), updated_at = v.updated_at"
-)
 _PROGRESS_SET = "progress = v.progress, updated_at = v.updated_at"
 
 _OUTCOME_EVENTS = {
@@ -125,7 +103,6 @@ _OUTCOME_EVENTS = {
 
 
 _FINAL = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
-_STARTED_FROM = [TaskStatus.QUEUED, TaskStatus.RUNNING]
 #: Outcomes that would send a task round again or fail it: a cancel request overrides them.
 _OVERRIDDEN_BY_CANCEL = (TaskStatus.RETRYING, TaskStatus.FAILED, TaskStatus.PENDING)
 
@@ -597,14 +574,9 @@ class OutcomeWriter:
         if not starts:
             return set()
         now = timezone.now()
-        rows = [
-            (s.task_id, s.attempt, TaskStatus.RUNNING, s.started_at, self.worker_id, now)
-            for s in starts
-        ]
-        changed = guarded_update(
-            ("id", "attempt", "status", "started_at", "worker_id", "updated_at"),
-            rows, _START_SET, [TaskStatus.QUEUED],
-        )  # fmt: skip
+        changed = transitions.mark_running(
+            [(s.task_id, s.attempt, s.started_at) for s in starts], self.worker_id, now
+        )
         publish_on_commit(insert_events([
             NewEvent(s.task_id, EventKind.STARTED, s.attempt, s.started_at,
                      {"worker": self.worker_id})
@@ -630,21 +602,15 @@ class OutcomeWriter:
         finishing = [o for o in outcomes if o.status != TaskStatus.PENDING]
         releasing = [o for o in outcomes if o.status == TaskStatus.PENDING]
         now = timezone.now()
-        changed = guarded_update(
-            _FINISH_COLUMNS,
-            [self._finish_row(o, now) for o in finishing],
-            _FINISH_SET,
-            [TaskStatus.QUEUED, TaskStatus.RUNNING],
-        )
+        changed = transitions.finish([self._finish_row(o, now) for o in finishing])
         # An attempt that never started here is handed back only while its row is still queued:
         # if the row says running, someone else holds the attempt.
-        for unstarted, statuses in ((False, _STARTED_FROM), (True, [TaskStatus.QUEUED])):
-            changed |= guarded_update(
-                ("id", "attempt", "status", "scheduled_at", "updated_at"),
-                [(o.task_id, o.attempt, TaskStatus.PENDING, o.retry_at, now) for o in releasing
-                 if (o.start is None) == unstarted],
-                _RELEASE_SET,
-                statuses,
+        for started in (True, False):
+            changed |= transitions.hand_back(
+                [(o.task_id, o.attempt, o.retry_at) for o in releasing
+                 if (o.start is not None) == started],
+                now,
+                started=started,
             )  # fmt: skip
         applied = [o for o in outcomes if (uuid.UUID(o.task_id), o.attempt) in changed]
         events, dead = [], []

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from . import claims
+from . import claims, transitions
 from .broker import wake_dispatcher
 from .errors import InvalidTransition, TaskNotFound
 from .events import publish_on_commit
@@ -59,8 +59,7 @@ def cancel_task(task_id: str | uuid.UUID, *, actor: str = "") -> Task:
         task = Task.objects.select_for_update().get(id=task.id)
         now = timezone.now()
         if task.status in WAITING_STATUSES:
-            task.status, task.completed_at, task.updated_at = TaskStatus.CANCELLED, now, now
-            task.save(update_fields=["status", "completed_at", "updated_at"])
+            transitions.cancel_task_now(task, now)
             _event(task, EventKind.CANCELLED, {"by": actor}).save()
             settle([task.id], now=now)
         elif task.status == TaskStatus.RUNNING:
@@ -90,10 +89,7 @@ def retry_task(task_id: str | uuid.UUID, *, actor: str = "") -> Task:
             )
         now = timezone.now()
         budget = task.max_attempts
-        task.max_attempts = task.attempt + budget
-        task.status, task.scheduled_at, task.updated_at = TaskStatus.PENDING, now, now
-        task.completed_at, task.cancel_requested = None, False
-        task.save()
+        transitions.retry(task, now, budget=budget)
         DeadLetter.objects.filter(task_id=task.id).delete()
         _event(task, EventKind.REQUEUED, {"by": actor, "attempts_added": budget}).save()
         transaction.on_commit(lambda: wake_dispatcher(task.queue))
@@ -160,9 +156,7 @@ def clear_queue(name: str, *, actor: str = "", batch: int = 1000) -> int:
             if not ids:
                 return total
             now = timezone.now()
-            Task.objects.filter(id__in=[i for i, _ in ids], status__in=WAITING_STATUSES).update(
-                status=TaskStatus.CANCELLED, completed_at=now, updated_at=now
-            )
+            transitions.cancel_waiting([i for i, _ in ids], now, sources=WAITING_STATUSES)
             publish_on_commit(TaskEvent.objects.bulk_create([
                 TaskEvent(task_id=i, kind=EventKind.CANCELLED, attempt=a, at=now,
                           data={"by": actor, "reason": "queue cleared"})

@@ -25,7 +25,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from .. import claims
+from .. import claims, transitions
 from ..broker import wake_dispatcher
 from ..errors import InvalidTaskRequest
 from ..events import publish_on_commit
@@ -124,12 +124,10 @@ def _on_step_failures(rows: list[dict], runs: dict, now: dt.datetime) -> list[di
 def _compensation_failed(run: WorkflowRun, row: dict, now: dt.datetime) -> None:
     if run.status != WorkflowStatus.COMPENSATING:
         return
-    run.status = WorkflowStatus.COMPENSATION_FAILED
-    run.error = f"compensation {row['step_key']} failed" + (
-        f": {row['error']}" if row["error"] else ""
+    error = f"compensation {row['step_key']} failed" + (f": {row['error']}" if row["error"] else "")
+    transitions.move_run(
+        run, "compensation_failed", WorkflowStatus.COMPENSATION_FAILED, now, error=error
     )
-    run.updated_at = now
-    run.save(update_fields=["status", "error", "updated_at"])
     run_event(run, "compensation_failed", now, step=row["step_key"], error=row["error"])
 
 
@@ -156,9 +154,7 @@ def stop_steps(
     claimed = {s["id"] for s, holder in zip(queued, holders, strict=True) if holder}
     cancel = [s for s in steps if s["id"] not in claimed]
     ids = [s["id"] for s in cancel]
-    Task.objects.filter(id__in=ids, status__in=waiting).update(
-        status=TaskStatus.CANCELLED, completed_at=now, updated_at=now
-    )
+    transitions.cancel_waiting(ids, now, sources=waiting)
     running = list(
         Task.objects.filter(
             Q(status=TaskStatus.RUNNING) | Q(id__in=claimed),
@@ -248,10 +244,10 @@ def evaluate_blocked(task_ids: list, runs: dict, now: dt.datetime) -> list[dict]
         verdict = decide(step, edges[step["id"]], run, waiting_for_children=step["id"] in parents)
         {"run": release, "skip": skip, "complete": complete, "fail": fail}[verdict].append(step)
     _release(release, now)
-    _end(skip, TaskStatus.SKIPPED, EventKind.SKIPPED, now, "dependencies did not allow it")
+    _end(skip, TaskStatus.SKIPPED, now, "dependencies did not allow it")
     # A parent whose children all ended: it completes (or fails) now (taskhub.workflows.children)
-    _end(complete, TaskStatus.COMPLETED, EventKind.COMPLETED, now, "children finished")
-    _end(fail, TaskStatus.FAILED, EventKind.FAILED, now, "a child failed")
+    _end(complete, TaskStatus.COMPLETED, now, "children finished")
+    _end(fail, TaskStatus.FAILED, now, "a child failed")
     ended = [s["id"] for s in skip + complete + fail]
     return list(Task.objects.filter(id__in=ended).values(*_ROW))
 
@@ -259,30 +255,16 @@ def evaluate_blocked(task_ids: list, runs: dict, now: dt.datetime) -> list[dict]
 def _release(steps: list[dict], now: dt.datetime) -> None:
     if not steps:
         return
-    ids = [s["id"] for s in steps]
-    Task.objects.filter(id__in=ids, status=TaskStatus.BLOCKED).update(
-        status=TaskStatus.PENDING, scheduled_at=now, updated_at=now
-    )
-    publish_on_commit(TaskEvent.objects.bulk_create([
-        TaskEvent(task_id=s["id"], kind=EventKind.RELEASED, attempt=s["attempt"], at=now)
-        for s in steps
-    ]))  # fmt: skip
+    transitions.release([(s["id"], s["attempt"]) for s in steps], now)
     queues = {s["queue"] for s in steps}
     transaction.on_commit(lambda: wake_dispatcher(*queues))
 
 
-def _end(steps: list[dict], status: str, kind: str, now: dt.datetime, reason: str) -> None:
-    if not steps:
-        return
-    fields: dict[str, Any] = {"status": status, "completed_at": now, "updated_at": now}
-    if status == TaskStatus.FAILED:
-        fields["error"] = reason
-    Task.objects.filter(id__in=[s["id"] for s in steps], status=TaskStatus.BLOCKED).update(**fields)
-    publish_on_commit(TaskEvent.objects.bulk_create([
-        TaskEvent(task_id=s["id"], kind=kind, attempt=s["attempt"], at=now,
-                  data={"reason": reason})
-        for s in steps
-    ]))  # fmt: skip
+def _end(steps: list[dict], status: str, now: dt.datetime, reason: str) -> None:
+    if steps:
+        transitions.end_blocked(
+            [(s["id"], s["attempt"]) for s in steps], status, now, reason=reason
+        )
 
 
 # -- runs ----------------------------------------------------------------------------------------
@@ -319,8 +301,7 @@ def finalize(
 
 
 def _finish(run: WorkflowRun, status: str, now: dt.datetime) -> None:
-    run.status, run.finished_at, run.updated_at = status, now, now
-    run.save(update_fields=["status", "finished_at", "updated_at"])
+    transitions.move_run(run, "finish", status, now, finished_at=now)
     run_event(run, status, now, error=run.error)
     logger.info("workflow %s %s %s", run.name, run.id, status)
 
@@ -348,8 +329,7 @@ def begin_compensation(run: WorkflowRun, now: dt.datetime) -> None:
     forward = sorted(
         done, key=lambda t: (t.completed_at or now, order.get(t.step_key, 0)), reverse=True
     )
-    run.status, run.updated_at = WorkflowStatus.COMPENSATING, now
-    run.save(update_fields=["status", "updated_at"])
+    transitions.move_run(run, "begin_compensation", WorkflowStatus.COMPENSATING, now)
     run_event(run, "compensating", now, steps=[t.step_key for t in forward])
     if not forward:
         _finish(run, WorkflowStatus.COMPENSATED, now)
@@ -357,8 +337,9 @@ def begin_compensation(run: WorkflowRun, now: dt.datetime) -> None:
     try:
         rows = _compensation_rows(run, forward, now)
     except InvalidTaskRequest as exc:  # checked at start; a task changed under a running run
-        run.status, run.error = WorkflowStatus.COMPENSATION_FAILED, f"cannot compensate: {exc}"
-        run.save(update_fields=["status", "error", "updated_at"])
+        error = f"cannot compensate: {exc}"
+        failed = WorkflowStatus.COMPENSATION_FAILED
+        transitions.move_run(run, "compensation_failed", failed, now, error=error)
         run_event(run, "compensation_failed", now, error=run.error)
         return
     Task.objects.bulk_create(rows)
@@ -383,7 +364,7 @@ def _compensation_rows(run: WorkflowRun, forward: list[Task], now: dt.datetime) 
     rows = []
     for index, step in enumerate(forward):
         definition = get_definition(step.compensation)
-        rows.append(Task(
+        rows.append(transitions.insert_new(Task(
             id=uuid.uuid4(), name=definition.name, queue=definition.queue,
             payload=validate_payload(definition, step.payload), priority=step.priority,
             max_attempts=definition.effective_max_attempts, timeout=definition.effective_timeout,
@@ -391,7 +372,6 @@ def _compensation_rows(run: WorkflowRun, forward: list[Task], now: dt.datetime) 
             created_at=now, updated_at=now, workflow_run=run,
             step_key=f"compensate:{step.step_key}", step_kind=COMPENSATION,
             trigger_rule="all_success", compensates=step,
-            status=TaskStatus.PENDING if index == 0 else TaskStatus.BLOCKED,
             deps_remaining=0 if index == 0 else 1,
-        ))  # fmt: skip
+        ), waiting=index > 0))  # fmt: skip
     return rows

@@ -10,6 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from .. import transitions
 from ..broker import wake_dispatcher
 from ..errors import InvalidTransition, TaskhubError
 from ..events import publish_on_commit
@@ -43,10 +44,15 @@ def cancel_run(
         if run.status != WorkflowStatus.RUNNING:
             raise InvalidTransition(f"workflow run {run.id} is {run.status}, not running")
         now = timezone.now()
-        run.status, run.compensate_on_cancel = WorkflowStatus.CANCELLING, compensate
-        run.error = reason or f"cancelled{f' by {actor}' if actor else ''}"
-        run.updated_at = now
-        run.save(update_fields=["status", "compensate_on_cancel", "error", "updated_at"])
+        error = reason or f"cancelled{f' by {actor}' if actor else ''}"
+        transitions.move_run(
+            run,
+            "cancel",
+            WorkflowStatus.CANCELLING,
+            now,
+            compensate_on_cancel=compensate,
+            error=error,
+        )
         run_event(run, "cancelling", now, by=actor, reason=run.error, compensate=compensate)
         cancelled = coordinator.stop_steps(run, now, reason=run.error, include_blocked=True)
         coordinator.settle([r["id"] for r in cancelled], now=now)
@@ -84,23 +90,24 @@ def retry_run(run_id: str | uuid.UUID, *, actor: str = "") -> WorkflowRun:
         for task in again:
             definition = known.get(task.name)
             budget = definition.effective_max_attempts if definition else task.max_attempts
-            task.status, task.deps_remaining = TaskStatus.BLOCKED, open_edges.get(task.id, 0)
+            task.deps_remaining = open_edges.get(task.id, 0)
             task.max_attempts = task.attempt + budget
-            task.completed_at, task.cancel_requested, task.updated_at = None, False, now
-            task.scheduled_at = now
-        Task.objects.bulk_update(
-            again, ["status", "deps_remaining", "max_attempts", "completed_at",
-                    "cancel_requested", "updated_at", "scheduled_at"],
-        )  # fmt: skip
+        transitions.rearm_steps(again, now)
         DeadLetter.objects.filter(task_id__in=again_ids).delete()
         publish_on_commit(TaskEvent.objects.bulk_create([
             TaskEvent(task_id=t.id, kind=EventKind.REQUEUED, attempt=t.attempt, at=now,
                       data={"by": actor, "reason": "workflow retried"})
             for t in again
         ]))  # fmt: skip
-        run.status, run.error, run.finished_at = WorkflowStatus.RUNNING, "", None
-        run.compensate_on_cancel, run.updated_at = False, now
-        run.save()
+        transitions.move_run(
+            run,
+            "retry",
+            WorkflowStatus.RUNNING,
+            now,
+            error="",
+            finished_at=None,
+            compensate_on_cancel=False,
+        )
         run_event(run, "retried", now, by=actor, steps=[t.step_key for t in again])
         coordinator.evaluate_blocked(list(again_ids), {run.id: run}, now)
     return run
@@ -128,10 +135,7 @@ def retry_compensation(run_id: str | uuid.UUID, *, actor: str = "") -> WorkflowR
         step = _failed_compensation(run)
         now = timezone.now()
         budget = all_definitions()[step.name].effective_max_attempts
-        Task.objects.filter(id=step.id).update(
-            status=TaskStatus.PENDING, max_attempts=step.attempt + budget, completed_at=None,
-            scheduled_at=now, updated_at=now, cancel_requested=False,
-        )  # fmt: skip
+        transitions.retry(step, now, budget=budget)
         DeadLetter.objects.filter(task_id=step.id).delete()
         publish_on_commit([
             TaskEvent.objects.create(task_id=step.id, kind=EventKind.REQUEUED,
@@ -177,19 +181,23 @@ def resolve_compensation(
                 workflow_run=run, step_kind=COMPENSATION, status=TaskStatus.BLOCKED
             ).values_list("id", flat=True)
         )
-        Task.objects.filter(id__in=left).update(
-            status=TaskStatus.CANCELLED, completed_at=now, updated_at=now
-        )
+        transitions.cancel_waiting(left, now, sources=[TaskStatus.BLOCKED])
         publish_on_commit(TaskEvent.objects.bulk_create([
             TaskEvent(task_id=i, kind=EventKind.CANCELLED, attempt=0, at=now,
                       data={"by": actor, "reason": "run marked resolved"})
             for i in left
         ]))  # fmt: skip
-        run.status, run.finished_at, run.updated_at = WorkflowStatus.COMPENSATED, now, now
-        run.error = f"{run.error} — marked resolved by {actor or 'an operator'}" + (
+        error = f"{run.error} — marked resolved by {actor or 'an operator'}" + (
             f": {note}" if note else ""
         )
-        run.save(update_fields=["status", "finished_at", "updated_at", "error"])
+        transitions.move_run(
+            run,
+            "resolve_compensation",
+            WorkflowStatus.COMPENSATED,
+            now,
+            finished_at=now,
+            error=error,
+        )
         run_event(run, "compensation_resolved", now, by=actor, note=note)
     return run
 
@@ -197,8 +205,7 @@ def resolve_compensation(
 def _resume_compensating(
     run: WorkflowRun, now, kind: str, actor: str, step: Task
 ) -> None:  # fmt: skip
-    run.status, run.updated_at = WorkflowStatus.COMPENSATING, now
-    run.save(update_fields=["status", "updated_at"])
+    transitions.move_run(run, "resume_compensating", WorkflowStatus.COMPENSATING, now)
     run_event(run, kind, now, by=actor, step=step.step_key)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from .. import transitions
 from ..broker import wake_dispatcher
 from ..errors import InvalidTaskRequest
 from ..events import publish_on_commit
@@ -154,8 +155,7 @@ def _step_rows(graph: Graph, run: WorkflowRun, now: dt.datetime) -> dict[str, Ta
         row.compensation = step.compensation or ""
         row.compensate_failed = step.compensate_failed
         row.deps_remaining = len(step.after)
-        row.status = TaskStatus.BLOCKED if step.after else TaskStatus.PENDING
-        rows[key] = row
+        rows[key] = transitions.insert_new(row, waiting=bool(step.after))
     return rows
 
 
