@@ -28,9 +28,8 @@ from django.db import connection
 
 from .errors import InvalidTransition
 from .events import publish_on_commit
-from .models import EventKind, Task, TaskEvent, TaskStatus
+from .models import EventKind, Task, TaskEvent, TaskStatus, WorkflowRun, WorkflowStatus
 from .store import guarded_update, insert_events, server_cursor
-from .workflows.models import WorkflowRun, WorkflowStatus
 
 S = TaskStatus
 R = WorkflowStatus
