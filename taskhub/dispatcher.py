@@ -192,8 +192,11 @@ def _spend_rate(queue: str, now_s: int, count: int) -> None:
 def claim_ready_tasks(queue: str, limit: int, now: dt.datetime) -> list[Dispatched]:
     """Move up to ``limit`` ready rows of ``queue`` to queued (inside the caller's transaction)."""
     rows = transitions.mark_queued(queue, limit, now)
+    # The order rows were picked in, on the wire too (highest priority, then the longest due),
+    # so a worker's prefetch takes them in that order; RETURNING keeps none.
+    rows.sort(key=lambda row: (-row[9], row[11]))
     claimed = []
-    for tid, name, q, attempt, max_attempts, payload, corr, user, timeout, priority, wf in rows:
+    for tid, name, q, attempt, max_attempts, payload, corr, user, timeout, priority, wf, _ in rows:
         envelope = {
             "id": str(uuid.UUID(str(tid))), "name": name, "queue": q, "attempt": attempt,
             "max_attempts": max_attempts,
@@ -203,8 +206,6 @@ def claim_ready_tasks(queue: str, limit: int, now: dt.datetime) -> list[Dispatch
             "coordinated": bool(wf),
         }  # fmt: skip
         claimed.append(Dispatched(envelope, priority))
-    # Highest priority first on the wire too, so a worker's prefetch sees it first.
-    claimed.sort(key=lambda d: -d.priority)
     return claimed
 
 

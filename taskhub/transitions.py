@@ -246,7 +246,7 @@ _CLAIM_SQL = """
 UPDATE {table} SET status = 'queued', attempt = attempt + 1, queued_at = %s, updated_at = %s
 WHERE {pick}
 RETURNING id, name, queue, attempt, max_attempts, payload, correlation_id, user_id, timeout,
-          priority, (workflow_run_id IS NOT NULL OR parent_id IS NOT NULL)
+          priority, (workflow_run_id IS NOT NULL OR parent_id IS NOT NULL), scheduled_at
 """
 
 
@@ -255,7 +255,8 @@ def mark_queued(queue: str, limit: int, now: dt.datetime) -> list[tuple]:
     due by ``now``, highest priority first (one statement, in the caller's transaction).
 
     Returns (id, name, queue, attempt, max_attempts, payload, correlation_id, user_id,
-    timeout, priority, coordinated) per row; the caller records the ``queued`` events.
+    timeout, priority, coordinated, scheduled_at) per row, in no particular order (UPDATE …
+    RETURNING keeps none); the caller records the ``queued`` events.
     """
     params = [now, now, queue, now, limit]
     if connection.vendor == "postgresql":

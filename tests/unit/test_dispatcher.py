@@ -278,11 +278,6 @@ def test_rows_whose_send_the_broker_refused_go_back_to_pending_and_their_attempt
     assert claims.claim_attempt(str(task.id), 1, "default", "w") is ClaimResult.DUPLICATE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="claim_ready_tasks picks by (priority, scheduled_at) but re-sorts what the UPDATE "
-    "returned by priority alone: equal priorities go out in the UPDATE's row order",
-)
 def test_within_one_cycle_the_wire_carries_equal_priorities_oldest_first(sent):
     live_worker(threads=10)  # a window that takes every row in one cycle
     now = timezone.now()
