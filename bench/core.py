@@ -158,10 +158,13 @@ def database_counters() -> tuple[int, int] | None:
     time.sleep(0.5)
     settings = connection.settings_dict
     with psycopg.connect(
-        dbname=settings["NAME"], host=settings.get("HOST") or "127.0.0.1",
-        port=settings.get("PORT") or 5432, user=settings.get("USER") or None,
-        password=settings.get("PASSWORD") or None, autocommit=True,
-    ) as conn:  # fmt: skip
+        dbname=settings["NAME"],
+        host=settings.get("HOST") or "127.0.0.1",
+        port=settings.get("PORT") or 5432,
+        user=settings.get("USER") or None,
+        password=settings.get("PASSWORD") or None,
+        autocommit=True,
+    ) as conn:
         row = conn.execute(
             "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted "
             "FROM pg_stat_database WHERE datname = current_database()"
@@ -391,11 +394,18 @@ def run_taskhub(
         # Less this process's own polls (one autocommit statement each) and the two readings.
         commits = commits_after - commits_before - seen.polls - 1
     result = RunResult(
-        side="taskhub", label=label, count=count, completed=0, rate=seen.rate,
-        window_s=seen.window, first_s=seen.first[0] if seen.first else 0.0,
-        wall_s=seen.last[0] if seen.last else 0.0, series=_downsample(seen.series),
-        commits=commits, extra={"tag": tag},
-    )  # fmt: skip
+        side="taskhub",
+        label=label,
+        count=count,
+        completed=0,
+        rate=seen.rate,
+        window_s=seen.window,
+        first_s=seen.first[0] if seen.first else 0.0,
+        wall_s=seen.last[0] if seen.last else 0.0,
+        series=_downsample(seen.series),
+        commits=commits,
+        extra={"tag": tag},
+    )
     result.statuses = status_counts(tag)
     result.completed = result.statuses.get("completed", 0)
     result.extra.update(_row_timing(tag))
@@ -453,10 +463,16 @@ def run_bare(
         workers.stop()
         broker.flush(bare.QUEUE)
     return RunResult(
-        side="bare", label=label, count=count, completed=seen.last[1] if seen.last else 0,
-        rate=seen.rate, window_s=seen.window, first_s=seen.first[0] if seen.first else 0.0,
-        wall_s=seen.last[0] if seen.last else 0.0, series=_downsample(seen.series),
-    )  # fmt: skip
+        side="bare",
+        label=label,
+        count=count,
+        completed=seen.last[1] if seen.last else 0,
+        rate=seen.rate,
+        window_s=seen.window,
+        first_s=seen.first[0] if seen.first else 0.0,
+        wall_s=seen.last[0] if seen.last else 0.0,
+        series=_downsample(seen.series),
+    )
 
 
 def percentile(values: list[float], pct: float) -> float:

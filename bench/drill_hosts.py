@@ -57,13 +57,15 @@ def free_port() -> int:
 
 REDIS_PORT = free_port()
 # The orchestrator (root namespace) and every host share these, except the address they use.
-os.environ.update({
-    "DJANGO_SETTINGS_MODULE": "config.settings_test",
-    "TASKHUB_KEY_PREFIX": PREFIX,
-    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
-    "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
-    "BROKER_URL": "",
-})  # fmt: skip
+os.environ.update(
+    {
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",
+        "TASKHUB_KEY_PREFIX": PREFIX,
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
+        "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
+        "BROKER_URL": "",
+    }
+)
 HOST_ENV = {
     "DATABASE_URL": f"postgres://postgres@{GATEWAY}:5432/{DB_NAME}",
     "REDIS_URL": f"redis://{GATEWAY}:{REDIS_PORT}/0",
@@ -123,9 +125,13 @@ class Processes:
     def start(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            argv,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs[name] = proc
         return proc
 
@@ -135,8 +141,21 @@ class Processes:
         ns = HOSTS[host][0]
         # Its own UTS namespace, so the host's workers report their own hostname.
         script = f'hostname {ns} && exec "$@"'
-        argv = ["ip", "netns", "exec", ns, "unshare", "--uts", "sh", "-c", script, "sh",
-                sys.executable, str(ROOT / "manage.py"), *manage_args]  # fmt: skip
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            sys.executable,
+            str(ROOT / "manage.py"),
+            *manage_args,
+        ]
         return self.start(f"{host}-{name}", argv, {**HOST_ENV, **(env or {})})
 
     def stop(self, name: str, sig: int = signal.SIGKILL) -> None:
@@ -246,8 +265,12 @@ def phase_priorities(count: int) -> dict:
     order = [v.decode() for v in get_redis().lrange(key("test", "prio", "order"), 0, -1)]
     priorities = [wanted[t] for t in order if t in wanted]
     inversions = sum(1 for a, b in zip(priorities, priorities[1:], strict=False) if a < b)
-    return {"count": count, "started": len(priorities), "inversions": inversions,
-            "hosts": per_host(list(wanted))}  # fmt: skip
+    return {
+        "count": count,
+        "started": len(priorities),
+        "inversions": inversions,
+        "hosts": per_host(list(wanted)),
+    }
 
 
 def per_host(ids) -> dict[str, int]:
@@ -285,8 +308,11 @@ def phase_cut(net: Network, count: int, seconds: float) -> dict:
             )
         )
         holders = claims.claim_holders([(str(t), a) for t, a in flight])
-        return {str(t) for (t, _), h in zip(flight, holders, strict=True)
-                if h and h.startswith(HOSTS["w2"][0])}  # fmt: skip
+        return {
+            str(t)
+            for (t, _), h in zip(flight, holders, strict=True)
+            if h and h.startswith(HOSTS["w2"][0])
+        }
 
     try:
         wait_until(lambda: len(w2_claims()) >= 3, 60, "w2 to hold 3 attempts", 0.05)
@@ -333,8 +359,10 @@ RACE_POLL = {"web": 1.1, "w1": 0.9}
 
 
 def scheduler_env(host: str) -> dict:
-    tuned = {**json.loads(os.environ.get("TASKHUB_SETTINGS_JSON") or "{}"),
-             "SCHEDULER_POLL_INTERVAL": RACE_POLL[host]}  # fmt: skip
+    tuned = {
+        **json.loads(os.environ.get("TASKHUB_SETTINGS_JSON") or "{}"),
+        "SCHEDULER_POLL_INTERVAL": RACE_POLL[host],
+    }
     return {"TASKHUB_SETTINGS_JSON": json.dumps(tuned)}
 
 
@@ -358,8 +386,13 @@ class SchedulerRace:
 
     def __init__(self, procs: Processes, race: float, solo: float) -> None:
         self.procs, self.race, self.solo = procs, race, solo
-        self.result: dict = {"schedule": RACE_SCHEDULE, "cron": RACE_CRON, "task": RACE_TASK,
-                             "race_seconds": race, "solo_seconds": solo}  # fmt: skip
+        self.result: dict = {
+            "schedule": RACE_SCHEDULE,
+            "cron": RACE_CRON,
+            "task": RACE_TASK,
+            "race_seconds": race,
+            "solo_seconds": solo,
+        }
         self.error = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -374,8 +407,11 @@ class SchedulerRace:
         self.result["poll_seconds"] = RACE_POLL
         self.procs.on_host("w1", "scheduler", ["runscheduler"], scheduler_env("w1"))
         for host in ("web", "w1"):
-            wait_until(lambda h=host: b"scheduler started" in self.log(h).read_bytes(), 60,
-                       f"the scheduler on {host}")  # fmt: skip
+            wait_until(
+                lambda h=host: b"scheduler started" in self.log(h).read_bytes(),
+                60,
+                f"the scheduler on {host}",
+            )
         # The crons declared in code (hourly / 5-minute maintenance) are off for the drill, so a
         # scheduler's "fired N slots" log lines count this schedule's slots and nothing else.
         others = TaskSchedule.objects.exclude(name=RACE_SCHEDULE).filter(enabled=True)
@@ -431,8 +467,12 @@ class SchedulerRace:
         r = self.result
         runs = ScheduleRun.objects.filter(schedule__name=RACE_SCHEDULE)
         tasks = Task.objects.filter(name=RACE_TASK, correlation_id=f"schedule:{RACE_SCHEDULE}")
-        wait_until(lambda: not tasks.exclude(status__in=FINISHED_STATUSES).exists(), 120,
-                   "the scheduled tasks to finish", 0.5)  # fmt: skip
+        wait_until(
+            lambda: not tasks.exclude(status__in=FINISHED_STATUSES).exists(),
+            120,
+            "the scheduled tasks to finish",
+            0.5,
+        )
         refresh_run_outcomes(runs)  # runs mirror their task's status; bring them up to date
         rows = list(runs.values_list("slot", "task_id", "status", "created_at"))
         slots = sorted({slot for slot, *_ in rows})
@@ -443,24 +483,27 @@ class SchedulerRace:
         web_fired = scheduler_fires(self.log("web"), self.offsets["web"])
         w1_before = scheduler_fires(self.log("w1"), self.offsets["w1"], self.offsets["w1-kill"])
         w1_after = scheduler_fires(self.log("w1"), self.offsets["w1-kill"])
-        r.update({
-            "runs": len(rows),
-            "slots": len(slots),
-            "first_slot": slots[0].isoformat() if slots else None,
-            "last_slot": slots[-1].isoformat() if slots else None,
-            "tasks": len(task_ids),
-            # a slot's second task, or a run pointing at a task another run also has
-            "tasks_beyond_one_per_slot": len(task_ids) - len(slots),
-            "runs_sharing_a_task": len(run_task_ids) - len(set(run_task_ids)),
-            "runs_without_their_task": len([t for t in run_task_ids if t not in task_ids])
-                                       + len(rows) - len(run_task_ids),
-            "tasks_completed": tasks.filter(status="completed").count(),
-            "run_statuses": sorted({s for _, _, s, _ in rows}),
-            "slots_missed": span - len(slots),
-            "slots_after_kill": sum(1 for _, _, _, at in rows if at > killed),
-            "fired_logged": {"web": web_fired, "w1_racing": w1_before, "w1_alone": w1_after},
-            "race_wall_seconds": round(self.ended - self.started, 1),
-        })  # fmt: skip
+        r.update(
+            {
+                "runs": len(rows),
+                "slots": len(slots),
+                "first_slot": slots[0].isoformat() if slots else None,
+                "last_slot": slots[-1].isoformat() if slots else None,
+                "tasks": len(task_ids),
+                # a slot's second task, or a run pointing at a task another run also has
+                "tasks_beyond_one_per_slot": len(task_ids) - len(slots),
+                "runs_sharing_a_task": len(run_task_ids) - len(set(run_task_ids)),
+                "runs_without_their_task": len([t for t in run_task_ids if t not in task_ids])
+                + len(rows)
+                - len(run_task_ids),
+                "tasks_completed": tasks.filter(status="completed").count(),
+                "run_statuses": sorted({s for _, _, s, _ in rows}),
+                "slots_missed": span - len(slots),
+                "slots_after_kill": sum(1 for _, _, _, at in rows if at > killed),
+                "fired_logged": {"web": web_fired, "w1_racing": w1_before, "w1_alone": w1_after},
+                "race_wall_seconds": round(self.ended - self.started, 1),
+            }
+        )
         return r
 
     def abort(self) -> None:
@@ -484,21 +527,60 @@ def drill(args) -> dict:
         net.down()
         return {"skipped": f"network namespaces are not available here: {exc}"}
     try:
-        procs.start("redis", ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1",
-                              GATEWAY, "--save", "", "--appendonly", "no", "--protected-mode",
-                              "no"])  # fmt: skip
-        procs.start("pg-relay", ["socat", f"TCP-LISTEN:5432,bind={GATEWAY},fork,reuseaddr",
-                                 "TCP:127.0.0.1:5432"])  # fmt: skip
+        procs.start(
+            "redis",
+            [
+                "redis-server",
+                "--port",
+                str(REDIS_PORT),
+                "--bind",
+                "127.0.0.1",
+                GATEWAY,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+            ],
+        )
+        procs.start(
+            "pg-relay",
+            ["socat", f"TCP-LISTEN:5432,bind={GATEWAY},fork,reuseaddr", "TCP:127.0.0.1:5432"],
+        )
         prepare_database()
         from taskhub.broker import get_redis
 
         wait_until(lambda: get_redis().ping(), 10, "the drill's Redis")
-        workers = ["rundramatiq", "--processes", str(args.processes), "--threads",
-                   str(args.threads), "--worker-shutdown-timeout", "5000"]  # fmt: skip
+        workers = [
+            "rundramatiq",
+            "--processes",
+            str(args.processes),
+            "--threads",
+            str(args.threads),
+            "--worker-shutdown-timeout",
+            "5000",
+        ]
         procs.on_host("web", "dispatcher", ["taskhub", "dispatcher"])
-        procs.start("web-http", ["ip", "netns", "exec", HOSTS["web"][0], sys.executable, "-m",
-                                 "uvicorn", "config.asgi:application", "--host", HOSTS["web"][1],
-                                 "--port", "8000", "--no-access-log"], HOST_ENV)  # fmt: skip
+        procs.start(
+            "web-http",
+            [
+                "ip",
+                "netns",
+                "exec",
+                HOSTS["web"][0],
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--host",
+                HOSTS["web"][1],
+                "--port",
+                "8000",
+                "--no-access-log",
+            ],
+            HOST_ENV,
+        )
         scheduler = has_scheduler()
         if scheduler:
             procs.on_host("web", "scheduler", ["runscheduler"], scheduler_env("web"))
@@ -509,9 +591,12 @@ def drill(args) -> dict:
         cut_count = n - 2 * args.throughput_tasks - args.cap_tasks - args.priority_tasks
         result: dict = {"tasks": n, "scheduler": scheduler, "web_healthz": web_ok}
         if scheduler:
-            print(f"schedulers on web and w1 race for '{RACE_CRON}' for {args.scheduler_race:g}s,"
-                  f" then web's is killed and w1's fires alone for {args.scheduler_solo:g}s "
-                  "(during phases 1-2)", flush=True)  # fmt: skip
+            print(
+                f"schedulers on web and w1 race for '{RACE_CRON}' for {args.scheduler_race:g}s,"
+                f" then web's is killed and w1's fires alone for {args.scheduler_solo:g}s "
+                "(during phases 1-2)",
+                flush=True,
+            )
             race = SchedulerRace(procs, args.scheduler_race, args.scheduler_solo)
             race.start()
         print("phase 1: throughput, one worker host", flush=True)
@@ -560,26 +645,52 @@ def table(r: dict, args) -> str:
     cap, prio, cut = r["cap"], r["priorities"], r["cut"]
     rows = [
         ("tasks in the drill", f"{r['tasks']:,}", ""),
-        ("throughput, 1 worker host", f"{r['one_host_rate']:.0f} tasks/s",
-         f"{args.throughput_tasks:,} × sleep {args.sleep}s, "
-         f"{args.processes}×{args.threads} threads per host"),
-        ("throughput, 2 worker hosts", f"{r['two_host_rate']:.0f} tasks/s",
-         f"×{r['two_host_rate'] / r['one_host_rate']:.2f}; split {fmt_hosts(r['two_host_split'])}"),
-        ("cap of 'capped' across hosts", f"peak {cap['peak']} ≤ {cap['cap']}",
-         f"{'holds' if cap['peak'] <= cap['cap'] else 'BROKEN'}; split {fmt_hosts(cap['hosts'])}"),
-        ("priorities across hosts", f"{prio['inversions']} inversions",
-         f"{prio['started']} starts in 'single'; split {fmt_hosts(prio['hosts'])}"),
-        ("link cut: tasks lost", f"{cut['lost']}",
-         f"{cut['completed']:,} of {cut['count']:,} completed"),
-        ("link cut: recovered within", f"{cut['recovery_seconds']:.1f} s",
-         f"lifeline bound {cut['lifeline_bound_seconds']:.0f} s, "
-         f"re-send after {cut['redispatch_after_seconds']:.0f} s"),
-        ("link cut: ran twice", f"{cut['ran_twice']}",
-         f"≤ w2's in-flight at the cut: {cut['w2_in_flight_at_cut']}"),
+        (
+            "throughput, 1 worker host",
+            f"{r['one_host_rate']:.0f} tasks/s",
+            f"{args.throughput_tasks:,} × sleep {args.sleep}s, "
+            f"{args.processes}×{args.threads} threads per host",
+        ),
+        (
+            "throughput, 2 worker hosts",
+            f"{r['two_host_rate']:.0f} tasks/s",
+            f"×{r['two_host_rate'] / r['one_host_rate']:.2f}; "
+            f"split {fmt_hosts(r['two_host_split'])}",
+        ),
+        (
+            "cap of 'capped' across hosts",
+            f"peak {cap['peak']} ≤ {cap['cap']}",
+            f"{'holds' if cap['peak'] <= cap['cap'] else 'BROKEN'}; "
+            f"split {fmt_hosts(cap['hosts'])}",
+        ),
+        (
+            "priorities across hosts",
+            f"{prio['inversions']} inversions",
+            f"{prio['started']} starts in 'single'; split {fmt_hosts(prio['hosts'])}",
+        ),
+        (
+            "link cut: tasks lost",
+            f"{cut['lost']}",
+            f"{cut['completed']:,} of {cut['count']:,} completed",
+        ),
+        (
+            "link cut: recovered within",
+            f"{cut['recovery_seconds']:.1f} s",
+            f"lifeline bound {cut['lifeline_bound_seconds']:.0f} s, "
+            f"re-send after {cut['redispatch_after_seconds']:.0f} s",
+        ),
+        (
+            "link cut: ran twice",
+            f"{cut['ran_twice']}",
+            f"≤ w2's in-flight at the cut: {cut['w2_in_flight_at_cut']}",
+        ),
         ("web host /healthz over its link", "200" if r["web_healthz"] else "down", ""),
-    ]  # fmt: skip
-    rows += scheduler_rows(r.get("scheduler_race")) if r["scheduler"] else [
-        ("schedulers on two hosts", "not in this build", "")]  # fmt: skip
+    ]
+    rows += (
+        scheduler_rows(r.get("scheduler_race"))
+        if r["scheduler"]
+        else [("schedulers on two hosts", "not in this build", "")]
+    )
     lines = ["| measure | result | detail |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines)
@@ -589,27 +700,41 @@ def scheduler_rows(race: dict) -> list[tuple[str, str, str]]:
     fired, alive = race["fired_logged"], race["alive_at_kill"]
     health = race["health_at_end"]
     return [
-        ("schedulers web + w1: slots fired", f"{race['slots']}",
-         f"cron '{race['cron']}', polls every {race['poll_seconds']['web']:g} s / "
-         f"{race['poll_seconds']['w1']:g} s, {race['race_seconds']:g} s racing then "
-         f"{race['solo_seconds']:g} s w1 alone; {race['runs']} runs, {race['tasks']} tasks "
-         f"({race['tasks_completed']} completed)"),
-        ("schedulers: a slot fired twice", f"{race['tasks_beyond_one_per_slot']}",
-         f"tasks − slots; runs sharing a task {race['runs_sharing_a_task']}, "
-         f"runs without their task {race['runs_without_their_task']}"),
-        ("schedulers: both firing while racing",
-         f"web {fired['web']}, w1 {fired['w1_racing']} slots",
-         f"from each one's log (+ w1 alone {fired['w1_alone']} = "
-         f"{fired['web'] + fired['w1_racing'] + fired['w1_alone']} of {race['runs']} runs); "
-         f"both alive at the kill: "
-         f"{'yes' if alive['web'] and alive['w1'] else 'NO ' + str(alive)}"),
-        ("web scheduler killed (SIGKILL)", f"{race['slots_after_kill']} slots after",
-         f"each once, from w1 alone (alive to the end: "
-         f"{'yes' if race['w1_alive_at_end'] else 'NO'}); slots missed in the whole run "
-         f"{race['slots_missed']}; health {health['status']}"
-         + (f" (last poll {health['last_poll_seconds_ago']} s ago)"
-            if health.get("last_poll_seconds_ago") is not None else "")),
-    ]  # fmt: skip
+        (
+            "schedulers web + w1: slots fired",
+            f"{race['slots']}",
+            f"cron '{race['cron']}', polls every {race['poll_seconds']['web']:g} s / "
+            f"{race['poll_seconds']['w1']:g} s, {race['race_seconds']:g} s racing then "
+            f"{race['solo_seconds']:g} s w1 alone; {race['runs']} runs, {race['tasks']} tasks "
+            f"({race['tasks_completed']} completed)",
+        ),
+        (
+            "schedulers: a slot fired twice",
+            f"{race['tasks_beyond_one_per_slot']}",
+            f"tasks − slots; runs sharing a task {race['runs_sharing_a_task']}, "
+            f"runs without their task {race['runs_without_their_task']}",
+        ),
+        (
+            "schedulers: both firing while racing",
+            f"web {fired['web']}, w1 {fired['w1_racing']} slots",
+            f"from each one's log (+ w1 alone {fired['w1_alone']} = "
+            f"{fired['web'] + fired['w1_racing'] + fired['w1_alone']} of {race['runs']} runs); "
+            f"both alive at the kill: "
+            f"{'yes' if alive['web'] and alive['w1'] else 'NO ' + str(alive)}",
+        ),
+        (
+            "web scheduler killed (SIGKILL)",
+            f"{race['slots_after_kill']} slots after",
+            f"each once, from w1 alone (alive to the end: "
+            f"{'yes' if race['w1_alive_at_end'] else 'NO'}); slots missed in the whole run "
+            f"{race['slots_missed']}; health {health['status']}"
+            + (
+                f" (last poll {health['last_poll_seconds_ago']} s ago)"
+                if health.get("last_poll_seconds_ago") is not None
+                else ""
+            ),
+        ),
+    ]
 
 
 def fmt_hosts(counts: dict) -> str:
@@ -663,15 +788,24 @@ def main() -> int:
     (RESULTS / f"{stamp}-drill-hosts.md").write_text(header + text + "\n")
     (RESULTS / f"{stamp}-drill-hosts.json").write_text(json.dumps(result, indent=2) + "\n")
     cut, cap, race = result["cut"], result["cap"], result.get("scheduler_race")
-    ok = (cut["lost"] == 0 and cap["peak"] <= cap["cap"] and result["priorities"]["inversions"] == 0
-          and cut["ran_twice"] <= cut["w2_in_flight_at_cut"])  # fmt: skip
+    ok = (
+        cut["lost"] == 0
+        and cap["peak"] <= cap["cap"]
+        and result["priorities"]["inversions"] == 0
+        and cut["ran_twice"] <= cut["w2_in_flight_at_cut"]
+    )
     if race is not None:
         fired = race["fired_logged"]
-        ok = ok and (race["tasks_beyond_one_per_slot"] == 0 and race["runs_sharing_a_task"] == 0
-                     and race["runs_without_their_task"] == 0
-                     and all(race["alive_at_kill"].values()) and race["w1_alive_at_end"]
-                     and fired["web"] > 0 and fired["w1_racing"] > 0
-                     and race["slots_after_kill"] > 0)  # fmt: skip
+        ok = ok and (
+            race["tasks_beyond_one_per_slot"] == 0
+            and race["runs_sharing_a_task"] == 0
+            and race["runs_without_their_task"] == 0
+            and all(race["alive_at_kill"].values())
+            and race["w1_alive_at_end"]
+            and fired["web"] > 0
+            and fired["w1_racing"] > 0
+            and race["slots_after_kill"] > 0
+        )
     return 0 if ok else 1
 
 

@@ -65,9 +65,16 @@ def _statement_rate(count: int, tag: str) -> float:
 
     definition, now = get_definition("bench.noop"), timezone.now()
     opts = _resolve_options(
-        definition, priority=None, max_attempts=None, delay=None, eta=None,
-        correlation_id=tag, user_id=None, timeout=None, now=now,
-    )  # fmt: skip
+        definition,
+        priority=None,
+        max_attempts=None,
+        delay=None,
+        eta=None,
+        correlation_id=tag,
+        user_id=None,
+        timeout=None,
+        now=now,
+    )
     rows = [_new_row(definition, {}, opts, None, now) for _ in range(count)]
     pairs = [(row, _created_event(row)) for row in rows]
     return _rate(count, lambda: [insert_task_with_event(row, event) for row, event in pairs])
@@ -104,17 +111,30 @@ def run(ctx: Context) -> list[Row]:
         delete_tagged(tag_single)
         delete_tagged(tag_bulk)
     ctx.details[NAME] = {
-        "send": send_rate, "schedule": single_rate, "schedule_many": bulk_rate,
-        "commit_floor": floor_rate, "statement": statement_rate,
-    }  # fmt: skip
+        "send": send_rate,
+        "schedule": single_rate,
+        "schedule_many": bulk_rate,
+        "commit_floor": floor_rate,
+        "statement": statement_rate,
+    }
     floor = []
     if floor_rate:
         floor = [
-            info(NAME, "INSERT+COMMIT floor", round(floor_rate), "commits/s",
-                 note=f"1-column row, {single} sequential; / send = {floor_rate / send_rate:.2f}"),
-            info(NAME, "schedule()'s statement alone", round(statement_rate), "commits/s",
-                 note=f"row + event built beforehand; / send = {statement_rate / send_rate:.2f}"),
-        ]  # fmt: skip
+            info(
+                NAME,
+                "INSERT+COMMIT floor",
+                round(floor_rate),
+                "commits/s",
+                note=f"1-column row, {single} sequential; / send = {floor_rate / send_rate:.2f}",
+            ),
+            info(
+                NAME,
+                "schedule()'s statement alone",
+                round(statement_rate),
+                "commits/s",
+                note=f"row + event built beforehand; / send = {statement_rate / send_rate:.2f}",
+            ),
+        ]
     return [
         info(NAME, "bare actor.send", round(send_rate), "msgs/s", note=f"{single} sequential"),
         info(NAME, "schedule()", round(single_rate), "tasks/s", note=f"{single} sequential"),

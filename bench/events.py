@@ -72,8 +72,15 @@ async def _measure(base: str, token: str, probes: int, tag: str) -> dict:
 def _open_streams(web, count: int) -> Proc:
     """``count`` streams held open and read by a process of their own (bench.sse_drain)."""
     url = urlsplit(web.base)
-    argv = [sys.executable, "-m", "bench.sse_drain", url.hostname, str(url.port), web.token,
-            str(count)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.sse_drain",
+        url.hostname,
+        str(url.port),
+        web.token,
+        str(count),
+    ]
     drain = Proc("sse-drain", argv)
 
     def ready() -> bool:
@@ -130,5 +137,5 @@ def run(ctx: Context) -> list[Row]:
             round(per_stream, 1),
             "KiB",
             note=f"web process {before // 1024} → {after // 1024} MiB",
-        ),  # fmt: skip
+        ),
     ]

@@ -71,18 +71,27 @@ class Drill:
     def run(self, on_poll, env: dict[str, str] | None = None, supervised: bool = False):
         env = {"BENCH_RECORD_REDIS_URL": os.environ["REDIS_URL"], **(env or {})}
         return run_taskhub(
-            self.ctx, f"fault-{self.name}", self.count, task="bench.fault", payload=self.payload,
-            env=env, on_poll=on_poll, supervised=supervised, stall_timeout=STALL_TIMEOUT,
-            keep_rows=True, tag=self.tag,
-        )  # fmt: skip
+            self.ctx,
+            f"fault-{self.name}",
+            self.count,
+            task="bench.fault",
+            payload=self.payload,
+            env=env,
+            on_poll=on_poll,
+            supervised=supervised,
+            stall_timeout=STALL_TIMEOUT,
+            keep_rows=True,
+            tag=self.tag,
+        )
 
     def verdict(self, result=None, error: str = "") -> list[Row]:
         """The rows every drill reports, from the task rows and the record of handler starts."""
         from taskhub.models import Task
 
         m = f"{NAME}.{self.name}"
-        statuses = dict(Counter(Task.objects.filter(correlation_id=self.tag).values_list(
-            "status", flat=True)))  # fmt: skip
+        statuses = dict(
+            Counter(Task.objects.filter(correlation_id=self.tag).values_list("status", flat=True))
+        )
         completed = statuses.get("completed", 0)
         starts = Counter(
             v.decode().split(":")[0] for v in self.recorder.lrange(self.record_key, 0, -1)
@@ -93,25 +102,48 @@ class Drill:
         stray = set(extra_starts) - allowed_ids
         left = statuses.get("queued", 0) + statuses.get("running", 0)
         rows = [
-            at_most(m, "lost", self.count - completed, 0, "tasks",
-                    note=error or f"{len(self.faults)} faults; statuses {statuses}"),
-            Row(m, "duplicate starts", sum(extra_starts.values()), "starts",
-                f"≤ {allowed} in flight", sum(extra_starts.values()) <= allowed and not stray,
-                note=f"{len(stray)} outside the in-flight sets" if stray else ""),
+            at_most(
+                m,
+                "lost",
+                self.count - completed,
+                0,
+                "tasks",
+                note=error or f"{len(self.faults)} faults; statuses {statuses}",
+            ),
+            Row(
+                m,
+                "duplicate starts",
+                sum(extra_starts.values()),
+                "starts",
+                f"≤ {allowed} in flight",
+                sum(extra_starts.values()) <= allowed and not stray,
+                note=f"{len(stray)} outside the in-flight sets" if stray else "",
+            ),
             at_most(m, "left queued/running", left, 0, "rows"),
-        ]  # fmt: skip
+        ]
         recoveries = [self._recovery(f) for f in self.faults]
         known = [r for r in recoveries if r is not None]
         if known:
-            rows.append(at_most(m, "recovery (worst)", round(max(known), 1), RECOVERY_LIMIT, "s",
-                                note="fault → last in-flight task recorded done"))  # fmt: skip
+            rows.append(
+                at_most(
+                    m,
+                    "recovery (worst)",
+                    round(max(known), 1),
+                    RECOVERY_LIMIT,
+                    "s",
+                    note="fault → last in-flight task recorded done",
+                )
+            )
         self.ctx.details[m] = {
-            "statuses": statuses, "faults": [
+            "statuses": statuses,
+            "faults": [
                 {**f, "in_flight": len(f["in_flight"]), "affected": len(f["affected"])}
                 for f in self.faults
-            ], "recoveries_s": recoveries, "duplicates": extra_starts,
+            ],
+            "recoveries_s": recoveries,
+            "duplicates": extra_starts,
             "run": result.summary() if result else None,
-        }  # fmt: skip
+        }
         return rows
 
     def _recovery(self, fault: dict) -> float | None:
@@ -203,9 +235,16 @@ def kill9(ctx: Context) -> list[Row]:
         rows = drill.verdict(result, error)
         kills = len(drill.faults)
         rows.append(
-            Row(f"{NAME}.kill9", "kills", kills, "", f"= {len(marks)}", kills == len(marks),
-                note=f"{len(restarts)} supervisor restarts")
-        )  # fmt: skip
+            Row(
+                f"{NAME}.kill9",
+                "kills",
+                kills,
+                "",
+                f"= {len(marks)}",
+                kills == len(marks),
+                note=f"{len(restarts)} supervisor restarts",
+            )
+        )
         return rows
     finally:
         drill.cleanup()
@@ -264,8 +303,10 @@ def _pg_ctl(action: str) -> None:
     version, name = _cluster()
     subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, action],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def ensure_postgres_running() -> None:
@@ -324,10 +365,14 @@ def pg_restart(ctx: Context) -> list[Row]:
             ensure_postgres_running()
             wait_for(_pg_accepts, 60, "PostgreSQL to accept connections", interval=0.2)
         back_at = time.time()
-        drill.faults.append({
-            "at": stopped_at, "back_at": back_at, "in_flight": {t for t, _ in rows},
-            "affected": rows,
-        })  # fmt: skip
+        drill.faults.append(
+            {
+                "at": stopped_at,
+                "back_at": back_at,
+                "in_flight": {t for t, _ in rows},
+                "affected": rows,
+            }
+        )
 
     result, error = None, ""
     try:
@@ -360,11 +405,24 @@ def _throughput_back(drill: Drill, fault: dict) -> Row:
     t = back
     while t <= back + BACK_WITHIN_S:
         if _completion_rate(drill.tag, t, t + window) >= 0.9 * before:
-            return at_most(m, "throughput ≥ 0.9× again after", round(t - back, 1),
-                           BACK_WITHIN_S, "s", note=f"rate before {before:.0f}/s")  # fmt: skip
+            return at_most(
+                m,
+                "throughput ≥ 0.9× again after",
+                round(t - back, 1),
+                BACK_WITHIN_S,
+                "s",
+                note=f"rate before {before:.0f}/s",
+            )
         t += 0.5
-    return Row(m, "throughput ≥ 0.9× again after", None, "s", f"≤ {BACK_WITHIN_S:g}", False,
-               note=f"not within {BACK_WITHIN_S:g}s (rate before {before:.0f}/s)")  # fmt: skip
+    return Row(
+        m,
+        "throughput ≥ 0.9× again after",
+        None,
+        "s",
+        f"≤ {BACK_WITHIN_S:g}",
+        False,
+        note=f"not within {BACK_WITHIN_S:g}s (rate before {before:.0f}/s)",
+    )
 
 
 # -- two schedulers -------------------------------------------------------------------------------
@@ -386,8 +444,9 @@ def schedulers(ctx: Context) -> list[Row]:
         raise Skip("not available yet (no runscheduler command)")
     name = f"bench-{ctx.run_id}"
     try:
-        call_command("taskhub", "schedule-add", name, "--task", "bench.probe", "--cron",
-                     "* * * * * *")  # fmt: skip
+        call_command(
+            "taskhub", "schedule-add", name, "--task", "bench.probe", "--cron", "* * * * * *"
+        )
     except BaseException as exc:  # SystemExit from the CLI's fail(), or a changed CLI
         raise Skip(f"could not add a per-second schedule: {exc}") from None
     drill = Drill(ctx, "schedulers")
@@ -411,10 +470,15 @@ def schedulers(ctx: Context) -> list[Row]:
         elapsed = (dt.datetime.now(dt.UTC) - since).total_seconds()
         rows = drill.verdict(result, error)
         rows += [
-            at_most(f"{NAME}.schedulers", "tasks beyond one per slot", fired - slots, 0,
-                    note=f"{fired} tasks for {slots} slots in {elapsed:.0f}s"),
+            at_most(
+                f"{NAME}.schedulers",
+                "tasks beyond one per slot",
+                fired - slots,
+                0,
+                note=f"{fired} tasks for {slots} slots in {elapsed:.0f}s",
+            ),
             Row(f"{NAME}.schedulers", "slots fired", slots, "", "> 0", slots > 0),
-        ]  # fmt: skip
+        ]
         return rows
     finally:
         drill.cleanup()
@@ -429,8 +493,12 @@ def schedulers(ctx: Context) -> list[Row]:
             logger.warning("could not delete schedule %s: %s", name, exc)
 
 
-DRILL_FUNCS = {"kill9": kill9, "flushall": flushall, "pg_restart": pg_restart,
-               "schedulers": schedulers}  # fmt: skip
+DRILL_FUNCS = {
+    "kill9": kill9,
+    "flushall": flushall,
+    "pg_restart": pg_restart,
+    "schedulers": schedulers,
+}
 
 
 def run(ctx: Context, drills: tuple[str, ...] = DRILLS) -> list[Row]:

@@ -25,17 +25,50 @@ from .core import Skip, is_postgres
 logger = logging.getLogger("bench")
 MARK = "bench-filler"
 NAMES = [
-    "emails.send", "webhooks.deliver", "payments.settle", "kyc.check", "images.resize",
-    "notifications.push", "sync.accounts", "http.request",
-]  # fmt: skip
+    "emails.send",
+    "webhooks.deliver",
+    "payments.settle",
+    "kyc.check",
+    "images.resize",
+    "notifications.push",
+    "sync.accounts",
+    "http.request",
+]
 QUEUES = ["default", "email", "webhooks", "notifications", "analytics", "image-processing"]
 TASK_COLUMNS = (
-    "id", "name", "queue", "status", "payload", "result", "priority", "attempt", "max_attempts",
-    "timeout", "scheduled_at", "queued_at", "started_at", "completed_at", "duration", "error",
-    "traceback", "progress", "correlation_id", "user_id", "dedup_key", "worker_id",
-    "cancel_requested", "created_at", "updated_at", "step_key", "step_kind", "trigger_rule",
-    "allow_failure", "deps_remaining", "compensation", "compensate_failed",
-)  # fmt: skip
+    "id",
+    "name",
+    "queue",
+    "status",
+    "payload",
+    "result",
+    "priority",
+    "attempt",
+    "max_attempts",
+    "timeout",
+    "scheduled_at",
+    "queued_at",
+    "started_at",
+    "completed_at",
+    "duration",
+    "error",
+    "traceback",
+    "progress",
+    "correlation_id",
+    "user_id",
+    "dedup_key",
+    "worker_id",
+    "cancel_requested",
+    "created_at",
+    "updated_at",
+    "step_key",
+    "step_kind",
+    "trigger_rule",
+    "allow_failure",
+    "deps_remaining",
+    "compensation",
+    "compensate_failed",
+)
 CHUNK = 100_000
 
 
@@ -108,15 +141,42 @@ def _copy_chunk(size: int, seed: int) -> None:
                 task_id = uuid.uuid4()
                 name = NAMES[rng.randrange(len(NAMES))]
                 error = "" if status != "failed" else "ConnectionError: provider unreachable"
-                copy.write_row((
-                    task_id, name, QUEUES[rng.randrange(len(QUEUES))], status,
-                    json.dumps({"n": seed + i}),
-                    json.dumps({"ok": True}) if status == "completed" else None,
-                    0, attempt, 5, 300.0, created, created, started, finished,
-                    duration, error, "", 100 if status == "completed" else 0,
-                    f"order-{seed + i}", f"user-{rng.randrange(5000)}", None, MARK, False,
-                    created, finished, "", "", "", False, 0, "", False,
-                ))  # fmt: skip
+                copy.write_row(
+                    (
+                        task_id,
+                        name,
+                        QUEUES[rng.randrange(len(QUEUES))],
+                        status,
+                        json.dumps({"n": seed + i}),
+                        json.dumps({"ok": True}) if status == "completed" else None,
+                        0,
+                        attempt,
+                        5,
+                        300.0,
+                        created,
+                        created,
+                        started,
+                        finished,
+                        duration,
+                        error,
+                        "",
+                        100 if status == "completed" else 0,
+                        f"order-{seed + i}",
+                        f"user-{rng.randrange(5000)}",
+                        None,
+                        MARK,
+                        False,
+                        created,
+                        finished,
+                        "",
+                        "",
+                        "",
+                        False,
+                        0,
+                        "",
+                        False,
+                    )
+                )
                 events.append((task_id, status, attempt, finished, "{}"))
         with cursor.copy(event_sql) as copy:
             for row in events:

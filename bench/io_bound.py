@@ -34,7 +34,14 @@ def run(ctx: Context) -> list[Row]:
     ]
     if tracked.completed != count:
         rows.append(
-            Row(NAME, "taskhub completed", tracked.completed, "tasks", f"= {count}", False,
-                note=str(tracked.statuses))
-        )  # fmt: skip
+            Row(
+                NAME,
+                "taskhub completed",
+                tracked.completed,
+                "tasks",
+                f"= {count}",
+                False,
+                note=str(tracked.statuses),
+            )
+        )
     return rows

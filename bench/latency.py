@@ -96,9 +96,11 @@ def under_load(ctx: Context) -> list[Row]:
         # Probe while the load runs: from its first completion until 90 % of it is done.
         if not prober and live.done > 0:
             thread = threading.Thread(
-                target=_send_probes, args=(tag, None, LOAD_RATE, stop),
-                kwargs={"priority": "critical"}, daemon=True,
-            )  # fmt: skip
+                target=_send_probes,
+                args=(tag, None, LOAD_RATE, stop),
+                kwargs={"priority": "critical"},
+                daemon=True,
+            )
             thread.start()
             prober.append(thread)
         if live.done >= 0.9 * live.count:

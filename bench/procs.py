@@ -161,9 +161,16 @@ class TaskhubStack:
 
     def start_workers(self) -> Proc:
         argv = [
-            sys.executable, MANAGE, "rundramatiq", "--processes", str(self.processes),
-            "--threads", str(self.threads), "--worker-shutdown-timeout", "10000",
-        ]  # fmt: skip
+            sys.executable,
+            MANAGE,
+            "rundramatiq",
+            "--processes",
+            str(self.processes),
+            "--threads",
+            str(self.threads),
+            "--worker-shutdown-timeout",
+            "10000",
+        ]
         proc = Proc("worker", argv, self.env)
         self.workers.append(proc)
         return proc
@@ -227,9 +234,15 @@ class BareWorkers:
 
     def start(self) -> BareWorkers:
         argv = [
-            *dramatiq_executable(), "--path", str(ROOT), "--processes", str(self.processes),
-            "--threads", str(self.threads), "bench.bare_worker",
-        ]  # fmt: skip
+            *dramatiq_executable(),
+            "--path",
+            str(ROOT),
+            "--processes",
+            str(self.processes),
+            "--threads",
+            str(self.threads),
+            "bench.bare_worker",
+        ]
         self.proc = Proc("bare", argv, {"BENCH_BARE_NAMESPACE": self.namespace})
         return self
 
@@ -254,9 +267,21 @@ class Profiler:
         self.out = out
         self.proc = Proc(
             "py-spy",
-            [str(exe), "record", "--pid", str(pid), "--subprocesses", "--nonblocking",
-             "--rate", "50", "--format", "speedscope", "--output", str(out)],
-        )  # fmt: skip
+            [
+                str(exe),
+                "record",
+                "--pid",
+                str(pid),
+                "--subprocesses",
+                "--nonblocking",
+                "--rate",
+                "50",
+                "--format",
+                "speedscope",
+                "--output",
+                str(out),
+            ],
+        )
 
     def stop(self) -> None:
         if self.proc.alive():
@@ -305,9 +330,18 @@ def start_uvicorn(workers: int = 1) -> tuple[Proc, str]:
 
     port = free_port()
     argv = [
-        sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-        "--port", str(port), "--no-access-log", "--workers", str(workers),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "config.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--workers",
+        str(workers),
+    ]
     proc = Proc("uvicorn", argv)
     base = f"http://127.0.0.1:{port}"
 

@@ -91,9 +91,10 @@ def write_chart(path: Path, ctx: Context, rows: list[Row], title: str) -> None:
 
 def _ratios(ax, rows: list[Row]) -> None:
     ratios = [
-        r for r in rows
+        r
+        for r in rows
         if " / " in r.metric and r.target.startswith("≥") and isinstance(r.value, int | float)
-    ]  # fmt: skip
+    ]
     ax.set_title("taskhub vs baseline (bar) and target (tick)")
     if not ratios:
         ax.text(0.5, 0.5, "no comparisons in this run", ha="center", va="center")
@@ -144,7 +145,10 @@ def _web(ax, rows: list[Row]) -> None:
         ax.text(0.5, 0.5, "API / admin / dashboard: not available yet", ha="center", va="center")
         ax.set_axis_off()
         return
-    ax.barh([f"{r.measure}: {r.metric}" for r in web], [float(r.value) for r in web],
-            color=["tab:green" if r.ok in (True, None) else "tab:red" for r in web])  # fmt: skip
+    ax.barh(
+        [f"{r.measure}: {r.metric}" for r in web],
+        [float(r.value) for r in web],
+        color=["tab:green" if r.ok in (True, None) else "tab:red" for r in web],
+    )
     ax.invert_yaxis()
     ax.tick_params(axis="y", labelsize=8)

@@ -44,15 +44,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="every count 10× smaller (smoke test)")
     p.add_argument(
-        "--only", action="append", default=[], metavar="NAME",
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
         help=f"run only these measures (repeat or comma-separate): {', '.join(MEASURES)}",
-    )  # fmt: skip
+    )
     p.add_argument("--skip", action="append", default=[], metavar="NAME", help="leave these out")
     p.add_argument("--faults", action="store_true", help="also run the fault drills")
     p.add_argument(
-        "--drills", default="kill9,flushall,pg_restart,schedulers",
+        "--drills",
+        default="kill9,flushall,pg_restart,schedulers",
         help="which fault drills (comma-separated); pg_restart stops the local PostgreSQL 30 s",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--chaos-seconds",
         type=float,
@@ -133,10 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     from . import core, faults, filler, report
 
     ctx = core.Context(
-        quick=args.quick, processes=args.processes, threads=args.threads,
+        quick=args.quick,
+        processes=args.processes,
+        threads=args.threads,
         keep_filler=args.keep_filler,
         profile_dir=(env.ROOT / "var" / "bench-profiles") if args.profile else None,
-    )  # fmt: skip
+    )
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "args": vars(args),

@@ -72,9 +72,15 @@ def run(ctx: Context) -> list[Row]:
             stats = web.summary(samples)
             details[label] = {"path": path, **stats}
             results.append(
-                at_most(NAME, label, round(stats["p50"], 1), TARGET_MS, "ms",
-                        note=f"p99 {stats['p99']:.0f} ms, {rows_wanted:,} rows")
-            )  # fmt: skip
+                at_most(
+                    NAME,
+                    label,
+                    round(stats["p50"], 1),
+                    TARGET_MS,
+                    "ms",
+                    note=f"p99 {stats['p99']:.0f} ms, {rows_wanted:,} rows",
+                )
+            )
         ctx.details[NAME] = details
     finally:
         site.stop()

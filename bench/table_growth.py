@@ -34,9 +34,12 @@ def run(ctx: Context) -> list[Row]:
     ctx.series["table growth: empty"] = empty.series
     ctx.series["table growth: 1M rows" if not ctx.quick else "table growth: filled"] = full.series
     ctx.details[NAME] = {
-        "empty": empty.summary(), "full": full.summary(), "inserted": inserted,
-        "empty_rates": empty_rates, "full_rates": full_rates,
-    }  # fmt: skip
+        "empty": empty.summary(),
+        "full": full.summary(),
+        "inserted": inserted,
+        "empty_rates": empty_rates,
+        "full_rates": full_rates,
+    }
     return [
         info(
             NAME,

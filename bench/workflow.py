@@ -138,16 +138,43 @@ def run(ctx: Context) -> list[Row]:
     writes = flow.per_step(flow.writes) - plain.per_step(plain.writes)
     ok = flow.status == "succeeded" and flow.total.get("sum") == count
     return [
-        Row(NAME, "run status, fan-in sum", f"{flow.status}, {flow.total.get('sum')}", "",
-            f"= succeeded, {count}", ok, note=f"{flow.wall_s:.1f} s from start"),
+        Row(
+            NAME,
+            "run status, fan-in sum",
+            f"{flow.status}, {flow.total.get('sum')}",
+            "",
+            f"= succeeded, {count}",
+            ok,
+            note=f"{flow.wall_s:.1f} s from start",
+        ),
         info(NAME, "workflow steps/s", round(flow.steps / flow.wall_s, 1), "steps/s", note=shape),
-        info(NAME, "plain tasks/s", round(plain.steps / plain.wall_s, 1), "tasks/s",
-             note=f"the same {count} no-ops via schedule_many"),
+        info(
+            NAME,
+            "plain tasks/s",
+            round(plain.steps / plain.wall_s, 1),
+            "tasks/s",
+            note=f"the same {count} no-ops via schedule_many",
+        ),
         info(NAME, "workflow / plain wall time", round(flow.wall_s / plain.wall_s, 2), "×"),
-        info(NAME, "coordinator wall per step", round(wall_ms, 2), "ms",
-             note="workflow − plain, per step"),
-        info(NAME, "commits per step", round(flow.per_step(flow.commits), 3), "",
-             note=f"plain {plain.per_step(plain.commits):.3f}; coordinator +{commits:.3f}"),
-        info(NAME, "row writes per step", round(flow.per_step(flow.writes), 2), "",
-             note=f"plain {plain.per_step(plain.writes):.2f}; coordinator +{writes:.2f}"),
-    ]  # fmt: skip
+        info(
+            NAME,
+            "coordinator wall per step",
+            round(wall_ms, 2),
+            "ms",
+            note="workflow − plain, per step",
+        ),
+        info(
+            NAME,
+            "commits per step",
+            round(flow.per_step(flow.commits), 3),
+            "",
+            note=f"plain {plain.per_step(plain.commits):.3f}; coordinator +{commits:.3f}",
+        ),
+        info(
+            NAME,
+            "row writes per step",
+            round(flow.per_step(flow.writes), 2),
+            "",
+            note=f"plain {plain.per_step(plain.writes):.2f}; coordinator +{writes:.2f}",
+        ),
+    ]

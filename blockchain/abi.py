@@ -8,9 +8,11 @@ from typing import Any
 from eth_utils import keccak
 
 _SIGNATURE = re.compile(r"^\s*(?:event\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)\s*;?\s*$")
-_TYPE = re.compile(r"^(address|bool|string|bytes([1-9]|[12][0-9]|3[0-2])?|u?int(8|16|24|32|40|48|"
-                   r"56|64|72|80|88|96|104|112|120|128|136|144|152|160|168|176|184|192|200|208|"
-                   r"216|224|232|240|248|256)?)(\[[0-9]*\])*$")  # fmt: skip
+_TYPE = re.compile(
+    r"^(address|bool|string|bytes([1-9]|[12][0-9]|3[0-2])?|u?int(8|16|24|32|40|48|"
+    r"56|64|72|80|88|96|104|112|120|128|136|144|152|160|168|176|184|192|200|208|"
+    r"216|224|232|240|248|256)?)(\[[0-9]*\])*$"
+)
 
 
 def parse_event_signature(signature: str) -> dict:
@@ -26,8 +28,13 @@ def parse_event_signature(signature: str) -> dict:
             raise ValueError(f"unsupported parameter {part!r} in {signature!r}")
         indexed = "indexed" in words[1:]
         names = [w for w in words[1:] if w != "indexed"]
-        inputs.append({"type": _canonical(words[0]), "indexed": indexed,
-                       "name": names[0] if names else f"arg{position}"})  # fmt: skip
+        inputs.append(
+            {
+                "type": _canonical(words[0]),
+                "indexed": indexed,
+                "name": names[0] if names else f"arg{position}",
+            }
+        )
     return {"type": "event", "name": name, "anonymous": False, "inputs": inputs}
 
 

@@ -5,8 +5,17 @@ from .models import EventSubscription, IndexedEvent, ReportedEvent
 
 @admin.register(EventSubscription)
 class EventSubscriptionAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "network_id", "contract_address", "event_name", "next_block",
-                    "confirmations", "active", "last_indexed_at"]  # fmt: skip
+    list_display = [
+        "id",
+        "name",
+        "network_id",
+        "contract_address",
+        "event_name",
+        "next_block",
+        "confirmations",
+        "active",
+        "last_indexed_at",
+    ]
     list_filter = ["network_id", "active"]
 
 

@@ -119,8 +119,14 @@ def index_subscription(subscription_id: int, *, w3: Web3 | None = None) -> Index
     max_range = max(1, int(blockchain_settings.MAX_BLOCK_RANGE))
     while sub.next_block <= safe_head:
         first, last = sub.next_block, min(safe_head, sub.next_block + max_range - 1)
-        logs = w3.eth.get_logs({"address": sub.contract_address, "topics": [sub.topic0],
-                                "fromBlock": first, "toBlock": last})  # fmt: skip
+        logs = w3.eth.get_logs(
+            {
+                "address": sub.contract_address,
+                "topics": [sub.topic0],
+                "fromBlock": first,
+                "toBlock": last,
+            }
+        )
         last_hash = _block_hash(w3, last)
         events = [e for e in (_decode(sub, decoder, log) for log in logs) if e is not None]
         stored = store_range(sub.pk, first, last, last_hash, events)
@@ -165,10 +171,15 @@ def store_range(
         stored = 0
         for event in events:
             row, created = IndexedEvent.objects.get_or_create(
-                network_id=event.network_id, tx_hash=event.tx_hash, log_index=event.log_index,
-                defaults={f.attname: getattr(event, f.attname) for f in IndexedEvent._meta.fields
-                          if f.attname not in ("id", "indexed_at")},
-            )  # fmt: skip
+                network_id=event.network_id,
+                tx_hash=event.tx_hash,
+                log_index=event.log_index,
+                defaults={
+                    f.attname: getattr(event, f.attname)
+                    for f in IndexedEvent._meta.fields
+                    if f.attname not in ("id", "indexed_at")
+                },
+            )
             if created:
                 stored += 1
                 blockchain_event.send(
@@ -207,11 +218,18 @@ def rewind_if_reorged(sub: EventSubscription, w3: Web3) -> int:
         gone = list(IndexedEvent.objects.filter(pk__in=orphaned))
         IndexedEvent.objects.filter(pk__in=orphaned).delete()
         for row in gone:
-            blockchain_event.send(sender=IndexedEvent, event={
-                "type": "blockchain.event.removed", "data": event_data(row)})  # fmt: skip
+            blockchain_event.send(
+                sender=IndexedEvent,
+                event={"type": "blockchain.event.removed", "data": event_data(row)},
+            )
         locked.next_block = low
         locked.cursor_block_hash = low_hash
         locked.save(update_fields=["next_block", "cursor_block_hash"])
-    logger.warning("reorg below block %d of subscription %s: removed %d events, re-reading from %d",
-                   below, sub.pk, len(orphaned), low)  # fmt: skip
+    logger.warning(
+        "reorg below block %d of subscription %s: removed %d events, re-reading from %d",
+        below,
+        sub.pk,
+        len(orphaned),
+        low,
+    )
     return len(orphaned)

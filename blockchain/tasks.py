@@ -94,19 +94,28 @@ class HandleEvent(BaseModel):
 def handle_event(payload: HandleEvent, ctx) -> dict:
     """Store one reported event (once per task) and publish it as a ``blockchain.event``."""
     with transaction.atomic():
-        row, created = ReportedEvent.objects.get_or_create(task_id=ctx.task_id, defaults={
-            "network_id": payload.network_id,
-            "contract_address": payload.contract_address,
-            "event_name": payload.event_name,
-            "parameters": payload.parameters,
-        })  # fmt: skip
+        row, created = ReportedEvent.objects.get_or_create(
+            task_id=ctx.task_id,
+            defaults={
+                "network_id": payload.network_id,
+                "contract_address": payload.contract_address,
+                "event_name": payload.event_name,
+                "parameters": payload.parameters,
+            },
+        )
         if created:
-            blockchain_event.send(sender=ReportedEvent, event={"type": "blockchain.event", "data": {
-                "network_id": row.network_id,
-                "contract_address": row.contract_address,
-                "event_name": row.event_name,
-                "args": row.parameters,
-                "source": "reported",
-                "id": row.pk,
-            }})  # fmt: skip
+            blockchain_event.send(
+                sender=ReportedEvent,
+                event={
+                    "type": "blockchain.event",
+                    "data": {
+                        "network_id": row.network_id,
+                        "contract_address": row.contract_address,
+                        "event_name": row.event_name,
+                        "args": row.parameters,
+                        "source": "reported",
+                        "id": row.pk,
+                    },
+                },
+            )
     return {"event_id": row.pk, "stored": created}

@@ -22,8 +22,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(KycCase)
 class KycCaseAdmin(ReadOnlyAdmin):
-    list_display = ["id", "user_id", "provider", "document_type", "status", "external_id",
-                    "created_at"]  # fmt: skip
+    list_display = [
+        "id",
+        "user_id",
+        "provider",
+        "document_type",
+        "status",
+        "external_id",
+        "created_at",
+    ]
     list_filter = ["status", "provider", "document_type"]
     search_fields = ["id", "user_id", "external_id"]
     actions = ["rerun_check"]
@@ -32,8 +39,13 @@ class KycCaseAdmin(ReadOnlyAdmin):
     def rerun_check(self, request, queryset):
         for case in queryset:
             try:
-                with audited(request.user, "kyc_case.rerun", source="admin",
-                             target_type="kyc_case", target_id=case.pk) as extra:  # fmt: skip
+                with audited(
+                    request.user,
+                    "kyc_case.rerun",
+                    source="admin",
+                    target_type="kyc_case",
+                    target_id=case.pk,
+                ) as extra:
                     task = services.rerun_check(case)
                     extra.update(task_id=str(task.id))
             except Exception as exc:

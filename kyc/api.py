@@ -25,9 +25,22 @@ from .providers import CallbackRejected
 class KycCaseSerializer(serializers.ModelSerializer):
     class Meta:
         model = KycCase
-        fields = ["id", "user_id", "provider", "document_id", "document_type", "document_name",
-                  "external_id", "submission", "status", "reasons", "workflow_run_id",
-                  "created_at", "updated_at", "decided_at"]  # fmt: skip
+        fields = [
+            "id",
+            "user_id",
+            "provider",
+            "document_id",
+            "document_type",
+            "document_name",
+            "external_id",
+            "submission",
+            "status",
+            "reasons",
+            "workflow_run_id",
+            "created_at",
+            "updated_at",
+            "decided_at",
+        ]
 
 
 class Pagination(LimitOffsetPagination):
@@ -72,8 +85,9 @@ class KycDocumentCreate(APIView):
         data = dict(body.validated_data)
         upload = data.pop("file", None)
         try:
-            with audited(request.user, "kyc_case.create", source="api",
-                         target_type="kyc_case") as extra:  # fmt: skip
+            with audited(
+                request.user, "kyc_case.create", source="api", target_type="kyc_case"
+            ) as extra:
                 case = services.create_case(data, upload)
                 extra.update(target_id=case.id)
         except services.KycRequestError as exc:
@@ -131,8 +145,9 @@ class KycRerun(APIView):
     @extend_schema(operation_id="kyc_rerun", request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request, pk):
         case = generics.get_object_or_404(KycCase, pk=pk)
-        with audited(request.user, "kyc_case.rerun", source="api", target_type="kyc_case",
-                     target_id=case.id) as extra:  # fmt: skip
+        with audited(
+            request.user, "kyc_case.rerun", source="api", target_type="kyc_case", target_id=case.id
+        ) as extra:
             task = services.rerun_check(case)
             extra.update(task_id=str(task.id))
         return Response({"case_id": str(case.id), "task_id": str(task.id)})

@@ -18,8 +18,15 @@ SUBJECTS = {
 def notify_user(*, user_id: str, type: str, message: str, metadata: dict, email: str = "") -> None:
     """Notify the user of a KYC status change; ``email`` is where the e-mail channel sends."""
     reasons = metadata.get("reasons") or []
-    deliver(user_id, type, message, metadata={
-        **metadata, "email": email, "template": "kyc_status_changed",
-        "subject": SUBJECTS.get(type, "Your verification status changed"),
-        "reason": "; ".join(reasons),
-    })  # fmt: skip
+    deliver(
+        user_id,
+        type,
+        message,
+        metadata={
+            **metadata,
+            "email": email,
+            "template": "kyc_status_changed",
+            "subject": SUBJECTS.get(type, "Your verification status changed"),
+            "reason": "; ".join(reasons),
+        },
+    )

@@ -115,16 +115,22 @@ class DtrKyc:
         status = self.STATUSES.get(str(data.get("status")))
         if status is None:
             raise ProviderError(f"DTR returned an unknown KYC status {data.get('status')!r}")
-        return ProviderCase(external_id=data["id"], status=status,
-                            reasons=tuple(data.get("reasons") or ()))  # fmt: skip
+        return ProviderCase(
+            external_id=data["id"], status=status, reasons=tuple(data.get("reasons") or ())
+        )
 
     def submit(self, case, content: bytes, callback_url: str) -> ProviderCase:
         request = httpx.Request(
-            "POST", f"{self.base_url}/v1/kyc/documents",
-            data={"reference": case.reference, "user_id": case.user_id,
-                  "document_type": case.document_type, "callback_url": callback_url},
+            "POST",
+            f"{self.base_url}/v1/kyc/documents",
+            data={
+                "reference": case.reference,
+                "user_id": case.user_id,
+                "document_type": case.document_type,
+                "callback_url": callback_url,
+            },
             files={"file": (case.document_name, content)},
-        )  # fmt: skip
+        )
         return self._parse(self._call(request))
 
     def status(self, external_id: str) -> ProviderCase:
@@ -151,29 +157,40 @@ class DtrKyc:
             raise CallbackRejected("stale callback: timestamp outside the tolerance", 400)
         try:
             event = json.loads(raw_body)
-            return KycCallback(event_id=str(event["id"]),
-                               external_id=str(event["data"]["document_id"]))  # fmt: skip
+            return KycCallback(
+                event_id=str(event["id"]), external_id=str(event["data"]["document_id"])
+            )
         except (ValueError, KeyError, TypeError):
             raise CallbackRejected("callback body is not a DTR KYC event", 400) from None
 
 
 class OnrampKyc:
     name = "onramp"
-    STATUSES = {"IN_REVIEW": "in_review", "COMPLETED": "approved", "REJECTED": "rejected",
-                "MANUAL_REVIEW": "needs_review", "EXPIRED": "expired"}  # fmt: skip
+    STATUSES = {
+        "IN_REVIEW": "in_review",
+        "COMPLETED": "approved",
+        "REJECTED": "rejected",
+        "MANUAL_REVIEW": "needs_review",
+        "EXPIRED": "expired",
+    }
 
     def __init__(self) -> None:
         self.base_url = setting("ONRAMP_BASE_URL").rstrip("/")
 
     def _post(self, path: str, body: dict) -> dict:
-        payload = base64.b64encode(json.dumps(
-            {"timestamp": int(time.time() * 1000), "body": body}, separators=(",", ":")
-        ).encode()).decode()  # fmt: skip
+        payload = base64.b64encode(
+            json.dumps(
+                {"timestamp": int(time.time() * 1000), "body": body}, separators=(",", ":")
+            ).encode()
+        ).decode()
         signature = hmac.new(
             setting("ONRAMP_API_SECRET").encode(), payload.encode(), hashlib.sha512
         ).hexdigest()
-        headers = {"X-ONRAMP-APIKEY": setting("ONRAMP_API_KEY"), "X-ONRAMP-PAYLOAD": payload,
-                   "X-ONRAMP-SIGNATURE": signature}  # fmt: skip
+        headers = {
+            "X-ONRAMP-APIKEY": setting("ONRAMP_API_KEY"),
+            "X-ONRAMP-PAYLOAD": payload,
+            "X-ONRAMP-SIGNATURE": signature,
+        }
         data = _send("POST", f"{self.base_url}{path}", json=body, headers=headers)
         return data.get("data") or {}
 
@@ -181,8 +198,9 @@ class OnrampKyc:
         status = self.STATUSES.get(str(data.get("kycStatus")))
         if status is None:
             raise ProviderError(f"Onramp returned an unknown status {data.get('kycStatus')!r}")
-        return ProviderCase(external_id=str(data["kycId"]), status=status,
-                            reasons=tuple(data.get("reasons") or ()))  # fmt: skip
+        return ProviderCase(
+            external_id=str(data["kycId"]), status=status, reasons=tuple(data.get("reasons") or ())
+        )
 
     def submit(self, case, content: bytes, callback_url: str) -> ProviderCase:
         body = {

@@ -98,13 +98,20 @@ def create_case(data, upload=None) -> KycCase:
         errors["file"] = [f"larger than {setting('MAX_DOCUMENT_BYTES')} bytes"]
     elif upload is not None and upload.size == 0:
         errors["file"] = ["the file is empty"]
-    elif reference and (".." in str(reference) or str(reference).startswith("/")
-                        or not default_storage.exists(str(reference))):  # fmt: skip
+    elif reference and (
+        ".." in str(reference)
+        or str(reference).startswith("/")
+        or not default_storage.exists(str(reference))
+    ):
         errors["document_ref"] = ["no stored document at this reference"]
     if errors:
         raise KycRequestError(errors)
-    case = KycCase(user_id=user_id, provider=provider, document_type=document_type,
-                   email=_user_email(user_id, email))  # fmt: skip
+    case = KycCase(
+        user_id=user_id,
+        provider=provider,
+        document_type=document_type,
+        email=_user_email(user_id, email),
+    )
     with transaction.atomic():
         if upload is not None:
             name = os.path.basename(upload.name)[:200] or "document"
@@ -121,10 +128,12 @@ def create_case(data, upload=None) -> KycCase:
 def start_verification(case: KycCase):
     """Start the ``kyc.verify`` run of the case's current submission (caller's transaction)."""
     run = taskhub.start_workflow(
-        VERIFY_WORKFLOW, {"case_id": str(case.id), "submission": case.submission},
+        VERIFY_WORKFLOW,
+        {"case_id": str(case.id), "submission": case.submission},
         idempotency_key=f"kyc:{case.id}:{case.submission}",
-        correlation_id=case.correlation_id, user_id=case.user_id,
-    )  # fmt: skip
+        correlation_id=case.correlation_id,
+        user_id=case.user_id,
+    )
     KycCase.objects.filter(id=case.id).update(workflow_run_id=run.id, decision_notice_pending=True)
     case.workflow_run_id, case.decision_notice_pending = run.id, True
     return run
@@ -163,11 +172,17 @@ def notify_decision(case_id, submission: int) -> str | None:
 
 def _notify(case: KycCase) -> None:
     notify_user(
-        user_id=case.user_id, type=f"kyc.{case.status}", message=MESSAGES[case.status],
-        metadata={"case_id": str(case.id), "status": case.status,
-                  "reasons": case.reasons, "correlation_id": case.correlation_id},
+        user_id=case.user_id,
+        type=f"kyc.{case.status}",
+        message=MESSAGES[case.status],
+        metadata={
+            "case_id": str(case.id),
+            "status": case.status,
+            "reasons": case.reasons,
+            "correlation_id": case.correlation_id,
+        },
         email=case.email,
-    )  # fmt: skip
+    )
 
 
 def process_document(case_id: str) -> str:
@@ -228,12 +243,19 @@ def receive_callback(provider_name: str, headers, raw_body: bytes):
     try:
         with transaction.atomic():
             stored = KycProviderEvent.objects.create(
-                provider=provider_name, event_id=event.event_id, external_id=event.external_id,
+                provider=provider_name,
+                event_id=event.event_id,
+                external_id=event.external_id,
                 raw_body=raw_body.decode("utf-8", "replace"),
-            )  # fmt: skip
-            taskhub.schedule(REFRESH_TASK, {"provider": provider_name,
-                                            "external_id": event.external_id,
-                                            "event_id": stored.id})  # fmt: skip
+            )
+            taskhub.schedule(
+                REFRESH_TASK,
+                {
+                    "provider": provider_name,
+                    "external_id": event.external_id,
+                    "event_id": stored.id,
+                },
+            )
     except IntegrityError:
         return KycProviderEvent.objects.get(provider=provider_name, event_id=event.event_id), False
     return stored, True
@@ -255,9 +277,13 @@ def rerun_check(case: KycCase):
     """Operator action: submit the document again as a new submission and start over."""
     with transaction.atomic():
         KycCase.objects.filter(id=case.id).update(
-            submission=case.submission + 1, external_id="", status=KycStatus.PENDING,
-            reasons=[], decided_at=None, updated_at=timezone.now(),
-        )  # fmt: skip
+            submission=case.submission + 1,
+            external_id="",
+            status=KycStatus.PENDING,
+            reasons=[],
+            decided_at=None,
+            updated_at=timezone.now(),
+        )
         case.refresh_from_db()
         run = start_verification(case)
         from taskhub.models import Task
@@ -267,5 +293,6 @@ def rerun_check(case: KycCase):
 
 def store_reference(name: str, content: bytes) -> str:
     """Store a document ahead of time (for ``document_ref`` requests); returns the reference."""
-    return default_storage.save(f"kyc/refs/{uuid.uuid4().hex}/{os.path.basename(name)}",
-                                ContentFile(content))  # fmt: skip
+    return default_storage.save(
+        f"kyc/refs/{uuid.uuid4().hex}/{os.path.basename(name)}", ContentFile(content)
+    )

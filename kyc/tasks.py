@@ -41,9 +41,14 @@ class Notification(BaseModel):
 
 
 @task(
-    "kyc.process_document", queue="kyc_verification", schema=CaseRef,
-    max_attempts=6, retry=Schedule([2, 5, 15, 60, 300]), timeout=60, external=False,
-)  # fmt: skip
+    "kyc.process_document",
+    queue="kyc_verification",
+    schema=CaseRef,
+    max_attempts=6,
+    retry=Schedule([2, 5, 15, 60, 300]),
+    timeout=60,
+    external=False,
+)
 def process_document(payload: CaseRef, ctx) -> dict:
     """Submit the case's document to its provider and record the answer.
 
@@ -67,9 +72,14 @@ class NotDecided(Exception):
 
 
 @task(
-    "kyc.notify_decision", queue="notifications", schema=CaseRef,
-    max_attempts=6, retry=Schedule([2, 5, 15, 60, 300]), timeout=60, external=False,
-)  # fmt: skip
+    "kyc.notify_decision",
+    queue="notifications",
+    schema=CaseRef,
+    max_attempts=6,
+    retry=Schedule([2, 5, 15, 60, 300]),
+    timeout=60,
+    external=False,
+)
 def notify_decision(payload: CaseRef, ctx) -> dict:
     """The ``kyc.verify`` run's notify step: tell the user the decision (once per submission)."""
     status = services.notify_decision(payload.case_id, payload.submission)
@@ -77,9 +87,14 @@ def notify_decision(payload: CaseRef, ctx) -> dict:
 
 
 @task(
-    "kyc.refresh_case", queue="kyc_verification", schema=CallbackRef,
-    max_attempts=8, retry=Schedule([1, 2, 5, 15, 60]), timeout=60, external=False,
-)  # fmt: skip
+    "kyc.refresh_case",
+    queue="kyc_verification",
+    schema=CallbackRef,
+    max_attempts=8,
+    retry=Schedule([1, 2, 5, 15, 60]),
+    timeout=60,
+    external=False,
+)
 def refresh_case(payload: CallbackRef, ctx) -> dict:
     """After a callback: re-read the case's status from the provider."""
     status = services.refresh_for_event(payload.provider, payload.external_id, payload.event_id)

@@ -68,12 +68,26 @@ def alerts_for(task_name: str, payload: dict) -> bool:
 
 def record_dead_letter(task_name: str, task_id: str, error: str, queue: str) -> None:
     window = max(1, int(notifications_settings.ALERT_THROTTLE_SECONDS))
-    opened = get_redis().eval(_COUNT, 2, _stats_key(task_name), _window_key(task_name),
-                              task_id, error[:2000], queue, window, time.time())  # fmt: skip
+    opened = get_redis().eval(
+        _COUNT,
+        2,
+        _stats_key(task_name),
+        _window_key(task_name),
+        task_id,
+        error[:2000],
+        queue,
+        window,
+        time.time(),
+    )
     if opened:
         delay = min(float(notifications_settings.ALERT_DELAY_SECONDS), window)
-        schedule(ALERT_TASK, {"taskName": task_name}, delay=delay,
-                 dedup_key=f"alert-{task_name}", correlation_id=f"alert-{task_name}")  # fmt: skip
+        schedule(
+            ALERT_TASK,
+            {"taskName": task_name},
+            delay=delay,
+            dedup_key=f"alert-{task_name}",
+            correlation_id=f"alert-{task_name}",
+        )
 
 
 @receiver(tasks_finished, dispatch_uid="notifications.alerts")
@@ -92,8 +106,9 @@ def send_alert(task_name: str) -> dict:
     client = get_redis()
     if _burst_goes_on(client, task_name):
         delay = float(notifications_settings.ALERT_DELAY_SECONDS)
-        schedule(ALERT_TASK, {"taskName": task_name}, delay=delay,
-                 correlation_id=f"alert-{task_name}")  # fmt: skip
+        schedule(
+            ALERT_TASK, {"taskName": task_name}, delay=delay, correlation_id=f"alert-{task_name}"
+        )
         return {"task_name": task_name, "deferred": True}
     raw = client.eval(_TAKE, 1, _stats_key(task_name))
     stats = {_text(raw[i]): _text(raw[i + 1]) for i in range(0, len(raw), 2)}
@@ -112,13 +127,16 @@ def send_alert(task_name: str) -> dict:
         with transaction.atomic():
             recipients = list(notifications_settings.ALERT_EMAILS)
             if recipients:
-                schedule("email.send", {
-                    "to": recipients,
-                    "subject": f"[taskhub] {count} failed task{'s' if count != 1 else ''}: "
-                               f"{task_name}",
-                    "template": ALERT_TEMPLATE,
-                    "context": data,
-                })  # fmt: skip
+                schedule(
+                    "email.send",
+                    {
+                        "to": recipients,
+                        "subject": f"[taskhub] {count} failed task{'s' if count != 1 else ''}: "
+                        f"{task_name}",
+                        "template": ALERT_TEMPLATE,
+                        "context": data,
+                    },
+                )
             signals.operator_alert.send(
                 sender=send_alert, event={"type": "task.dead_lettered", "data": data}
             )

@@ -23,8 +23,17 @@ from .models import Notification
 class NotificationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Notification
-        fields = ["id", "user_id", "type", "message", "metadata", "channels", "deliveries",
-                  "created_at", "read_at"]  # fmt: skip
+        fields = [
+            "id",
+            "user_id",
+            "type",
+            "message",
+            "metadata",
+            "channels",
+            "deliveries",
+            "created_at",
+            "read_at",
+        ]
         read_only_fields = fields
 
 
@@ -63,8 +72,13 @@ class MarkRead(APIView):
 
     def post(self, request: Request, pk: int) -> Response:
         try:
-            with audited(request.user, "notification.mark_read", source="api",
-                         target_type="notification", target_id=pk):  # fmt: skip
+            with audited(
+                request.user,
+                "notification.mark_read",
+                source="api",
+                target_type="notification",
+                target_id=pk,
+            ):
                 notification = services.mark_read(pk)
         except Notification.DoesNotExist:
             raise NotFound("No such notification.") from None

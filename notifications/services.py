@@ -19,8 +19,10 @@ DELIVER_TASK = "notifications.deliver"
 
 def preference_for(user_id: str, type: str) -> NotificationPreference | None:
     """The user's preference for this type, else their preference for every type."""
-    prefs = {p.type: p for p in NotificationPreference.objects.filter(
-        user_id=str(user_id), type__in=[type, ""])}  # fmt: skip
+    prefs = {
+        p.type: p
+        for p in NotificationPreference.objects.filter(user_id=str(user_id), type__in=[type, ""])
+    }
     return prefs.get(type) or prefs.get("")
 
 
@@ -86,8 +88,12 @@ def notify_user(
     preferences can still turn channels off."""
     with transaction.atomic():
         notification = create_notification(user_id, type, message, metadata, channels)
-        schedule(DELIVER_TASK, {"notificationId": notification.pk}, user_id=str(user_id),
-                 correlation_id=f"notification-{notification.pk}")  # fmt: skip
+        schedule(
+            DELIVER_TASK,
+            {"notificationId": notification.pk},
+            user_id=str(user_id),
+            correlation_id=f"notification-{notification.pk}",
+        )
     return notification
 
 

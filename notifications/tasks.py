@@ -86,12 +86,16 @@ def _send_email(notification: Notification) -> tuple[str, str]:
     if not address:
         return DeliveryStatus.SKIPPED, "no e-mail address known for this user"
     template, context = _email_template(notification)
-    subject = str(notification.metadata.get("subject") or notification.type.replace("_", " ")
-                  .replace(".", " ").capitalize())  # fmt: skip
-    email = schedule("email.send", {"to": [address], "subject": subject, "template": template,
-                                    "context": context},
-                     user_id=notification.user_id,
-                     correlation_id=f"notification-{notification.pk}")  # fmt: skip
+    subject = str(
+        notification.metadata.get("subject")
+        or notification.type.replace("_", " ").replace(".", " ").capitalize()
+    )
+    email = schedule(
+        "email.send",
+        {"to": [address], "subject": subject, "template": template, "context": context},
+        user_id=notification.user_id,
+        correlation_id=f"notification-{notification.pk}",
+    )
     return DeliveryStatus.SENT, str(email.id)
 
 
@@ -123,8 +127,12 @@ _SENDERS = {
 def _record(pk: int, channel: str, status: str, *, ref: str = "", error: str = "") -> None:
     row = Notification.objects.select_for_update().get(pk=pk)
     state = dict(row.deliveries.get(channel) or {})
-    state.update(status=status, attempts=state.get("attempts", 0) + 1, error=error,
-                 at=timezone.now().isoformat())  # fmt: skip
+    state.update(
+        status=status,
+        attempts=state.get("attempts", 0) + 1,
+        error=error,
+        at=timezone.now().isoformat(),
+    )
     if ref:
         state["ref"] = ref
     row.deliveries = {**row.deliveries, channel: state}
@@ -154,8 +162,14 @@ def _load(payload: DeliverNotification, ctx) -> Notification:
     existing = Notification.objects.filter(source_task_id=ctx.task_id).first()
     if existing is not None:
         return existing
-    return create_notification(payload.user_id, payload.type, payload.message, payload.metadata,
-                               payload.channels, source_task_id=ctx.task_id)  # fmt: skip
+    return create_notification(
+        payload.user_id,
+        payload.type,
+        payload.message,
+        payload.metadata,
+        payload.channels,
+        source_task_id=ctx.task_id,
+    )
 
 
 @task(

@@ -29,8 +29,14 @@ def _run(admin_view, request, queryset, label, action, *, audit_action: str):
     for obj in queryset:
         try:
             # Actions may call the provider or the chain: no transaction held open across them.
-            with audited(request.user, audit_action, source="admin", target_type=target_type,
-                         target_id=obj.pk, atomic=False) as extra:  # fmt: skip
+            with audited(
+                request.user,
+                audit_action,
+                source="admin",
+                target_type=target_type,
+                target_id=obj.pk,
+                atomic=False,
+            ) as extra:
                 outcome = action(obj)
                 extra.update(outcome=str(outcome))
         except Exception as exc:  # report per row; one failure doesn't stop the others
@@ -50,8 +56,15 @@ class SafeTransactionInline(admin.StackedInline):
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdmin):
-    list_display = ["id", "user_id", "amount", "currency", "status", "provider_payment_id",
-                    "created_at"]  # fmt: skip
+    list_display = [
+        "id",
+        "user_id",
+        "amount",
+        "currency",
+        "status",
+        "provider_payment_id",
+        "created_at",
+    ]
     list_filter = ["status", "currency", "provider"]
     search_fields = ["id", "user_id", "provider_payment_id", "idempotency_key"]
     exclude = ["request_hash"]
@@ -60,13 +73,25 @@ class PaymentAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Retry processing (unfinished payments)")
     def retry_payment(self, request, queryset):
-        _run(self, request, queryset, "retry", lambda p: f"task {services.retry_payment(p).id}",
-             audit_action="payment.retry")  # fmt: skip
+        _run(
+            self,
+            request,
+            queryset,
+            "retry",
+            lambda p: f"task {services.retry_payment(p).id}",
+            audit_action="payment.retry",
+        )
 
     @admin.action(description="Reconcile from the provider")
     def reconcile_from_provider(self, request, queryset):
-        _run(self, request, queryset, "reconcile from provider", services.reconcile_from_provider,
-             audit_action="payment.reconcile")  # fmt: skip
+        _run(
+            self,
+            request,
+            queryset,
+            "reconcile from provider",
+            services.reconcile_from_provider,
+            audit_action="payment.reconcile",
+        )
 
 
 class SafeConfirmationInline(admin.TabularInline):
@@ -79,8 +104,15 @@ class SafeConfirmationInline(admin.TabularInline):
 
 @admin.register(SafeTransaction)
 class SafeTransactionAdmin(ReadOnlyAdmin):
-    list_display = ["safe_tx_hash", "safe_address", "nonce", "status", "eth_tx_hash",
-                    "confirmations", "created_at"]  # fmt: skip
+    list_display = [
+        "safe_tx_hash",
+        "safe_address",
+        "nonce",
+        "status",
+        "eth_tx_hash",
+        "confirmations",
+        "created_at",
+    ]
     list_filter = ["status", "chain_id", "backend"]
     search_fields = ["safe_tx_hash", "safe_address", "eth_tx_hash", "user_id"]
     inlines = [SafeConfirmationInline]
@@ -88,13 +120,25 @@ class SafeTransactionAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Reconcile from the chain")
     def reconcile_from_chain(self, request, queryset):
-        _run(self, request, queryset, "reconcile from chain", safe.reconcile_from_chain,
-             audit_action="safe_transaction.reconcile")  # fmt: skip
+        _run(
+            self,
+            request,
+            queryset,
+            "reconcile from chain",
+            safe.reconcile_from_chain,
+            audit_action="safe_transaction.reconcile",
+        )
 
 
 @admin.register(ProviderEvent)
 class ProviderEventAdmin(ReadOnlyAdmin):
-    list_display = ["event_id", "provider", "provider_payment_id", "signature_valid",
-                    "received_at", "processed_at"]  # fmt: skip
+    list_display = [
+        "event_id",
+        "provider",
+        "provider_payment_id",
+        "signature_valid",
+        "received_at",
+        "processed_at",
+    ]
     list_filter = ["provider", "signature_valid"]
     search_fields = ["event_id", "provider_payment_id"]

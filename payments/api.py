@@ -87,8 +87,11 @@ class PaymentListCreate(APIView):
 
     @extend_schema(operation_id="payments_list", request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
-        rows = _filtered(Payment.objects.all(), request.query_params,
-                         ["status", "user_id", "currency", "provider_payment_id"])  # fmt: skip
+        rows = _filtered(
+            Payment.objects.all(),
+            request.query_params,
+            ["status", "user_id", "currency", "provider_payment_id"],
+        )
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(PaymentSerializer(page, many=True).data)
@@ -101,8 +104,9 @@ class PaymentListCreate(APIView):
     )
     def post(self, request):
         try:
-            with audited(request.user, "payment.create", source="api",
-                         target_type="payment") as extra:  # fmt: skip
+            with audited(
+                request.user, "payment.create", source="api", target_type="payment"
+            ) as extra:
                 payment, created = services.create_payment(
                     idempotency_key=request.headers.get("Idempotency-Key", ""), data=request.data
                 )
@@ -133,8 +137,11 @@ class SafeTransactionListCreate(APIView):
         operation_id="safe_transactions_list", request=None, responses=OpenApiTypes.OBJECT
     )
     def get(self, request):
-        rows = _filtered(SafeTransaction.objects.all(), request.query_params,
-                         ["status", "user_id", "safe_address", "safe_tx_hash"])  # fmt: skip
+        rows = _filtered(
+            SafeTransaction.objects.all(),
+            request.query_params,
+            ["status", "user_id", "safe_address", "safe_tx_hash"],
+        )
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(SafeTransactionSerializer(page, many=True).data)
@@ -146,8 +153,12 @@ class SafeTransactionListCreate(APIView):
     )
     def post(self, request):
         try:
-            with audited(request.user, "safe_transaction.create", source="api",
-                         target_type="safe_transaction") as extra:  # fmt: skip
+            with audited(
+                request.user,
+                "safe_transaction.create",
+                source="api",
+                target_type="safe_transaction",
+            ) as extra:
                 row, created = safe.create_safe_transaction(request.data)
                 extra.update(target_id=row.id, created=created)
         except safe.SafeRequestError as exc:
@@ -176,9 +187,14 @@ class PaymentAction(APIView):
         payment = generics.get_object_or_404(Payment, pk=pk)
         try:
             # A reconcile calls the provider: no transaction held open across it.
-            with audited(request.user, f"payment.{self.action}", source="api",
-                         target_type="payment", target_id=payment.id,
-                         atomic=self.action == "retry") as extra:  # fmt: skip
+            with audited(
+                request.user,
+                f"payment.{self.action}",
+                source="api",
+                target_type="payment",
+                target_id=payment.id,
+                atomic=self.action == "retry",
+            ) as extra:
                 if self.action == "retry":
                     task = services.retry_payment(payment)
                     extra.update(task_id=str(task.id))
@@ -208,9 +224,14 @@ class SafeTransactionReconcile(APIView):
         row = generics.get_object_or_404(SafeTransaction, pk=pk)
         try:
             # The chain is read: no transaction held open across it.
-            with audited(request.user, "safe_transaction.reconcile", source="api",
-                         target_type="safe_transaction", target_id=row.id,
-                         atomic=False) as extra:  # fmt: skip
+            with audited(
+                request.user,
+                "safe_transaction.reconcile",
+                source="api",
+                target_type="safe_transaction",
+                target_id=row.id,
+                atomic=False,
+            ) as extra:
                 new_status = safe.reconcile_from_chain(row)
                 extra.update(status=str(new_status))
         except safe.SafeRequestError as exc:

@@ -18,8 +18,10 @@ from taskhub.cli import fail, subcommand
 def sandbox_selected() -> bool:
     """True while any provider URL points at the sandbox (the default)."""
     base = getattr(settings, "SANDBOX_URL", "")
-    urls = [settings.PAYMENTS.get("DTR_BASE_URL", ""), *(
-        settings.KYC.get(k, "") for k in ("DTR_BASE_URL", "ONRAMP_BASE_URL"))]  # fmt: skip
+    urls = [
+        settings.PAYMENTS.get("DTR_BASE_URL", ""),
+        *(settings.KYC.get(k, "") for k in ("DTR_BASE_URL", "ONRAMP_BASE_URL")),
+    ]
     return bool(base) and any(u.startswith(base) for u in urls)
 
 
@@ -41,8 +43,11 @@ def _sandbox_arguments(parser) -> None:
     parser.add_argument("--port", type=int, default=None, help="default: the port of SANDBOX_URL")
 
 
-@subcommand("sandbox", "run the provider sandbox (DTR, onramp, Safe Transaction Service)",
-            _sandbox_arguments)  # fmt: skip
+@subcommand(
+    "sandbox",
+    "run the provider sandbox (DTR, onramp, Safe Transaction Service)",
+    _sandbox_arguments,
+)
 def run_sandbox(args) -> int:
     url = urlsplit(settings.SANDBOX_URL)
     host = args.host or url.hostname or "127.0.0.1"
@@ -59,8 +64,11 @@ def _devchain_arguments(parser) -> None:
     parser.add_argument("--chain-id", type=int, default=31337)
 
 
-@subcommand("devchain", "start anvil, deploy a 2-of-3 Safe and print the settings to use",
-            _devchain_arguments)  # fmt: skip
+@subcommand(
+    "devchain",
+    "start anvil, deploy a 2-of-3 Safe and print the settings to use",
+    _devchain_arguments,
+)
 def run_devchain(args) -> int:
     import signal
 
@@ -99,8 +107,12 @@ def _safe_sign_arguments(parser) -> None:
     parser.add_argument("--nonce", type=int, default=None, help="default: the Safe's nonce now")
 
 
-@subcommand("safe-sign", "sign a SafeTx as an owner and print the safe_transaction JSON "
-            "(a development helper for the walkthrough)", _safe_sign_arguments)  # fmt: skip
+@subcommand(
+    "safe-sign",
+    "sign a SafeTx as an owner and print the safe_transaction JSON "
+    "(a development helper for the walkthrough)",
+    _safe_sign_arguments,
+)
 def run_safe_sign(args) -> int:
     import json
 

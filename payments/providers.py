@@ -169,8 +169,9 @@ class DtrProvider(PaymentProvider):
         if response.status_code >= 500 or response.status_code == 429:
             raise ProviderError(f"DTR answered {response.status_code}")
         if response.status_code >= 400:
-            raise ProviderRejected(f"DTR refused the request ({response.status_code}): "
-                                   f"{response.text[:200]}")  # fmt: skip
+            raise ProviderRejected(
+                f"DTR refused the request ({response.status_code}): {response.text[:200]}"
+            )
         return response.json()
 
     @staticmethod
@@ -200,9 +201,11 @@ class DtrProvider(PaymentProvider):
         self, provider_payment_id: str, idempotency_key: str, reason: str = ""
     ) -> ProviderRefund:
         data = self._request(
-            "POST", f"/v1/payments/{provider_payment_id}/refunds", {"reason": reason[:200]},
+            "POST",
+            f"/v1/payments/{provider_payment_id}/refunds",
+            {"reason": reason[:200]},
             {"Idempotency-Key": idempotency_key},
-        )  # fmt: skip
+        )
         return ProviderRefund(
             id=str(data["id"]), payment_id=str(data["payment_id"]), status=str(data["status"])
         )

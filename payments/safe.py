@@ -108,13 +108,23 @@ def prepare(spec: object, user_id: str) -> tuple[SafeTransaction, tuple[str, str
         raise SafeRequestError({exc.field: [str(exc)]}) from None
     search_from = _check_owner_if_chain_known(safe_address, owner, tx.nonce)
     row = SafeTransaction(
-        user_id=str(user_id), safe_address=safe_address, chain_id=chain_id,
-        to=tx.to, value=tx.value, data=tx.data, operation=tx.operation,
-        safe_tx_gas=tx.safeTxGas, base_gas=tx.baseGas, gas_price=tx.gasPrice,
-        gas_token=tx.gasToken, refund_receiver=tx.refundReceiver, nonce=tx.nonce,
-        safe_tx_hash="0x" + tx_hash.hex(), backend=setting("SAFE_BACKEND"),
+        user_id=str(user_id),
+        safe_address=safe_address,
+        chain_id=chain_id,
+        to=tx.to,
+        value=tx.value,
+        data=tx.data,
+        operation=tx.operation,
+        safe_tx_gas=tx.safeTxGas,
+        base_gas=tx.baseGas,
+        gas_price=tx.gasPrice,
+        gas_token=tx.gasToken,
+        refund_receiver=tx.refundReceiver,
+        nonce=tx.nonce,
+        safe_tx_hash="0x" + tx_hash.hex(),
+        backend=setting("SAFE_BACKEND"),
         search_from_block=search_from,
-    )  # fmt: skip
+    )
     return row, (owner, kind, signature)
 
 
@@ -186,10 +196,12 @@ def create_safe_transaction(data: object) -> tuple[SafeTransaction, bool]:
         with transaction.atomic():
             _save(row, confirmation)
             task = taskhub.schedule(
-                EXECUTE_TASK, {"safe_transaction_id": str(row.id)},
-                correlation_id=row.correlation_id, user_id=row.user_id,
+                EXECUTE_TASK,
+                {"safe_transaction_id": str(row.id)},
+                correlation_id=row.correlation_id,
+                user_id=row.user_id,
                 dedup_key=f"safe-execute:{row.id}",
-            )  # fmt: skip
+            )
             SafeTransaction.objects.filter(id=row.id).update(execute_task_id=task.id)
             row.execute_task_id = task.id
     except IntegrityError:
@@ -202,10 +214,17 @@ def create_safe_transaction(data: object) -> tuple[SafeTransaction, bool]:
 
 def as_safe_tx(row: SafeTransaction) -> SafeTx:
     return SafeTx(
-        to=row.to, value=int(row.value), data=row.data or "0x", operation=row.operation,
-        safeTxGas=int(row.safe_tx_gas), baseGas=int(row.base_gas), gasPrice=int(row.gas_price),
-        gasToken=row.gas_token, refundReceiver=row.refund_receiver, nonce=int(row.nonce),
-    )  # fmt: skip
+        to=row.to,
+        value=int(row.value),
+        data=row.data or "0x",
+        operation=row.operation,
+        safeTxGas=int(row.safe_tx_gas),
+        baseGas=int(row.base_gas),
+        gasPrice=int(row.gas_price),
+        gasToken=row.gas_token,
+        refundReceiver=row.refund_receiver,
+        nonce=int(row.nonce),
+    )
 
 
 @dataclass(frozen=True)
@@ -294,8 +313,11 @@ def _record_submitted(
 ) -> None:
     """Record the sent execTransaction; schedule the tracking task unless a workflow's own
     ``track`` step follows (the settle workflow)."""
-    changes = {"status": SafeTxStatus.SUBMITTED, "eth_tx_hash": eth_tx_hash,
-               "updated_at": timezone.now()}  # fmt: skip
+    changes = {
+        "status": SafeTxStatus.SUBMITTED,
+        "eth_tx_hash": eth_tx_hash,
+        "updated_at": timezone.now(),
+    }
     if block is not None:
         changes["block_number"] = block
     with transaction.atomic():
@@ -305,10 +327,12 @@ def _record_submitted(
         ).update(**changes)
         if updated and schedule_track:
             taskhub.schedule(
-                TRACK_TASK, {"safe_transaction_id": str(row.id)},
-                correlation_id=row.correlation_id, user_id=row.user_id,
+                TRACK_TASK,
+                {"safe_transaction_id": str(row.id)},
+                correlation_id=row.correlation_id,
+                user_id=row.user_id,
                 dedup_key=f"safe-track:{row.id}",
-            )  # fmt: skip
+            )
 
 
 def _server_key() -> str:
@@ -399,9 +423,10 @@ def _collect_signatures(row: SafeTransaction, safe: SafeOnChain) -> bytes:
     if server_owner not in owners:
         raise SafeExecutionFailed(f"the server key's address {server_owner} is not a Safe owner")
     SafeConfirmation.objects.get_or_create(
-        safe_transaction=row, owner=server_owner,
+        safe_transaction=row,
+        owner=server_owner,
         defaults={"signature": server_signature, "signature_type": "EOA"},
-    )  # fmt: skip
+    )
     backend = get_backend(row.backend)
     pairs = backend.confirmations(row, as_safe_tx(row), server_signature)
     if len(pairs) < threshold:
@@ -439,17 +464,23 @@ def _sign_and_send(
     except ContractLogicError as exc:
         # GS0xx reverts (bad signatures, order, inner failure with no gas) won't pass on retry.
         raise SafeExecutionFailed(f"execTransaction would revert: {exc}") from None
-    tx = call.build_transaction({
-        "from": relayer.address, "chainId": row.chain_id, "gas": int(gas * 1.25) + 20_000,
-        "nonce": w3.eth.get_transaction_count(relayer.address, "pending"),
-    })  # fmt: skip
+    tx = call.build_transaction(
+        {
+            "from": relayer.address,
+            "chainId": row.chain_id,
+            "gas": int(gas * 1.25) + 20_000,
+            "nonce": w3.eth.get_transaction_count(relayer.address, "pending"),
+        }
+    )
     signed = relayer.sign_transaction(tx)
     eth_tx_hash = "0x" + bytes(signed.hash).hex()
     # Committed before sending: a retry finds these bytes and never signs a second transaction.
     SafeTransaction.objects.filter(id=row.id).update(
-        raw_transaction="0x" + bytes(signed.raw_transaction).hex(), eth_tx_hash=eth_tx_hash,
-        block_number=int(w3.eth.block_number), updated_at=timezone.now(),
-    )  # fmt: skip
+        raw_transaction="0x" + bytes(signed.raw_transaction).hex(),
+        eth_tx_hash=eth_tx_hash,
+        block_number=int(w3.eth.block_number),
+        updated_at=timezone.now(),
+    )
     w3.eth.send_raw_transaction(signed.raw_transaction)
     pause = float(setting("PAUSE_AFTER_SUBMIT") or 0)
     if pause:
@@ -496,9 +527,11 @@ def _check_receipt(w3, safe: SafeOnChain, row: SafeTransaction) -> str | None:
         return None
     depth = int(verdict.head) - found.block_number + 1
     SafeTransaction.objects.filter(id=row.id).update(
-        eth_tx_hash=found.eth_tx_hash, block_number=found.block_number,
-        confirmations=max(depth, 0), updated_at=timezone.now(),
-    )  # fmt: skip
+        eth_tx_hash=found.eth_tx_hash,
+        block_number=found.block_number,
+        confirmations=max(depth, 0),
+        updated_at=timezone.now(),
+    )
     if not found.success:
         # The Safe used our nonce and the inner call failed: that log is the proof.
         _mark_failed(row, "the Safe emitted ExecutionFailure (the inner call failed)")

@@ -53,13 +53,21 @@ class TxServiceBackend:
         state = self._call("GET", f"/api/v1/multisig-transactions/{row.safe_tx_hash}/")
         if state.status_code == 404:
             proposal = {
-                "to": tx.to, "value": str(tx.value), "data": tx.data if tx.data != "0x" else None,
-                "operation": tx.operation, "gasToken": tx.gasToken,
-                "safeTxGas": str(tx.safeTxGas), "baseGas": str(tx.baseGas),
-                "gasPrice": str(tx.gasPrice), "refundReceiver": tx.refundReceiver,
-                "nonce": tx.nonce, "contractTransactionHash": row.safe_tx_hash,
-                "sender": user.owner, "signature": user.signature, "origin": "taskhub",
-            }  # fmt: skip
+                "to": tx.to,
+                "value": str(tx.value),
+                "data": tx.data if tx.data != "0x" else None,
+                "operation": tx.operation,
+                "gasToken": tx.gasToken,
+                "safeTxGas": str(tx.safeTxGas),
+                "baseGas": str(tx.baseGas),
+                "gasPrice": str(tx.gasPrice),
+                "refundReceiver": tx.refundReceiver,
+                "nonce": tx.nonce,
+                "contractTransactionHash": row.safe_tx_hash,
+                "sender": user.owner,
+                "signature": user.signature,
+                "origin": "taskhub",
+            }
             created = self._call(
                 "POST", f"/api/v1/safes/{row.safe_address}/multisig-transactions/", proposal
             )
@@ -69,9 +77,10 @@ class TxServiceBackend:
                     f"({created.status_code}): {created.text[:200]}"
                 )
         confirmed = self._call(
-            "POST", f"/api/v1/multisig-transactions/{row.safe_tx_hash}/confirmations/",
+            "POST",
+            f"/api/v1/multisig-transactions/{row.safe_tx_hash}/confirmations/",
             {"signature": server_signature},
-        )  # fmt: skip
+        )
         if confirmed.status_code not in (200, 201, 409):
             raise SafeExecutionFailed(
                 f"the transaction service refused the confirmation "
@@ -89,8 +98,9 @@ class TxServiceBackend:
             returned = parse_safe_tx({**data, "data": data.get("data") or "0x"})
             recomputed = "0x" + safe_tx_hash(returned, row.chain_id, data["safe"]).hex()
         except Exception as exc:
-            raise SafeExecutionFailed(f"the transaction service returned a malformed "
-                                      f"transaction: {exc}") from None  # fmt: skip
+            raise SafeExecutionFailed(
+                f"the transaction service returned a malformed transaction: {exc}"
+            ) from None
         if recomputed != row.safe_tx_hash or data.get("safeTxHash") != row.safe_tx_hash:
             raise SafeExecutionFailed(
                 f"the transaction service's transaction hashes to {recomputed} "

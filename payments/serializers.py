@@ -22,19 +22,39 @@ class SafeTransactionSerializer(serializers.ModelSerializer):
     class Meta:
         model = SafeTransaction
         fields = [
-            "id", "user_id", "payment", "safe_address", "chain_id", "transaction",
-            "safe_tx_hash", "backend", "status", "failure_reason", "eth_tx_hash",
-            "block_number", "confirmations", "confirmations_list", "execute_task_id",
-            "created_at", "updated_at", "executed_at",
-        ]  # fmt: skip
+            "id",
+            "user_id",
+            "payment",
+            "safe_address",
+            "chain_id",
+            "transaction",
+            "safe_tx_hash",
+            "backend",
+            "status",
+            "failure_reason",
+            "eth_tx_hash",
+            "block_number",
+            "confirmations",
+            "confirmations_list",
+            "execute_task_id",
+            "created_at",
+            "updated_at",
+            "executed_at",
+        ]
 
     def get_transaction(self, row: SafeTransaction) -> dict:
         return {
-            "to": row.to, "value": str(row.value), "data": row.data, "operation": row.operation,
-            "safeTxGas": str(row.safe_tx_gas), "baseGas": str(row.base_gas),
-            "gasPrice": str(row.gas_price), "gasToken": row.gas_token,
-            "refundReceiver": row.refund_receiver, "nonce": str(row.nonce),
-        }  # fmt: skip
+            "to": row.to,
+            "value": str(row.value),
+            "data": row.data,
+            "operation": row.operation,
+            "safeTxGas": str(row.safe_tx_gas),
+            "baseGas": str(row.base_gas),
+            "gasPrice": str(row.gas_price),
+            "gasToken": row.gas_token,
+            "refundReceiver": row.refund_receiver,
+            "nonce": str(row.nonce),
+        }
 
 
 class PaymentSerializer(serializers.ModelSerializer):
@@ -43,11 +63,25 @@ class PaymentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Payment
         fields = [
-            "id", "user_id", "amount", "currency", "payment_method_id", "metadata", "provider",
-            "provider_payment_id", "status", "failure_reason", "processing_task_id",
-            "blockchain_task_id", "workflow_run_id", "refund_id", "created_at", "updated_at",
-            "completed_at", "refunded_at",
-        ]  # fmt: skip
+            "id",
+            "user_id",
+            "amount",
+            "currency",
+            "payment_method_id",
+            "metadata",
+            "provider",
+            "provider_payment_id",
+            "status",
+            "failure_reason",
+            "processing_task_id",
+            "blockchain_task_id",
+            "workflow_run_id",
+            "refund_id",
+            "created_at",
+            "updated_at",
+            "completed_at",
+            "refunded_at",
+        ]
 
     def get_amount(self, payment: Payment) -> str:
         from .money import format_amount
@@ -74,5 +108,12 @@ class PaymentDetailSerializer(PaymentSerializer):
 class ProviderEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = ProviderEvent
-        fields = ["id", "provider", "event_id", "provider_payment_id", "signature_valid",
-                  "received_at", "processed_at"]  # fmt: skip
+        fields = [
+            "id",
+            "provider",
+            "event_id",
+            "provider_payment_id",
+            "signature_valid",
+            "received_at",
+            "processed_at",
+        ]

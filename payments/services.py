@@ -131,8 +131,9 @@ def create_payment(*, idempotency_key: str, data: object) -> tuple[Payment, bool
     """
     key = (idempotency_key or "").strip()
     if not key or len(key) > 255:
-        raise PaymentRequestError({"idempotency_key": ["the Idempotency-Key header is required "
-                                                       "(1 to 255 characters)"]})  # fmt: skip
+        raise PaymentRequestError(
+            {"idempotency_key": ["the Idempotency-Key header is required (1 to 255 characters)"]}
+        )
     clean = _validate(data)
     digest = request_hash(clean)
     existing = Payment.objects.filter(idempotency_key=key).first()
@@ -165,14 +166,16 @@ def start_settlement(payment: Payment, safe_tx: SafeTransaction | None, *, key: 
     run = taskhub.start_workflow(
         SETTLE_WORKFLOW,
         {
-            "payment_id": str(payment.id), "user_id": payment.user_id,
+            "payment_id": str(payment.id),
+            "user_id": payment.user_id,
             "amount": format_amount(payment.amount, payment.currency),
             "currency": payment.currency,
             "safe_transaction_id": str(safe_tx.id) if safe_tx else None,
         },
         idempotency_key=key or f"payment:{payment.id}",
-        correlation_id=payment.correlation_id, user_id=payment.user_id,
-    )  # fmt: skip
+        correlation_id=payment.correlation_id,
+        user_id=payment.user_id,
+    )
     steps = dict(Task.objects.filter(workflow_run_id=run.id).values_list("step_key", "id"))
     changes = {"workflow_run_id": run.id, "processing_task_id": steps.get("payment")}
     if safe_tx is not None:
@@ -276,8 +279,7 @@ def _after_completion(payment: Payment) -> None:
     if run is not None and run["status"] in (WorkflowStatus.RUNNING, WorkflowStatus.CANCELLING):
         return
     safe_tx = SafeTransaction.objects.filter(payment=payment).first()
-    logger.warning("payment %s completed after its settle run ended; settling it again",
-                   payment.id)  # fmt: skip
+    logger.warning("payment %s completed after its settle run ended; settling it again", payment.id)
     start_settlement(payment, safe_tx, key=f"payment:{payment.id}:after:{payment.workflow_run_id}")
 
 
@@ -287,10 +289,12 @@ def _schedule_blockchain_task(payment: Payment) -> None:
     if safe_tx is None or payment.blockchain_task_id:
         return
     task = taskhub.schedule(
-        EXECUTE_SAFE_TASK, {"safe_transaction_id": str(safe_tx.id)},
-        correlation_id=payment.correlation_id, user_id=payment.user_id,
+        EXECUTE_SAFE_TASK,
+        {"safe_transaction_id": str(safe_tx.id)},
+        correlation_id=payment.correlation_id,
+        user_id=payment.user_id,
         dedup_key=f"safe-execute:{safe_tx.id}",
-    )  # fmt: skip
+    )
     payment.blockchain_task_id = task.id
     SafeTransaction.objects.filter(id=safe_tx.id).update(execute_task_id=task.id)
 
@@ -359,10 +363,11 @@ def receive_callback(provider_name: str, headers, raw_body: bytes) -> tuple[Prov
     try:
         with transaction.atomic():
             stored = ProviderEvent.objects.create(
-                provider=provider.name, event_id=event.event_id,
+                provider=provider.name,
+                event_id=event.event_id,
                 raw_body=raw_body.decode("utf-8", "replace"),
                 provider_payment_id=event.provider_payment_id,
-            )  # fmt: skip
+            )
             payment = Payment.objects.filter(
                 provider=provider.name, provider_payment_id=event.provider_payment_id
             ).first()
@@ -418,10 +423,12 @@ def retry_payment(payment: Payment):
         raise InvalidTransition(f"payment is {payment.status}; only unfinished ones can be retried")
     with transaction.atomic():
         task = taskhub.schedule(
-            PROCESS_TASK, {"payment_id": str(payment.id)},
-            correlation_id=payment.correlation_id, user_id=payment.user_id,
+            PROCESS_TASK,
+            {"payment_id": str(payment.id)},
+            correlation_id=payment.correlation_id,
+            user_id=payment.user_id,
             dedup_key=f"payment-process:{payment.id}",
-        )  # fmt: skip
+        )
         Payment.objects.filter(id=payment.id).update(processing_task_id=task.id)
     return task
 

@@ -35,9 +35,14 @@ class Reconcile(BaseModel):
 
 
 @task(
-    "payments.process_dtr_payment", queue="payment_processing", schema=PaymentRef,
-    max_attempts=6, retry=Schedule([1, 5, 15, 60, 300]), timeout=60, external=False,
-)  # fmt: skip
+    "payments.process_dtr_payment",
+    queue="payment_processing",
+    schema=PaymentRef,
+    max_attempts=6,
+    retry=Schedule([1, 5, 15, 60, 300]),
+    timeout=60,
+    external=False,
+)
 def process_dtr_payment(payload: PaymentRef, ctx) -> dict:
     """Send the payment to DTR (with its stored idempotency key) and apply the answer.
 
@@ -74,9 +79,14 @@ class PaymentNotFinal(Exception):
 
 
 @task(
-    "payments.refund_dtr_payment", queue="payment_processing", schema=PaymentRef,
-    max_attempts=8, retry=Schedule([2, 5, 15, 60, 300]), timeout=60, external=False,
-)  # fmt: skip
+    "payments.refund_dtr_payment",
+    queue="payment_processing",
+    schema=PaymentRef,
+    max_attempts=8,
+    retry=Schedule([2, 5, 15, 60, 300]),
+    timeout=60,
+    external=False,
+)
 def refund_dtr_payment(payload: PaymentRef, ctx) -> dict:
     """Compensation of the settle workflow's payment step: refund the payment at DTR, once.
 
@@ -91,14 +101,22 @@ def refund_dtr_payment(payload: PaymentRef, ctx) -> dict:
         payment = services.refund_payment(payload.payment_id, reason=reason)
     except (ProviderRejected, services.RefundNotPossible) as exc:
         raise PermanentError(str(exc)) from None
-    return {"payment_id": payload.payment_id, "status": payment.status,
-            "refund_id": payment.refund_id}  # fmt: skip
+    return {
+        "payment_id": payload.payment_id,
+        "status": payment.status,
+        "refund_id": payment.refund_id,
+    }
 
 
 @task(
-    "payments.refresh_dtr_payment", queue="payment_processing", schema=ProviderPaymentRef,
-    max_attempts=8, retry=Schedule([1, 2, 5, 15, 60]), timeout=60, external=False,
-)  # fmt: skip
+    "payments.refresh_dtr_payment",
+    queue="payment_processing",
+    schema=ProviderPaymentRef,
+    max_attempts=8,
+    retry=Schedule([1, 2, 5, 15, 60]),
+    timeout=60,
+    external=False,
+)
 def refresh_dtr_payment(payload: ProviderPaymentRef, ctx) -> dict:
     """After a callback: re-read the payment's state from DTR (the callback body is not trusted)."""
     status = services.refresh_for_event(payload.provider_payment_id, payload.event_id)
@@ -120,9 +138,14 @@ def reconcile_stuck(payload: Reconcile, ctx) -> dict:
 
 
 @task(
-    "payments.execute_safe_transaction", queue="blockchain_transaction", schema=SafeTxRef,
-    max_attempts=8, retry=Schedule([2, 5, 15, 30, 60, 120, 300]), timeout=120, external=False,
-)  # fmt: skip
+    "payments.execute_safe_transaction",
+    queue="blockchain_transaction",
+    schema=SafeTxRef,
+    max_attempts=8,
+    retry=Schedule([2, 5, 15, 30, 60, 120, 300]),
+    timeout=120,
+    external=False,
+)
 def execute_safe_transaction(payload: SafeTxRef, ctx) -> dict:
     """Countersign the user's SafeTx and submit execTransaction — once, whatever crashes.
 
@@ -133,9 +156,14 @@ def execute_safe_transaction(payload: SafeTxRef, ctx) -> dict:
 
 
 @task(
-    "payments.track_safe_transaction", queue="blockchain_transaction", schema=SafeTxRef,
-    max_attempts=60, retry=Linear(2, cap=30), timeout=60, external=False,
-)  # fmt: skip
+    "payments.track_safe_transaction",
+    queue="blockchain_transaction",
+    schema=SafeTxRef,
+    max_attempts=60,
+    retry=Linear(2, cap=30),
+    timeout=60,
+    external=False,
+)
 def track_safe_transaction(payload: SafeTxRef, ctx) -> dict:
     """Follow execTransaction to ``executed`` at the confirmation depth, or ``failed`` — which
     fails the step for good inside the settle workflow (so the run refunds the payment)."""

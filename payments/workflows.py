@@ -47,9 +47,12 @@ def settle(wf: taskhub.WorkflowBuilder, input: SettleInput) -> None:
     """Take a payment through the provider, execute its Safe transaction, notify the user;
     refund the payment if the Safe transaction fails for good."""
     last = wf.step(
-        "payment", PAYMENT_TASK, {"payment_id": input.payment_id},
-        compensation=REFUND_TASK, max_attempts=PAYMENT_ATTEMPTS,
-    )  # fmt: skip
+        "payment",
+        PAYMENT_TASK,
+        {"payment_id": input.payment_id},
+        compensation=REFUND_TASK,
+        max_attempts=PAYMENT_ATTEMPTS,
+    )
     message = f"Your payment of {input.amount} {input.currency} is complete."
     if input.safe_transaction_id:
         ref = {"safe_transaction_id": input.safe_transaction_id}
@@ -59,11 +62,18 @@ def settle(wf: taskhub.WorkflowBuilder, input: SettleInput) -> None:
             "transaction was executed."
         )
     wf.step(
-        "notify", NOTIFY_TASK,
-        {"userId": input.user_id, "type": "payment.completed", "message": message,
-         "metadata": {"payment_id": input.payment_id,
-                      "safe_transaction_id": input.safe_transaction_id,
-                      "correlation_id": f"payment:{input.payment_id}",
-                      "subject": "Your payment is complete"}},
+        "notify",
+        NOTIFY_TASK,
+        {
+            "userId": input.user_id,
+            "type": "payment.completed",
+            "message": message,
+            "metadata": {
+                "payment_id": input.payment_id,
+                "safe_transaction_id": input.safe_transaction_id,
+                "correlation_id": f"payment:{input.payment_id}",
+                "subject": "Your payment is complete",
+            },
+        },
         after=last,
-    )  # fmt: skip
+    )

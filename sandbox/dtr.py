@@ -54,17 +54,23 @@ class DtrState:
         self.documents_by_reference: dict[str, str] = {}
 
     def _callback(self, url: str, kind: str, data: dict) -> Callback:
-        body = json.dumps({
-            "id": f"evt_{uuid.uuid4().hex}", "type": kind, "created_at": int(time.time()),
-            "data": data,
-        }, separators=(",", ":")).encode()  # fmt: skip
+        body = json.dumps(
+            {
+                "id": f"evt_{uuid.uuid4().hex}",
+                "type": kind,
+                "created_at": int(time.time()),
+                "data": data,
+            },
+            separators=(",", ":"),
+        ).encode()
         header = dtr_callback_header(self.config.dtr_webhook_secret, body)
         return Callback(url=url, body=body, headers={"X-DTR-Signature": header}, kind=kind)
 
     def notify_payment(self, payment: dict, delay: float = 0.0) -> None:
         data = {"payment_id": payment["id"], "status": payment["status"]}
-        self.outbox.later(delay, lambda: self._callback(payment["callback_url"],
-                                                        "payment.updated", data))  # fmt: skip
+        self.outbox.later(
+            delay, lambda: self._callback(payment["callback_url"], "payment.updated", data)
+        )
 
     # --- payments ---------------------------------------------------------------------------
 
@@ -82,12 +88,18 @@ class DtrState:
                 return 200, self.payments[self.by_key[key]]
             cents = Decimal(str(body["amount"])).quantize(Decimal("0.01")) % 1
             payment = {
-                "id": f"dtr_pay_{uuid.uuid4().hex[:16]}", "reference": body["reference"],
-                "user_id": body.get("user_id"), "amount": body["amount"],
-                "currency": body["currency"], "payment_method_id": body["payment_method_id"],
-                "callback_url": body["callback_url"], "status": "completed", "reason": "",
-                "created_at": int(time.time()), "updated_at": int(time.time()),
-            }  # fmt: skip
+                "id": f"dtr_pay_{uuid.uuid4().hex[:16]}",
+                "reference": body["reference"],
+                "user_id": body.get("user_id"),
+                "amount": body["amount"],
+                "currency": body["currency"],
+                "payment_method_id": body["payment_method_id"],
+                "callback_url": body["callback_url"],
+                "status": "completed",
+                "reason": "",
+                "created_at": int(time.time()),
+                "updated_at": int(time.time()),
+            }
             if cents == Decimal("0.13"):
                 payment.update(status="declined", reason="declined by the sandbox (.13)")
             elif cents in (Decimal("0.42"), Decimal("0.77")):
@@ -128,11 +140,16 @@ class DtrState:
             if payment["status"] != "completed":
                 raise HttpError(409, f"payment is {payment['status']}; only completed ones refund")
             refund = {
-                "id": f"dtr_ref_{uuid.uuid4().hex[:16]}", "payment_id": payment["id"],
-                "amount": payment["amount"], "currency": payment["currency"],
-                "reason": str(body.get("reason") or "")[:200], "status": "refunded",
-                "idempotency_key": key, "created_at": int(time.time()), "requests": 1,
-            }  # fmt: skip
+                "id": f"dtr_ref_{uuid.uuid4().hex[:16]}",
+                "payment_id": payment["id"],
+                "amount": payment["amount"],
+                "currency": payment["currency"],
+                "reason": str(body.get("reason") or "")[:200],
+                "status": "refunded",
+                "idempotency_key": key,
+                "created_at": int(time.time()),
+                "requests": 1,
+            }
             payment.update(status="refunded", refund=refund, updated_at=int(time.time()))
         self.notify_payment(payment)
         return 201, refund
@@ -164,10 +181,14 @@ class DtrState:
             if existing:
                 return 200, self._public(self.documents[existing])
             document = {
-                "id": f"dtr_kyc_{uuid.uuid4().hex[:16]}", "reference": fields["reference"],
-                "user_id": fields.get("user_id"), "document_type": fields["document_type"],
-                "status": "in_review", "reasons": [], "callback_url": fields["callback_url"],
-            }  # fmt: skip
+                "id": f"dtr_kyc_{uuid.uuid4().hex[:16]}",
+                "reference": fields["reference"],
+                "user_id": fields.get("user_id"),
+                "document_type": fields["document_type"],
+                "status": "in_review",
+                "reasons": [],
+                "callback_url": fields["callback_url"],
+            }
             self.documents[document["id"]] = document
             self.documents_by_reference[fields["reference"]] = document["id"]
         verdict = decide(upload[0], upload[1])

@@ -19,8 +19,12 @@ from .documents import decide
 from .server import Callback, Config, HttpError, Outbox, Request
 from .signing import onramp_payload, onramp_signature
 
-STATUS = {"approved": "COMPLETED", "rejected": "REJECTED", "needs_review": "MANUAL_REVIEW",
-          "expired": "EXPIRED"}  # fmt: skip
+STATUS = {
+    "approved": "COMPLETED",
+    "rejected": "REJECTED",
+    "needs_review": "MANUAL_REVIEW",
+    "expired": "EXPIRED",
+}
 TOLERANCE_MS = 300_000
 
 
@@ -66,8 +70,12 @@ class OnrampState:
             existing = self.by_reference.get(body["reference"])
             if existing:
                 return 200, {"status": 1, "data": self._public(self.cases[existing])}
-            case = {"kycId": f"onr_{uuid.uuid4().hex[:16]}", "kycStatus": "IN_REVIEW",
-                    "reasons": [], "callback_url": body["callback_url"]}  # fmt: skip
+            case = {
+                "kycId": f"onr_{uuid.uuid4().hex[:16]}",
+                "kycStatus": "IN_REVIEW",
+                "reasons": [],
+                "callback_url": body["callback_url"],
+            }
             self.cases[case["kycId"]] = case
             self.by_reference[body["reference"]] = case["kycId"]
         verdict, reasons = decide(body["file_name"], content)
@@ -82,12 +90,14 @@ class OnrampState:
                 "createdAt": int(time.time() * 1000),
             }
             payload = onramp_payload(event)
-            headers = {"X-ONRAMP-PAYLOAD": payload,
-                       "X-ONRAMP-SIGNATURE": onramp_signature(self.config.onramp_api_secret,
-                                                              payload)}  # fmt: skip
+            headers = {
+                "X-ONRAMP-PAYLOAD": payload,
+                "X-ONRAMP-SIGNATURE": onramp_signature(self.config.onramp_api_secret, payload),
+            }
             body_bytes = json.dumps(event, separators=(",", ":")).encode()
-            return Callback(url=case["callback_url"], body=body_bytes, headers=headers,
-                            kind="kyc.updated")  # fmt: skip
+            return Callback(
+                url=case["callback_url"], body=body_bytes, headers=headers, kind="kyc.updated"
+            )
 
         self.outbox.later(self.config.callback_delay, decided)
         return 201, {"status": 1, "data": self._public(case)}

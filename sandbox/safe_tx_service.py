@@ -23,13 +23,26 @@ from .server import Config, HttpError, Outbox, Request
 PREFIX = "/safe-tx-service/api/v1"
 ZERO = "0x0000000000000000000000000000000000000000"
 TYPES = {
-    "EIP712Domain": [{"name": "chainId", "type": "uint256"},
-                     {"name": "verifyingContract", "type": "address"}],
-    "SafeTx": [{"name": n, "type": t} for n, t in [
-        ("to", "address"), ("value", "uint256"), ("data", "bytes"), ("operation", "uint8"),
-        ("safeTxGas", "uint256"), ("baseGas", "uint256"), ("gasPrice", "uint256"),
-        ("gasToken", "address"), ("refundReceiver", "address"), ("nonce", "uint256")]],
-}  # fmt: skip
+    "EIP712Domain": [
+        {"name": "chainId", "type": "uint256"},
+        {"name": "verifyingContract", "type": "address"},
+    ],
+    "SafeTx": [
+        {"name": n, "type": t}
+        for n, t in [
+            ("to", "address"),
+            ("value", "uint256"),
+            ("data", "bytes"),
+            ("operation", "uint8"),
+            ("safeTxGas", "uint256"),
+            ("baseGas", "uint256"),
+            ("gasPrice", "uint256"),
+            ("gasToken", "address"),
+            ("refundReceiver", "address"),
+            ("nonce", "uint256"),
+        ]
+    ],
+}
 
 
 def _rpc(url: str, method: str, params: list):
@@ -59,13 +72,17 @@ class TxServiceState:
 
     def tx_hash(self, safe: str, tx: dict) -> str:
         message = {
-            "to": tx["to"], "value": int(tx["value"]),
+            "to": tx["to"],
+            "value": int(tx["value"]),
             "data": bytes.fromhex((tx.get("data") or "0x")[2:]),
-            "operation": int(tx["operation"]), "safeTxGas": int(tx["safeTxGas"]),
-            "baseGas": int(tx["baseGas"]), "gasPrice": int(tx["gasPrice"]),
+            "operation": int(tx["operation"]),
+            "safeTxGas": int(tx["safeTxGas"]),
+            "baseGas": int(tx["baseGas"]),
+            "gasPrice": int(tx["gasPrice"]),
             "gasToken": tx.get("gasToken") or ZERO,
-            "refundReceiver": tx.get("refundReceiver") or ZERO, "nonce": int(tx["nonce"]),
-        }  # fmt: skip
+            "refundReceiver": tx.get("refundReceiver") or ZERO,
+            "nonce": int(tx["nonce"]),
+        }
         typed = {
             "types": TYPES,
             "primaryType": "SafeTx",
@@ -80,8 +97,7 @@ class TxServiceState:
         raw = bytes.fromhex((signature or "0x")[2:])
         if len(raw) != 65 or raw[64] not in (27, 28):
             raise HttpError(422, "Invalid signature")
-        return to_checksum_address(Account._recover_hash(bytes.fromhex(tx_hash[2:]),
-                                                         signature=raw))  # fmt: skip
+        return to_checksum_address(Account._recover_hash(bytes.fromhex(tx_hash[2:]), signature=raw))
 
     def propose(self, request: Request):
         safe = request.match["safe"]
@@ -101,13 +117,31 @@ class TxServiceState:
         if signer not in self.owners(safe):
             raise HttpError(422, "User is not an owner")
         with self.lock:
-            tx = self.txs.setdefault(computed, {
-                **{k: body.get(k) for k in ("to", "value", "data", "operation", "gasToken",
-                                            "safeTxGas", "baseGas", "gasPrice",
-                                            "refundReceiver", "nonce")},
-                "safe": safe, "safeTxHash": computed, "proposer": signer, "isExecuted": False,
-                "confirmations": [],
-            })  # fmt: skip
+            tx = self.txs.setdefault(
+                computed,
+                {
+                    **{
+                        k: body.get(k)
+                        for k in (
+                            "to",
+                            "value",
+                            "data",
+                            "operation",
+                            "gasToken",
+                            "safeTxGas",
+                            "baseGas",
+                            "gasPrice",
+                            "refundReceiver",
+                            "nonce",
+                        )
+                    },
+                    "safe": safe,
+                    "safeTxHash": computed,
+                    "proposer": signer,
+                    "isExecuted": False,
+                    "confirmations": [],
+                },
+            )
             self._confirm(tx, signer, body["signature"])
         return 201, {}
 
@@ -147,11 +181,23 @@ class TxServiceState:
 def routes(config: Config, outbox: Outbox):
     state = TxServiceState(config)
     return [
-        ("POST", re.compile(PREFIX + r"/safes/(?P<safe>0x[0-9a-fA-F]+)/multisig-transactions/"),
-         state.propose),
-        ("POST", re.compile(PREFIX + r"/multisig-transactions/(?P<hash>0x[0-9a-f]{64})/"
-                            r"confirmations/"), state.confirm),
-        ("GET", re.compile(PREFIX + r"/multisig-transactions/(?P<hash>0x[0-9a-f]{64})/"),
-         state.get),
+        (
+            "POST",
+            re.compile(PREFIX + r"/safes/(?P<safe>0x[0-9a-fA-F]+)/multisig-transactions/"),
+            state.propose,
+        ),
+        (
+            "POST",
+            re.compile(
+                PREFIX + r"/multisig-transactions/(?P<hash>0x[0-9a-f]{64})/"
+                r"confirmations/"
+            ),
+            state.confirm,
+        ),
+        (
+            "GET",
+            re.compile(PREFIX + r"/multisig-transactions/(?P<hash>0x[0-9a-f]{64})/"),
+            state.get,
+        ),
         ("POST", re.compile(r"/_sandbox/safe-tx-service/tamper"), state.set_tamper),
-    ]  # fmt: skip
+    ]

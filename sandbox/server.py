@@ -105,9 +105,11 @@ class Outbox:
     def _deliver(self, callback: Callback) -> None:
         for attempt in range(4):
             request = urllib.request.Request(
-                callback.url, data=callback.body, method="POST",
+                callback.url,
+                data=callback.body,
+                method="POST",
                 headers={"Content-Type": "application/json", **callback.headers},
-            )  # fmt: skip
+            )
             try:
                 with urllib.request.urlopen(request, timeout=5) as response:
                     callback.status = response.status
@@ -172,10 +174,18 @@ def build_routes(config: Config, outbox: Outbox) -> list[Route]:
 
     def callbacks(request: Request):
         """Every callback sent so far (tests replay them to prove deduplication)."""
-        return 200, {"callbacks": [
-            {"url": c.url, "kind": c.kind, "status": c.status, "body": c.body.decode(),
-             "headers": c.headers} for c in outbox.sent
-        ]}  # fmt: skip
+        return 200, {
+            "callbacks": [
+                {
+                    "url": c.url,
+                    "kind": c.kind,
+                    "status": c.status,
+                    "body": c.body.decode(),
+                    "headers": c.headers,
+                }
+                for c in outbox.sent
+            ]
+        }
 
     routes += [
         ("GET", re.compile(r"/_sandbox/health"), health),
@@ -197,8 +207,13 @@ def serve(host: str, port: int, callback_delay: float = 0.5) -> None:
     except OSError as exc:
         # Under `taskhub up` a dead child stops the whole stack; a busy sandbox port is a
         # development inconvenience, not a reason for that. Say so loudly and stay idle.
-        logger.error("sandbox cannot listen on %s:%s (%s); set TASKHUB_SANDBOX_URL to a free "
-                     "port. Idle until stopped.", host, port, exc)  # fmt: skip
+        logger.error(
+            "sandbox cannot listen on %s:%s (%s); set TASKHUB_SANDBOX_URL to a free "
+            "port. Idle until stopped.",
+            host,
+            port,
+            exc,
+        )
         threading.Event().wait()
         return
     server.daemon_threads = True

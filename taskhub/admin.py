@@ -43,11 +43,16 @@ from .registry import all_definitions, declared_queues, get_external_definition
 from .roles import ADMIN, OPERATOR, VIEWER, has_role
 
 STATUS_COLOURS = {
-    TaskStatus.PENDING: "#6c757d", TaskStatus.QUEUED: "#0d6efd", TaskStatus.RUNNING: "#6610f2",
-    TaskStatus.RETRYING: "#fd7e14", TaskStatus.COMPLETED: "#198754",
-    TaskStatus.FAILED: "#dc3545", TaskStatus.CANCELLED: "#495057",
-    TaskStatus.BLOCKED: "#0aa2c0", TaskStatus.SKIPPED: "#adb5bd",
-}  # fmt: skip
+    TaskStatus.PENDING: "#6c757d",
+    TaskStatus.QUEUED: "#0d6efd",
+    TaskStatus.RUNNING: "#6610f2",
+    TaskStatus.RETRYING: "#fd7e14",
+    TaskStatus.COMPLETED: "#198754",
+    TaskStatus.FAILED: "#dc3545",
+    TaskStatus.CANCELLED: "#495057",
+    TaskStatus.BLOCKED: "#0aa2c0",
+    TaskStatus.SKIPPED: "#adb5bd",
+}
 SHOWN_HISTORY = 500
 
 admin.site.site_header = "taskhub console"
@@ -63,8 +68,9 @@ def status_badge(status: str):
 def progress_bar(value: int):
     return format_html(
         '<span class="th-progress" title="{}%"><span style="width:{}%"></span></span>',
-        value, max(0, min(100, value)),
-    )  # fmt: skip
+        value,
+        max(0, min(100, value)),
+    )
 
 
 def pretty_json(value):
@@ -126,12 +132,20 @@ class PriorityFilter(admin.SimpleListFilter):
 
 class CreatedFilter(admin.SimpleListFilter):
     title, parameter_name = "created", "created"
-    PERIODS = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(days=1),
-               "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}  # fmt: skip
+    PERIODS = {
+        "1h": dt.timedelta(hours=1),
+        "24h": dt.timedelta(days=1),
+        "7d": dt.timedelta(days=7),
+        "30d": dt.timedelta(days=30),
+    }
 
     def lookups(self, request, model_admin):
-        return [("1h", "last hour"), ("24h", "last 24 hours"), ("7d", "last 7 days"),
-                ("30d", "last 30 days")]  # fmt: skip
+        return [
+            ("1h", "last hour"),
+            ("24h", "last 24 hours"),
+            ("7d", "last 7 days"),
+            ("30d", "last 30 days"),
+        ]
 
     def queryset(self, request, queryset):
         period = self.PERIODS.get(self.value() or "")
@@ -159,8 +173,16 @@ def exact_search(queryset, term: str, fields: tuple[str, ...]):
 
 @admin.register(Task)
 class TaskAdmin(RoleAdmin):
-    list_display = ("short_id", "name", "queue", "badge", "attempts", "progress_bar", "created_at",
-                    "took")  # fmt: skip
+    list_display = (
+        "short_id",
+        "name",
+        "queue",
+        "badge",
+        "attempts",
+        "progress_bar",
+        "created_at",
+        "took",
+    )
     list_filter = (StatusFilter, QueueFilter, TaskNameFilter, PriorityFilter, CreatedFilter)
     search_fields = ("id",)
     search_help_text = "Exact task id, correlation id, user id or dedup key."
@@ -168,20 +190,53 @@ class TaskAdmin(RoleAdmin):
     ordering = ("-created_at",)
     actions = ("retry_tasks", "cancel_tasks")
     fieldsets = (
-        (None, {"fields": ("id", "name", "queue", "badge", "attempts", "priority",
-                           "progress_bar")}),
+        (
+            None,
+            {"fields": ("id", "name", "queue", "badge", "attempts", "priority", "progress_bar")},
+        ),
         ("Payload and result", {"fields": ("payload_json", "result_json")}),
         ("Error", {"fields": ("error", "traceback_text")}),
         ("Timeline", {"fields": ("events_timeline", "logs_table")}),
         ("Identity", {"fields": ("correlation_id", "user_id", "dedup_key", "worker_id")}),
-        ("Times", {"fields": ("created_at", "scheduled_at", "queued_at", "started_at",
-                              "completed_at", "took")}),
-    )  # fmt: skip
-    readonly_fields = ("id", "name", "queue", "badge", "attempts", "priority", "progress_bar",
-                       "payload_json", "result_json", "error", "traceback_text",
-                       "events_timeline", "logs_table", "correlation_id", "user_id",
-                       "dedup_key", "worker_id", "created_at", "scheduled_at", "queued_at",
-                       "started_at", "completed_at", "took")  # fmt: skip
+        (
+            "Times",
+            {
+                "fields": (
+                    "created_at",
+                    "scheduled_at",
+                    "queued_at",
+                    "started_at",
+                    "completed_at",
+                    "took",
+                )
+            },
+        ),
+    )
+    readonly_fields = (
+        "id",
+        "name",
+        "queue",
+        "badge",
+        "attempts",
+        "priority",
+        "progress_bar",
+        "payload_json",
+        "result_json",
+        "error",
+        "traceback_text",
+        "events_timeline",
+        "logs_table",
+        "correlation_id",
+        "user_id",
+        "dedup_key",
+        "worker_id",
+        "created_at",
+        "scheduled_at",
+        "queued_at",
+        "started_at",
+        "completed_at",
+        "took",
+    )
     change_form_template = "admin/taskhub/task/change_form.html"
 
     def get_search_results(self, request, queryset, search_term):
@@ -224,21 +279,33 @@ class TaskAdmin(RoleAdmin):
     def events_timeline(self, task):
         rows = task.events.order_by("id")[:SHOWN_HISTORY]
         items = format_html_join(
-            "", '<li class="th-event th-event-{}"><time>{}</time> <b>{}</b> '
-            '<span>attempt {}</span> <code>{}</code></li>',
-            ((e.kind, e.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], e.kind, e.attempt,
-              json.dumps(e.data) if e.data else "") for e in rows),
-        )  # fmt: skip
+            "",
+            '<li class="th-event th-event-{}"><time>{}</time> <b>{}</b> '
+            "<span>attempt {}</span> <code>{}</code></li>",
+            (
+                (
+                    e.kind,
+                    e.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+                    e.kind,
+                    e.attempt,
+                    json.dumps(e.data) if e.data else "",
+                )
+                for e in rows
+            ),
+        )
         return format_html('<ol class="th-timeline">{}</ol>', items)
 
     @admin.display(description="handler logs")
     def logs_table(self, task):
         rows = task.logs.order_by("id")[:SHOWN_HISTORY]
         lines = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((log.at.strftime("%H:%M:%S.%f")[:-3], log.attempt, log.level, log.message)
-             for log in rows),
-        )  # fmt: skip
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (log.at.strftime("%H:%M:%S.%f")[:-3], log.attempt, log.level, log.message)
+                for log in rows
+            ),
+        )
         if not lines:
             return "–"
         return format_html(
@@ -250,23 +317,38 @@ class TaskAdmin(RoleAdmin):
     @admin.action(description="Retry selected failed or cancelled tasks", permissions=["operate"])
     def retry_tasks(self, request, queryset):
         actor = request.user.get_username()
-        return confirm_then(self, request, queryset, action="task.retry", verb="Retry tasks",
-                            target_type="task",
-                            perform=lambda t: services.retry_task(t.id, actor=actor))  # fmt: skip
+        return confirm_then(
+            self,
+            request,
+            queryset,
+            action="task.retry",
+            verb="Retry tasks",
+            target_type="task",
+            perform=lambda t: services.retry_task(t.id, actor=actor),
+        )
 
     @admin.action(description="Cancel selected tasks", permissions=["operate"])
     def cancel_tasks(self, request, queryset):
         actor = request.user.get_username()
-        return confirm_then(self, request, queryset, action="task.cancel", verb="Cancel tasks",
-                            target_type="task",
-                            perform=lambda t: services.cancel_task(t.id, actor=actor))  # fmt: skip
+        return confirm_then(
+            self,
+            request,
+            queryset,
+            action="task.cancel",
+            verb="Cancel tasks",
+            target_type="task",
+            perform=lambda t: services.cancel_task(t.id, actor=actor),
+        )
 
     def get_urls(self):
         return [
-            path("<path:object_id>/do/<str:verb>/", self.admin_site.admin_view(self.task_action),
-                 name="taskhub_task_do"),
+            path(
+                "<path:object_id>/do/<str:verb>/",
+                self.admin_site.admin_view(self.task_action),
+                name="taskhub_task_do",
+            ),
             *super().get_urls(),
-        ]  # fmt: skip
+        ]
 
     def task_action(self, request, object_id, verb):
         """Retry or cancel from the task's own page: a confirmation, then the audited action."""
@@ -280,14 +362,23 @@ class TaskAdmin(RoleAdmin):
             raise Http404 from None
         page = reverse("admin:taskhub_task_change", args=[task.pk])
         if request.method != "POST":
-            return TemplateResponse(request, "admin/taskhub/confirm_object.html", {
-                **self.admin_site.each_context(request), "title": f"Confirm: {verb} task",
-                "verb": verb, "object": task, "opts": self.model._meta, "back": page,
-            })  # fmt: skip
+            return TemplateResponse(
+                request,
+                "admin/taskhub/confirm_object.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": f"Confirm: {verb} task",
+                    "verb": verb,
+                    "object": task,
+                    "opts": self.model._meta,
+                    "back": page,
+                },
+            )
         perform = services.retry_task if verb == "retry" else services.cancel_task
         try:
-            with audited(request.user, f"task.{verb}", source="admin", target_type="task",
-                         target_id=task.id):  # fmt: skip
+            with audited(
+                request.user, f"task.{verb}", source="admin", target_type="task", target_id=task.id
+            ):
                 perform(task.id, actor=request.user.get_username())
             self.message_user(request, f"Task {verb}: done.", messages.SUCCESS)
         except services.InvalidTransition as exc:
@@ -332,8 +423,16 @@ class DeadLetterAdmin(RoleAdmin):
     list_filter = (QueueFilter, TaskNameFilter)
     sortable_by = ("created_at",)
     actions = ("retry_dead_letters", "remove_dead_letters")
-    readonly_fields = ("task_link", "task_name", "queue", "payload_json", "error",
-                       "traceback_text", "attempts", "created_at")  # fmt: skip
+    readonly_fields = (
+        "task_link",
+        "task_name",
+        "queue",
+        "payload_json",
+        "error",
+        "traceback_text",
+        "attempts",
+        "created_at",
+    )
     exclude = ("payload", "traceback", "task")
 
     @admin.display(description="task")
@@ -355,17 +454,28 @@ class DeadLetterAdmin(RoleAdmin):
     @admin.action(description="Retry selected dead letters", permissions=["operate"])
     def retry_dead_letters(self, request, queryset):
         actor = request.user.get_username()
-        return confirm_then(self, request, queryset, action="dead_letter.retry",
-                            verb="Retry dead letters", target_type="task",
-                            target_id=lambda d: d.task_id,
-                            perform=lambda d: services.retry_dead_letter(d.id,
-                                                                         actor=actor))  # fmt: skip
+        return confirm_then(
+            self,
+            request,
+            queryset,
+            action="dead_letter.retry",
+            verb="Retry dead letters",
+            target_type="task",
+            target_id=lambda d: d.task_id,
+            perform=lambda d: services.retry_dead_letter(d.id, actor=actor),
+        )
 
     @admin.action(description="Remove selected dead letters", permissions=["destroy"])
     def remove_dead_letters(self, request, queryset):
-        return confirm_then(self, request, queryset, action="dead_letter.remove",
-                            verb="Remove dead letters", target_type="dead_letter",
-                            perform=lambda d: services.remove_dead_letter(d.id))  # fmt: skip
+        return confirm_then(
+            self,
+            request,
+            queryset,
+            action="dead_letter.remove",
+            verb="Remove dead letters",
+            target_type="dead_letter",
+            perform=lambda d: services.remove_dead_letter(d.id),
+        )
 
 
 # --- queues: the dashboard --------------------------------------------------------------------
@@ -414,15 +524,29 @@ class QueueAdmin(RoleAdmin):
             raise PermissionDenied
         dashboard = reverse("admin:taskhub_queuestate_changelist")
         if request.method != "POST":
-            return TemplateResponse(request, "admin/taskhub/confirm_object.html", {
-                **self.admin_site.each_context(request), "title": f"Confirm: {verb} {queue}",
-                "verb": verb, "object": f"queue {queue}", "opts": self.model._meta,
-                "back": dashboard,
-                "warning": "Every waiting task of the queue will be cancelled."
-                if verb == "clear" else "",
-            })  # fmt: skip
-        with audited(request.user, f"queue.{verb}", source="admin", target_type="queue",
-                     target_id=queue, atomic=verb != "clear") as extra:  # fmt: skip
+            return TemplateResponse(
+                request,
+                "admin/taskhub/confirm_object.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": f"Confirm: {verb} {queue}",
+                    "verb": verb,
+                    "object": f"queue {queue}",
+                    "opts": self.model._meta,
+                    "back": dashboard,
+                    "warning": "Every waiting task of the queue will be cancelled."
+                    if verb == "clear"
+                    else "",
+                },
+            )
+        with audited(
+            request.user,
+            f"queue.{verb}",
+            source="admin",
+            target_type="queue",
+            target_id=queue,
+            atomic=verb != "clear",
+        ) as extra:
             if verb == "clear":
                 extra["cancelled"] = services.clear_queue(queue, actor=request.user.get_username())
             else:
@@ -436,8 +560,16 @@ class QueueAdmin(RoleAdmin):
 
 @admin.register(WorkerProcess)
 class WorkerProcessAdmin(RoleAdmin):
-    list_display = ("id", "hostname", "pid", "threads", "queue_list", "last_heartbeat_at",
-                    "alive", "stopped_at")  # fmt: skip
+    list_display = (
+        "id",
+        "hostname",
+        "pid",
+        "threads",
+        "queue_list",
+        "last_heartbeat_at",
+        "alive",
+        "stopped_at",
+    )
     ordering = ("-last_heartbeat_at",)
 
     @admin.display(description="queues")
@@ -525,12 +657,33 @@ class TaskScheduleAdmin(RoleAdmin):
 
     paginator = admin.ModelAdmin.paginator  # a few hundred rows at most: exact counts are fine
     show_full_result_count = True
-    list_display = ("name", "task_name", "when", "timezone", "enabled", "next_run_at",
-                    "last_run_at", "last_status", "source")  # fmt: skip
+    list_display = (
+        "name",
+        "task_name",
+        "when",
+        "timezone",
+        "enabled",
+        "next_run_at",
+        "last_run_at",
+        "last_status",
+        "source",
+    )
     list_filter = ("enabled", "kind", "source", "last_status")
     search_fields = ("name", "task_name")
-    fields = ("name", "task_name", "payload", "cron", "interval_seconds", "run_at", "timezone",
-              "enabled", "source", "next_run_at", "last_run_at", "last_status")  # fmt: skip
+    fields = (
+        "name",
+        "task_name",
+        "payload",
+        "cron",
+        "interval_seconds",
+        "run_at",
+        "timezone",
+        "enabled",
+        "source",
+        "next_run_at",
+        "last_run_at",
+        "last_status",
+    )
     readonly_fields = ("source", "next_run_at", "last_run_at", "last_status")
     form = TaskScheduleForm
     inlines = [ScheduleRunInline]
@@ -548,45 +701,74 @@ class TaskScheduleAdmin(RoleAdmin):
     def save_model(self, request, obj, form, change):
         timing = dict(cron=obj.cron or None, interval=obj.interval_seconds, run_at=obj.run_at)
         action = "schedule.update" if change else "schedule.create"
-        with audited(request.user, action, source="admin", target_type="schedule",
-                     target_id=obj.name):  # fmt: skip
+        with audited(
+            request.user, action, source="admin", target_type="schedule", target_id=obj.name
+        ):
             if change:
                 changes = {"enabled": obj.enabled}
                 if obj.source != "code":
-                    changes.update(task=obj.task_name, payload=obj.payload,
-                                   timezone=obj.timezone, **timing)  # fmt: skip
+                    changes.update(
+                        task=obj.task_name, payload=obj.payload, timezone=obj.timezone, **timing
+                    )
                 saved = schedule_services.update_schedule(obj.pk, **changes)
             else:
                 saved = schedule_services.create_schedule(
-                    obj.name, obj.task_name, payload=obj.payload, timezone_name=obj.timezone,
-                    enabled=obj.enabled, **timing,
-                )  # fmt: skip
+                    obj.name,
+                    obj.task_name,
+                    payload=obj.payload,
+                    timezone_name=obj.timezone,
+                    enabled=obj.enabled,
+                    **timing,
+                )
         obj.pk = saved.pk
 
     def delete_model(self, request, obj):
-        with audited(request.user, "schedule.delete", source="admin", target_type="schedule",
-                     target_id=obj.name):  # fmt: skip
+        with audited(
+            request.user,
+            "schedule.delete",
+            source="admin",
+            target_type="schedule",
+            target_id=obj.name,
+        ):
             schedule_services.delete_schedule(obj.pk)
 
     def _confirm(self, request, queryset, action: str, verb: str, perform):
-        return confirm_then(self, request, queryset, action=action, verb=verb,
-                            target_type="schedule", target_id=lambda row: row.name,
-                            perform=lambda row: perform(row.pk))  # fmt: skip
+        return confirm_then(
+            self,
+            request,
+            queryset,
+            action=action,
+            verb=verb,
+            target_type="schedule",
+            target_id=lambda row: row.name,
+            perform=lambda row: perform(row.pk),
+        )
 
     @admin.action(description="Run selected schedules now", permissions=["operate"])
     def run_now(self, request, queryset):
-        return self._confirm(request, queryset, "schedule.run_now", "Run schedules now",
-                             schedule_services.run_now)  # fmt: skip
+        return self._confirm(
+            request, queryset, "schedule.run_now", "Run schedules now", schedule_services.run_now
+        )
 
     @admin.action(description="Enable selected schedules", permissions=["operate"])
     def enable(self, request, queryset):
-        return self._confirm(request, queryset, "schedule.enable", "Enable schedules",
-                             schedule_services.enable_schedule)  # fmt: skip
+        return self._confirm(
+            request,
+            queryset,
+            "schedule.enable",
+            "Enable schedules",
+            schedule_services.enable_schedule,
+        )
 
     @admin.action(description="Disable selected schedules", permissions=["operate"])
     def disable(self, request, queryset):
-        return self._confirm(request, queryset, "schedule.disable", "Disable schedules",
-                             schedule_services.disable_schedule)  # fmt: skip
+        return self._confirm(
+            request,
+            queryset,
+            "schedule.disable",
+            "Disable schedules",
+            schedule_services.disable_schedule,
+        )
 
 
 @admin.register(ScheduleRun)

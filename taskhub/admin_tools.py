@@ -107,8 +107,13 @@ def confirm_then(
     done, refused = 0, []
     for row in rows:
         try:
-            with audited(request.user, action, source="admin", target_type=target_type,
-                         target_id=target_id(row)):  # fmt: skip
+            with audited(
+                request.user,
+                action,
+                source="admin",
+                target_type=target_type,
+                target_id=target_id(row),
+            ):
                 perform(row)
             done += 1
         except TaskhubError as exc:  # the service refused (bad transition, gone, invalid)

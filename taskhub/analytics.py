@@ -60,11 +60,18 @@ def queue_overview(now: dt.datetime | None = None) -> list[dict[str, Any]]:
 
 def _empty_row(name: str) -> dict[str, Any]:
     return {
-        "queue": name, "waiting": 0, "queued": 0, "running": 0, "delayed": 0,
-        "completed_last_hour": 0, "failed_last_hour": 0, "paused": False,
-        "failure_rate": 0.0, "oldest_waiting_seconds": None,
+        "queue": name,
+        "waiting": 0,
+        "queued": 0,
+        "running": 0,
+        "delayed": 0,
+        "completed_last_hour": 0,
+        "failed_last_hour": 0,
+        "paused": False,
+        "failure_rate": 0.0,
+        "oldest_waiting_seconds": None,
         "throughput": [0] * THROUGHPUT_MINUTES,
-    }  # fmt: skip
+    }
 
 
 def _minute(moment: dt.datetime) -> dt.datetime:
@@ -224,32 +231,81 @@ def fingerprint(task_name: str, error: str) -> str:
 
 
 _ADVICE = [
-    (("timeout", "timed out", "timelimit"),
-     "Attempts time out: raise the task's timeout, make each attempt do less, "
-     "or check the slow dependency."),
-    (("429", "rate limit", "too many requests", "throttl"),
-     "A downstream service is rate limiting: lower the queue's rate or concurrency, "
-     "then retry the dead letters."),
-    (("401", "403", "unauthori", "forbidden", "credential", "permission denied",
-      "authentication"),
-     "Credentials were refused: fix the configured credentials or keys, then retry the "
-     "dead letters."),
-    (("connect", "refused", "unreachable", "server answered 5", "httpservererror",
-      "502", "503", "504", "temporar", "unavailable", "reset by peer"),
-     "A dependency is unavailable: check its status; these failures are transient, so retry "
-     "the dead letters once it has recovered."),
-    (("validation", "invalid", "server answered 4", "valueerror", "invalidtaskrequest",
-      "not json-serialisable", "over the limit"),
-     "The input or output is rejected: fix the caller, payload or handler's result; retrying "
-     "the same payload will fail again."),
-    (("keyerror", "attributeerror", "typeerror", "nameerror", "importerror", "indexerror",
-      "zerodivisionerror", "assertionerror", "notimplementederror", "recursionerror"),
-     "Looks like a bug in the handler: read the traceback, fix and deploy, then retry the "
-     "dead letters."),
-    (("permanenterror",),
-     "The handler declared this failure permanent: read its message and fix the cause before "
-     "retrying."),
-]  # fmt: skip
+    (
+        ("timeout", "timed out", "timelimit"),
+        "Attempts time out: raise the task's timeout, make each attempt do less, "
+        "or check the slow dependency.",
+    ),
+    (
+        ("429", "rate limit", "too many requests", "throttl"),
+        "A downstream service is rate limiting: lower the queue's rate or concurrency, "
+        "then retry the dead letters.",
+    ),
+    (
+        (
+            "401",
+            "403",
+            "unauthori",
+            "forbidden",
+            "credential",
+            "permission denied",
+            "authentication",
+        ),
+        "Credentials were refused: fix the configured credentials or keys, then retry the "
+        "dead letters.",
+    ),
+    (
+        (
+            "connect",
+            "refused",
+            "unreachable",
+            "server answered 5",
+            "httpservererror",
+            "502",
+            "503",
+            "504",
+            "temporar",
+            "unavailable",
+            "reset by peer",
+        ),
+        "A dependency is unavailable: check its status; these failures are transient, so retry "
+        "the dead letters once it has recovered.",
+    ),
+    (
+        (
+            "validation",
+            "invalid",
+            "server answered 4",
+            "valueerror",
+            "invalidtaskrequest",
+            "not json-serialisable",
+            "over the limit",
+        ),
+        "The input or output is rejected: fix the caller, payload or handler's result; retrying "
+        "the same payload will fail again.",
+    ),
+    (
+        (
+            "keyerror",
+            "attributeerror",
+            "typeerror",
+            "nameerror",
+            "importerror",
+            "indexerror",
+            "zerodivisionerror",
+            "assertionerror",
+            "notimplementederror",
+            "recursionerror",
+        ),
+        "Looks like a bug in the handler: read the traceback, fix and deploy, then retry the "
+        "dead letters.",
+    ),
+    (
+        ("permanenterror",),
+        "The handler declared this failure permanent: read its message and fix the cause before "
+        "retrying.",
+    ),
+]
 _DEFAULT_ADVICE = (
     "Read the traceback of the latest occurrence; retry the dead letters once the cause is fixed."
 )

@@ -90,19 +90,30 @@ def task_as_json(task) -> dict[str, Any]:
 
     definition = all_definitions().get(task.name)
     return {
-        "id": str(task.id), "name": task.name, "queue": task.queue, "status": task.status,
-        "attempt": task.attempt, "max_attempts": task.max_attempts, "priority": task.priority,
-        "progress": task.progress, "payload": redact(definition, task.payload),
-        "result": task.result, "error": task.error, "correlation_id": task.correlation_id,
-        "user_id": task.user_id, "dedup_key": task.dedup_key,
-        "scheduled_at": task.scheduled_at, "created_at": task.created_at,
-        "started_at": task.started_at, "completed_at": task.completed_at,
+        "id": str(task.id),
+        "name": task.name,
+        "queue": task.queue,
+        "status": task.status,
+        "attempt": task.attempt,
+        "max_attempts": task.max_attempts,
+        "priority": task.priority,
+        "progress": task.progress,
+        "payload": redact(definition, task.payload),
+        "result": task.result,
+        "error": task.error,
+        "correlation_id": task.correlation_id,
+        "user_id": task.user_id,
+        "dedup_key": task.dedup_key,
+        "scheduled_at": task.scheduled_at,
+        "created_at": task.created_at,
+        "started_at": task.started_at,
+        "completed_at": task.completed_at,
         "duration": task.duration,
         "events": [
             {"kind": e.kind, "attempt": e.attempt, "at": e.at, "data": e.data}
             for e in task.events.order_by("id")
         ],
-    }  # fmt: skip
+    }
 
 
 @subcommand("show", "print a task and its events as JSON", lambda p: p.add_argument("id"))

@@ -29,10 +29,16 @@ class TaskLogger:
         self._ctx._writer.record_log(
             self._ctx.task_id, self._ctx.attempt, logging.getLevelName(level), text
         )
-        structured_logger.log(level, text, extra={
-            "task_id": self._ctx.task_id, "task_name": self._ctx.name,
-            "attempt": self._ctx.attempt, "correlation_id": self._ctx.correlation_id,
-        })  # fmt: skip
+        structured_logger.log(
+            level,
+            text,
+            extra={
+                "task_id": self._ctx.task_id,
+                "task_name": self._ctx.name,
+                "attempt": self._ctx.attempt,
+                "correlation_id": self._ctx.correlation_id,
+            },
+        )
 
     def debug(self, message: str, *args: Any) -> None:
         self._log(logging.DEBUG, message, *args)

@@ -117,9 +117,14 @@ def cron_trigger(expression: str, timezone: str = "UTC") -> CronTrigger:
     minute, hour, day, month, weekday = fields
     try:
         return CronTrigger(
-            second=second, minute=minute, hour=hour, day=day, month=month,
-            day_of_week=_weekday_names(weekday), timezone=_zone(timezone),
-        )  # fmt: skip
+            second=second,
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=_weekday_names(weekday),
+            timezone=_zone(timezone),
+        )
     except ValueError as exc:
         raise InvalidSchedule(f"bad cron expression {expression!r}: {exc}", field="cron") from None
 
@@ -229,8 +234,13 @@ def cron(
     """Decorate a task definition (put it above ``@task``) to run it on a cron expression."""
 
     def register(definition):
-        declare(name or definition.name, definition.name, cron=expression, timezone=timezone,
-                payload=payload)  # fmt: skip
+        declare(
+            name or definition.name,
+            definition.name,
+            cron=expression,
+            timezone=timezone,
+            payload=payload,
+        )
         return definition
 
     return register

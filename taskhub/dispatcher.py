@@ -67,9 +67,12 @@ class Dispatched:
     def message(self) -> dramatiq.Message:
         env = self.envelope
         return dramatiq.Message(
-            queue_name=env["queue"], actor_name=EXECUTE_ACTOR, args=(env,), kwargs={},
+            queue_name=env["queue"],
+            actor_name=EXECUTE_ACTOR,
+            args=(env,),
+            kwargs={},
             options={"time_limit": int(env["timeout"] * 1000)},
-        )  # fmt: skip
+        )
 
 
 def dispatcher_alive_key(hostname: str | None = None) -> str:
@@ -156,10 +159,14 @@ def _cycle_state() -> tuple[set[str], Counter]:
     query building cost more than the queries in a busy dispatcher)."""
     if connection.vendor != "postgresql":
         paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
-        in_flight = Counter(dict(
-            Task.objects.filter(status__in=IN_FLIGHT_STATUSES).values("queue")
-            .annotate(n=Count("id")).values_list("queue", "n")
-        ))  # fmt: skip
+        in_flight = Counter(
+            dict(
+                Task.objects.filter(status__in=IN_FLIGHT_STATUSES)
+                .values("queue")
+                .annotate(n=Count("id"))
+                .values_list("queue", "n")
+            )
+        )
         return paused, in_flight
     statuses = ", ".join(f"'{s}'" for s in IN_FLIGHT_STATUSES)
     sql = (
@@ -198,13 +205,18 @@ def claim_ready_tasks(queue: str, limit: int, now: dt.datetime) -> list[Dispatch
     claimed = []
     for tid, name, q, attempt, max_attempts, payload, corr, user, timeout, priority, wf, _ in rows:
         envelope = {
-            "id": str(uuid.UUID(str(tid))), "name": name, "queue": q, "attempt": attempt,
+            "id": str(uuid.UUID(str(tid))),
+            "name": name,
+            "queue": q,
+            "attempt": attempt,
             "max_attempts": max_attempts,
             "payload": json.loads(payload) if isinstance(payload, str) else payload,
-            "correlation_id": corr, "user_id": user, "timeout": timeout,
+            "correlation_id": corr,
+            "user_id": user,
+            "timeout": timeout,
             # A workflow step or a child: its end must be settled by the coordinator.
             "coordinated": bool(wf),
-        }  # fmt: skip
+        }
         claimed.append(Dispatched(envelope, priority))
     return claimed
 
@@ -263,10 +275,14 @@ class Dispatcher:
                 _spend_rate(queue, now_s, len(batch))
                 self._rates.record(queue, len(batch))
                 claimed.extend(batch)
-            publish_on_commit(insert_events([
-                NewEvent(d.envelope["id"], EventKind.QUEUED, d.envelope["attempt"], now)
-                for d in claimed
-            ]))  # fmt: skip
+            publish_on_commit(
+                insert_events(
+                    [
+                        NewEvent(d.envelope["id"], EventKind.QUEUED, d.envelope["attempt"], now)
+                        for d in claimed
+                    ]
+                )
+            )
         if claimed:
             self._send(claimed)
         self._maybe_sync_pause_flags()
@@ -296,8 +312,10 @@ class Dispatcher:
             except (redis.RedisError, OSError, dramatiq.errors.ConnectionError) as exc:
                 logger.warning(
                     "broker refused %d messages of %s, returning them to pending: %s",
-                    len(batch), queue, exc,
-                )  # fmt: skip
+                    len(batch),
+                    queue,
+                    exc,
+                )
                 refused, error = refused + batch, exc
         if error is not None:
             unqueue(
@@ -334,8 +352,10 @@ class Dispatcher:
         else:
             first = (
                 Task.objects.filter(status__in=READY_STATUSES, scheduled_at__gt=now)
-                .order_by("scheduled_at").values_list("scheduled_at", flat=True).first()
-            )  # fmt: skip
+                .order_by("scheduled_at")
+                .values_list("scheduled_at", flat=True)
+                .first()
+            )
         if first is None:
             return poll
         return max(0.0, min(poll, (first - now).total_seconds()))

@@ -48,16 +48,25 @@ def ensure_running(timeout: float = 10.0) -> bool:
     # The database is the source of truth, so the embedded Redis keeps nothing on disk.
     args = [
         _server_binary(),
-        "--port", "0",
-        "--unixsocket", str(socket_path()),
-        "--unixsocketperm", "700",
-        "--daemonize", "yes",
-        "--pidfile", str(pid_path()),
-        "--save", "",
-        "--appendonly", "no",
-        "--dir", str(var),
-        "--logfile", str(var / "redis.log"),
-    ]  # fmt: skip
+        "--port",
+        "0",
+        "--unixsocket",
+        str(socket_path()),
+        "--unixsocketperm",
+        "700",
+        "--daemonize",
+        "yes",
+        "--pidfile",
+        str(pid_path()),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(var),
+        "--logfile",
+        str(var / "redis.log"),
+    ]
     subprocess.run(args, check=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -46,9 +46,19 @@ KIND_STATUS: dict[str, str] = {
 }
 #: Row fields a stream reads (the event, plus its task's owner and labels for filtering).
 ROW_FIELDS = (
-    "id", "task_id", "kind", "attempt", "at", "data", "task__name", "task__queue",
-    "task__user_id", "task__correlation_id", "task__progress", "task__workflow_run_id",
-)  # fmt: skip
+    "id",
+    "task_id",
+    "kind",
+    "attempt",
+    "at",
+    "data",
+    "task__name",
+    "task__queue",
+    "task__user_id",
+    "task__correlation_id",
+    "task__progress",
+    "task__workflow_run_id",
+)
 LISTENER_CHECK_SECONDS = 1.0
 
 _listeners = {"checked": 0.0, "any": True}
@@ -73,9 +83,13 @@ def _summary(row: TaskEvent) -> dict[str, Any]:
     if row.kind == EventKind.COMPLETED:
         progress = 100
     return {
-        "id": row.id, "task": str(row.task_id), "kind": row.kind, "attempt": row.attempt,
-        "status": KIND_STATUS.get(row.kind), "progress": progress,
-    }  # fmt: skip
+        "id": row.id,
+        "task": str(row.task_id),
+        "kind": row.kind,
+        "attempt": row.attempt,
+        "status": KIND_STATUS.get(row.kind),
+        "progress": progress,
+    }
 
 
 def publish_events(rows: Iterable[TaskEvent]) -> None:
@@ -165,9 +179,13 @@ def read_events(
     """
     qs = TaskEvent.objects.order_by("id")
     qs = qs.filter(id__in=list(ids)) if ids is not None else qs.filter(id__gt=after)
-    lookups = {"user_id": "task__user_id", "task": "task_id", "queue": "task__queue",
-               "correlation_id": "task__correlation_id",
-               "workflow": "task__workflow_run_id"}  # fmt: skip
+    lookups = {
+        "user_id": "task__user_id",
+        "task": "task_id",
+        "queue": "task__queue",
+        "correlation_id": "task__correlation_id",
+        "workflow": "task__workflow_run_id",
+    }
     for name, value in filters.items():
         if value not in (None, ""):
             qs = qs.filter(**{lookups[name]: value})

@@ -54,8 +54,12 @@ def check_workers() -> dict:
 
     workers = live_workers()
     if not workers:
-        return {"name": "workers", "status": DEGRADED, "live": 0,
-                "message": "no worker has sent a heartbeat recently: nothing will run"}  # fmt: skip
+        return {
+            "name": "workers",
+            "status": DEGRADED,
+            "live": 0,
+            "message": "no worker has sent a heartbeat recently: nothing will run",
+        }
     threads = sum(w.threads for w in workers)
     check = {"name": "workers", "status": OK, "live": len(workers), "threads": threads}
     return _with_writer_state(check, [w.id for w in workers])
@@ -95,8 +99,12 @@ def scheduler_check() -> dict:
         return {"name": name, "status": SKIPPED, "message": "no enabled schedules"}
     silence = f"no poll for {age:.0f}s" if age is not None else "no scheduler has polled recently"
     message = f"{silence}: scheduled runs will be late"
-    return {"name": name, "status": DEGRADED, "message": message,
-            "last_poll_seconds_ago": None if age is None else round(age, 1)}  # fmt: skip
+    return {
+        "name": name,
+        "status": DEGRADED,
+        "message": message,
+        "last_poll_seconds_ago": None if age is None else round(age, 1),
+    }
 
 
 def check_scheduler() -> dict:
@@ -116,8 +124,9 @@ def check_queues(overview: list[dict]) -> dict:
             continue
         age = q["oldest_waiting_seconds"] or 0
         if q["waiting"] > max_waiting or age > max_age:
-            overloaded.append({"queue": q["queue"], "waiting": q["waiting"],
-                               "oldest_waiting_seconds": age})  # fmt: skip
+            overloaded.append(
+                {"queue": q["queue"], "waiting": q["waiting"], "oldest_waiting_seconds": age}
+            )
     return {
         "name": "queues",
         "status": DEGRADED if overloaded else OK,

@@ -81,14 +81,26 @@ class Stack:
         worker = [*manage, "rundramatiq", "--processes", "1", "--threads", str(self.threads)]
         worker += ["--worker-shutdown-timeout", grace_ms]
         return {
-            "web": [sys.executable, "-m", "uvicorn", "config.asgi:application",
-                    "--host", self.host, "--port", str(self.port), "--no-access-log",
-                    # open event streams must not hold a shutdown up (uvicorn waits forever)
-                    "--lifespan", "off", "--timeout-graceful-shutdown", "8"],
+            "web": [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--no-access-log",
+                # open event streams must not hold a shutdown up (uvicorn waits forever)
+                "--lifespan",
+                "off",
+                "--timeout-graceful-shutdown",
+                "8",
+            ],
             **{f"worker-{n}": worker for n in range(1, self.processes + 1)},
             "dispatcher": [*manage, "taskhub", "dispatcher"],
             **{name: [*manage, *argv] for name, argv in EXTRA_PROCESSES.items()},
-        }  # fmt: skip
+        }
 
     def run(self) -> int:
         started_redis = False

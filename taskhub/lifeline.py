@@ -191,10 +191,15 @@ class Lifeline:
                 )
             elif (r["id"], r["attempt"]) in failed:
                 events += [
-                    TaskEvent(task_id=r["id"], kind=kind, attempt=r["attempt"], at=now,
-                              data={"error": error})
+                    TaskEvent(
+                        task_id=r["id"],
+                        kind=kind,
+                        attempt=r["attempt"],
+                        at=now,
+                        data={"error": error},
+                    )
                     for kind in (EventKind.FAILED, EventKind.DEAD_LETTERED)
-                ]  # fmt: skip
+                ]
                 dead.append(
                     DeadLetter(
                         task_id=r["id"],
@@ -228,11 +233,18 @@ class Lifeline:
             [TaskStatus.QUEUED],
         )
         chosen = [r for r in rows if (r["id"], r["attempt"]) in changed]
-        TaskEvent.objects.bulk_create([
-            TaskEvent(task_id=r["id"], kind=EventKind.RECOVERED, attempt=r["attempt"], at=now,
-                      data={"reason": "message missing"})
-            for r in chosen
-        ])  # fmt: skip
+        TaskEvent.objects.bulk_create(
+            [
+                TaskEvent(
+                    task_id=r["id"],
+                    kind=EventKind.RECOVERED,
+                    attempt=r["attempt"],
+                    at=now,
+                    data={"reason": "message missing"},
+                )
+                for r in chosen
+            ]
+        )
         report.redispatched += len(chosen)
         return [Dispatched(_envelope(r), r["priority"]) for r in chosen]
 
@@ -271,8 +283,13 @@ def _not_waiting_in_broker(rows: list[dict]) -> list[dict]:
 
 def _envelope(row: dict) -> dict:
     return {
-        "id": str(row["id"]), "name": row["name"], "queue": row["queue"],
-        "attempt": row["attempt"], "max_attempts": row["max_attempts"], "payload": row["payload"],
-        "correlation_id": row["correlation_id"], "user_id": row["user_id"],
+        "id": str(row["id"]),
+        "name": row["name"],
+        "queue": row["queue"],
+        "attempt": row["attempt"],
+        "max_attempts": row["max_attempts"],
+        "payload": row["payload"],
+        "correlation_id": row["correlation_id"],
+        "user_id": row["user_id"],
         "timeout": row["timeout"],
-    }  # fmt: skip
+    }

@@ -71,9 +71,13 @@ class Task(models.Model):
     # -- workflow steps (taskhub.workflows); empty for a standalone task ----------------------
     # Indexed by task_workflow_idx / task_workflow_step_unique (partial: most rows have none).
     workflow_run = models.ForeignKey(
-        "WorkflowRun", null=True, blank=True, on_delete=models.CASCADE, related_name="steps",
+        "WorkflowRun",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="steps",
         db_index=False,
-    )  # fmt: skip
+    )
     step_key = models.CharField(max_length=200, blank=True, default="")
     step_kind = models.CharField(max_length=16, blank=True, default="")  # forward | compensation
     #: when a blocked step may run once every dependency has ended (taskhub.workflows.rules)
@@ -86,14 +90,22 @@ class Task(models.Model):
     #: compensate this step even if it failed (its remote effect may have happened anyway)
     compensate_failed = models.BooleanField(default=False)
     compensates = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="compensations",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="compensations",
         db_index=False,  # task_compensates_idx
-    )  # fmt: skip
+    )
     #: the task that spawned this one and waits for it (parent / child)
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="children",
         db_index=False,  # task_parent_idx
-    )  # fmt: skip
+    )
 
     class Meta:
         ordering = ["-created_at"]

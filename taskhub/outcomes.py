@@ -342,11 +342,19 @@ class OutcomeWriter:
             unfinished = list(self._started.values())
             self._started.clear()
             for s in unfinished:
-                self._outcomes.append(Outcome(
-                    task_id=s.task_id, attempt=s.attempt, name="", queue="",
-                    status=TaskStatus.PENDING, started_at=None, finished_at=now, start=s,
-                    event_data={"reason": reason},
-                ))  # fmt: skip
+                self._outcomes.append(
+                    Outcome(
+                        task_id=s.task_id,
+                        attempt=s.attempt,
+                        name="",
+                        queue="",
+                        status=TaskStatus.PENDING,
+                        started_at=None,
+                        finished_at=now,
+                        start=s,
+                        event_data={"reason": reason},
+                    )
+                )
             if unfinished:
                 self._note_pending()
         return [(s.task_id, s.attempt) for s in unfinished]
@@ -422,9 +430,10 @@ class OutcomeWriter:
             batch = Batch(outcomes=self._outcomes, progress=self._progress, logs=self._logs)
             self._outcomes, self._progress, self._logs = [], {}, []
             batch.starts = [
-                s for k, s in self._started.items()
+                s
+                for k, s in self._started.items()
                 if not s.written and (now - s.monotonic >= threshold or k in batch.progress)
-            ]  # fmt: skip
+            ]
             for o in batch.outcomes:
                 self._started.pop((o.task_id, o.attempt), None)
         return batch
@@ -577,11 +586,21 @@ class OutcomeWriter:
         changed = transitions.mark_running(
             [(s.task_id, s.attempt, s.started_at) for s in starts], self.worker_id, now
         )
-        publish_on_commit(insert_events([
-            NewEvent(s.task_id, EventKind.STARTED, s.attempt, s.started_at,
-                     {"worker": self.worker_id})
-            for s in starts if (uuid.UUID(s.task_id), s.attempt) in changed
-        ]))  # fmt: skip
+        publish_on_commit(
+            insert_events(
+                [
+                    NewEvent(
+                        s.task_id,
+                        EventKind.STARTED,
+                        s.attempt,
+                        s.started_at,
+                        {"worker": self.worker_id},
+                    )
+                    for s in starts
+                    if (uuid.UUID(s.task_id), s.attempt) in changed
+                ]
+            )
+        )
         return changed
 
     def _write_progress(self, progress: dict[AttemptKey, int]) -> None:
@@ -592,10 +611,15 @@ class OutcomeWriter:
         changed = guarded_update(
             ("id", "attempt", "progress", "updated_at"), rows, _PROGRESS_SET, [TaskStatus.RUNNING]
         )
-        publish_on_commit(insert_events([
-            NewEvent(t, EventKind.PROGRESS, a, now, {"progress": p})
-            for (t, a), p in progress.items() if (uuid.UUID(t), a) in changed
-        ]))  # fmt: skip
+        publish_on_commit(
+            insert_events(
+                [
+                    NewEvent(t, EventKind.PROGRESS, a, now, {"progress": p})
+                    for (t, a), p in progress.items()
+                    if (uuid.UUID(t), a) in changed
+                ]
+            )
+        )
 
     def _write_outcomes(self, outcomes: list[Outcome], written_starts: set) -> list[Outcome]:
         outcomes = _honour_cancel_requests(outcomes)
@@ -607,11 +631,14 @@ class OutcomeWriter:
         # if the row says running, someone else holds the attempt.
         for started in (True, False):
             changed |= transitions.hand_back(
-                [(o.task_id, o.attempt, o.retry_at) for o in releasing
-                 if (o.start is not None) == started],
+                [
+                    (o.task_id, o.attempt, o.retry_at)
+                    for o in releasing
+                    if (o.start is not None) == started
+                ],
                 now,
                 started=started,
-            )  # fmt: skip
+            )
         applied = [o for o in outcomes if (uuid.UUID(o.task_id), o.attempt) in changed]
         events, dead = [], []
         started = {"worker": self.worker_id}
@@ -623,9 +650,10 @@ class OutcomeWriter:
                     NewEvent(o.task_id, EventKind.STARTED, o.attempt, o.started_at, started)
                 )
             events.append(
-                NewEvent(o.task_id, _OUTCOME_EVENTS[o.status], o.attempt, o.finished_at,
-                         o.event_data)
-            )  # fmt: skip
+                NewEvent(
+                    o.task_id, _OUTCOME_EVENTS[o.status], o.attempt, o.finished_at, o.event_data
+                )
+            )
             if o.status == TaskStatus.FAILED:
                 events.append(
                     NewEvent(o.task_id, EventKind.DEAD_LETTERED, o.attempt, o.finished_at)

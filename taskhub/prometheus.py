@@ -33,8 +33,9 @@ ACTIVE_STATES = ("waiting", "delayed", "queued", "running")
 
 
 def _durations_last_hour(now: dt.datetime) -> list[dict[str, Any]]:
-    buckets = {f"le_{i}": Count("id", filter=Q(duration__lte=b))
-               for i, b in enumerate(DURATION_BUCKETS)}  # fmt: skip
+    buckets = {
+        f"le_{i}": Count("id", filter=Q(duration__lte=b)) for i, b in enumerate(DURATION_BUCKETS)
+    }
     return list(
         Task.objects.filter(
             status=TaskStatus.COMPLETED, completed_at__gte=now - dt.timedelta(hours=1)
@@ -86,16 +87,18 @@ class TaskhubCollector(Collector):
             "taskhub_tasks", "Unfinished tasks by queue and state", labels=["queue", "state"]
         )
         finished = GaugeMetricFamily(
-            "taskhub_tasks_finished_last_hour", "Tasks finished in the last hour",
+            "taskhub_tasks_finished_last_hour",
+            "Tasks finished in the last hour",
             labels=["queue", "status"],
-        )  # fmt: skip
+        )
         depth = GaugeMetricFamily(
             "taskhub_queue_depth", "Tasks due and waiting to start", labels=["queue"]
         )
         age = GaugeMetricFamily(
-            "taskhub_queue_oldest_waiting_seconds", "Age of the oldest waiting task",
+            "taskhub_queue_oldest_waiting_seconds",
+            "Age of the oldest waiting task",
             labels=["queue"],
-        )  # fmt: skip
+        )
         paused = GaugeMetricFamily("taskhub_queue_paused", "1 if paused", labels=["queue"])
         for q in data["overview"]:
             for state in ACTIVE_STATES:
@@ -109,8 +112,9 @@ class TaskhubCollector(Collector):
         yield self._durations(data["durations"])
         retries = GaugeMetricFamily(
             "taskhub_task_retries_last_hour",
-            "Extra attempts of tasks finished in the last hour", labels=["queue"],
-        )  # fmt: skip
+            "Extra attempts of tasks finished in the last hour",
+            labels=["queue"],
+        )
         dead = GaugeMetricFamily(
             "taskhub_dead_letters", "Dead letters awaiting an operator", labels=["queue"]
         )
@@ -120,13 +124,15 @@ class TaskhubCollector(Collector):
         yield retries
         yield dead
         yield GaugeMetricFamily(
-            "taskhub_workers_live", "Worker processes with a recent heartbeat",
+            "taskhub_workers_live",
+            "Worker processes with a recent heartbeat",
             value=len(data["workers"]),
-        )  # fmt: skip
+        )
         yield GaugeMetricFamily(
-            "taskhub_worker_threads_live", "Threads of live worker processes",
+            "taskhub_worker_threads_live",
+            "Threads of live worker processes",
             value=sum(w.threads for w in data["workers"]),
-        )  # fmt: skip
+        )
 
     @staticmethod
     def _durations(rows) -> GaugeHistogramMetricFamily:

@@ -41,11 +41,13 @@ def prune_finished_tasks(older_than_days: float | None = None, batch: int | None
     while True:
         with transaction.atomic():
             ids = list(
-                Task.objects.filter(status__in=(TaskStatus.COMPLETED, TaskStatus.CANCELLED),
-                                    completed_at__lt=cutoff, workflow_run__isnull=True,
-                                    parent__isnull=True)
-                .values_list("id", flat=True)[:size]
-            )  # fmt: skip
+                Task.objects.filter(
+                    status__in=(TaskStatus.COMPLETED, TaskStatus.CANCELLED),
+                    completed_at__lt=cutoff,
+                    workflow_run__isnull=True,
+                    parent__isnull=True,
+                ).values_list("id", flat=True)[:size]
+            )
             if not ids:
                 break
             total += _delete_tasks(_with_descendants(ids))

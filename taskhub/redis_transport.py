@@ -145,9 +145,11 @@ class TaskhubRedisBroker(RedisBroker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.acks = SharedRoundTrips(
-            "taskhub-acks", lambda: self.client, scripts=[_ACK_MANY_SCRIPT],
+            "taskhub-acks",
+            lambda: self.client,
+            scripts=[_ACK_MANY_SCRIPT],
             send_notes=self._queue_acks,
-        )  # fmt: skip
+        )
         self._ack_sha = self.client.register_script(_ACK_MANY_SCRIPT).sha
         self._enqueue_many = self.client.register_script(_ENQUEUE_MANY_SCRIPT)
         self._drop_acks = self.client.register_script(_DROP_ACKS_SCRIPT)

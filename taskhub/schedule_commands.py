@@ -12,17 +12,31 @@ from .cron import InvalidSchedule
 
 def schedule_as_json(row, runs) -> dict:
     return {
-        "name": row.name, "task": row.task_name, "kind": row.kind, "when": row.when,
-        "cron": row.cron or None, "interval_seconds": row.interval_seconds,
-        "run_at": row.run_at, "timezone": row.timezone, "enabled": row.enabled,
-        "source": row.source, "payload": row.payload, "next_run_at": row.next_run_at,
-        "last_run_at": row.last_run_at, "last_status": row.last_status or None,
+        "name": row.name,
+        "task": row.task_name,
+        "kind": row.kind,
+        "when": row.when,
+        "cron": row.cron or None,
+        "interval_seconds": row.interval_seconds,
+        "run_at": row.run_at,
+        "timezone": row.timezone,
+        "enabled": row.enabled,
+        "source": row.source,
+        "payload": row.payload,
+        "next_run_at": row.next_run_at,
+        "last_run_at": row.last_run_at,
+        "last_status": row.last_status or None,
         "runs": [
-            {"slot": r.slot, "task_id": str(r.task_id) if r.task_id else None,
-             "status": r.status, "trigger": r.trigger, "error": r.error or None}
+            {
+                "slot": r.slot,
+                "task_id": str(r.task_id) if r.task_id else None,
+                "status": r.status,
+                "trigger": r.trigger,
+                "error": r.error or None,
+            }
             for r in runs
         ],
-    }  # fmt: skip
+    }
 
 
 def _list_args(p) -> None:
@@ -73,10 +87,15 @@ def add(args) -> None:
             raise fail(f"--at {args.at!r} is not an ISO 8601 time") from None
     try:
         row = schedules.create_schedule(
-            args.name, args.task, cron=args.cron, interval=args.every, run_at=run_at,
-            payload=parse_json(args.payload, "--payload"), timezone_name=args.timezone,
+            args.name,
+            args.task,
+            cron=args.cron,
+            interval=args.every,
+            run_at=run_at,
+            payload=parse_json(args.payload, "--payload"),
+            timezone_name=args.timezone,
             enabled=not args.disabled,
-        )  # fmt: skip
+        )
     except InvalidSchedule as exc:
         raise fail(str(exc)) from None
     next_run = row.next_run_at.isoformat() if row.next_run_at else "-"

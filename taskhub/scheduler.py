@@ -84,8 +84,9 @@ def fire_due(schedule_id: int, now: dt.datetime, report: TickReport) -> None:
     with transaction.atomic():
         row = (
             TaskSchedule.objects.select_for_update(skip_locked=True)
-            .filter(id=schedule_id, enabled=True, next_run_at__lte=now).first()
-        )  # fmt: skip
+            .filter(id=schedule_id, enabled=True, next_run_at__lte=now)
+            .first()
+        )
         if row is None:  # another scheduler holds it or has just advanced it
             report.lost_races += 1
             return
@@ -115,10 +116,13 @@ def _record_skipped(row: TaskSchedule, now: dt.datetime) -> None:
     late = (now - row.next_run_at).total_seconds()
     with transaction.atomic():
         ScheduleRun.objects.create(
-            schedule=row, slot=row.next_run_at, status=RunStatus.SKIPPED, created_at=now,
+            schedule=row,
+            slot=row.next_run_at,
+            status=RunStatus.SKIPPED,
+            created_at=now,
             error=f"missed by {late:.0f}s, more than the grace of "
-                  f"{taskhub_settings.SCHEDULER_GRACE:g}s",
-        )  # fmt: skip
+            f"{taskhub_settings.SCHEDULER_GRACE:g}s",
+        )
     logger.warning("schedule %s missed its slots since %s; skipped", row.name, row.next_run_at)
 
 
@@ -138,9 +142,10 @@ def refresh_run_outcomes(runs: QuerySet[ScheduleRun] | None = None, limit: int =
     """Copy the outcome of each unfinished run's task onto the run (and its schedule)."""
     runs = ScheduleRun.objects.all() if runs is None else runs
     open_runs = list(
-        runs.filter(status__in=ACTIVE_STATUSES).exclude(task_id=None)
+        runs.filter(status__in=ACTIVE_STATUSES)
+        .exclude(task_id=None)
         .values_list("id", "task_id", "status")[:limit]
-    )  # fmt: skip
+    )
     if not open_runs:
         return 0
     current = dict(
@@ -182,10 +187,14 @@ def sync_declared_schedules() -> int:
         if row is None:
             try:
                 create_schedule(
-                    name, declaration.task, cron=spec.cron or None, interval=spec.interval,
-                    payload=declaration.payload, timezone_name=spec.timezone,
+                    name,
+                    declaration.task,
+                    cron=spec.cron or None,
+                    interval=spec.interval,
+                    payload=declaration.payload,
+                    timezone_name=spec.timezone,
                     source=ScheduleSource.CODE,
-                )  # fmt: skip
+                )
                 changed += 1
             except InvalidSchedule as exc:
                 if exc.field != "name":  # "exists": a concurrent scheduler created it
@@ -194,8 +203,9 @@ def sync_declared_schedules() -> int:
                 logger.error("declared schedule %s is invalid: %s", name, exc)
             continue
         if row.source != ScheduleSource.CODE:
-            logger.warning("schedule %s exists in the database; the code declaration is ignored",
-                           name)  # fmt: skip
+            logger.warning(
+                "schedule %s exists in the database; the code declaration is ignored", name
+            )
             continue
         wanted = (declaration.task, declaration.payload, spec.cron, spec.interval, spec.timezone)
         have = (row.task_name, row.payload, row.cron, row.interval_seconds, row.timezone)
@@ -237,9 +247,13 @@ class Scheduler:
         synced = sync_declared_schedules()
         logger.info("scheduler started (%d declared schedules synced)", synced)
         self._aps.add_job(
-            self.poll, IntervalTrigger(seconds=self.poll_interval), id="taskhub-scheduler-poll",
-            max_instances=1, coalesce=True, next_run_time=timezone.now(),
-        )  # fmt: skip
+            self.poll,
+            IntervalTrigger(seconds=self.poll_interval),
+            id="taskhub-scheduler-poll",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=timezone.now(),
+        )
         if not self._stopping.is_set():
             self._aps.start()
         logger.info("scheduler stopped")

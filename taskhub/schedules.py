@@ -82,10 +82,12 @@ def _apply_definition(row: TaskSchedule, changes: dict[str, Any], now: dt.dateti
         row.interval_seconds = timing.get("interval")
         row.run_at = timing.get("run_at")
         row.kind = (
-            ScheduleKind.CRON if row.cron
-            else ScheduleKind.INTERVAL if row.interval_seconds is not None
+            ScheduleKind.CRON
+            if row.cron
+            else ScheduleKind.INTERVAL
+            if row.interval_seconds is not None
             else ScheduleKind.ONCE
-        )  # fmt: skip
+        )
         row.anchor_at = now
         row.last_run_at = None if row.kind == ScheduleKind.ONCE else row.last_run_at
     row.timezone = timing.get("timezone", row.timezone)
@@ -111,8 +113,15 @@ def create_schedule(
     if not isinstance(name, str) or not 0 < len(name.strip()) <= 200:
         raise InvalidSchedule("name must be 1 to 200 characters", field="name")
     now = timezone.now()
-    row = TaskSchedule(name=name.strip(), task_name=task, enabled=enabled, source=source,
-                       anchor_at=now, created_at=now, updated_at=now)  # fmt: skip
+    row = TaskSchedule(
+        name=name.strip(),
+        task_name=task,
+        enabled=enabled,
+        source=source,
+        anchor_at=now,
+        created_at=now,
+        updated_at=now,
+    )
     changes = dict(cron=cron, interval=interval, run_at=run_at, payload=payload or {})
     _apply_definition(row, {**changes, "timezone": timezone_name}, now)
     row.next_run_at = first_run_after(row, now) if enabled else None

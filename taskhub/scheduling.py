@@ -187,9 +187,16 @@ def schedule(
     now = timezone.now()
     clean = validate_payload(definition, payload)
     opts = _resolve_options(
-        definition, priority=priority, max_attempts=max_attempts, delay=delay, eta=eta,
-        correlation_id=correlation_id, user_id=user_id, timeout=timeout, now=now,
-    )  # fmt: skip
+        definition,
+        priority=priority,
+        max_attempts=max_attempts,
+        delay=delay,
+        eta=eta,
+        correlation_id=correlation_id,
+        user_id=user_id,
+        timeout=timeout,
+        now=now,
+    )
     if dedup_key is not None and (not isinstance(dedup_key, str) or not 0 < len(dedup_key) <= 255):
         raise InvalidTaskRequest("dedup_key must be 1 to 255 characters", field="dedup_key")
     if dedup_key is not None and (unstorable := unstorable_reason(dedup_key)):
@@ -245,9 +252,16 @@ def schedule_many(
     _check_queue(definition)
     now = timezone.now()
     opts = _resolve_options(
-        definition, priority=priority, max_attempts=max_attempts, delay=delay, eta=eta,
-        correlation_id=correlation_id, user_id=user_id, timeout=timeout, now=now,
-    )  # fmt: skip
+        definition,
+        priority=priority,
+        max_attempts=max_attempts,
+        delay=delay,
+        eta=eta,
+        correlation_id=correlation_id,
+        user_id=user_id,
+        timeout=timeout,
+        now=now,
+    )
     encoded = []
     for index, payload in enumerate(payloads):
         try:

@@ -157,11 +157,20 @@ def clear_queue(name: str, *, actor: str = "", batch: int = 1000) -> int:
                 return total
             now = timezone.now()
             transitions.cancel_waiting([i for i, _ in ids], now, sources=WAITING_STATUSES)
-            publish_on_commit(TaskEvent.objects.bulk_create([
-                TaskEvent(task_id=i, kind=EventKind.CANCELLED, attempt=a, at=now,
-                          data={"by": actor, "reason": "queue cleared"})
-                for i, a in ids
-            ]))  # fmt: skip
+            publish_on_commit(
+                TaskEvent.objects.bulk_create(
+                    [
+                        TaskEvent(
+                            task_id=i,
+                            kind=EventKind.CANCELLED,
+                            attempt=a,
+                            at=now,
+                            data={"by": actor, "reason": "queue cleared"},
+                        )
+                        for i, a in ids
+                    ]
+                )
+            )
             settle([i for i, _ in ids], now=now)
             claims.set_cancel_flags([(str(i), a) for i, a in ids])
         total += len(ids)
@@ -193,11 +202,23 @@ def queue_stats() -> list[dict[str, Any]]:
     )
     finished = (
         Task.objects.filter(status__in=FINISHED_STATUSES)
-        .values("queue", "status").annotate(n=Count("id"))
-    )  # fmt: skip
-    stats = {q: {"queue": q, "waiting": 0, "queued": 0, "running": 0, "delayed": 0,
-                 "completed": 0, "failed": 0, "cancelled": 0, "paused": q in paused}
-             for q in declared_queues()}  # fmt: skip
+        .values("queue", "status")
+        .annotate(n=Count("id"))
+    )
+    stats = {
+        q: {
+            "queue": q,
+            "waiting": 0,
+            "queued": 0,
+            "running": 0,
+            "delayed": 0,
+            "completed": 0,
+            "failed": 0,
+            "cancelled": 0,
+            "paused": q in paused,
+        }
+        for q in declared_queues()
+    }
     for row in active:
         stats.setdefault(row["queue"], {"queue": row["queue"], "paused": False})
         stats[row["queue"]].update({k: row[k] for k in ("waiting", "delayed", "queued", "running")})

@@ -19,12 +19,20 @@ from .models import Task
 
 # PostgreSQL needs the type of each unnest array spelled out (a column may be all NULLs).
 _PG_TYPES = {
-    "id": "uuid", "attempt": "integer", "status": "varchar", "result": "jsonb",
-    "error": "text", "traceback": "text", "started_at": "timestamptz",
-    "completed_at": "timestamptz", "duration": "double precision",
-    "scheduled_at": "timestamptz", "progress": "integer", "worker_id": "varchar",
+    "id": "uuid",
+    "attempt": "integer",
+    "status": "varchar",
+    "result": "jsonb",
+    "error": "text",
+    "traceback": "text",
+    "started_at": "timestamptz",
+    "completed_at": "timestamptz",
+    "duration": "double precision",
+    "scheduled_at": "timestamptz",
+    "progress": "integer",
+    "worker_id": "varchar",
     "updated_at": "timestamptz",
-}  # fmt: skip
+}
 
 _TABLE = Task._meta.db_table
 _CHUNK = 400
@@ -209,9 +217,7 @@ def insert_uniform_tasks(
     """
     from .models import TaskEvent
 
-    constant = [
-        f for f in _insert_columns(Task) if f.attname not in ("id", "payload")
-    ]  # fmt: skip
+    constant = [f for f in _insert_columns(Task) if f.attname not in ("id", "payload")]
     event_fields = [f for f in _insert_columns(TaskEvent) if f.attname != "task_id"]
     columns = ", ".join(f.column for f in constant)
     constants = ", ".join(f"%s::{f.db_type(connection)}" for f in constant)

@@ -30,8 +30,9 @@ def _arguments(parser) -> None:
     )
 
 
-@subcommand("watch", "print a task's events as JSON lines as they happen; exit when it ends",
-            _arguments)  # fmt: skip
+@subcommand(
+    "watch", "print a task's events as JSON lines as they happen; exit when it ends", _arguments
+)
 def watch(args) -> int:
     try:
         task = get_task(args.id)

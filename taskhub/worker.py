@@ -143,10 +143,15 @@ class WorkerRuntime:
             raise SkipMessage(claim.value)
         start = self.writer.record_start(task_id, attempt)
         ctx = TaskContext(
-            task_id=task_id, name=env["name"], queue=env["queue"], attempt=attempt,
-            max_attempts=env["max_attempts"], correlation_id=env.get("correlation_id", ""),
-            user_id=env.get("user_id", ""), _writer=self.writer,
-        )  # fmt: skip
+            task_id=task_id,
+            name=env["name"],
+            queue=env["queue"],
+            attempt=attempt,
+            max_attempts=env["max_attempts"],
+            correlation_id=env.get("correlation_id", ""),
+            user_id=env.get("user_id", ""),
+            _writer=self.writer,
+        )
         _current.attempt = Attempt(envelope=env, ctx=ctx, start=start)
 
     def _claim(self, message_id: str, env: dict) -> ClaimResult:
@@ -182,10 +187,11 @@ class WorkerRuntime:
         starts). If Redis refuses, each attempt is claimed when it starts instead.
         """
         batch = [
-            m for m in messages
-            if m.actor_name == EXECUTE_ACTOR and not rate_limits(m.args[0]["queue"],
-                                                                 m.args[0]["name"])
-        ]  # fmt: skip
+            m
+            for m in messages
+            if m.actor_name == EXECUTE_ACTOR
+            and not rate_limits(m.args[0]["queue"], m.args[0]["name"])
+        ]
         if not batch or self.writer is None:
             return
         try:
@@ -240,23 +246,40 @@ class WorkerRuntime:
         claim could not be settled): return the row to pending, not charging the attempt."""
         now = timezone.now()
         retry_at = now + dt.timedelta(seconds=retry_in) if retry_in else None
-        self.writer.record_outcome(Outcome(
-            task_id=env["id"], attempt=env["attempt"], name=env["name"], queue=env["queue"],
-            status=TaskStatus.PENDING, started_at=None, finished_at=now, retry_at=retry_at,
-            event_data={"reason": reason}, coordinated=env.get("coordinated", True),
-        ))  # fmt: skip
+        self.writer.record_outcome(
+            Outcome(
+                task_id=env["id"],
+                attempt=env["attempt"],
+                name=env["name"],
+                queue=env["queue"],
+                status=TaskStatus.PENDING,
+                started_at=None,
+                finished_at=now,
+                retry_at=retry_at,
+                event_data={"reason": reason},
+                coordinated=env.get("coordinated", True),
+            )
+        )
 
     def _end_cancelled(self, env: dict) -> None:
         """This worker claimed an attempt a cancel covers: the task ends cancelled (a no-op if
         the cancel already ended the row; a running step asked to stop may be queued still)."""
         now = timezone.now()
-        self.writer.record_outcome(Outcome(
-            task_id=env["id"], attempt=env["attempt"], name=env["name"], queue=env["queue"],
-            status=TaskStatus.CANCELLED, started_at=None, finished_at=now,
-            error="cancelled before it started", payload=env["payload"],
-            event_data={"reason": "cancelled before it started"},
-            coordinated=env.get("coordinated", True),
-        ))  # fmt: skip
+        self.writer.record_outcome(
+            Outcome(
+                task_id=env["id"],
+                attempt=env["attempt"],
+                name=env["name"],
+                queue=env["queue"],
+                status=TaskStatus.CANCELLED,
+                started_at=None,
+                finished_at=now,
+                error="cancelled before it started",
+                payload=env["payload"],
+                event_data={"reason": "cancelled before it started"},
+                coordinated=env.get("coordinated", True),
+            )
+        )
 
 
 def rate_limits(queue: str, name: str) -> dict[str, float]:
@@ -276,11 +299,17 @@ def decide_outcome(attempt: Attempt, exception: BaseException | None) -> Outcome
     env, ctx = attempt.envelope, attempt.ctx
     finished = timezone.now()
     base = dict(
-        task_id=env["id"], attempt=env["attempt"], name=env["name"], queue=env["queue"],
-        started_at=attempt.start.started_at, finished_at=finished, start=attempt.start,
-        duration=time.monotonic() - attempt.start.monotonic, payload=env["payload"],
+        task_id=env["id"],
+        attempt=env["attempt"],
+        name=env["name"],
+        queue=env["queue"],
+        started_at=attempt.start.started_at,
+        finished_at=finished,
+        start=attempt.start,
+        duration=time.monotonic() - attempt.start.monotonic,
+        payload=env["payload"],
         coordinated=env.get("coordinated", True),
-    )  # fmt: skip
+    )
     if exception is None:
         if ctx.cancel_seen:
             return Outcome(status=TaskStatus.CANCELLED, error="cancelled while running", **base)
@@ -372,10 +401,15 @@ class Heartbeat:
         )
         if not updated:
             WorkerProcess.objects.create(
-                id=self.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
-                queues=self.queues, threads=self.threads, broker_id=self.broker_id,
-                started_at=now, last_heartbeat_at=now,
-            )  # fmt: skip
+                id=self.worker_id,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                queues=self.queues,
+                threads=self.threads,
+                broker_id=self.broker_id,
+                started_at=now,
+                last_heartbeat_at=now,
+            )
 
     def beat_redis(self) -> None:
         get_redis().set(

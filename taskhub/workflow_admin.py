@@ -44,11 +44,15 @@ from .workflows.models import (
 )
 
 RUN_COLOURS = {
-    WorkflowStatus.RUNNING: "#6610f2", WorkflowStatus.SUCCEEDED: "#198754",
-    WorkflowStatus.FAILED: "#dc3545", WorkflowStatus.CANCELLING: "#fd7e14",
-    WorkflowStatus.CANCELLED: "#495057", WorkflowStatus.COMPENSATING: "#d63384",
-    WorkflowStatus.COMPENSATED: "#0d6efd", WorkflowStatus.COMPENSATION_FAILED: "#842029",
-}  # fmt: skip
+    WorkflowStatus.RUNNING: "#6610f2",
+    WorkflowStatus.SUCCEEDED: "#198754",
+    WorkflowStatus.FAILED: "#dc3545",
+    WorkflowStatus.CANCELLING: "#fd7e14",
+    WorkflowStatus.CANCELLED: "#495057",
+    WorkflowStatus.COMPENSATING: "#d63384",
+    WorkflowStatus.COMPENSATED: "#0d6efd",
+    WorkflowStatus.COMPENSATION_FAILED: "#842029",
+}
 
 
 @dataclass(frozen=True)
@@ -64,39 +68,47 @@ class RunAction:
 
 RUN_ACTIONS = {
     "cancel": RunAction(
-        "Cancel", "workflow.cancel", (WorkflowStatus.RUNNING,),
+        "Cancel",
+        "workflow.cancel",
+        (WorkflowStatus.RUNNING,),
         lambda run, actor: operations.cancel_run(run.id, actor=actor),
         "Steps not started are cancelled, running ones asked to stop; nothing new starts.",
     ),
     "cancel-compensate": RunAction(
-        "Cancel and compensate", "workflow.cancel", (WorkflowStatus.RUNNING,),
+        "Cancel and compensate",
+        "workflow.cancel",
+        (WorkflowStatus.RUNNING,),
         lambda run, actor: operations.cancel_run(run.id, compensate=True, actor=actor),
         "Then every completed step is undone by its compensation, newest first.",
     ),
     "retry": RunAction(
-        "Retry from failure", "workflow.retry",
+        "Retry from failure",
+        "workflow.retry",
         (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED),
         lambda run, actor: operations.retry_run(run.id, actor=actor),
         "Failed, cancelled and skipped steps run again; completed steps do not.",
     ),
     "compensation-retry": RunAction(
-        "Retry compensation", "workflow.compensation_retry",
+        "Retry compensation",
+        "workflow.compensation_retry",
         (WorkflowStatus.COMPENSATION_FAILED,),
         lambda run, actor: operations.retry_compensation(run.id, actor=actor),
     ),
     "compensation-skip": RunAction(
-        "Skip compensation", "workflow.compensation_skip",
+        "Skip compensation",
+        "workflow.compensation_skip",
         (WorkflowStatus.COMPENSATION_FAILED,),
         lambda run, actor: operations.skip_compensation(run.id, actor=actor),
         "The failed compensation is left as it is; the next one runs.",
     ),
     "compensation-resolve": RunAction(
-        "Mark resolved", "workflow.compensation_resolve",
+        "Mark resolved",
+        "workflow.compensation_resolve",
         (WorkflowStatus.COMPENSATION_FAILED,),
         lambda run, actor: operations.resolve_compensation(run.id, actor=actor),
         "The run ends compensated; compensations not yet attempted are cancelled.",
     ),
-}  # fmt: skip
+}
 
 
 def run_badge(status: str):
@@ -120,8 +132,16 @@ class RunStatusFilter(admin.SimpleListFilter):
 
 @admin.register(WorkflowRun)
 class WorkflowRunAdmin(RoleAdmin):
-    list_display = ("short_id", "name", "version", "badge", "on_failure", "created_at",
-                    "finished_at", "short_error")  # fmt: skip
+    list_display = (
+        "short_id",
+        "name",
+        "version",
+        "badge",
+        "on_failure",
+        "created_at",
+        "finished_at",
+        "short_error",
+    )
     list_filter = (RunStatusFilter, CreatedFilter)
     search_fields = ("id",)
     search_help_text = "Exact run id, workflow name, idempotency key, correlation id or user id."
@@ -136,11 +156,27 @@ class WorkflowRunAdmin(RoleAdmin):
         ("Input and context", {"fields": ("input_json", "context_json")}),
         ("Identity", {"fields": ("idempotency_key", "correlation_id", "user_id")}),
         ("Times", {"fields": ("created_at", "updated_at", "deadline_at", "finished_at")}),
-    )  # fmt: skip
-    readonly_fields = ("id", "name", "version", "badge", "on_failure", "error", "graph_svg",
-                       "steps_table", "timeline", "input_json", "context_json",
-                       "idempotency_key", "correlation_id", "user_id", "created_at",
-                       "updated_at", "deadline_at", "finished_at")  # fmt: skip
+    )
+    readonly_fields = (
+        "id",
+        "name",
+        "version",
+        "badge",
+        "on_failure",
+        "error",
+        "graph_svg",
+        "steps_table",
+        "timeline",
+        "input_json",
+        "context_json",
+        "idempotency_key",
+        "correlation_id",
+        "user_id",
+        "created_at",
+        "updated_at",
+        "deadline_at",
+        "finished_at",
+    )
     change_form_template = "admin/taskhub/workflowrun/change_form.html"
     change_list_template = "admin/taskhub/task/change_list.html"
 
@@ -177,14 +213,16 @@ class WorkflowRunAdmin(RoleAdmin):
     @admin.display(description="graph")
     def graph_svg(self, run):
         legend = format_html_join(
-            " ", "{}", ((status_badge(s),) for s in sorted({s["status"] for s in
-                                                             self._detail(run)["steps"]})),
-        )  # fmt: skip
+            " ",
+            "{}",
+            ((status_badge(s),) for s in sorted({s["status"] for s in self._detail(run)["steps"]})),
+        )
         note = format_html(
             '<p class="th-muted">{} Compensation steps and their chain are dashed '
             '<span style="color:{}">pink</span>, below the step each undoes.</p>',
-            legend, diagram.COMPENSATION_EDGE,
-        )  # fmt: skip
+            legend,
+            diagram.COMPENSATION_EDGE,
+        )
         svg = diagram.draw(self._detail(run), STATUS_COLOURS)  # every text in it is escaped
         return format_html('<div class="th-wf-graph-box">{}</div>{}', mark_safe(svg), note)
 
@@ -192,14 +230,26 @@ class WorkflowRunAdmin(RoleAdmin):
     def steps_table(self, run):
         steps = self._detail(run)["steps"][:SHOWN_HISTORY]
         rows = format_html_join(
-            "", '<tr class="th-wf-row-{}"><td>{}</td><td><a href="{}">{}</a></td><td>{}</td>'
+            "",
+            '<tr class="th-wf-row-{}"><td>{}</td><td><a href="{}">{}</a></td><td>{}</td>'
             "<td>{}/{}</td><td>{}</td><td>{}</td></tr>",
-            ((s["kind"], s["key"], reverse("admin:taskhub_task_change", args=[s["task_id"]]),
-              s["task"], status_badge(s["status"]), s["attempts"], s["max_attempts"],
-              _short(json.dumps(s["result"], default=str)) if s["result"] is not None else "–",
-              _short(s["error"]) or "–")
-             for s in steps),
-        )  # fmt: skip
+            (
+                (
+                    s["kind"],
+                    s["key"],
+                    reverse("admin:taskhub_task_change", args=[s["task_id"]]),
+                    s["task"],
+                    status_badge(s["status"]),
+                    s["attempts"],
+                    s["max_attempts"],
+                    _short(json.dumps(s["result"], default=str))
+                    if s["result"] is not None
+                    else "–",
+                    _short(s["error"]) or "–",
+                )
+                for s in steps
+            ),
+        )
         return format_html(
             '<table class="th-logs th-wf-steps"><tr><th>step</th><th>task</th><th>status</th>'
             "<th>attempt</th><th>result</th><th>error</th></tr>{}</table>",
@@ -219,22 +269,32 @@ class WorkflowRunAdmin(RoleAdmin):
         ]
         merged.sort(key=lambda item: item[:3])
         items = format_html_join(
-            "", '<li class="th-event th-event-{}{}"><time>{}</time> <b>{}</b> {} '
-            "<code>{}</code></li>",
-            ((kind, " th-wf-run-event" if source == "run" else "", at.strftime(
-              "%Y-%m-%d %H:%M:%S.%f")[:-3], source, kind,
-              json.dumps(data, default=str) if data else "")
-             for at, _, _, source, kind, data in merged),
-        )  # fmt: skip
+            "",
+            '<li class="th-event th-event-{}{}"><time>{}</time> <b>{}</b> {} <code>{}</code></li>',
+            (
+                (
+                    kind,
+                    " th-wf-run-event" if source == "run" else "",
+                    at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+                    source,
+                    kind,
+                    json.dumps(data, default=str) if data else "",
+                )
+                for at, _, _, source, kind, data in merged
+            ),
+        )
         return format_html('<ol class="th-timeline">{}</ol>', items)
 
     # -- actions ---------------------------------------------------------------------------
     def get_urls(self):
         return [
-            path("<path:object_id>/do/<str:verb>/", self.admin_site.admin_view(self.run_action),
-                 name="taskhub_workflowrun_do"),
+            path(
+                "<path:object_id>/do/<str:verb>/",
+                self.admin_site.admin_view(self.run_action),
+                name="taskhub_workflowrun_do",
+            ),
             *super().get_urls(),
-        ]  # fmt: skip
+        ]
 
     def run_action(self, request, object_id, verb):
         """An action from the run's own page: a confirmation, then the audited service call."""
@@ -249,15 +309,28 @@ class WorkflowRunAdmin(RoleAdmin):
             raise Http404 from None
         page = reverse("admin:taskhub_workflowrun_change", args=[run.pk])
         if request.method != "POST":
-            return TemplateResponse(request, "admin/taskhub/confirm_object.html", {
-                **self.admin_site.each_context(request),
-                "title": f"Confirm: {action.label.lower()}", "verb": action.label.lower(),
-                "object": f"workflow run {run}", "opts": self.model._meta, "back": page,
-                "warning": action.warning,
-            })  # fmt: skip
+            return TemplateResponse(
+                request,
+                "admin/taskhub/confirm_object.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": f"Confirm: {action.label.lower()}",
+                    "verb": action.label.lower(),
+                    "object": f"workflow run {run}",
+                    "opts": self.model._meta,
+                    "back": page,
+                    "warning": action.warning,
+                },
+            )
         try:
-            with audited(request.user, action.audit, source="admin", target_type="workflow_run",
-                         target_id=run.id, verb=verb):  # fmt: skip
+            with audited(
+                request.user,
+                action.audit,
+                source="admin",
+                target_type="workflow_run",
+                target_id=run.id,
+                verb=verb,
+            ):
                 action.perform(run, request.user.get_username())
             self.message_user(request, f"{action.label}: done.", messages.SUCCESS)
         except TaskhubError as exc:
@@ -266,18 +339,28 @@ class WorkflowRunAdmin(RoleAdmin):
 
     def render_change_form(self, request, context, *args, **kwargs):
         run = context.get("original")
-        context["run_actions"] = [
-            (verb, action.label)
-            for verb, action in RUN_ACTIONS.items()
-            if run is not None and run.status in action.statuses
-        ] if has_role(request.user, OPERATOR) else []  # fmt: skip
+        context["run_actions"] = (
+            [
+                (verb, action.label)
+                for verb, action in RUN_ACTIONS.items()
+                if run is not None and run.status in action.statuses
+            ]
+            if has_role(request.user, OPERATOR)
+            else []
+        )
         return super().render_change_form(request, context, *args, **kwargs)
 
     def _confirm(self, request, queryset, verb: str):
         action, actor = RUN_ACTIONS[verb], request.user.get_username()
-        return confirm_then(self, request, queryset, action=action.audit, verb=action.label,
-                            target_type="workflow_run",
-                            perform=lambda run: action.perform(run, actor))  # fmt: skip
+        return confirm_then(
+            self,
+            request,
+            queryset,
+            action=action.audit,
+            verb=action.label,
+            target_type="workflow_run",
+            perform=lambda run: action.perform(run, actor),
+        )
 
     @admin.action(description="Cancel selected runs", permissions=["operate"])
     def cancel_runs(self, request, queryset):
@@ -341,8 +424,14 @@ class WorkflowDefinitionAdmin(RoleAdmin):
     def save_model(self, request, obj, form, change):
         fields = {f: getattr(obj, f) for f in definitions.FIELDS}
         action = "workflow_definition.update" if change else "workflow_definition.create"
-        with audited(request.user, action, source="admin", target_type="workflow_definition",
-                     target_id=obj.pk or "", name=obj.name) as extra:  # fmt: skip
+        with audited(
+            request.user,
+            action,
+            source="admin",
+            target_type="workflow_definition",
+            target_id=obj.pk or "",
+            name=obj.name,
+        ) as extra:
             if change:
                 saved = definitions.update_definition(obj.pk, **fields)
             else:
@@ -351,9 +440,14 @@ class WorkflowDefinitionAdmin(RoleAdmin):
         obj.pk, obj.created_at, obj.updated_at = saved.pk, saved.created_at, saved.updated_at
 
     def delete_model(self, request, obj):
-        with audited(request.user, "workflow_definition.delete", source="admin",
-                     target_type="workflow_definition", target_id=obj.pk,
-                     name=obj.name):  # fmt: skip
+        with audited(
+            request.user,
+            "workflow_definition.delete",
+            source="admin",
+            target_type="workflow_definition",
+            target_id=obj.pk,
+            name=obj.name,
+        ):
             definitions.delete_definition(obj.pk)
 
     def delete_queryset(self, request, queryset):

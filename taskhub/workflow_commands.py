@@ -13,8 +13,9 @@ from .workflows.start import start_workflow
 
 
 def _audited(action: str, run_id="", **details):
-    return audited(None, action, source="cli", target_type="workflow_run", target_id=run_id,
-                   **details)  # fmt: skip
+    return audited(
+        None, action, source="cli", target_type="workflow_run", target_id=run_id, **details
+    )
 
 
 def _run(run_id: str) -> WorkflowRun:
@@ -28,8 +29,12 @@ def _start_args(p) -> None:
     p.add_argument("name", help="a workflow registered in Python or a stored definition")
     p.add_argument("--input", default="{}", help="JSON object")
     p.add_argument("--idempotency-key", help="a second start with this key returns the first run")
-    p.add_argument("--deadline", type=float, metavar="SECONDS",
-                   help="cancel the run if it is still going after this long")  # fmt: skip
+    p.add_argument(
+        "--deadline",
+        type=float,
+        metavar="SECONDS",
+        help="cancel the run if it is still going after this long",
+    )
     p.add_argument("--version", type=int, help="a stored definition's version (default: newest)")
 
 
@@ -37,24 +42,33 @@ def _start_args(p) -> None:
 def workflow_start(args) -> None:
     input = parse_json(args.input, "--input")
     with _audited("workflow.start", definition=args.name) as extra:
-        run = start_workflow(args.name, input, idempotency_key=args.idempotency_key,
-                             deadline=args.deadline, version=args.version)  # fmt: skip
+        run = start_workflow(
+            args.name,
+            input,
+            idempotency_key=args.idempotency_key,
+            deadline=args.deadline,
+            version=args.version,
+        )
         extra.update(target_id=run.id, created=run.created)
     if not run.created:
         sys.stderr.write(f"a run with idempotency key {args.idempotency_key!r} exists\n")
     sys.stdout.write(f"{run.id}\n")
 
 
-@subcommand("workflow-show", "print a run with its steps, edges and events as JSON",
-            lambda p: p.add_argument("id"))  # fmt: skip
+@subcommand(
+    "workflow-show",
+    "print a run with its steps, edges and events as JSON",
+    lambda p: p.add_argument("id"),
+)
 def workflow_show(args) -> None:
     run = _run(args.id)
     print_json({**operations.run_detail(run), "events": operations.run_events(run)})
 
 
 def _list_args(p) -> None:
-    p.add_argument("--status", action="append", choices=WorkflowStatus.values,
-                   help="repeat for several")  # fmt: skip
+    p.add_argument(
+        "--status", action="append", choices=WorkflowStatus.values, help="repeat for several"
+    )
     p.add_argument("--definition", help="workflow name")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
@@ -91,8 +105,11 @@ def workflow_cancel(args) -> None:
     sys.stdout.write(f"{run.id} {run.status}\n")
 
 
-@subcommand("workflow-retry", "run a failed or cancelled workflow run again from where it stopped",
-            lambda p: p.add_argument("id"))  # fmt: skip
+@subcommand(
+    "workflow-retry",
+    "run a failed or cancelled workflow run again from where it stopped",
+    lambda p: p.add_argument("id"),
+)
 def workflow_retry(args) -> None:
     run = _run(args.id)
     with _audited("workflow.retry", run.id):

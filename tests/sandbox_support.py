@@ -25,9 +25,12 @@ def start_sandbox(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     log = open(ROOT / "var" / "test-logs" / f"sandbox-{time.time_ns()}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "sandbox", "--port", str(port), "--callback-delay", "0.5"],
-        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:

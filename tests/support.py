@@ -31,12 +31,14 @@ def database_url_for_children() -> str:
 
 def child_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "config.settings_test",
-        "DATABASE_URL": database_url_for_children(),
-        "PYTHONUNBUFFERED": "1",
-        **extra,
-    })  # fmt: skip
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings_test",
+            "DATABASE_URL": database_url_for_children(),
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+    )
     return env
 
 

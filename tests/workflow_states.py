@@ -16,14 +16,22 @@ from taskhub.workflows.models import WorkflowRun
 
 #: charge → ship → notify, the first two undone by test.wf.undo if the run compensates.
 SPEC = {
-    "initialTask": {"key": "charge", "type": "test.wf.step",
-                    "payload": {"name": "$input.order"}, "compensation": "test.wf.undo"},
+    "initialTask": {
+        "key": "charge",
+        "type": "test.wf.step",
+        "payload": {"name": "$input.order"},
+        "compensation": "test.wf.undo",
+    },
     "transitions": {
-        "ship": {"type": "test.wf.step", "after": "charge", "payload": {"name": "ship"},
-                 "compensation": "test.wf.undo"},
+        "ship": {
+            "type": "test.wf.step",
+            "after": "charge",
+            "payload": {"name": "ship"},
+            "compensation": "test.wf.undo",
+        },
         "notify": {"type": "taskhub.ping", "after": "ship"},
     },
-}  # fmt: skip
+}
 
 
 def store_orders(name: str = "orders", **options: Any):
@@ -34,18 +42,29 @@ def step(run: WorkflowRun, key: str) -> Task:
     return Task.objects.get(workflow_run=run, step_key=key)
 
 
-def end_step(run: WorkflowRun, key: str, status: str = TaskStatus.COMPLETED, result=None,
-             error: str = "") -> None:  # fmt: skip
+def end_step(
+    run: WorkflowRun, key: str, status: str = TaskStatus.COMPLETED, result=None, error: str = ""
+) -> None:
     """``key`` ran once and ended ``status``; the coordinator reacts as it would for a worker."""
     now = timezone.now()
     with transaction.atomic():
         task = step(run, key)
         Task.objects.filter(id=task.id).update(
-            status=status, result=result, error=error, attempt=task.attempt + 1,
-            started_at=now, completed_at=now, updated_at=now,
-        )  # fmt: skip
-        TaskEvent.objects.create(task_id=task.id, kind=status, attempt=task.attempt + 1, at=now,
-                                 data={"error": error} if error else {})  # fmt: skip
+            status=status,
+            result=result,
+            error=error,
+            attempt=task.attempt + 1,
+            started_at=now,
+            completed_at=now,
+            updated_at=now,
+        )
+        TaskEvent.objects.create(
+            task_id=task.id,
+            kind=status,
+            attempt=task.attempt + 1,
+            at=now,
+            data={"error": error} if error else {},
+        )
         coordinator.settle([task.id], now=now)
 
 

@@ -42,13 +42,21 @@ class WebhookEndpointAdmin(RoleAdmin):
 
     def save_model(self, request, obj, form, change):
         action = "webhook_endpoint.update" if change else "webhook_endpoint.create"
-        with audited(request.user, action, source="admin", target_type="webhook_endpoint",
-                     target_id=obj.pk if change else "") as extra:  # fmt: skip
+        with audited(
+            request.user,
+            action,
+            source="admin",
+            target_type="webhook_endpoint",
+            target_id=obj.pk if change else "",
+        ) as extra:
             if change:
                 services.update_endpoint(
-                    obj.id, url=obj.url, event_types=obj.event_types,
-                    description=obj.description, active=obj.active,
-                )  # fmt: skip
+                    obj.id,
+                    url=obj.url,
+                    event_types=obj.event_types,
+                    description=obj.description,
+                    active=obj.active,
+                )
                 return
             endpoint, secret = services.create_endpoint(
                 obj.url, obj.event_types, description=obj.description, active=obj.active
@@ -59,8 +67,13 @@ class WebhookEndpointAdmin(RoleAdmin):
         messages.warning(request, f"Secret of the new endpoint (shown once): {secret}")
 
     def delete_model(self, request, obj):
-        with audited(request.user, "webhook_endpoint.delete", source="admin",
-                     target_type="webhook_endpoint", target_id=obj.pk):  # fmt: skip
+        with audited(
+            request.user,
+            "webhook_endpoint.delete",
+            source="admin",
+            target_type="webhook_endpoint",
+            target_id=obj.pk,
+        ):
             services.delete_endpoint(obj.id)
 
     def delete_queryset(self, request, queryset):
@@ -69,15 +82,27 @@ class WebhookEndpointAdmin(RoleAdmin):
 
     @admin.action(description="Enable selected endpoints", permissions=["destroy"])
     def enable(self, request, queryset):
-        return confirm_then(self, request, queryset, action="webhook_endpoint.enable",
-                            verb="Enable endpoints", target_type="webhook_endpoint",
-                            perform=lambda e: services.enable_endpoint(e.id))  # fmt: skip
+        return confirm_then(
+            self,
+            request,
+            queryset,
+            action="webhook_endpoint.enable",
+            verb="Enable endpoints",
+            target_type="webhook_endpoint",
+            perform=lambda e: services.enable_endpoint(e.id),
+        )
 
     @admin.action(description="Disable selected endpoints", permissions=["destroy"])
     def disable(self, request, queryset):
-        return confirm_then(self, request, queryset, action="webhook_endpoint.disable",
-                            verb="Disable endpoints", target_type="webhook_endpoint",
-                            perform=lambda e: services.disable_endpoint(e.id))  # fmt: skip
+        return confirm_then(
+            self,
+            request,
+            queryset,
+            action="webhook_endpoint.disable",
+            verb="Disable endpoints",
+            target_type="webhook_endpoint",
+            perform=lambda e: services.disable_endpoint(e.id),
+        )
 
 
 class DeliveryAttemptInline(admin.TabularInline):
@@ -105,8 +130,15 @@ _FAILED = (DeliveryStatus.FAILED, DeliveryStatus.PERMANENTLY_FAILED)
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(RoleAdmin):
-    list_display = ("event_type", "endpoint", "status", "attempts", "last_response_code",
-                    "next_attempt_at", "created_at")  # fmt: skip
+    list_display = (
+        "event_type",
+        "endpoint",
+        "status",
+        "attempts",
+        "last_response_code",
+        "next_attempt_at",
+        "created_at",
+    )
     list_filter = ("status", "event_type", "endpoint")
     search_fields = ("id", "message_id", "event_type")
     inlines = [DeliveryAttemptInline]
@@ -116,16 +148,25 @@ class WebhookDeliveryAdmin(RoleAdmin):
 
     @admin.action(description="Redeliver selected deliveries now", permissions=["operate"])
     def redeliver(self, request, queryset):
-        return confirm_then(self, request, queryset, action="webhook_delivery.redeliver",
-                            verb="Redeliver deliveries", target_type="webhook_delivery",
-                            perform=lambda d: services.redeliver(d.id))  # fmt: skip
+        return confirm_then(
+            self,
+            request,
+            queryset,
+            action="webhook_delivery.redeliver",
+            verb="Redeliver deliveries",
+            target_type="webhook_delivery",
+            perform=lambda d: services.redeliver(d.id),
+        )
 
     def get_urls(self):
         return [
-            path("retry-all/", self.admin_site.admin_view(self.retry_all_view),
-                 name="webhooks_webhookdelivery_retry_all"),
+            path(
+                "retry-all/",
+                self.admin_site.admin_view(self.retry_all_view),
+                name="webhooks_webhookdelivery_retry_all",
+            ),
             *super().get_urls(),
-        ]  # fmt: skip
+        ]
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {
@@ -141,19 +182,29 @@ class WebhookDeliveryAdmin(RoleAdmin):
         failed = WebhookDelivery.objects.filter(status__in=_FAILED, endpoint__active=True)
         changelist = reverse("admin:webhooks_webhookdelivery_changelist")
         if request.method == "POST" and request.POST.get("confirmed") == "yes":
-            with audited(request.user, "webhook_delivery.retry_all", source="admin",
-                         target_type="webhook_delivery") as extra:  # fmt: skip
+            with audited(
+                request.user,
+                "webhook_delivery.retry_all",
+                source="admin",
+                target_type="webhook_delivery",
+            ) as extra:
                 extra.update(count=services.retry_all_failed())
-            self.message_user(request, f"Retry all failed: {extra['count']} redelivering.",
-                              messages.SUCCESS)  # fmt: skip
+            self.message_user(
+                request, f"Retry all failed: {extra['count']} redelivering.", messages.SUCCESS
+            )
             return HttpResponseRedirect(changelist)
         rows = list(failed.select_related("endpoint")[:101])
         context = {
             **self.admin_site.each_context(request),
-            "title": "Confirm: Retry all failed deliveries", "verb": "Retry all failed deliveries",
-            "opts": self.model._meta, "objects": rows[:100], "count": failed.count(),
-            "more": failed.count() - 100, "capped": False, "selected": [],
-        }  # fmt: skip
+            "title": "Confirm: Retry all failed deliveries",
+            "verb": "Retry all failed deliveries",
+            "opts": self.model._meta,
+            "objects": rows[:100],
+            "count": failed.count(),
+            "more": failed.count() - 100,
+            "capped": False,
+            "selected": [],
+        }
         return TemplateResponse(request, "admin/taskhub/confirm_action.html", context)
 
 

@@ -25,8 +25,16 @@ from .models import DeliveryAttempt, DeliveryStatus, WebhookDelivery, WebhookEnd
 class EndpointSerializer(serializers.ModelSerializer):
     class Meta:
         model = WebhookEndpoint
-        fields = ("id", "url", "event_types", "description", "active", "disabled_reason",
-                  "created_at", "updated_at")  # fmt: skip
+        fields = (
+            "id",
+            "url",
+            "event_types",
+            "description",
+            "active",
+            "disabled_reason",
+            "created_at",
+            "updated_at",
+        )
 
 
 class CreatedEndpointSerializer(EndpointSerializer):
@@ -38,18 +46,22 @@ class CreatedEndpointSerializer(EndpointSerializer):
 
 class EndpointChangeSerializer(StrictSerializer):
     url = serializers.CharField(max_length=2000, required=False)
-    event_types = serializers.ListField(child=serializers.CharField(max_length=100),
-                                        required=False, max_length=100)  # fmt: skip
+    event_types = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, max_length=100
+    )
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
     active = serializers.BooleanField(required=False)
 
 
 class EndpointCreateSerializer(EndpointChangeSerializer):
     url = serializers.CharField(max_length=2000)
-    event_types = serializers.ListField(child=serializers.CharField(max_length=100),
-                                        max_length=100)  # fmt: skip
-    secret = serializers.CharField(max_length=200, required=False, write_only=True,
-                                   help_text="whsec_… ; generated when omitted")  # fmt: skip
+    event_types = serializers.ListField(child=serializers.CharField(max_length=100), max_length=100)
+    secret = serializers.CharField(
+        max_length=200,
+        required=False,
+        write_only=True,
+        help_text="whsec_… ; generated when omitted",
+    )
 
 
 class RotateSecretSerializer(StrictSerializer):
@@ -66,9 +78,21 @@ class AttemptSerializer(serializers.ModelSerializer):
 class DeliverySerializer(serializers.ModelSerializer):
     class Meta:
         model = WebhookDelivery
-        fields = ("id", "endpoint", "message_id", "event_type", "status", "attempts",
-                  "next_attempt_at", "last_response_code", "last_error", "task_id",
-                  "created_at", "updated_at", "delivered_at")  # fmt: skip
+        fields = (
+            "id",
+            "endpoint",
+            "message_id",
+            "event_type",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "last_response_code",
+            "last_error",
+            "task_id",
+            "created_at",
+            "updated_at",
+            "delivered_at",
+        )
 
 
 class DeliveryPageSerializer(serializers.Serializer):
@@ -108,22 +132,26 @@ class DeliveryPagination(CursorPagination):
 
 
 def _audited(request, action: str, target_type: str, target_id="", **details):
-    return audited(request.user, action, source="api", target_type=target_type,
-                   target_id=target_id, **details)  # fmt: skip
+    return audited(
+        request.user, action, source="api", target_type=target_type, target_id=target_id, **details
+    )
 
 
 class EndpointListCreate(APIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER, "POST": ADMIN}
 
-    @extend_schema(summary="Webhook endpoints, newest first",
-                   responses=EndpointSerializer(many=True))  # fmt: skip
+    @extend_schema(
+        summary="Webhook endpoints, newest first", responses=EndpointSerializer(many=True)
+    )
     def get(self, request):
         return Response(EndpointSerializer(WebhookEndpoint.objects.all(), many=True).data)
 
-    @extend_schema(summary="Create an endpoint; the response holds its secret, shown only now",
-                   request=EndpointCreateSerializer,
-                   responses={201: CreatedEndpointSerializer})  # fmt: skip
+    @extend_schema(
+        summary="Create an endpoint; the response holds its secret, shown only now",
+        request=EndpointCreateSerializer,
+        responses={201: CreatedEndpointSerializer},
+    )
     def post(self, request):
         body = EndpointCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -132,8 +160,9 @@ class EndpointListCreate(APIView):
         with _audited(request, "webhook_endpoint.create", "webhook_endpoint", url=url) as extra:
             endpoint, secret = services.create_endpoint(url, event_types, **data)
             extra.update(target_id=endpoint.id)
-        return Response({**EndpointSerializer(endpoint).data, "secret": secret},
-                        status=status.HTTP_201_CREATED)  # fmt: skip
+        return Response(
+            {**EndpointSerializer(endpoint).data, "secret": secret}, status=status.HTTP_201_CREATED
+        )
 
 
 class EndpointDetail(APIView):
@@ -144,14 +173,22 @@ class EndpointDetail(APIView):
     def get(self, request, endpoint_id):
         return Response(EndpointSerializer(services.get_endpoint(endpoint_id)).data)
 
-    @extend_schema(summary="Change url, event types, description or active",
-                   request=EndpointChangeSerializer, responses=EndpointSerializer)  # fmt: skip
+    @extend_schema(
+        summary="Change url, event types, description or active",
+        request=EndpointChangeSerializer,
+        responses=EndpointSerializer,
+    )
     def patch(self, request, endpoint_id):
         body = EndpointChangeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         changes = dict(body.validated_data)
-        with _audited(request, "webhook_endpoint.update", "webhook_endpoint", endpoint_id,
-                      fields=sorted(changes)):  # fmt: skip
+        with _audited(
+            request,
+            "webhook_endpoint.update",
+            "webhook_endpoint",
+            endpoint_id,
+            fields=sorted(changes),
+        ):
             endpoint = services.update_endpoint(endpoint_id, **changes)
         return Response(EndpointSerializer(endpoint).data)
 
@@ -179,10 +216,10 @@ class EndpointRotateSecret(APIView):
         body = RotateSecretSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        with _audited(request, "webhook_endpoint.rotate_secret", "webhook_endpoint",
-                      endpoint_id):  # fmt: skip
-            secret = services.rotate_secret(endpoint_id, data.get("secret"),
-                                            data.get("overlap_hours"))  # fmt: skip
+        with _audited(request, "webhook_endpoint.rotate_secret", "webhook_endpoint", endpoint_id):
+            secret = services.rotate_secret(
+                endpoint_id, data.get("secret"), data.get("overlap_hours")
+            )
         return Response({"id": str(endpoint_id), "secret": secret})
 
 
@@ -190,9 +227,12 @@ class DeliveryList(APIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
 
-    @extend_schema(summary="Deliveries, newest first (cursor pagination)",
-                   operation_id="webhooks_deliveries_list", parameters=[DeliveryFilterSerializer],
-                   responses=DeliveryPageSerializer)  # fmt: skip
+    @extend_schema(
+        summary="Deliveries, newest first (cursor pagination)",
+        operation_id="webhooks_deliveries_list",
+        parameters=[DeliveryFilterSerializer],
+        responses=DeliveryPageSerializer,
+    )
     def get(self, request):
         filters = DeliveryFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -209,8 +249,9 @@ class DeliveryDetail(APIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
 
-    @extend_schema(summary="A delivery with its payload and every attempt",
-                   responses=DeliveryDetailSerializer)  # fmt: skip
+    @extend_schema(
+        summary="A delivery with its payload and every attempt", responses=DeliveryDetailSerializer
+    )
     def get(self, request, delivery_id):
         return Response(DeliveryDetailSerializer(services.get_delivery(delivery_id)).data)
 
@@ -219,8 +260,11 @@ class Redeliver(APIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
 
-    @extend_schema(summary="Send a delivery again now, with a fresh retry schedule",
-                   request=None, responses=DeliverySerializer)  # fmt: skip
+    @extend_schema(
+        summary="Send a delivery again now, with a fresh retry schedule",
+        request=None,
+        responses=DeliverySerializer,
+    )
     def post(self, request, delivery_id):
         with _audited(request, "webhook_delivery.redeliver", "webhook_delivery", delivery_id):
             delivery = services.redeliver(delivery_id)

@@ -50,18 +50,30 @@ def webhook_publish(args) -> None:
 
 def delivery_as_json(d: WebhookDelivery) -> dict:
     return {
-        "id": str(d.id), "endpoint": str(d.endpoint_id), "url": d.endpoint.url,
-        "event_type": d.event_type, "message_id": d.message_id, "status": d.status,
-        "attempts": d.attempts, "next_attempt_at": d.next_attempt_at,
-        "last_response_code": d.last_response_code, "last_error": d.last_error or None,
-        "created_at": d.created_at, "delivered_at": d.delivered_at,
+        "id": str(d.id),
+        "endpoint": str(d.endpoint_id),
+        "url": d.endpoint.url,
+        "event_type": d.event_type,
+        "message_id": d.message_id,
+        "status": d.status,
+        "attempts": d.attempts,
+        "next_attempt_at": d.next_attempt_at,
+        "last_response_code": d.last_response_code,
+        "last_error": d.last_error or None,
+        "created_at": d.created_at,
+        "delivered_at": d.delivered_at,
         "task_id": str(d.task_id) if d.task_id else None,
         "log": [
-            {"number": a.number, "at": a.at, "response_code": a.response_code,
-             "duration": round(a.duration, 4), "error": a.error or None}
+            {
+                "number": a.number,
+                "at": a.at,
+                "response_code": a.response_code,
+                "duration": round(a.duration, 4),
+                "error": a.error or None,
+            }
             for a in d.log.all()
         ],
-    }  # fmt: skip
+    }
 
 
 def _deliveries_args(p) -> None:
@@ -87,14 +99,23 @@ def deliveries(args) -> None:
         )
 
 
-@subcommand("webhooks", "list webhook endpoints (secrets are never shown)",
-            lambda p: p.add_argument("--json", action="store_true"))  # fmt: skip
+@subcommand(
+    "webhooks",
+    "list webhook endpoints (secrets are never shown)",
+    lambda p: p.add_argument("--json", action="store_true"),
+)
 def endpoints(args) -> None:
     rows = [
-        {"id": str(e.id), "url": e.url, "event_types": e.event_types, "active": e.active,
-         "disabled_reason": e.disabled_reason or None, "description": e.description}
+        {
+            "id": str(e.id),
+            "url": e.url,
+            "event_types": e.event_types,
+            "active": e.active,
+            "disabled_reason": e.disabled_reason or None,
+            "description": e.description,
+        }
         for e in WebhookEndpoint.objects.order_by("created_at")
-    ]  # fmt: skip
+    ]
     if args.json:
         print_json(rows)
         return

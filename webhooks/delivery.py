@@ -150,10 +150,17 @@ def _record(delivery_id, number, endpoint: WebhookEndpoint, headers, response, t
         if delivery.attempts >= number:
             return {"skipped": f"attempt {number} was recorded concurrently"}
         DeliveryAttempt.objects.create(
-            delivery=delivery, number=number, at=now, url=endpoint.url, request_headers=headers,
-            response_code=response.code, response_body=response.body, duration=response.duration,
-            error=response.error, task_id=task_id,
-        )  # fmt: skip
+            delivery=delivery,
+            number=number,
+            at=now,
+            url=endpoint.url,
+            request_headers=headers,
+            response_code=response.code,
+            response_body=response.body,
+            duration=response.duration,
+            error=response.error,
+            task_id=task_id,
+        )
         delivery.attempts, delivery.updated_at = number, now
         delivery.last_response_code, delivery.last_error = response.code, response.error
         delivery.next_attempt_at = None
@@ -166,14 +173,18 @@ def _record(delivery_id, number, endpoint: WebhookEndpoint, headers, response, t
             delivery.status = DeliveryStatus.PERMANENTLY_FAILED
             if verdict == GONE:
                 WebhookEndpoint.objects.filter(id=endpoint.id).update(
-                    active=False, disabled_reason=f"answered 410 Gone at {now.isoformat()}",
+                    active=False,
+                    disabled_reason=f"answered 410 Gone at {now.isoformat()}",
                     updated_at=now,
-                )  # fmt: skip
+                )
                 notify_endpoints_changed()
         delivery.save()
     return {
-        "status": delivery.status, "attempt": number, "response_code": response.code,
+        "status": delivery.status,
+        "attempt": number,
+        "response_code": response.code,
         "error": response.error or None,
         "next_attempt_at": delivery.next_attempt_at.isoformat()
-        if delivery.next_attempt_at else None,
-    }  # fmt: skip
+        if delivery.next_attempt_at
+        else None,
+    }

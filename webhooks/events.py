@@ -47,8 +47,9 @@ def endpoints_changed() -> None:
     try:
         get_redis().incr(_version_key())
     except (redis.RedisError, OSError) as exc:
-        logger.debug("endpoint change not announced (processes reload within %ss): %s",
-                     MAX_AGE, exc)  # fmt: skip
+        logger.debug(
+            "endpoint change not announced (processes reload within %ss): %s", MAX_AGE, exc
+        )
 
 
 def forget_endpoints() -> None:
@@ -73,10 +74,13 @@ def active_endpoints() -> list[WebhookEndpoint]:
 
 def task_event_payload(outcome) -> dict:
     data = {
-        "task_id": str(outcome.task_id), "name": outcome.name, "queue": outcome.queue,
-        "status": str(outcome.status), "attempt": outcome.attempt,
+        "task_id": str(outcome.task_id),
+        "name": outcome.name,
+        "queue": outcome.queue,
+        "status": str(outcome.status),
+        "attempt": outcome.attempt,
         "finished_at": outcome.finished_at.isoformat(),
-    }  # fmt: skip
+    }
     if outcome.status == TaskStatus.COMPLETED:
         data["result"] = json.loads(json.dumps(outcome.result, default=str))
     else:

@@ -129,9 +129,14 @@ def create_endpoint(
     secret = _check_secret(secret) if secret else generate_secret()
     now = timezone.now()
     endpoint = WebhookEndpoint.objects.create(
-        url=_check_endpoint_url(url), secret=secret, event_types=_check_event_types(event_types),
-        description=description, active=active, created_at=now, updated_at=now,
-    )  # fmt: skip
+        url=_check_endpoint_url(url),
+        secret=secret,
+        event_types=_check_event_types(event_types),
+        description=description,
+        active=active,
+        created_at=now,
+        updated_at=now,
+    )
     notify_endpoints_changed()
     return endpoint, secret
 
@@ -231,11 +236,17 @@ def publish_many(
         message_id = f"msg_{uuid.uuid4().hex}"
         deliveries += [
             WebhookDelivery(
-                endpoint=e, message_id=message_id, event_type=event_type, payload=payload,
-                created_at=now, updated_at=now, next_attempt_at=now,
+                endpoint=e,
+                message_id=message_id,
+                event_type=event_type,
+                payload=payload,
+                created_at=now,
+                updated_at=now,
+                next_attempt_at=now,
             )
-            for e in endpoints if e.active and e.subscribes_to(event_type)
-        ]  # fmt: skip
+            for e in endpoints
+            if e.active and e.subscribes_to(event_type)
+        ]
     if not deliveries:
         return []
     with transaction.atomic():

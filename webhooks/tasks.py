@@ -12,8 +12,13 @@ class DeliveryAttemptRequest(BaseModel):
 
 # The attempt itself records failures and schedules the next attempt on the webhook retry
 # schedule; taskhub's own retries only cover an unexpected error (the database away, say).
-@task("webhooks.deliver", queue="webhooks", schema=DeliveryAttemptRequest, max_attempts=3,
-      retry=Schedule([5, 30]))  # fmt: skip
+@task(
+    "webhooks.deliver",
+    queue="webhooks",
+    schema=DeliveryAttemptRequest,
+    max_attempts=3,
+    retry=Schedule([5, 30]),
+)
 def deliver(payload: DeliveryAttemptRequest, ctx) -> dict:
     from .delivery import attempt_delivery
 

@@ -78,8 +78,10 @@ def start(port: int | None = None, chain_id: int = 31337, log=subprocess.DEVNULL
     port = port or free_port()
     process = subprocess.Popen(
         [anvil_binary(), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     chain = Chain(process=process, url=f"http://127.0.0.1:{port}", chain_id=chain_id)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -107,8 +109,9 @@ def deploy_safe(chain: Chain, threshold: int = 2, fund_wei: int = 10**19) -> str
     singleton = _deploy(w3, "Safe", deployer)
     factory_address = _deploy(w3, "SafeProxyFactory", deployer)
     handler = _deploy(w3, "CompatibilityFallbackHandler", deployer)
-    owners = [Account.from_key(k).address for k in
-              (chain.user_key, chain.server_key, chain.backup_key)]  # fmt: skip
+    owners = [
+        Account.from_key(k).address for k in (chain.user_key, chain.server_key, chain.backup_key)
+    ]
     setup = w3.eth.contract(abi=abi("Safe")).encode_abi(
         "setup", [owners, threshold, ZERO, b"", handler, ZERO, 0, ZERO]
     )
@@ -125,18 +128,20 @@ def deploy_safe(chain: Chain, threshold: int = 2, fund_wei: int = 10**19) -> str
 
 
 def describe(chain: Chain, safe_address: str) -> str:
-    return "\n".join([
-        f"anvil is running at {chain.url} (chain id {chain.chain_id}); Ctrl-C stops it.",
-        f"A 2-of-3 Safe 1.4.1 is deployed at {safe_address}, funded with 10 ETH.",
-        f"Owners: user {Account.from_key(chain.user_key).address}, "
-        f"server {Account.from_key(chain.server_key).address}, "
-        f"backup {Account.from_key(chain.backup_key).address}.",
-        "Development keys only (anvil's well-known accounts). Settings for taskhub:",
-        "",
-        f"export TASKHUB_CHAIN_RPC_URL={chain.url}",
-        f"export TASKHUB_CHAIN_ID={chain.chain_id}",
-        f"export TASKHUB_SAFE_SERVER_KEY={chain.server_key}",
-        f"export TASKHUB_SAFE_RELAYER_KEY={chain.relayer_key}",
-        f"export SAFE_ADDRESS={safe_address}",
-        f"export USER_KEY={chain.user_key}  # the user owner key, for the walkthrough",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"anvil is running at {chain.url} (chain id {chain.chain_id}); Ctrl-C stops it.",
+            f"A 2-of-3 Safe 1.4.1 is deployed at {safe_address}, funded with 10 ETH.",
+            f"Owners: user {Account.from_key(chain.user_key).address}, "
+            f"server {Account.from_key(chain.server_key).address}, "
+            f"backup {Account.from_key(chain.backup_key).address}.",
+            "Development keys only (anvil's well-known accounts). Settings for taskhub:",
+            "",
+            f"export TASKHUB_CHAIN_RPC_URL={chain.url}",
+            f"export TASKHUB_CHAIN_ID={chain.chain_id}",
+            f"export TASKHUB_SAFE_SERVER_KEY={chain.server_key}",
+            f"export TASKHUB_SAFE_RELAYER_KEY={chain.relayer_key}",
+            f"export SAFE_ADDRESS={safe_address}",
+            f"export USER_KEY={chain.user_key}  # the user owner key, for the walkthrough",
+        ]
+    )

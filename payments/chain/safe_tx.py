@@ -69,9 +69,16 @@ class SafeTx:
     def exec_args(self) -> list:
         """execTransaction's arguments before ``signatures``."""
         return [
-            self.to, self.value, bytes.fromhex(self.data[2:]), self.operation, self.safeTxGas,
-            self.baseGas, self.gasPrice, self.gasToken, self.refundReceiver,
-        ]  # fmt: skip
+            self.to,
+            self.value,
+            bytes.fromhex(self.data[2:]),
+            self.operation,
+            self.safeTxGas,
+            self.baseGas,
+            self.gasPrice,
+            self.gasToken,
+            self.refundReceiver,
+        ]
 
 
 def checksum(value: object, field: str) -> str:

@@ -11,44 +11,64 @@ from .. import analytics
 from .permissions import VIEWER, RolePermission
 from .serializers import TimeRangeSerializer
 
-_Metrics = inline_serializer("TaskMetrics", {
-    "from": serializers.DateTimeField(), "to": serializers.DateTimeField(),
-    "totalTasks": serializers.IntegerField(help_text="Tasks created in the range."),
-    "completedTasks": serializers.IntegerField(), "failedTasks": serializers.IntegerField(),
-    "averageExecutionTime": serializers.FloatField(
-        help_text="Milliseconds, over completed tasks' last attempt."),
-    "retryRate": serializers.FloatField(
-        help_text="Percent of started tasks that needed more than one attempt."),
-    "successRate": serializers.FloatField(help_text="Percent of finished tasks that completed."),
-    "tasksByType": serializers.DictField(child=serializers.IntegerField()),
-    "tasksByStatus": serializers.DictField(child=serializers.IntegerField()),
-})  # fmt: skip
+_Metrics = inline_serializer(
+    "TaskMetrics",
+    {
+        "from": serializers.DateTimeField(),
+        "to": serializers.DateTimeField(),
+        "totalTasks": serializers.IntegerField(help_text="Tasks created in the range."),
+        "completedTasks": serializers.IntegerField(),
+        "failedTasks": serializers.IntegerField(),
+        "averageExecutionTime": serializers.FloatField(
+            help_text="Milliseconds, over completed tasks' last attempt."
+        ),
+        "retryRate": serializers.FloatField(
+            help_text="Percent of started tasks that needed more than one attempt."
+        ),
+        "successRate": serializers.FloatField(
+            help_text="Percent of finished tasks that completed."
+        ),
+        "tasksByType": serializers.DictField(child=serializers.IntegerField()),
+        "tasksByStatus": serializers.DictField(child=serializers.IntegerField()),
+    },
+)
 
-_Failures = inline_serializer("FailureAnalysis", {
-    "from": serializers.DateTimeField(), "to": serializers.DateTimeField(),
-    "totalFailures": serializers.IntegerField(),
-    "truncated": serializers.BooleanField(help_text="More failures than one analysis reads."),
-    "failures": inline_serializer("FailureGroup", {
-        "taskType": serializers.CharField(),
-        "errorType": serializers.CharField(),
-        "message": serializers.CharField(help_text="Normalised: ids and numbers replaced."),
-        "fingerprint": serializers.CharField(),
-        "frequency": serializers.IntegerField(),
-        "lastOccurrence": serializers.DateTimeField(),
-        "lastTaskId": serializers.UUIDField(),
-        "lastError": serializers.CharField(),
-        "affectedUsers": serializers.IntegerField(),
-        "suggestedAction": serializers.CharField(),
-    }, many=True),
-})  # fmt: skip
+_Failures = inline_serializer(
+    "FailureAnalysis",
+    {
+        "from": serializers.DateTimeField(),
+        "to": serializers.DateTimeField(),
+        "totalFailures": serializers.IntegerField(),
+        "truncated": serializers.BooleanField(help_text="More failures than one analysis reads."),
+        "failures": inline_serializer(
+            "FailureGroup",
+            {
+                "taskType": serializers.CharField(),
+                "errorType": serializers.CharField(),
+                "message": serializers.CharField(help_text="Normalised: ids and numbers replaced."),
+                "fingerprint": serializers.CharField(),
+                "frequency": serializers.IntegerField(),
+                "lastOccurrence": serializers.DateTimeField(),
+                "lastTaskId": serializers.UUIDField(),
+                "lastError": serializers.CharField(),
+                "affectedUsers": serializers.IntegerField(),
+                "suggestedAction": serializers.CharField(),
+            },
+            many=True,
+        ),
+    },
+)
 
 
 class Metrics(APIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
 
-    @extend_schema(summary="Task metrics for a time range", parameters=[TimeRangeSerializer],
-                   responses=_Metrics)  # fmt: skip
+    @extend_schema(
+        summary="Task metrics for a time range",
+        parameters=[TimeRangeSerializer],
+        responses=_Metrics,
+    )
     def get(self, request):
         period = TimeRangeSerializer(data=request.query_params)
         period.is_valid(raise_exception=True)
@@ -59,8 +79,11 @@ class Failures(APIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
 
-    @extend_schema(summary="Failures grouped by task type and error fingerprint",
-                   parameters=[TimeRangeSerializer], responses=_Failures)  # fmt: skip
+    @extend_schema(
+        summary="Failures grouped by task type and error fingerprint",
+        parameters=[TimeRangeSerializer],
+        responses=_Failures,
+    )
     def get(self, request):
         period = TimeRangeSerializer(data=request.query_params)
         period.is_valid(raise_exception=True)

@@ -29,9 +29,25 @@ class ScheduleSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TaskSchedule
-        fields = ("id", "name", "task", "payload", "kind", "cron", "interval", "run_at",
-                  "timezone", "enabled", "source", "next_run_at", "last_run_at",
-                  "last_task_id", "last_status", "created_at", "updated_at")  # fmt: skip
+        fields = (
+            "id",
+            "name",
+            "task",
+            "payload",
+            "kind",
+            "cron",
+            "interval",
+            "run_at",
+            "timezone",
+            "enabled",
+            "source",
+            "next_run_at",
+            "last_run_at",
+            "last_task_id",
+            "last_status",
+            "created_at",
+            "updated_at",
+        )
 
     def get_payload(self, row) -> dict:
         definition = all_definitions().get(row.task_name)
@@ -62,8 +78,9 @@ class ScheduleCreateSerializer(ScheduleChangeSerializer):
 
 
 def _audited(request, action: str, name: str, **details):
-    return audited(request.user, action, source="api", target_type="schedule", target_id=name,
-                   **details)  # fmt: skip
+    return audited(
+        request.user, action, source="api", target_type="schedule", target_id=name, **details
+    )
 
 
 class ScheduleListCreate(APIView):
@@ -99,12 +116,14 @@ class ScheduleDetail(APIView):
     def get(self, request, name):
         row = schedules.get_schedule(name)
         runs = schedules.schedule_runs(row.name, limit=20)
-        data = {**ScheduleSerializer(row).data,
-                "runs": ScheduleRunSerializer(runs, many=True).data}  # fmt: skip
+        data = {**ScheduleSerializer(row).data, "runs": ScheduleRunSerializer(runs, many=True).data}
         return Response(data)
 
-    @extend_schema(summary="Change a schedule; takes effect at the scheduler's next poll",
-                   request=ScheduleChangeSerializer, responses=ScheduleSerializer)  # fmt: skip
+    @extend_schema(
+        summary="Change a schedule; takes effect at the scheduler's next poll",
+        request=ScheduleChangeSerializer,
+        responses=ScheduleSerializer,
+    )
     def patch(self, request, name):
         body = ScheduleChangeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -126,8 +145,11 @@ class ScheduleRunNow(APIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
 
-    @extend_schema(summary="Schedule the schedule's task now (its regular slots are unaffected)",
-                   request=None, responses={201: ScheduleRunSerializer})  # fmt: skip
+    @extend_schema(
+        summary="Schedule the schedule's task now (its regular slots are unaffected)",
+        request=None,
+        responses={201: ScheduleRunSerializer},
+    )
     def post(self, request, name):
         with _audited(request, "schedule.run_now", name) as extra:
             run = schedules.run_now(name)

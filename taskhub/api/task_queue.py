@@ -81,22 +81,35 @@ class JobSerializer(serializers.Serializer):
     finishedOn = serializers.IntegerField(allow_null=True)
 
 
-_Accepted = inline_serializer("JobAccepted", {
-    "success": serializers.BooleanField(), "jobId": serializers.UUIDField(),
-    "queueName": serializers.CharField(), "timestamp": serializers.DateTimeField(),
-})  # fmt: skip
-_Done = inline_serializer("ActionDone", {
-    "success": serializers.BooleanField(), "message": serializers.CharField(),
-    "timestamp": serializers.DateTimeField(),
-})  # fmt: skip
+_Accepted = inline_serializer(
+    "JobAccepted",
+    {
+        "success": serializers.BooleanField(),
+        "jobId": serializers.UUIDField(),
+        "queueName": serializers.CharField(),
+        "timestamp": serializers.DateTimeField(),
+    },
+)
+_Done = inline_serializer(
+    "ActionDone",
+    {
+        "success": serializers.BooleanField(),
+        "message": serializers.CharField(),
+        "timestamp": serializers.DateTimeField(),
+    },
+)
 # Boundary errors answered before the view (a NUL in the URL) carry no envelope.
 _Failure = error_serializer({"success": False})
 
 
 class _EnqueueOptions(serializers.Serializer):
     priority = serializers.JSONField(required=False)
-    delay = serializers.FloatField(required=False, min_value=0, max_value=366 * 86400,
-                                   help_text="Seconds before the job may start.")  # fmt: skip
+    delay = serializers.FloatField(
+        required=False,
+        min_value=0,
+        max_value=366 * 86400,
+        help_text="Seconds before the job may start.",
+    )
 
 
 class EnqueueJob(TaskQueueView):
@@ -115,15 +128,21 @@ class EnqueueJob(TaskQueueView):
         if not isinstance(request.data, dict):
             raise serializers.ValidationError("The body must be a JSON object.")
         payload = dict(request.data)
-        options = _EnqueueOptions(data={k: payload.pop(k) for k in ("priority", "delay")
-                                        if k in payload})  # fmt: skip
+        options = _EnqueueOptions(
+            data={k: payload.pop(k) for k in ("priority", "delay") if k in payload}
+        )
         options.is_valid(raise_exception=True)
-        with audited(request.user, f"task-queue.{self.kind}", source="api",
-                     target_type="task") as extra:  # fmt: skip
+        with audited(
+            request.user, f"task-queue.{self.kind}", source="api", target_type="task"
+        ) as extra:
             task = schedule(definition, payload, **options.validated_data)
             extra["target_id"] = task.id
-        body = {"success": True, "jobId": str(task.id), "queueName": task.queue,
-                "timestamp": task.created_at}  # fmt: skip
+        body = {
+            "success": True,
+            "jobId": str(task.id),
+            "queueName": task.queue,
+            "timestamp": task.created_at,
+        }
         return Response(body, status=status.HTTP_201_CREATED)
 
 
@@ -157,11 +176,15 @@ def enqueue_view(kind: str):
     """The view for one kind, with its schema documented from the task's pydantic model."""
     definition = definition_for(kind)
     schema = _inline_defs(definition.schema.model_json_schema())
-    schema.setdefault("properties", {}).update({
-        "priority": {"oneOf": [{"type": "string"}, {"type": "integer"}],
-                     "description": "critical, high, normal, low, deferred or -100..100"},
-        "delay": {"type": "number", "minimum": 0, "description": "seconds before it may start"},
-    })  # fmt: skip
+    schema.setdefault("properties", {}).update(
+        {
+            "priority": {
+                "oneOf": [{"type": "string"}, {"type": "integer"}],
+                "description": "critical, high, normal, low, deferred or -100..100",
+            },
+            "delay": {"type": "number", "minimum": 0, "description": "seconds before it may start"},
+        }
+    )
 
     def post(self, request):
         return EnqueueJob.post(self, request)
@@ -182,10 +205,13 @@ class JobStatus(TaskQueueView):
 
     @extend_schema(
         summary="A job's status",
-        responses={200: inline_serializer("JobStatus", {"found": serializers.BooleanField(),
-                                                        "job": JobSerializer()}),
-                   404: error_serializer({"found": False})},
-    )  # fmt: skip
+        responses={
+            200: inline_serializer(
+                "JobStatus", {"found": serializers.BooleanField(), "job": JobSerializer()}
+            ),
+            404: error_serializer({"found": False}),
+        },
+    )
     def get(self, request, queue_name, job_id):
         task = services.get_task(job_id)
         if task.queue != queue_name:
@@ -211,15 +237,28 @@ class QueueStats(TaskQueueView):
 
     @extend_schema(
         summary="Per-queue job counts",
-        parameters=[inline_serializer("StatsQuery", {"queueName": serializers.CharField(
-            required=False)})],
-        responses=inline_serializer("QueueStatsList", {"stats": inline_serializer(
-            "QueueStatsRow", {
-                "queueName": serializers.CharField(), "active": serializers.IntegerField(),
-                "waiting": serializers.IntegerField(), "completed": serializers.IntegerField(),
-                "failed": serializers.IntegerField(), "delayed": serializers.IntegerField(),
-                "paused": serializers.BooleanField()}, many=True)}),
-    )  # fmt: skip
+        parameters=[
+            inline_serializer("StatsQuery", {"queueName": serializers.CharField(required=False)})
+        ],
+        responses=inline_serializer(
+            "QueueStatsList",
+            {
+                "stats": inline_serializer(
+                    "QueueStatsRow",
+                    {
+                        "queueName": serializers.CharField(),
+                        "active": serializers.IntegerField(),
+                        "waiting": serializers.IntegerField(),
+                        "completed": serializers.IntegerField(),
+                        "failed": serializers.IntegerField(),
+                        "delayed": serializers.IntegerField(),
+                        "paused": serializers.BooleanField(),
+                    },
+                    many=True,
+                )
+            },
+        ),
+    )
     def get(self, request):
         wanted = request.query_params.get("queueName")
         if wanted is not None:
@@ -232,8 +271,9 @@ class QueueStats(TaskQueueView):
 
 class _FailedRange(serializers.Serializer):
     start = serializers.IntegerField(required=False, default=0, min_value=0)
-    end = serializers.IntegerField(required=False, default=10, min_value=0,
-                                   help_text="Inclusive index of the last job.")  # fmt: skip
+    end = serializers.IntegerField(
+        required=False, default=10, min_value=0, help_text="Inclusive index of the last job."
+    )
 
     def validate(self, attrs):
         if attrs["end"] < attrs["start"]:
@@ -250,10 +290,15 @@ class FailedJobs(TaskQueueView):
     @extend_schema(
         summary="Failed jobs of a queue, newest first",
         parameters=[_FailedRange],
-        responses=inline_serializer("FailedJobs", {"queueName": serializers.CharField(),
-                                                   "count": serializers.IntegerField(),
-                                                   "jobs": JobSerializer(many=True)}),
-    )  # fmt: skip
+        responses=inline_serializer(
+            "FailedJobs",
+            {
+                "queueName": serializers.CharField(),
+                "count": serializers.IntegerField(),
+                "jobs": JobSerializer(many=True),
+            },
+        ),
+    )
     def get(self, request, queue_name):
         _queue_or_404(queue_name)
         page = _FailedRange(data=request.query_params)
@@ -264,8 +309,7 @@ class FailedJobs(TaskQueueView):
         return Response({"queueName": queue_name, "count": failed.count(), "jobs": jobs})
 
 
-_ACTION_SCHEMA = extend_schema(request=None, responses={200: _Done, 404: _Failure,
-                                                        409: _Failure})  # fmt: skip
+_ACTION_SCHEMA = extend_schema(request=None, responses={200: _Done, 404: _Failure, 409: _Failure})
 
 
 class PauseQueue(TaskQueueView):
@@ -273,8 +317,13 @@ class PauseQueue(TaskQueueView):
 
     @_ACTION_SCHEMA
     def post(self, request, queue_name):
-        with audited(request.user, "queue.pause", source="api", target_type="queue",
-                     target_id=_queue_or_404(queue_name)):  # fmt: skip
+        with audited(
+            request.user,
+            "queue.pause",
+            source="api",
+            target_type="queue",
+            target_id=_queue_or_404(queue_name),
+        ):
             services.pause_queue(queue_name)
         return _done(f"Queue {queue_name} paused")
 
@@ -284,8 +333,13 @@ class ResumeQueue(TaskQueueView):
 
     @_ACTION_SCHEMA
     def post(self, request, queue_name):
-        with audited(request.user, "queue.resume", source="api", target_type="queue",
-                     target_id=_queue_or_404(queue_name)):  # fmt: skip
+        with audited(
+            request.user,
+            "queue.resume",
+            source="api",
+            target_type="queue",
+            target_id=_queue_or_404(queue_name),
+        ):
             services.resume_queue(queue_name)
         return _done(f"Queue {queue_name} resumed")
 
@@ -295,8 +349,14 @@ class ClearQueue(TaskQueueView):
 
     @_ACTION_SCHEMA
     def post(self, request, queue_name):
-        with audited(request.user, "queue.clear", source="api", target_type="queue",
-                     target_id=_queue_or_404(queue_name), atomic=False) as extra:  # fmt: skip
+        with audited(
+            request.user,
+            "queue.clear",
+            source="api",
+            target_type="queue",
+            target_id=_queue_or_404(queue_name),
+            atomic=False,
+        ) as extra:
             extra["cancelled"] = services.clear_queue(queue_name, actor=request.user.get_username())
         return _done(f"Queue {queue_name} cleared: {extra['cancelled']} waiting jobs cancelled")
 
@@ -314,8 +374,9 @@ class RetryJob(TaskQueueView):
 
     @_ACTION_SCHEMA
     def post(self, request, queue_name, job_id):
-        with audited(request.user, "task.retry", source="api", target_type="task",
-                     target_id=job_id):  # fmt: skip
+        with audited(
+            request.user, "task.retry", source="api", target_type="task", target_id=job_id
+        ):
             task = _job_in_queue(queue_name, job_id)
             services.retry_task(task.id, actor=request.user.get_username())
         return _done(f"Job {task.id} queued for retry")
@@ -326,8 +387,9 @@ class RemoveJob(TaskQueueView):
 
     @_ACTION_SCHEMA
     def post(self, request, queue_name, job_id):
-        with audited(request.user, "task.delete", source="api", target_type="task",
-                     target_id=job_id):  # fmt: skip
+        with audited(
+            request.user, "task.delete", source="api", target_type="task", target_id=job_id
+        ):
             task = _job_in_queue(queue_name, job_id)
             services.delete_task(task.id)
         return _done(f"Job {task.id} removed")
@@ -355,15 +417,25 @@ class Health(TaskQueueView):
 
     @extend_schema(
         summary="Health of the database, broker, workers, scheduler and queues",
-        responses={code: inline_serializer(f"Health{code}", {
-            "status": serializers.ChoiceField(choices=HEALTH_STATUSES),
-            "timestamp": serializers.DateTimeField(),
-            "summary": serializers.DictField(),
-            "details": serializers.ListField(child=serializers.DictField()),
-        }) for code in (200, 503)},
-    )  # fmt: skip
+        responses={
+            code: inline_serializer(
+                f"Health{code}",
+                {
+                    "status": serializers.ChoiceField(choices=HEALTH_STATUSES),
+                    "timestamp": serializers.DateTimeField(),
+                    "summary": serializers.DictField(),
+                    "details": serializers.ListField(child=serializers.DictField()),
+                },
+            )
+            for code in (200, 503)
+        },
+    )
     def get(self, request):
         report = health.report()
-        body = {"status": report["status"], "timestamp": report["timestamp"],
-                "summary": health_summary(report), "details": report["checks"]}  # fmt: skip
+        body = {
+            "status": report["status"],
+            "timestamp": report["timestamp"],
+            "summary": health_summary(report),
+            "details": report["checks"],
+        }
         return Response(body, status=health.http_status(report["status"]))

@@ -48,10 +48,14 @@ class TaskCursorPagination(CursorPagination):
 def _filtered(params: dict):
     tasks = Task.objects.all()
     lookups = {
-        "status": "status__in", "queue": "queue", "task": "name",
-        "correlation_id": "correlation_id", "user_id": "user_id",
-        "created_after": "created_at__gte", "created_before": "created_at__lt",
-    }  # fmt: skip
+        "status": "status__in",
+        "queue": "queue",
+        "task": "name",
+        "correlation_id": "correlation_id",
+        "user_id": "user_id",
+        "created_after": "created_at__gte",
+        "created_before": "created_at__lt",
+    }
     for param, lookup in lookups.items():
         if params.get(param) not in (None, "", set()):
             value = params[param]
@@ -105,8 +109,9 @@ class TaskBulkCreate(APIView):
         body = BulkTaskRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         requests = body.validated_data["tasks"]
-        with audited(request.user, "task.bulk_create", source="api", target_type="task",
-                     count=len(requests)):  # fmt: skip
+        with audited(
+            request.user, "task.bulk_create", source="api", target_type="task", count=len(requests)
+        ):
             tasks = services.schedule_batch(requests)
         return Response(TaskSerializer(tasks, many=True).data, status=status.HTTP_201_CREATED)
 
@@ -119,18 +124,22 @@ class TaskDetail(APIView):
     roles = {"GET": VIEWER, "DELETE": ADMIN}
     error_codes = {"DELETE": [409]}  # a task not finished yet
 
-    @extend_schema(summary="A task with its newest events and logs (the rest: /events, /logs)",
-                   parameters=[_ID],
-                   responses=TaskDetailSerializer)  # fmt: skip
+    @extend_schema(
+        summary="A task with its newest events and logs (the rest: /events, /logs)",
+        parameters=[_ID],
+        responses=TaskDetailSerializer,
+    )
     def get(self, request, task_id):
         task = services.get_task(task_id)
         return Response(TaskDetailSerializer(task, context={"request": request}).data)
 
-    @extend_schema(summary="Delete a finished task and its history", parameters=[_ID],
-                   responses={204: None})  # fmt: skip
+    @extend_schema(
+        summary="Delete a finished task and its history", parameters=[_ID], responses={204: None}
+    )
     def delete(self, request, task_id):
-        with audited(request.user, "task.delete", source="api", target_type="task",
-                     target_id=task_id):  # fmt: skip
+        with audited(
+            request.user, "task.delete", source="api", target_type="task", target_id=task_id
+        ):
             services.delete_task(task_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -140,11 +149,16 @@ class TaskRetry(APIView):
     roles = {"POST": OPERATOR}
     error_codes = {"POST": [409]}  # only a failed or cancelled task, not a workflow step
 
-    @extend_schema(summary="Run a failed or cancelled task again", parameters=[_ID],
-                   request=None, responses=TaskSerializer)  # fmt: skip
+    @extend_schema(
+        summary="Run a failed or cancelled task again",
+        parameters=[_ID],
+        request=None,
+        responses=TaskSerializer,
+    )
     def post(self, request, task_id):
-        with audited(request.user, "task.retry", source="api", target_type="task",
-                     target_id=task_id):  # fmt: skip
+        with audited(
+            request.user, "task.retry", source="api", target_type="task", target_id=task_id
+        ):
             task = services.retry_task(task_id, actor=request.user.get_username())
         return Response(TaskSerializer(task).data)
 
@@ -154,11 +168,16 @@ class TaskCancel(APIView):
     roles = {"POST": OPERATOR}
     error_codes = {"POST": [409]}  # a task already finished
 
-    @extend_schema(summary="Cancel a waiting task, or ask a running one to stop",
-                   parameters=[_ID], request=None, responses=TaskSerializer)  # fmt: skip
+    @extend_schema(
+        summary="Cancel a waiting task, or ask a running one to stop",
+        parameters=[_ID],
+        request=None,
+        responses=TaskSerializer,
+    )
     def post(self, request, task_id):
-        with audited(request.user, "task.cancel", source="api", target_type="task",
-                     target_id=task_id):  # fmt: skip
+        with audited(
+            request.user, "task.cancel", source="api", target_type="task", target_id=task_id
+        ):
             task = services.cancel_task(task_id, actor=request.user.get_username())
         return Response(TaskSerializer(task).data)
 

@@ -18,37 +18,54 @@ urlpatterns = [
     path("tasks/<str:task_id>/cancel", tasks.TaskCancel.as_view(), name="task-cancel"),
     path("schedules", schedules.ScheduleListCreate.as_view(), name="schedule-list"),
     path("schedules/<str:name>", schedules.ScheduleDetail.as_view(), name="schedule-detail"),
-    path("schedules/<str:name>/run-now", schedules.ScheduleRunNow.as_view(),
-         name="schedule-run-now"),
+    path(
+        "schedules/<str:name>/run-now", schedules.ScheduleRunNow.as_view(), name="schedule-run-now"
+    ),
     path("workflows", workflows.WorkflowListCreate.as_view(), name="workflow-list"),
     path("workflows/<str:run_id>", workflows.WorkflowDetail.as_view(), name="workflow-detail"),
-    path("workflows/<str:run_id>/cancel", workflows.WorkflowCancel.as_view(),
-         name="workflow-cancel"),
-    path("workflows/<str:run_id>/retry", workflows.WorkflowRetry.as_view(),
-         name="workflow-retry"),
-    *[path(f"workflows/<str:run_id>/compensation/{verb}", workflows.compensation_view(verb),
-           name=f"workflow-compensation-{verb}") for verb in ("retry", "skip", "resolve")],
-    path("workflow-definitions", workflows.DefinitionListCreate.as_view(),
-         name="workflow-definition-list"),
-    path("workflow-definitions/<str:definition_id>", workflows.DefinitionDetail.as_view(),
-         name="workflow-definition-detail"),
+    path(
+        "workflows/<str:run_id>/cancel", workflows.WorkflowCancel.as_view(), name="workflow-cancel"
+    ),
+    path("workflows/<str:run_id>/retry", workflows.WorkflowRetry.as_view(), name="workflow-retry"),
+    *[
+        path(
+            f"workflows/<str:run_id>/compensation/{verb}",
+            workflows.compensation_view(verb),
+            name=f"workflow-compensation-{verb}",
+        )
+        for verb in ("retry", "skip", "resolve")
+    ],
+    path(
+        "workflow-definitions",
+        workflows.DefinitionListCreate.as_view(),
+        name="workflow-definition-list",
+    ),
+    path(
+        "workflow-definitions/<str:definition_id>",
+        workflows.DefinitionDetail.as_view(),
+        name="workflow-definition-detail",
+    ),
     path("metrics", analysis.Metrics.as_view(), name="metrics"),
     path("failures", analysis.Failures.as_view(), name="failures"),
     path("task-queue/health", task_queue.Health.as_view(), name="task-queue-health"),
     path("task-queue/stats", task_queue.QueueStats.as_view(), name="task-queue-stats"),
-    path("task-queue/status/<str:queue_name>/<str:job_id>", task_queue.JobStatus.as_view(),
-         name="task-queue-status"),
-    *[path(f"task-queue/{kind}", task_queue.enqueue_view(kind), name=f"task-queue-{kind}")
-      for kind in ("email", "image-processing", "blockchain-event", "notification")],
+    path(
+        "task-queue/status/<str:queue_name>/<str:job_id>",
+        task_queue.JobStatus.as_view(),
+        name="task-queue-status",
+    ),
+    *[
+        path(f"task-queue/{kind}", task_queue.enqueue_view(kind), name=f"task-queue-{kind}")
+        for kind in ("email", "image-processing", "blockchain-event", "notification")
+    ],
     path(f"{_queue}/failed", task_queue.FailedJobs.as_view(), name="task-queue-failed"),
     path(f"{_queue}/pause", task_queue.PauseQueue.as_view(), name="task-queue-pause"),
     path(f"{_queue}/resume", task_queue.ResumeQueue.as_view(), name="task-queue-resume"),
     path(f"{_queue}/clear", task_queue.ClearQueue.as_view(), name="task-queue-clear"),
     path(f"{_queue}/retry/<str:job_id>", task_queue.RetryJob.as_view(), name="task-queue-retry"),
-    path(f"{_queue}/remove/<str:job_id>", task_queue.RemoveJob.as_view(),
-         name="task-queue-remove"),
+    path(f"{_queue}/remove/<str:job_id>", task_queue.RemoveJob.as_view(), name="task-queue-remove"),
     path("events/stream", stream.event_stream, name="event-stream"),
     path("events/tickets", stream.EventTickets.as_view(), name="event-tickets"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", docs.SwaggerUI.as_view(url_name="api:schema"), name="swagger-ui"),
-]  # fmt: skip
+]

@@ -38,9 +38,11 @@ class WorkflowStartSerializer(StrictSerializer):
     )
     context = serializers.JSONField(required=False, help_text="Shared, read-only for steps.")
     deadline_seconds = serializers.FloatField(
-        required=False, min_value=0.001, max_value=MAX_DEADLINE,
+        required=False,
+        min_value=0.001,
+        max_value=MAX_DEADLINE,
         help_text="A run still going this many seconds after it started is cancelled.",
-    )  # fmt: skip
+    )
     on_failure = serializers.ChoiceField(choices=FailurePolicy.choices, required=False)
     version = serializers.IntegerField(
         required=False, min_value=1, help_text="A stored definition's version; default newest."
@@ -156,8 +158,17 @@ class WorkflowRunListSerializer(serializers.Serializer):
 class WorkflowDefinitionSerializer(serializers.ModelSerializer):
     class Meta:
         model = WorkflowDefinition
-        fields = ("id", "name", "version", "description", "spec", "is_active", "on_failure",
-                  "created_at", "updated_at")  # fmt: skip
+        fields = (
+            "id",
+            "name",
+            "version",
+            "description",
+            "spec",
+            "is_active",
+            "on_failure",
+            "created_at",
+            "updated_at",
+        )
 
     def to_representation(self, instance):
         shown = super().to_representation(instance)
@@ -174,10 +185,13 @@ def detail(run: WorkflowRun) -> dict:
 def _filtered(params: dict):
     runs = WorkflowRun.objects.all()
     lookups = {
-        "status": "status__in", "definition": "name", "correlation_id": "correlation_id",
-        "user_id": "user_id", "created_after": "created_at__gte",
+        "status": "status__in",
+        "definition": "name",
+        "correlation_id": "correlation_id",
+        "user_id": "user_id",
+        "created_after": "created_at__gte",
         "created_before": "created_at__lt",
-    }  # fmt: skip
+    }
     for param, lookup in lookups.items():
         if params.get(param) not in (None, "", set()):
             value = params[param]
@@ -186,8 +200,9 @@ def _filtered(params: dict):
 
 
 def _audited(request, action: str, run_id="", **details):
-    return audited(request.user, action, source="api", target_type="workflow_run",
-                   target_id=run_id, **details)  # fmt: skip
+    return audited(
+        request.user, action, source="api", target_type="workflow_run", target_id=run_id, **details
+    )
 
 
 def _actor(request) -> str:
@@ -235,8 +250,11 @@ class WorkflowDetail(APIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
 
-    @extend_schema(summary="A run with its steps, edges and timeline", parameters=[_ID],
-                   responses=WorkflowRunDetailSerializer)  # fmt: skip
+    @extend_schema(
+        summary="A run with its steps, edges and timeline",
+        parameters=[_ID],
+        responses=WorkflowRunDetailSerializer,
+    )
     def get(self, request, run_id):
         return Response(detail(operations.get_run(run_id)))
 
@@ -248,9 +266,10 @@ class WorkflowCancel(APIView):
 
     @extend_schema(
         summary="Cancel a running run: nothing new starts; optionally compensate what completed",
-        parameters=[_ID], request=WorkflowCancelSerializer,
+        parameters=[_ID],
+        request=WorkflowCancelSerializer,
         responses=WorkflowRunDetailSerializer,
-    )  # fmt: skip
+    )
     def post(self, request, run_id):
         body = WorkflowCancelSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -270,8 +289,10 @@ class WorkflowRetry(APIView):
     @extend_schema(
         summary="Run a failed or cancelled run again from where it stopped "
         "(completed steps never re-run)",
-        parameters=[_ID], request=None, responses=WorkflowRunDetailSerializer,
-    )  # fmt: skip
+        parameters=[_ID],
+        request=None,
+        responses=WorkflowRunDetailSerializer,
+    )
     def post(self, request, run_id):
         with _audited(request, "workflow.retry", run_id):
             run = operations.retry_run(run_id, actor=_actor(request))
@@ -319,18 +340,25 @@ def compensation_view(verb: str):
         return CompensationAction.post(self, request, run_id)
 
     view.post = extend_schema(
-        summary=_COMPENSATION_SUMMARIES[verb], parameters=[_ID],
+        summary=_COMPENSATION_SUMMARIES[verb],
+        parameters=[_ID],
         request=ResolveSerializer if verb == "resolve" else None,
         responses=WorkflowRunDetailSerializer,
         operation_id=f"workflows_compensation_{verb}",
-    )(post)  # fmt: skip
+    )(post)
     return view.as_view()
 
 
 # -- stored definitions ----------------------------------------------------------------------
 def _definition_audited(request, action: str, target="", **details):
-    return audited(request.user, action, source="api", target_type="workflow_definition",
-                   target_id=target, **details)  # fmt: skip
+    return audited(
+        request.user,
+        action,
+        source="api",
+        target_type="workflow_definition",
+        target_id=target,
+        **details,
+    )
 
 
 class DefinitionListCreate(APIView):
@@ -357,8 +385,7 @@ class DefinitionListCreate(APIView):
         body = DefinitionCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
-        with _definition_audited(request, "workflow_definition.create",
-                                 name=data["name"]) as extra:  # fmt: skip
+        with _definition_audited(request, "workflow_definition.create", name=data["name"]) as extra:
             row = definitions.create_definition(**data)
             extra.update(target_id=row.id, version=row.version)
         return Response(WorkflowDefinitionSerializer(row).data, status=status.HTTP_201_CREATED)
@@ -371,30 +398,37 @@ class DefinitionDetail(APIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER, "PATCH": OPERATOR, "PUT": OPERATOR, "DELETE": ADMIN}
 
-    @extend_schema(summary="A stored definition", parameters=[_DEFINITION_ID],
-                   responses=WorkflowDefinitionSerializer)  # fmt: skip
+    @extend_schema(
+        summary="A stored definition",
+        parameters=[_DEFINITION_ID],
+        responses=WorkflowDefinitionSerializer,
+    )
     def get(self, request, definition_id):
-        return Response(WorkflowDefinitionSerializer(
-            definitions.get_definition(definition_id)).data)  # fmt: skip
+        return Response(
+            WorkflowDefinitionSerializer(definitions.get_definition(definition_id)).data
+        )
 
     @extend_schema(
         summary="Change a definition (checked as a whole; runs already started keep theirs)",
-        parameters=[_DEFINITION_ID], request=DefinitionChangeSerializer,
+        parameters=[_DEFINITION_ID],
+        request=DefinitionChangeSerializer,
         responses=WorkflowDefinitionSerializer,
-    )  # fmt: skip
+    )
     def patch(self, request, definition_id):
         body = DefinitionChangeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         changes = dict(body.validated_data)
-        with _definition_audited(request, "workflow_definition.update", definition_id,
-                                 fields=sorted(changes)):  # fmt: skip
+        with _definition_audited(
+            request, "workflow_definition.update", definition_id, fields=sorted(changes)
+        ):
             row = definitions.update_definition(definition_id, **changes)
         return Response(WorkflowDefinitionSerializer(row).data)
 
     put = patch
 
-    @extend_schema(summary="Delete a stored definition", parameters=[_DEFINITION_ID],
-                   responses={204: None})  # fmt: skip
+    @extend_schema(
+        summary="Delete a stored definition", parameters=[_DEFINITION_ID], responses={204: None}
+    )
     def delete(self, request, definition_id):
         with _definition_audited(request, "workflow_definition.delete", definition_id):
             definitions.delete_definition(definition_id)

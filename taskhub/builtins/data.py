@@ -198,17 +198,23 @@ def run_chunk(
         if current.chunks_done != index:
             # Only a second attempt running at the same time could get here; never apply twice.
             raise RuntimeError(f"chunk {index} was committed by another attempt")
-        info = ChunkInfo(task_id=ctx.task_id, index=index, offset=current.offset,
-                         attempt=ctx.attempt)  # fmt: skip
+        info = ChunkInfo(
+            task_id=ctx.task_id, index=index, offset=current.offset, attempt=ctx.attempt
+        )
         if handler.commit is not None and outputs:
             handler.commit(outputs, info)
         for error in errors:
             error.checkpoint = current
         BatchItemError.objects.bulk_create(errors)
         BatchChunk.objects.create(
-            checkpoint=current, index=index, offset=current.offset, items=len(items),
-            succeeded=len(outputs), failed=len(errors), attempt=ctx.attempt,
-        )  # fmt: skip
+            checkpoint=current,
+            index=index,
+            offset=current.offset,
+            items=len(items),
+            succeeded=len(outputs),
+            failed=len(errors),
+            attempt=ctx.attempt,
+        )
         current.chunks_done = index + 1
         current.offset += len(items)
         current.succeeded += len(outputs)
@@ -261,9 +267,10 @@ def _read_url(url: str, limit: int) -> bytes:
         with guarded_client(timeout=60) as client, client.stream("GET", url) as response:
             if response.status_code >= 500:
                 raise httpx.HTTPStatusError(
-                    f"server answered {response.status_code}", request=response.request,
+                    f"server answered {response.status_code}",
+                    request=response.request,
                     response=response,
-                )  # fmt: skip
+                )
             if response.status_code >= 300:
                 raise PermanentError(f"server answered {response.status_code} for {url}")
             return read_body(response, limit, limit_name="BATCH_MAX_DOWNLOAD_BYTES")

@@ -63,8 +63,10 @@ class Transformation(BaseModel):
     def valid_options(self) -> Transformation:
         o = self.options
         if self.type == "resize":
-            if _side(o, "width", required=False) is None and _side(o, "height", required=False) \
-                    is None:  # fmt: skip
+            if (
+                _side(o, "width", required=False) is None
+                and _side(o, "height", required=False) is None
+            ):
                 raise ValueError("resize needs width and/or height")
         elif self.type in ("crop", "thumbnail"):
             _side(o, "width")
@@ -240,8 +242,12 @@ def process_image(payload: ProcessImage, ctx) -> dict:
     data = download(str(payload.url), taskhub_settings.IMAGE_MAX_BYTES)
     ctx.set_progress(100 * 1 / steps)
     image = open_image(data, taskhub_settings.IMAGE_MAX_PIXELS)
-    source = {"width": image.width, "height": image.height, "format": image.format or "",
-              "size": len(data)}  # fmt: skip
+    source = {
+        "width": image.width,
+        "height": image.height,
+        "format": image.format or "",
+        "size": len(data),
+    }
     ctx.set_progress(100 * 2 / steps)
     for done, step in enumerate(payload.transformations, start=3):
         ctx.check_cancelled()

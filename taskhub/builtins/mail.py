@@ -162,14 +162,18 @@ def deliver(message: EmailMultiAlternatives) -> None:
         get_connection(fail_silently=False).send_messages([message])
     except smtplib.SMTPRecipientsRefused as exc:
         codes = {code for code, _ in exc.recipients.values()}
-        detail = ", ".join(f"{a}: {c} {m.decode(errors='replace')}" for a, (c, m) in
-                           exc.recipients.items())  # fmt: skip
+        detail = ", ".join(
+            f"{a}: {c} {m.decode(errors='replace')}" for a, (c, m) in exc.recipients.items()
+        )
         if all(400 <= code < 500 for code in codes):
             raise TemporaryMailError(f"recipients deferred: {detail}") from exc
         raise PermanentError(f"recipients refused: {detail}") from exc
     except smtplib.SMTPResponseException as exc:
-        text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) \
-            else str(exc.smtp_error)  # fmt: skip
+        text = (
+            exc.smtp_error.decode(errors="replace")
+            if isinstance(exc.smtp_error, bytes)
+            else str(exc.smtp_error)
+        )
         if 400 <= exc.smtp_code < 500:
             raise TemporaryMailError(f"SMTP {exc.smtp_code}: {text}") from exc
         raise PermanentError(f"SMTP {exc.smtp_code}: {text}") from exc

@@ -27,6 +27,8 @@ def recover_stalled(payload: dict) -> dict:
 
     report = Lifeline().run_once()
     return {
-        "lost_attempts": report.lost_attempts, "failed": report.failed,
-        "redispatched": report.redispatched, "dead_workers": len(report.dead_workers),
-    }  # fmt: skip
+        "lost_attempts": report.lost_attempts,
+        "failed": report.failed,
+        "redispatched": report.redispatched,
+        "dead_workers": len(report.dead_workers),
+    }

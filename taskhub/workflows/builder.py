@@ -81,13 +81,20 @@ class WorkflowBuilder:
             raise InvalidWorkflow(f"step {key!r}: when must be an object of result values")
         self.graph.add(
             Step(
-                key=key, task=_task_name(task), payload=dict(payload or {}),
-                after=keys_of(after), trigger=trigger, when=when, allow_failure=allow_failure,
+                key=key,
+                task=_task_name(task),
+                payload=dict(payload or {}),
+                after=keys_of(after),
+                trigger=trigger,
+                when=when,
+                allow_failure=allow_failure,
                 compensation=_task_name(compensation) if compensation else None,
-                compensate_failed=compensate_failed, priority=priority,
-                max_attempts=max_attempts, timeout=timeout,
+                compensate_failed=compensate_failed,
+                priority=priority,
+                max_attempts=max_attempts,
+                timeout=timeout,
             )
-        )  # fmt: skip
+        )
         return StepRef(key)
 
     def chain(self, *refs: StepRef | GroupRef) -> StepRef | GroupRef:
@@ -104,9 +111,14 @@ class WorkflowBuilder:
         return refs[-1]
 
     def fan_out(
-        self, key: str, task: TaskRef, items: Sequence[dict[str, Any]], *, after: Any = None,
+        self,
+        key: str,
+        task: TaskRef,
+        items: Sequence[dict[str, Any]],
+        *,
+        after: Any = None,
         **options: Any,
-    ) -> GroupRef:  # fmt: skip
+    ) -> GroupRef:
         """One step per item (``key[0]``, ``key[1]``, …), each with the item as its payload.
 
         Zero items adds no step: whatever depends on the group then waits only for the group's
@@ -123,9 +135,14 @@ class WorkflowBuilder:
         return GroupRef(key, members, upstream)
 
     def fan_in(
-        self, key: str, task: TaskRef, payload: dict[str, Any] | None = None, *, after: Any,
+        self,
+        key: str,
+        task: TaskRef,
+        payload: dict[str, Any] | None = None,
+        *,
+        after: Any,
         **options: Any,
-    ) -> StepRef:  # fmt: skip
+    ) -> StepRef:
         """A step that runs once everything in ``after`` (typically a fan-out) has ended."""
         return self.step(key, task, payload, after=after, **options)
 
@@ -182,9 +199,13 @@ def workflow(
 
     def register(build: Callable[[WorkflowBuilder, Any], Any]) -> WorkflowSpec:
         spec = WorkflowSpec(
-            name=name, version=version, build=build, on_failure=on_failure,
-            input_schema=input_schema, description=(build.__doc__ or "").strip(),
-        )  # fmt: skip
+            name=name,
+            version=version,
+            build=build,
+            on_failure=on_failure,
+            input_schema=input_schema,
+            description=(build.__doc__ or "").strip(),
+        )
         existing = _workflows.get(name)
         if existing is not None and existing.build.__qualname__ != build.__qualname__:
             raise ValueError(f"workflow {name!r} is already registered by {existing.build!r}")

@@ -41,10 +41,16 @@ def prepare_child(
         raise TypeError(f"spawn() got unexpected options: {', '.join(sorted(unknown))}")
     now = timezone.now()
     opts = _resolve_options(
-        definition, priority=options.get("priority"), max_attempts=options.get("max_attempts"),
-        delay=options.get("delay"), eta=None, correlation_id=None, user_id=None,
-        timeout=options.get("timeout"), now=now,
-    )  # fmt: skip
+        definition,
+        priority=options.get("priority"),
+        max_attempts=options.get("max_attempts"),
+        delay=options.get("delay"),
+        eta=None,
+        correlation_id=None,
+        user_id=None,
+        timeout=options.get("timeout"),
+        now=now,
+    )
     return _new_row(definition, clean, opts, None, now)
 
 
@@ -70,14 +76,27 @@ def insert_children(parents: list[tuple[str, int, list[Task]]], now: dt.datetime
                 child.workflow_run_id, child.step_kind = parent["workflow_run_id"], "forward"
                 child.step_key = f"{parent['step_key']}#{attempt}/child[{index}]"
             rows.append(child)
-            edges.append(StepEdge(run_id=parent["workflow_run_id"], upstream_id=child.id,
-                                  downstream_id=parent["id"]))  # fmt: skip
+            edges.append(
+                StepEdge(
+                    run_id=parent["workflow_run_id"],
+                    upstream_id=child.id,
+                    downstream_id=parent["id"],
+                )
+            )
         Task.objects.filter(id=parent["id"]).update(deps_remaining=len(children))
     Task.objects.bulk_create(rows, batch_size=1000)
     StepEdge.objects.bulk_create(edges, batch_size=1000)
     TaskEvent.objects.bulk_create(
-        [TaskEvent(task_id=r.id, kind=EventKind.CREATED, attempt=0, at=now,
-                   data={"parent": str(r.parent_id)}) for r in rows],
+        [
+            TaskEvent(
+                task_id=r.id,
+                kind=EventKind.CREATED,
+                attempt=0,
+                at=now,
+                data={"parent": str(r.parent_id)},
+            )
+            for r in rows
+        ],
         batch_size=1000,
-    )  # fmt: skip
+    )
     return {r.queue for r in rows if r.status == TaskStatus.PENDING}

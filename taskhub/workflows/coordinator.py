@@ -46,9 +46,18 @@ ENDED = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStat
 #: Statuses of a step that has not started yet and can simply be cancelled.
 NOT_STARTED = (TaskStatus.PENDING, TaskStatus.RETRYING, TaskStatus.BLOCKED)
 _ROW = (
-    "id", "status", "workflow_run_id", "step_kind", "step_key", "allow_failure", "result",
-    "error", "queue", "attempt", "parent_id",
-)  # fmt: skip
+    "id",
+    "status",
+    "workflow_run_id",
+    "step_kind",
+    "step_key",
+    "allow_failure",
+    "result",
+    "error",
+    "queue",
+    "attempt",
+    "parent_id",
+)
 
 
 def settle(task_ids: Iterable[uuid.UUID | str], *, now: dt.datetime | None = None) -> None:
@@ -158,21 +167,29 @@ def stop_steps(
     running = list(
         Task.objects.filter(
             Q(status=TaskStatus.RUNNING) | Q(id__in=claimed),
-            workflow_run=run, step_kind=FORWARD, cancel_requested=False,
+            workflow_run=run,
+            step_kind=FORWARD,
+            cancel_requested=False,
         ).values_list("id", "attempt")
-    )  # fmt: skip
+    )
     Task.objects.filter(id__in=[i for i, _ in running]).update(
         cancel_requested=True, updated_at=now
     )
     events = [
-        TaskEvent(task_id=s["id"], kind=EventKind.CANCELLED, attempt=s["attempt"], at=now,
-                  data={"reason": reason})
+        TaskEvent(
+            task_id=s["id"],
+            kind=EventKind.CANCELLED,
+            attempt=s["attempt"],
+            at=now,
+            data={"reason": reason},
+        )
         for s in cancel
     ] + [
-        TaskEvent(task_id=i, kind=EventKind.CANCEL_REQUESTED, attempt=a, at=now,
-                  data={"reason": reason})
+        TaskEvent(
+            task_id=i, kind=EventKind.CANCEL_REQUESTED, attempt=a, at=now, data={"reason": reason}
+        )
         for i, a in running
-    ]  # fmt: skip
+    ]
     publish_on_commit(TaskEvent.objects.bulk_create(events))
     flags = [(str(s["id"]), s["attempt"]) for s in cancel] + [(str(i), a) for i, a in running]
     if flags:
@@ -222,10 +239,12 @@ def _resolve_edges(rows: list[dict], runs: dict, now: dt.datetime) -> list[dict]
 def evaluate_blocked(task_ids: list, runs: dict, now: dt.datetime) -> list[dict]:
     """Release or skip the blocked steps among ``task_ids`` whose dependencies all ended."""
     ready = list(
-        Task.objects.filter(id__in=task_ids, status=TaskStatus.BLOCKED, deps_remaining__lte=0)
-        .values("id", "trigger_rule", "workflow_run_id", "step_kind", "queue", "attempt",
-                "parent_id")
-    )  # fmt: skip
+        Task.objects.filter(
+            id__in=task_ids, status=TaskStatus.BLOCKED, deps_remaining__lte=0
+        ).values(
+            "id", "trigger_rule", "workflow_run_id", "step_kind", "queue", "attempt", "parent_id"
+        )
+    )
     if not ready:
         return []
     edges: dict[uuid.UUID, list[dict]] = defaultdict(list)
@@ -278,9 +297,12 @@ def finalize(
     for run_id in sorted(set(run_ids), key=str):
         run = runs.get(run_id)
         if run is None or run.status in (
-            WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED,
-            WorkflowStatus.COMPENSATED, WorkflowStatus.COMPENSATION_FAILED,
-        ):  # fmt: skip
+            WorkflowStatus.SUCCEEDED,
+            WorkflowStatus.FAILED,
+            WorkflowStatus.CANCELLED,
+            WorkflowStatus.COMPENSATED,
+            WorkflowStatus.COMPENSATION_FAILED,
+        ):
             continue
         if Task.objects.filter(workflow_run=run, status__in=ACTIVE_STATUSES).exists():
             continue
@@ -323,7 +345,7 @@ def begin_compensation(run: WorkflowRun, now: dt.datetime) -> None:
                 started_at__isnull=False,
                 status__in=(TaskStatus.FAILED, TaskStatus.CANCELLED),
             )
-        )  # fmt: skip
+        )
     )
     order = {key: i for i, key in enumerate(s["key"] for s in run.graph.get("steps", []))}
     forward = sorted(
@@ -346,11 +368,20 @@ def begin_compensation(run: WorkflowRun, now: dt.datetime) -> None:
     StepEdge.objects.bulk_create(
         StepEdge(run=run, upstream=a, downstream=b) for a, b in zip(rows, rows[1:], strict=False)
     )
-    publish_on_commit(TaskEvent.objects.bulk_create([
-        TaskEvent(task_id=r.id, kind=EventKind.CREATED if i == 0 else EventKind.BLOCKED,
-                  attempt=0, at=now, data={"compensates": r.compensates.step_key})
-        for i, r in enumerate(rows)
-    ]))  # fmt: skip
+    publish_on_commit(
+        TaskEvent.objects.bulk_create(
+            [
+                TaskEvent(
+                    task_id=r.id,
+                    kind=EventKind.CREATED if i == 0 else EventKind.BLOCKED,
+                    attempt=0,
+                    at=now,
+                    data={"compensates": r.compensates.step_key},
+                )
+                for i, r in enumerate(rows)
+            ]
+        )
+    )
     queue = rows[0].queue
     transaction.on_commit(lambda: wake_dispatcher(queue))
 
@@ -364,14 +395,29 @@ def _compensation_rows(run: WorkflowRun, forward: list[Task], now: dt.datetime) 
     rows = []
     for index, step in enumerate(forward):
         definition = get_definition(step.compensation)
-        rows.append(transitions.insert_new(Task(
-            id=uuid.uuid4(), name=definition.name, queue=definition.queue,
-            payload=validate_payload(definition, step.payload), priority=step.priority,
-            max_attempts=definition.effective_max_attempts, timeout=definition.effective_timeout,
-            scheduled_at=now, correlation_id=step.correlation_id, user_id=step.user_id,
-            created_at=now, updated_at=now, workflow_run=run,
-            step_key=f"compensate:{step.step_key}", step_kind=COMPENSATION,
-            trigger_rule="all_success", compensates=step,
-            deps_remaining=0 if index == 0 else 1,
-        ), waiting=index > 0))  # fmt: skip
+        rows.append(
+            transitions.insert_new(
+                Task(
+                    id=uuid.uuid4(),
+                    name=definition.name,
+                    queue=definition.queue,
+                    payload=validate_payload(definition, step.payload),
+                    priority=step.priority,
+                    max_attempts=definition.effective_max_attempts,
+                    timeout=definition.effective_timeout,
+                    scheduled_at=now,
+                    correlation_id=step.correlation_id,
+                    user_id=step.user_id,
+                    created_at=now,
+                    updated_at=now,
+                    workflow_run=run,
+                    step_key=f"compensate:{step.step_key}",
+                    step_kind=COMPENSATION,
+                    trigger_rule="all_success",
+                    compensates=step,
+                    deps_remaining=0 if index == 0 else 1,
+                ),
+                waiting=index > 0,
+            )
+        )
     return rows

@@ -61,9 +61,15 @@ def create_definition(
 ) -> WorkflowDefinition:
     now = timezone.now()
     definition = WorkflowDefinition(
-        name=name, version=version, description=description, spec=spec, is_active=is_active,
-        on_failure=on_failure, created_at=now, updated_at=now,
-    )  # fmt: skip
+        name=name,
+        version=version,
+        description=description,
+        spec=spec,
+        is_active=is_active,
+        on_failure=on_failure,
+        created_at=now,
+        updated_at=now,
+    )
     check_definition(definition)
     return _save(definition, force_insert=True)
 

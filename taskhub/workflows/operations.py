@@ -94,11 +94,20 @@ def retry_run(run_id: str | uuid.UUID, *, actor: str = "") -> WorkflowRun:
             task.max_attempts = task.attempt + budget
         transitions.rearm_steps(again, now)
         DeadLetter.objects.filter(task_id__in=again_ids).delete()
-        publish_on_commit(TaskEvent.objects.bulk_create([
-            TaskEvent(task_id=t.id, kind=EventKind.REQUEUED, attempt=t.attempt, at=now,
-                      data={"by": actor, "reason": "workflow retried"})
-            for t in again
-        ]))  # fmt: skip
+        publish_on_commit(
+            TaskEvent.objects.bulk_create(
+                [
+                    TaskEvent(
+                        task_id=t.id,
+                        kind=EventKind.REQUEUED,
+                        attempt=t.attempt,
+                        at=now,
+                        data={"by": actor, "reason": "workflow retried"},
+                    )
+                    for t in again
+                ]
+            )
+        )
         transitions.move_run(
             run,
             "retry",
@@ -137,10 +146,17 @@ def retry_compensation(run_id: str | uuid.UUID, *, actor: str = "") -> WorkflowR
         budget = all_definitions()[step.name].effective_max_attempts
         transitions.retry(step, now, budget=budget)
         DeadLetter.objects.filter(task_id=step.id).delete()
-        publish_on_commit([
-            TaskEvent.objects.create(task_id=step.id, kind=EventKind.REQUEUED,
-                                     attempt=step.attempt, at=now, data={"by": actor})
-        ])  # fmt: skip
+        publish_on_commit(
+            [
+                TaskEvent.objects.create(
+                    task_id=step.id,
+                    kind=EventKind.REQUEUED,
+                    attempt=step.attempt,
+                    at=now,
+                    data={"by": actor},
+                )
+            ]
+        )
         _resume_compensating(run, now, "compensation_retried", actor, step)
         transaction.on_commit(lambda: wake_dispatcher(step.queue))
     return run
@@ -182,11 +198,20 @@ def resolve_compensation(
             ).values_list("id", flat=True)
         )
         transitions.cancel_waiting(left, now, sources=[TaskStatus.BLOCKED])
-        publish_on_commit(TaskEvent.objects.bulk_create([
-            TaskEvent(task_id=i, kind=EventKind.CANCELLED, attempt=0, at=now,
-                      data={"by": actor, "reason": "run marked resolved"})
-            for i in left
-        ]))  # fmt: skip
+        publish_on_commit(
+            TaskEvent.objects.bulk_create(
+                [
+                    TaskEvent(
+                        task_id=i,
+                        kind=EventKind.CANCELLED,
+                        attempt=0,
+                        at=now,
+                        data={"by": actor, "reason": "run marked resolved"},
+                    )
+                    for i in left
+                ]
+            )
+        )
         error = f"{run.error} — marked resolved by {actor or 'an operator'}" + (
             f": {note}" if note else ""
         )
@@ -202,9 +227,7 @@ def resolve_compensation(
     return run
 
 
-def _resume_compensating(
-    run: WorkflowRun, now, kind: str, actor: str, step: Task
-) -> None:  # fmt: skip
+def _resume_compensating(run: WorkflowRun, now, kind: str, actor: str, step: Task) -> None:
     transitions.move_run(run, "resume_compensating", WorkflowStatus.COMPENSATING, now)
     run_event(run, kind, now, by=actor, step=step.step_key)
 
@@ -213,20 +236,39 @@ def _resume_compensating(
 def run_detail(run: WorkflowRun) -> dict[str, Any]:
     """The run with its steps and edges, as the API and ``taskhub workflow-show`` print it."""
     steps = list(
-        Task.objects.filter(workflow_run=run).order_by("created_at", "step_key").values(
-            "id", "step_key", "step_kind", "name", "status", "attempt", "max_attempts",
-            "result", "error", "started_at", "completed_at", "trigger_rule", "compensation",
-            "compensates_id", "queue",
+        Task.objects.filter(workflow_run=run)
+        .order_by("created_at", "step_key")
+        .values(
+            "id",
+            "step_key",
+            "step_kind",
+            "name",
+            "status",
+            "attempt",
+            "max_attempts",
+            "result",
+            "error",
+            "started_at",
+            "completed_at",
+            "trigger_rule",
+            "compensation",
+            "compensates_id",
+            "queue",
         )
-    )  # fmt: skip
+    )
     keys = {s["id"]: s["step_key"] for s in steps}
     edges = [
-        {"from": keys.get(e["upstream_id"]), "to": keys.get(e["downstream_id"]),
-         "resolved": e["resolved_at"] is not None, "satisfied": e["satisfied"],
-         **({"when": e["when"]} if e["when"] else {})}
-        for e in StepEdge.objects.filter(run=run).order_by("id").values(
-            "upstream_id", "downstream_id", "resolved_at", "satisfied", "when")
-    ]  # fmt: skip
+        {
+            "from": keys.get(e["upstream_id"]),
+            "to": keys.get(e["downstream_id"]),
+            "resolved": e["resolved_at"] is not None,
+            "satisfied": e["satisfied"],
+            **({"when": e["when"]} if e["when"] else {}),
+        }
+        for e in StepEdge.objects.filter(run=run)
+        .order_by("id")
+        .values("upstream_id", "downstream_id", "resolved_at", "satisfied", "when")
+    ]
     return {
         **run_summary(run),
         "input": mask(run.input),  # shown, never handed to a step: masked
@@ -250,20 +292,27 @@ def run_detail(run: WorkflowRun) -> dict[str, Any]:
                 "completed_at": _iso(s["completed_at"]),
             }
             for s in steps
-        ],  # fmt: skip
+        ],
         "edges": edges,
     }
 
 
 def run_summary(run: WorkflowRun) -> dict[str, Any]:
     return {
-        "id": str(run.id), "definition": run.name, "version": run.version,
-        "status": run.status, "on_failure": run.on_failure, "error": run.error,
-        "idempotency_key": run.idempotency_key, "user_id": run.user_id,
-        "correlation_id": run.correlation_id, "deadline_at": _iso(run.deadline_at),
-        "created_at": _iso(run.created_at), "updated_at": _iso(run.updated_at),
+        "id": str(run.id),
+        "definition": run.name,
+        "version": run.version,
+        "status": run.status,
+        "on_failure": run.on_failure,
+        "error": run.error,
+        "idempotency_key": run.idempotency_key,
+        "user_id": run.user_id,
+        "correlation_id": run.correlation_id,
+        "deadline_at": _iso(run.deadline_at),
+        "created_at": _iso(run.created_at),
+        "updated_at": _iso(run.updated_at),
         "finished_at": _iso(run.finished_at),
-    }  # fmt: skip
+    }
 
 
 def _iso(value) -> str | None:
@@ -272,7 +321,4 @@ def _iso(value) -> str | None:
 
 def run_events(run: WorkflowRun) -> list[dict[str, Any]]:
     """The run's own timeline (started, step_failed, compensating, …), oldest first."""
-    return [
-        {"kind": e.kind, "at": _iso(e.at), "data": e.data}
-        for e in run.events.order_by("id")
-    ]  # fmt: skip
+    return [{"kind": e.kind, "at": _iso(e.at), "data": e.data} for e in run.events.order_by("id")]

@@ -84,8 +84,9 @@ def _enforce_deadlines(now) -> int:
     count = 0
     for run_id, policy in late:
         try:
-            cancel_run(run_id, compensate=policy == FailurePolicy.COMPENSATE,
-                       reason="deadline passed")  # fmt: skip
+            cancel_run(
+                run_id, compensate=policy == FailurePolicy.COMPENSATE, reason="deadline passed"
+            )
             count += 1
         except Exception as exc:  # another process got there first: nothing to do
             logger.debug("deadline of %s: %s", run_id, exc)

@@ -91,12 +91,20 @@ def start_workflow(
     now = timezone.now()
     deadline_at = _deadline(deadline, now)
     run = WorkflowRun(
-        id=uuid.uuid4(), name=graph.name, version=graph.version, input=input,
-        context=context or {}, idempotency_key=idempotency_key, deadline_at=deadline_at,
-        on_failure=policy, user_id="" if user_id is None else str(user_id),
-        correlation_id=str(correlation_id or ""), graph=graph.as_json(),
-        created_at=now, updated_at=now,
-    )  # fmt: skip
+        id=uuid.uuid4(),
+        name=graph.name,
+        version=graph.version,
+        input=input,
+        context=context or {},
+        idempotency_key=idempotency_key,
+        deadline_at=deadline_at,
+        on_failure=policy,
+        user_id="" if user_id is None else str(user_id),
+        correlation_id=str(correlation_id or ""),
+        graph=graph.as_json(),
+        created_at=now,
+        updated_at=now,
+    )
     rows = _step_rows(graph, run, now)
     if idempotency_key:
         existing = WorkflowRun.objects.filter(idempotency_key=idempotency_key).first()
@@ -141,10 +149,16 @@ def _step_rows(graph: Graph, run: WorkflowRun, now: dt.datetime) -> dict[str, Ta
                 # The compensation gets the forward payload: it must accept it, checked now.
                 validate_payload(get_definition(step.compensation), payload)
             opts = _resolve_options(
-                definition, priority=step.priority, max_attempts=step.max_attempts, delay=None,
-                eta=None, correlation_id=run.correlation_id, user_id=run.user_id,
-                timeout=step.timeout, now=now,
-            )  # fmt: skip
+                definition,
+                priority=step.priority,
+                max_attempts=step.max_attempts,
+                delay=None,
+                eta=None,
+                correlation_id=run.correlation_id,
+                user_id=run.user_id,
+                timeout=step.timeout,
+                now=now,
+            )
         except InvalidTaskRequest as exc:
             errors = {f"steps.{key}.{f}": m for f, m in exc.errors.items()}
             raise InvalidWorkflow(f"step {key!r}: {exc}", errors=errors) from None
@@ -166,20 +180,21 @@ def _insert(run: WorkflowRun, graph: Graph, rows: dict[str, Task], now: dt.datet
     Task.objects.bulk_create(rows.values(), batch_size=1000)
     StepEdge.objects.bulk_create(
         (
-            StepEdge(run=run, upstream=rows[up], downstream=rows[down],
-                     when=graph.steps[down].when)
+            StepEdge(run=run, upstream=rows[up], downstream=rows[down], when=graph.steps[down].when)
             for up, down in graph.edges()
         ),
         batch_size=1000,
-    )  # fmt: skip
+    )
     events = [
         TaskEvent(
             task_id=row.id,
             kind=EventKind.BLOCKED if row.status == TaskStatus.BLOCKED else EventKind.CREATED,
-            attempt=0, at=now, data={"workflow": str(run.id), "step": key},
+            attempt=0,
+            at=now,
+            data={"workflow": str(run.id), "step": key},
         )
         for key, row in rows.items()
-    ]  # fmt: skip
+    ]
     publish_on_commit(TaskEvent.objects.bulk_create(events, batch_size=1000))
     run_event(run, "started", now, steps=len(rows))
     queues = {r.queue for r in rows.values() if r.status == TaskStatus.PENDING}

@@ -25,9 +25,18 @@ from .graph import Graph, InvalidWorkflow, Step
 
 _ON = {"success": "all_success", "failure": "any_failed", "done": "all_done"}
 _STEP_FIELDS = {
-    "key", "type", "payload", "after", "on", "compensation", "allowFailure", "compensateFailed",
-    "priority", "maxAttempts", "timeout",
-}  # fmt: skip
+    "key",
+    "type",
+    "payload",
+    "after",
+    "on",
+    "compensation",
+    "allowFailure",
+    "compensateFailed",
+    "priority",
+    "maxAttempts",
+    "timeout",
+}
 _MISSING = object()
 
 
@@ -81,15 +90,19 @@ def _step(key: str, body: Any, input: dict | None, *, initial: bool) -> Step:
     _refuse_internal(where, body["type"], body.get("compensation"))
     trigger, when = _trigger(body.get("on", "success"), where)
     return Step(
-        key=key, task=body["type"],
+        key=key,
+        task=body["type"],
         payload=payload if input is None else substitute(payload, input, where),
-        after=after, trigger=trigger, when=when,
+        after=after,
+        trigger=trigger,
+        when=when,
         allow_failure=bool(body.get("allowFailure", False)),
         compensation=body.get("compensation"),
         compensate_failed=bool(body.get("compensateFailed", False)),
-        priority=body.get("priority"), max_attempts=body.get("maxAttempts"),
+        priority=body.get("priority"),
+        max_attempts=body.get("maxAttempts"),
         timeout=body.get("timeout"),
-    )  # fmt: skip
+    )
 
 
 def _refuse_internal(where: str, *names: Any) -> None:

@@ -23,9 +23,15 @@ def failed(name="taskhub.ping", payload=None):
         error="RuntimeError: boom",
         traceback="Traceback (most recent call last): boom",
     )
-    DeadLetter.objects.create(task_id=task.id, task_name=task.name, queue=task.queue,
-                              payload=task.payload, error="RuntimeError: boom", attempts=5,
-                              created_at=now)  # fmt: skip
+    DeadLetter.objects.create(
+        task_id=task.id,
+        task_name=task.name,
+        queue=task.queue,
+        payload=task.payload,
+        error="RuntimeError: boom",
+        attempts=5,
+        created_at=now,
+    )
     return task
 
 
@@ -36,8 +42,9 @@ def test_the_task_list_never_counts_the_whole_table(login):
     with CaptureQueriesContext(connection) as queries:
         page = browser.get("/admin/taskhub/task/?status=waiting&queue=default")
     assert page.status_code == 200
-    counts = [q["sql"] for q in queries if "COUNT(" in q["sql"].upper()
-              and "taskhub_task" in q["sql"]]  # fmt: skip
+    counts = [
+        q["sql"] for q in queries if "COUNT(" in q["sql"].upper() and "taskhub_task" in q["sql"]
+    ]
     assert counts and all(re.search(r"LIMIT \d+", sql) for sql in counts), counts
     assert page.content.decode().count('class="th-badge"') == 3
 
@@ -52,10 +59,13 @@ def test_search_finds_tasks_by_exact_ids(login):
 
 
 def test_the_task_page_shows_json_timeline_logs_traceback_and_masks_secrets(login):
-    task = failed("http.request", {"url": "https://example.com",
-                                   "headers": {"Authorization": "Bearer s3cret"}})  # fmt: skip
-    TaskLog.objects.create(task_id=task.id, attempt=1, level="INFO", message="calling out",
-                           at=timezone.now())  # fmt: skip
+    task = failed(
+        "http.request",
+        {"url": "https://example.com", "headers": {"Authorization": "Bearer s3cret"}},
+    )
+    TaskLog.objects.create(
+        task_id=task.id, attempt=1, level="INFO", message="calling out", at=timezone.now()
+    )
     body = login("viewer").get(f"/admin/taskhub/task/{task.id}/change/").content.decode()
     assert "s3cret" not in body and "***" in body
     assert "https://example.com" in body and "th-json" in body
@@ -76,8 +86,11 @@ def test_an_operator_retries_from_the_task_page_after_confirming(login):
     browser.post(f"/admin/taskhub/task/{task.id}/do/retry/")
     assert Task.objects.get(id=task.id).status == TaskStatus.PENDING
     action = OperatorAction.objects.get()
-    assert (action.username, action.source, action.action) == ("operator-person", "admin",
-                                                               "task.retry")  # fmt: skip
+    assert (action.username, action.source, action.action) == (
+        "operator-person",
+        "admin",
+        "task.retry",
+    )
 
 
 def test_list_actions_ask_for_confirmation_then_act_and_are_audited(login):
@@ -128,8 +141,7 @@ def test_the_dashboard_shows_queue_figures_and_role_specific_buttons(login):
     failed()
     operator_page = login("operator").get("/admin/taskhub/queuestate/").content.decode()
     row = re.search(r'<tr data-queue="email">.*?</tr>', operator_page, re.S).group(0)
-    assert re.search(r'data-field="waiting"><a href="[^"]*queue=email&amp;status=waiting">1<',
-                     row)  # fmt: skip
+    assert re.search(r'data-field="waiting"><a href="[^"]*queue=email&amp;status=waiting">1<', row)
     assert "/admin/taskhub/queuestate/email/pause/" in row
     assert "/clear/" not in row  # clearing is for admins
     assert (

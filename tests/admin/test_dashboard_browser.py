@@ -21,8 +21,15 @@ from taskhub.roles import create_user
 from taskhub.scheduling import schedule
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts"
 EMAIL = {"to": "a@example.com", "subject": "Hi", "template": "welcome"}
 
@@ -52,8 +59,9 @@ def live_server_url(transactional_db, monkeypatch):
     monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(application, lifespan="off", log_level="warning",
-                            timeout_graceful_shutdown=1)  # fmt: skip
+    config = uvicorn.Config(
+        application, lifespan="off", log_level="warning", timeout_graceful_shutdown=1
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -87,16 +95,21 @@ def _rows():
     for minutes_ago in (1, 2, 2, 5, 20):
         task = schedule("email.send", EMAIL)
         Task.objects.filter(id=task.id).update(
-            status=TaskStatus.COMPLETED, attempt=1, duration=0.3,
+            status=TaskStatus.COMPLETED,
+            attempt=1,
+            duration=0.3,
             completed_at=now - dt.timedelta(minutes=minutes_ago),
-        )  # fmt: skip
+        )
     task = schedule("email.send", EMAIL)
-    Task.objects.filter(id=task.id).update(status=TaskStatus.FAILED, attempt=5, error="boom",
-                                           completed_at=now - dt.timedelta(minutes=3))  # fmt: skip
+    Task.objects.filter(id=task.id).update(
+        status=TaskStatus.FAILED,
+        attempt=5,
+        error="boom",
+        completed_at=now - dt.timedelta(minutes=3),
+    )
 
 
-def test_an_operator_watches_and_steers_queues_on_the_dashboard(live_server_url, browser,
-                                                                 settings):  # fmt: skip
+def test_an_operator_watches_and_steers_queues_on_the_dashboard(live_server_url, browser, settings):
     settings.TASKHUB = {**settings.TASKHUB, "DASHBOARD_REFRESH_SECONDS": 1}
     analytics.overview_snapshot.clear()
     create_user("olivia", "operator", password="correct horse battery")
@@ -104,8 +117,14 @@ def test_an_operator_watches_and_steers_queues_on_the_dashboard(live_server_url,
     page = browser.new_page(viewport={"width": 1500, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("response", lambda r: r.status >= 400 and not r.url.endswith("/favicon.ico")
-            and errors.append(f"{r.status} {r.url}"))  # fmt: skip
+    page.on(
+        "response",
+        lambda r: (
+            r.status >= 400
+            and not r.url.endswith("/favicon.ico")
+            and errors.append(f"{r.status} {r.url}")
+        ),
+    )
 
     # Given an operator who logs in to the console
     page.goto(f"{live_server_url}/admin/login/?next=/admin/taskhub/queuestate/")

@@ -46,7 +46,9 @@ def test_an_operator_disables_and_enables_a_schedule_with_an_audit_trail(login):
     row.refresh_from_db()
     assert row.enabled and row.next_run_at is not None
     assert [a.action for a in OperatorAction.objects.order_by("id")] == [
-        "schedule.disable", "schedule.enable"]  # fmt: skip
+        "schedule.disable",
+        "schedule.enable",
+    ]
 
 
 def test_viewers_see_schedules_but_cannot_act_or_edit(login):
@@ -62,11 +64,19 @@ def test_viewers_see_schedules_but_cannot_act_or_edit(login):
 
 def test_an_admin_creates_a_schedule_in_the_console_and_it_is_audited(login):
     browser = login("admin")
-    response = browser.post(f"{SCHEDULES}add/", {
-        "name": "nightly", "task_name": "taskhub.ping", "payload": "{}", "cron": "0 3 * * *",
-        "timezone": "UTC", "enabled": "on",
-        "runs-TOTAL_FORMS": "0", "runs-INITIAL_FORMS": "0",
-    })  # fmt: skip
+    response = browser.post(
+        f"{SCHEDULES}add/",
+        {
+            "name": "nightly",
+            "task_name": "taskhub.ping",
+            "payload": "{}",
+            "cron": "0 3 * * *",
+            "timezone": "UTC",
+            "enabled": "on",
+            "runs-TOTAL_FORMS": "0",
+            "runs-INITIAL_FORMS": "0",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     assert TaskSchedule.objects.get(name="nightly").next_run_at is not None
     assert OperatorAction.objects.filter(action="schedule.create", target_id="nightly").exists()
@@ -100,8 +110,13 @@ def test_webhook_secrets_are_never_on_a_console_page(login):
     delivery = failed_delivery()
     endpoint = WebhookEndpoint.objects.get()
     browser = login("admin")
-    pages = [ENDPOINTS, f"{ENDPOINTS}{endpoint.pk}/change/", DELIVERIES,
-             f"{DELIVERIES}{delivery.pk}/change/", "/admin/webhooks/deliveryattempt/"]  # fmt: skip
+    pages = [
+        ENDPOINTS,
+        f"{ENDPOINTS}{endpoint.pk}/change/",
+        DELIVERIES,
+        f"{DELIVERIES}{delivery.pk}/change/",
+        "/admin/webhooks/deliveryattempt/",
+    ]
     for page in pages:
         html = browser.get(page).content.decode()
         assert endpoint.secret not in html and "whsec_" not in html, page
@@ -109,11 +124,19 @@ def test_webhook_secrets_are_never_on_a_console_page(login):
 
 def test_an_admin_creates_an_endpoint_and_sees_its_secret_only_once(login):
     browser = login("admin")
-    created = browser.post(f"{ENDPOINTS}add/", {"url": "https://hooks.example.com/new",
-                                                "event_types": '["*"]', "description": "",
-                                                "active": "on"}, follow=True)  # fmt: skip
+    created = browser.post(
+        f"{ENDPOINTS}add/",
+        {
+            "url": "https://hooks.example.com/new",
+            "event_types": '["*"]',
+            "description": "",
+            "active": "on",
+        },
+        follow=True,
+    )
     endpoint = WebhookEndpoint.objects.get(url="https://hooks.example.com/new")
     assert endpoint.secret in created.content.decode()
     assert endpoint.secret not in browser.get(f"{ENDPOINTS}{endpoint.pk}/change/").content.decode()
-    assert OperatorAction.objects.filter(action="webhook_endpoint.create",
-                                         target_id=str(endpoint.pk)).exists()  # fmt: skip
+    assert OperatorAction.objects.filter(
+        action="webhook_endpoint.create", target_id=str(endpoint.pk)
+    ).exists()

@@ -74,8 +74,10 @@ def test_the_run_page_draws_the_graph_coloured_by_step_status_with_steps_and_tim
     assert body.count('class="th-wf-edge th-wf-edge-') == 2
     assert "th-wf-edge-satisfied" in body and "th-wf-edge-pending" in body
     # laid out by depth: charge, ship and notify left to right
-    xs = [int(re.search(rf'data-step="{k}".*?<rect x="(\d+)"', body, re.S)[1])
-          for k in ("charge", "ship", "notify")]  # fmt: skip
+    xs = [
+        int(re.search(rf'data-step="{k}".*?<rect x="(\d+)"', body, re.S)[1])
+        for k in ("charge", "ship", "notify")
+    ]
     assert xs == sorted(xs) and len(set(xs)) == 3
     assert "th-wf-steps" in body and "{&quot;charged&quot;: 42}" in body
     timeline = body[body.index('<ol class="th-timeline">') :]
@@ -93,8 +95,11 @@ def test_compensation_steps_and_their_chain_are_drawn_apart(login, orders):
     body = login("viewer").get(page(run)).content.decode()
 
     drawn = nodes(body)
-    assert drawn["compensate:ship"] == ("compensation", "pending",
-                                        STATUS_COLOURS[TaskStatus.PENDING])  # fmt: skip
+    assert drawn["compensate:ship"] == (
+        "compensation",
+        "pending",
+        STATUS_COLOURS[TaskStatus.PENDING],
+    )
     assert drawn["compensate:charge"][:2] == ("compensation", "blocked")
     assert drawn["notify"] == ("forward", "failed", STATUS_COLOURS[TaskStatus.FAILED])
     assert body.count("th-wf-edge-compensation") == 1  # compensate:ship → compensate:charge
@@ -127,7 +132,11 @@ def test_an_operator_cancels_a_run_from_its_page_after_confirming(
     assert WorkflowRun.objects.get(id=run.id).status == status
     action = OperatorAction.objects.get()
     assert (action.username, action.source, action.action, action.target_id) == (
-        "operator-person", "admin", "workflow.cancel", str(run.id))  # fmt: skip
+        "operator-person",
+        "admin",
+        "workflow.cancel",
+        str(run.id),
+    )
 
 
 def test_retry_from_the_run_page_reruns_the_failed_step(login, orders):
@@ -193,8 +202,9 @@ def test_a_refused_action_is_a_warning_and_leaves_no_audit_row(login, orders):
 def test_a_viewer_cannot_act_and_unknown_runs_or_verbs_are_404(login, orders):
     run = start_workflow("orders", {"order": "1"})
 
-    assert login("viewer").post(f"/admin/taskhub/workflowrun/{run.id}/do/cancel/").status_code \
-        == 403  # fmt: skip
+    assert (
+        login("viewer").post(f"/admin/taskhub/workflowrun/{run.id}/do/cancel/").status_code == 403
+    )
     browser = login("operator")
     assert browser.get(f"/admin/taskhub/workflowrun/{run.id}/do/explode/").status_code == 404
     assert browser.get("/admin/taskhub/workflowrun/nope/do/cancel/").status_code == 404
@@ -217,25 +227,42 @@ def test_the_list_action_cancels_selected_runs_after_confirming(login, orders):
 
 # -- stored definitions ----------------------------------------------------------------------
 def form(**fields):
-    return {"name": "orders", "version": "1", "description": "", "spec": json.dumps(SPEC),
-            "is_active": "on", "on_failure": "fail", **fields}  # fmt: skip
+    return {
+        "name": "orders",
+        "version": "1",
+        "description": "",
+        "spec": json.dumps(SPEC),
+        "is_active": "on",
+        "on_failure": "fail",
+        **fields,
+    }
 
 
 @pytest.mark.parametrize(
     "spec,message",
     [
         ({"initialTask": {"type": "no.such.task"}}, "unknown task &#x27;no.such.task&#x27;"),
-        ({"initialTask": {"type": "taskhub.ping"},
-          "transitions": {"a": {"type": "taskhub.ping", "after": "a"}}}, "in a cycle"),
-        ({"initialTask": {"type": "taskhub.ping"},
-          "transitions": {"a": {"type": "taskhub.ping", "after": "ghost"}}},
-         "which is not a step"),
+        (
+            {
+                "initialTask": {"type": "taskhub.ping"},
+                "transitions": {"a": {"type": "taskhub.ping", "after": "a"}},
+            },
+            "in a cycle",
+        ),
+        (
+            {
+                "initialTask": {"type": "taskhub.ping"},
+                "transitions": {"a": {"type": "taskhub.ping", "after": "ghost"}},
+            },
+            "which is not a step",
+        ),
         ({"transitions": {}}, "initialTask must be an object with a type"),
     ],
-)  # fmt: skip
+)
 def test_a_definition_that_does_not_compile_is_a_form_error_and_not_saved(login, spec, message):
-    response = login("operator").post("/admin/taskhub/workflowdefinition/add/",
-                                      form(spec=json.dumps(spec)))  # fmt: skip
+    response = login("operator").post(
+        "/admin/taskhub/workflowdefinition/add/", form(spec=json.dumps(spec))
+    )
 
     assert response.status_code == 200  # the form again, with the error
     body = response.content.decode()
@@ -249,8 +276,10 @@ def test_an_operator_adds_and_changes_a_definition_and_an_admin_deletes_it(login
     row = WorkflowDefinition.objects.get()
     assert row.spec == SPEC and row.created_at is not None
 
-    changed = operator.post(f"/admin/taskhub/workflowdefinition/{row.pk}/change/",
-                            form(description="v1.1", is_active=""))  # fmt: skip
+    changed = operator.post(
+        f"/admin/taskhub/workflowdefinition/{row.pk}/change/",
+        form(description="v1.1", is_active=""),
+    )
     assert changed.status_code == 302
     row.refresh_from_db()
     assert (row.description, row.is_active) == ("v1.1", False)
@@ -259,8 +288,10 @@ def test_an_operator_adds_and_changes_a_definition_and_an_admin_deletes_it(login
     assert login("admin").post(url, {"post": "yes"}).status_code == 302
     assert not WorkflowDefinition.objects.exists()
     assert list(OperatorAction.objects.order_by("id").values_list("action", "source")) == [
-        ("workflow_definition.create", "admin"), ("workflow_definition.update", "admin"),
-        ("workflow_definition.delete", "admin")]  # fmt: skip
+        ("workflow_definition.create", "admin"),
+        ("workflow_definition.update", "admin"),
+        ("workflow_definition.delete", "admin"),
+    ]
 
 
 def test_a_viewer_reads_definitions_but_cannot_add_them(login, orders):

@@ -14,8 +14,10 @@ RANK = {None: -1, "viewer": 0, "operator": 1, "admin": 2}
 def by_role(endpoints: Iterable[tuple]) -> pytest.MarkDecorator:
     """Parametrize a test over (method, url, body, least) × every role."""
     cases = [(m, u, b, least, role) for (m, u, b, least) in endpoints for role in ROLES]
-    ids = [f"{i // len(ROLES)}-{m}-needs-{least}-as-{role}"
-           for i, (m, u, b, least, role) in enumerate(cases)]  # fmt: skip
+    ids = [
+        f"{i // len(ROLES)}-{m}-needs-{least}-as-{role}"
+        for i, (m, u, b, least, role) in enumerate(cases)
+    ]
     return pytest.mark.parametrize("method,url,body,least,role", cases, ids=ids)
 
 

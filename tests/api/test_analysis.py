@@ -17,11 +17,13 @@ pytestmark = pytest.mark.django_db
 
 
 def finish(status, *, name="taskhub.ping", error="", user="", attempt=1, duration=0.5, ago=0):
-    task = schedule(name, {} if name == "taskhub.ping" else {"url": "https://example.com"},
-                    user_id=user or None)  # fmt: skip
+    task = schedule(
+        name, {} if name == "taskhub.ping" else {"url": "https://example.com"}, user_id=user or None
+    )
     at = timezone.now() - dt.timedelta(seconds=ago)
-    Task.objects.filter(id=task.id).update(status=status, error=error, attempt=attempt,
-                                           duration=duration, completed_at=at)  # fmt: skip
+    Task.objects.filter(id=task.id).update(
+        status=status, error=error, attempt=attempt, duration=duration, completed_at=at
+    )
     return task
 
 
@@ -86,11 +88,17 @@ def test_failures_are_grouped_with_frequency_users_and_advice(viewer):
 def test_health_is_ok_with_a_live_worker_and_degraded_without(viewer):
     data = viewer.get("/api/task-queue/health").json()
     assert data["status"] == "degraded"
-    assert {d["name"] for d in data["details"]} >= {"database", "redis", "workers", "queues",
-                                                     "scheduler"}  # fmt: skip
+    assert {d["name"] for d in data["details"]} >= {
+        "database",
+        "redis",
+        "workers",
+        "queues",
+        "scheduler",
+    }
     now = timezone.now()
-    WorkerProcess.objects.create(id="w1", hostname="h", pid=1, threads=4, started_at=now,
-                                 last_heartbeat_at=now)  # fmt: skip
+    WorkerProcess.objects.create(
+        id="w1", hostname="h", pid=1, threads=4, started_at=now, last_heartbeat_at=now
+    )
     analytics.overview_snapshot.clear()
     data = viewer.get("/api/task-queue/health").json()
     assert data["status"] == "ok"
@@ -100,8 +108,9 @@ def test_health_is_ok_with_a_live_worker_and_degraded_without(viewer):
 
 def test_an_overloaded_queue_degrades_health(viewer, settings):
     now = timezone.now()
-    WorkerProcess.objects.create(id="w1", hostname="h", pid=1, threads=4, started_at=now,
-                                 last_heartbeat_at=now)  # fmt: skip
+    WorkerProcess.objects.create(
+        id="w1", hostname="h", pid=1, threads=4, started_at=now, last_heartbeat_at=now
+    )
     settings.TASKHUB = {**settings.TASKHUB, "HEALTH_MAX_WAITING": 1}
     schedule("taskhub.ping", {})
     schedule("taskhub.ping", {})
@@ -149,10 +158,19 @@ def test_prometheus_exposes_queue_and_task_metrics(viewer):
 
 def test_the_openapi_schema_validates_without_warnings():
     result = subprocess.run(
-        [sys.executable, "manage.py", "spectacular", "--validate", "--fail-on-warn",
-         "--file", "/dev/null"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "manage.py",
+            "spectacular",
+            "--validate",
+            "--fail-on-warn",
+            "--file",
+            "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -63,8 +63,9 @@ def test_an_oversize_body_is_413_before_it_is_read(operator, nothing_written, se
     assert "limit" in response.json()["error"]
 
 
-def test_a_payload_over_the_payload_limit_is_400_on_the_payload(operator, nothing_written,
-                                                                 settings):  # fmt: skip
+def test_a_payload_over_the_payload_limit_is_400_on_the_payload(
+    operator, nothing_written, settings
+):
     settings.TASKHUB = {**settings.TASKHUB, "MAX_PAYLOAD_BYTES": 100}
     response = operator.post(
         "/api/tasks", {"task": "taskhub.ping", "payload": {"blob": "x" * 200}}, format="json"
@@ -121,21 +122,33 @@ def test_deleting_an_unknown_task_is_404(admin, nothing_written):
         ("email", {**EMAIL, "priority": "whenever"}, "priority"),
         ("email", {**EMAIL, "delay": -1}, "delay"),
         ("image-processing", {"url": "ftp://x/y.png", "transformations": []}, "url"),
-        ("image-processing", {"url": "https://x.org/a.png",
-                              "transformations": [{"type": "explode"}]}, "transformations.0.type"),
-        ("image-processing", {"url": "https://x.org/a.png", "transformations": [],
-                              "outputFormat": "bmp"}, "outputFormat"),
-        ("image-processing", {"url": "https://x.org/a.png", "transformations": [],
-                              "quality": 101}, "quality"),
-        ("blockchain-event", {"contractAddress": "0x12", "eventName": "T", "parameters": {}},
-         "contractAddress"),
-        ("blockchain-event", {"contractAddress": "0x" + "ab" * 20, "eventName": "T"},
-         "parameters"),
+        (
+            "image-processing",
+            {"url": "https://x.org/a.png", "transformations": [{"type": "explode"}]},
+            "transformations.0.type",
+        ),
+        (
+            "image-processing",
+            {"url": "https://x.org/a.png", "transformations": [], "outputFormat": "bmp"},
+            "outputFormat",
+        ),
+        (
+            "image-processing",
+            {"url": "https://x.org/a.png", "transformations": [], "quality": 101},
+            "quality",
+        ),
+        (
+            "blockchain-event",
+            {"contractAddress": "0x12", "eventName": "T", "parameters": {}},
+            "contractAddress",
+        ),
+        ("blockchain-event", {"contractAddress": "0x" + "ab" * 20, "eventName": "T"}, "parameters"),
         ("notification", {"userId": "u1", "type": "info"}, "message"),
     ],
-)  # fmt: skip
-def test_task_queue_bodies_are_validated_by_their_schema(operator, nothing_written, kind, body,
-                                                          field):  # fmt: skip
+)
+def test_task_queue_bodies_are_validated_by_their_schema(
+    operator, nothing_written, kind, body, field
+):
     response = operator.post(f"/api/task-queue/{kind}", body, format="json")
     assert response.status_code == 400
     data = response.json()
@@ -177,9 +190,13 @@ def test_task_queue_status_of_unknown_job_is_404_not_found(viewer):
 
 @pytest.mark.parametrize(
     "query,field",
-    [("start=-1", "start"), ("start=5&end=2", "end"), ("start=0&end=5000", "end"),
-     ("start=x", "start")],
-)  # fmt: skip
+    [
+        ("start=-1", "start"),
+        ("start=5&end=2", "end"),
+        ("start=0&end=5000", "end"),
+        ("start=x", "start"),
+    ],
+)
 def test_task_queue_failed_out_of_range_pages_are_400(viewer, query, field):
     response = viewer.get(f"/api/task-queue/default/failed?{query}")
     assert response.status_code == 400
@@ -188,9 +205,13 @@ def test_task_queue_failed_out_of_range_pages_are_400(viewer, query, field):
 
 @pytest.mark.parametrize(
     "query,field",
-    [("from=garbage", "from"), ("from=2030-01-02T00:00:00Z&to=2030-01-01T00:00:00Z", "from"),
-     ("from=2000-01-01T00:00:00Z&to=2030-01-01T00:00:00Z", "from"), ("to=1e999", "to")],
-)  # fmt: skip
+    [
+        ("from=garbage", "from"),
+        ("from=2030-01-02T00:00:00Z&to=2030-01-01T00:00:00Z", "from"),
+        ("from=2000-01-01T00:00:00Z&to=2030-01-01T00:00:00Z", "from"),
+        ("to=1e999", "to"),
+    ],
+)
 @pytest.mark.parametrize("endpoint", ["/api/metrics", "/api/failures"])
 def test_bad_time_ranges_are_400(viewer, endpoint, query, field):
     response = viewer.get(f"{endpoint}?{query}")

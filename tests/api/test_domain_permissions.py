@@ -30,9 +30,13 @@ def endpoints():
         ("post", lambda: "/api/kyc/documents", {}, "operator"),
         ("get", lambda: "/api/kyc/users/u1", None, "viewer"),
         ("get", lambda: "/api/notifications?user_id=u1", None, "viewer"),
-        ("post", lambda: f"/api/notifications/{notify_user('u1', 'x', 'hi').pk}/read", None,
-         "operator"),
-    ]  # fmt: skip
+        (
+            "post",
+            lambda: f"/api/notifications/{notify_user('u1', 'x', 'hi').pk}/read",
+            None,
+            "operator",
+        ),
+    ]
 
 
 @by_role(endpoints())
@@ -53,7 +57,8 @@ def test_creating_a_payment_and_retrying_it_are_audited(operator):
 
 
 def test_a_refused_payment_leaves_no_audit_row(operator):
-    response = operator.post("/api/payments", {"amount": "x"}, format="json",
-                             HTTP_IDEMPOTENCY_KEY="k-2")  # fmt: skip
+    response = operator.post(
+        "/api/payments", {"amount": "x"}, format="json", HTTP_IDEMPOTENCY_KEY="k-2"
+    )
     assert response.status_code == 400
     assert not OperatorAction.objects.exists()

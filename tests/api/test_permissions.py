@@ -36,13 +36,24 @@ def endpoints():
         ("get", lambda: f"/api/task-queue/status/default/{ping()}", None, "viewer"),
         ("get", lambda: "/api/task-queue/default/failed", None, "viewer"),
         ("post", lambda: "/api/task-queue/email", email, "operator"),
-        ("post", lambda: "/api/task-queue/image-processing",
-         {"url": "https://example.com/a.png", "transformations": []}, "operator"),
-        ("post", lambda: "/api/task-queue/blockchain-event",
-         {"contractAddress": "0x" + "ab" * 20, "eventName": "Transfer", "parameters": {}},
-         "operator"),
-        ("post", lambda: "/api/task-queue/notification",
-         {"userId": "u1", "type": "info", "message": "hello"}, "operator"),
+        (
+            "post",
+            lambda: "/api/task-queue/image-processing",
+            {"url": "https://example.com/a.png", "transformations": []},
+            "operator",
+        ),
+        (
+            "post",
+            lambda: "/api/task-queue/blockchain-event",
+            {"contractAddress": "0x" + "ab" * 20, "eventName": "Transfer", "parameters": {}},
+            "operator",
+        ),
+        (
+            "post",
+            lambda: "/api/task-queue/notification",
+            {"userId": "u1", "type": "info", "message": "hello"},
+            "operator",
+        ),
         ("post", lambda: "/api/task-queue/default/pause", None, "operator"),
         ("post", lambda: "/api/task-queue/default/resume", None, "operator"),
         ("post", lambda: "/api/task-queue/default/clear", None, "admin"),
@@ -50,7 +61,7 @@ def endpoints():
         ("post", lambda: f"/api/task-queue/default/remove/{failed_task().id}", None, "admin"),
         ("get", lambda: "/api/schema/", None, "viewer"),
         ("get", lambda: "/metrics", None, "viewer"),
-    ]  # fmt: skip
+    ]
 
 
 @by_role(endpoints())

@@ -20,13 +20,17 @@ def stored(**kwargs) -> str:
 def endpoints():
     return [
         ("get", lambda: "/api/schedules", None, "viewer"),
-        ("post", lambda: "/api/schedules",
-         {"name": f"new-{next(_n)}", "task": "taskhub.ping", "interval": 60}, "admin"),
+        (
+            "post",
+            lambda: "/api/schedules",
+            {"name": f"new-{next(_n)}", "task": "taskhub.ping", "interval": 60},
+            "admin",
+        ),
         ("get", lambda: f"/api/schedules/{stored()}", None, "viewer"),
         ("patch", lambda: f"/api/schedules/{stored()}", {"cron": "0 * * * *"}, "admin"),
         ("delete", lambda: f"/api/schedules/{stored()}", None, "admin"),
         ("post", lambda: f"/api/schedules/{stored()}/run-now", None, "operator"),
-    ]  # fmt: skip
+    ]
 
 
 @by_role(endpoints())
@@ -36,9 +40,16 @@ def test_each_schedule_endpoint_answers_by_role(as_role, method, url, body, leas
 
 
 def test_an_admin_creates_a_cron_schedule_and_sees_when_it_fires_next(admin):
-    response = admin.post("/api/schedules", {"name": "nightly", "task": "taskhub.ping",
-                                             "cron": "0 3 * * *", "timezone": "Europe/Paris"},
-                          format="json")  # fmt: skip
+    response = admin.post(
+        "/api/schedules",
+        {
+            "name": "nightly",
+            "task": "taskhub.ping",
+            "cron": "0 3 * * *",
+            "timezone": "Europe/Paris",
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["kind"] == "cron" and body["timezone"] == "Europe/Paris"
@@ -69,8 +80,9 @@ def test_deleting_a_schedule_removes_it(admin):
     assert not TaskSchedule.objects.filter(name=name).exists()
 
 
-@pytest.mark.parametrize("method,path", [("get", ""), ("patch", ""), ("delete", ""),
-                                         ("post", "/run-now")])  # fmt: skip
+@pytest.mark.parametrize(
+    "method,path", [("get", ""), ("patch", ""), ("delete", ""), ("post", "/run-now")]
+)
 def test_an_unknown_schedule_is_404(admin, method, path):
     response = getattr(admin, method)(f"/api/schedules/no-such{path}", {}, format="json")
     assert response.status_code == 404
@@ -80,8 +92,12 @@ def test_an_unknown_schedule_is_404(admin, method, path):
 @pytest.fixture
 def nothing_written():
     def counts():
-        return (TaskSchedule.objects.count(), ScheduleRun.objects.count(), Task.objects.count(),
-                OperatorAction.objects.count())  # fmt: skip
+        return (
+            TaskSchedule.objects.count(),
+            ScheduleRun.objects.count(),
+            Task.objects.count(),
+            OperatorAction.objects.count(),
+        )
 
     before = counts()
     yield
@@ -96,14 +112,16 @@ def nothing_written():
         ({"name": "x", "task": "no.such.task", "cron": "* * * * *"}, "task"),
         ({"name": "x", "task": "taskhub.ping", "cron": "not cron"}, "cron"),
         ({"name": "x", "task": "taskhub.ping", "interval": -1}, "interval"),
-        ({"name": "x", "task": "taskhub.ping", "cron": "* * * * *", "timezone": "Mars/Base"},
-         "timezone"),
+        (
+            {"name": "x", "task": "taskhub.ping", "cron": "* * * * *", "timezone": "Mars/Base"},
+            "timezone",
+        ),
         ({"name": "x", "task": "taskhub.ping", "cron": "* * * * *", "interval": 5}, "cron"),
         ({"name": "x", "task": "taskhub.ping", "run_at": "2001-01-01T00:00:00Z"}, "run_at"),
         ({"name": "x", "task": "taskhub.ping", "cron": "* * * * *", "payload": [1]}, "payload"),
         ({"name": "x", "task": "taskhub.ping", "cron": "* * * * *", "crn": 1}, "crn"),
     ],
-)  # fmt: skip
+)
 def test_a_bad_schedule_is_400_naming_the_field(admin, nothing_written, body, field):
     response = admin.post("/api/schedules", body, format="json")
     assert response.status_code == 400, response.content
@@ -112,8 +130,9 @@ def test_a_bad_schedule_is_400_naming_the_field(admin, nothing_written, body, fi
 
 def test_a_duplicate_name_is_400_and_a_bad_change_leaves_the_schedule_as_it_was(admin):
     name = stored()
-    again = admin.post("/api/schedules", {"name": name, "task": "taskhub.ping",
-                                          "cron": "* * * * *"}, format="json")  # fmt: skip
+    again = admin.post(
+        "/api/schedules", {"name": name, "task": "taskhub.ping", "cron": "* * * * *"}, format="json"
+    )
     assert again.status_code == 400 and "name" in again.json()["errors"]
     bad = admin.patch(f"/api/schedules/{name}", {"cron": "61 * * * *"}, format="json")
     assert bad.status_code == 400

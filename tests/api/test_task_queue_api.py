@@ -12,23 +12,47 @@ from taskhub.scheduling import schedule
 pytestmark = pytest.mark.django_db
 
 JOBS = [
-    ("email", {"to": "a@example.com", "subject": "Hi", "template": "welcome",
-               "context": {"name": "Ada"}}, "email.send", "email"),
-    ("image-processing", {"url": "https://example.com/a.png", "outputFormat": "png",
-                          "transformations": [{"type": "resize", "options": {"width": 100}}]},
-     "image.process", "image-processing"),
-    ("blockchain-event", {"contractAddress": "0x" + "ab" * 20, "eventName": "Transfer",
-                          "parameters": {"value": "1"}, "networkId": 137},
-     "blockchain.handle_event", "blockchain-events"),
-    ("notification", {"userId": 42, "type": "info", "message": "hello"},
-     "notifications.deliver", "notifications"),
-]  # fmt: skip
+    (
+        "email",
+        {"to": "a@example.com", "subject": "Hi", "template": "welcome", "context": {"name": "Ada"}},
+        "email.send",
+        "email",
+    ),
+    (
+        "image-processing",
+        {
+            "url": "https://example.com/a.png",
+            "outputFormat": "png",
+            "transformations": [{"type": "resize", "options": {"width": 100}}],
+        },
+        "image.process",
+        "image-processing",
+    ),
+    (
+        "blockchain-event",
+        {
+            "contractAddress": "0x" + "ab" * 20,
+            "eventName": "Transfer",
+            "parameters": {"value": "1"},
+            "networkId": 137,
+        },
+        "blockchain.handle_event",
+        "blockchain-events",
+    ),
+    (
+        "notification",
+        {"userId": 42, "type": "info", "message": "hello"},
+        "notifications.deliver",
+        "notifications",
+    ),
+]
 
 
 @pytest.mark.parametrize("kind,body,name,queue", JOBS)
 def test_each_job_endpoint_schedules_its_registered_task(operator, kind, body, name, queue):
-    response = operator.post(f"/api/task-queue/{kind}", {**body, "priority": "high", "delay": 5},
-                             format="json")  # fmt: skip
+    response = operator.post(
+        f"/api/task-queue/{kind}", {**body, "priority": "high", "delay": 5}, format="json"
+    )
     assert response.status_code == 201
     data = response.json()
     assert set(data) == {"success", "jobId", "queueName", "timestamp"}
@@ -70,8 +94,17 @@ def test_stats_lists_every_queue_in_the_known_shape(viewer):
     keys = {"queueName", "active", "waiting", "completed", "failed", "delayed", "paused"}
     assert all(set(row) == keys for row in data["stats"])
     email = viewer.get("/api/task-queue/stats?queueName=email").json()["stats"]
-    assert email == [{"queueName": "email", "active": 0, "waiting": 1, "completed": 0,
-                      "failed": 0, "delayed": 1, "paused": False}]  # fmt: skip
+    assert email == [
+        {
+            "queueName": "email",
+            "active": 0,
+            "waiting": 1,
+            "completed": 0,
+            "failed": 0,
+            "delayed": 1,
+            "paused": False,
+        }
+    ]
 
 
 def test_failed_lists_failed_jobs_newest_first_with_a_total(viewer):

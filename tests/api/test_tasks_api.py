@@ -13,15 +13,29 @@ pytestmark = pytest.mark.django_db
 
 def fail(task: Task) -> None:
     now = timezone.now()
-    Task.objects.filter(id=task.id).update(status=TaskStatus.FAILED, attempt=1, completed_at=now,
-                                           error="RuntimeError: boom")  # fmt: skip
-    DeadLetter.objects.create(task_id=task.id, task_name=task.name, queue=task.queue,
-                              error="RuntimeError: boom", attempts=1, created_at=now)  # fmt: skip
+    Task.objects.filter(id=task.id).update(
+        status=TaskStatus.FAILED, attempt=1, completed_at=now, error="RuntimeError: boom"
+    )
+    DeadLetter.objects.create(
+        task_id=task.id,
+        task_name=task.name,
+        queue=task.queue,
+        error="RuntimeError: boom",
+        attempts=1,
+        created_at=now,
+    )
 
 
 def test_scheduling_a_task_returns_201_with_the_stored_task(operator):
-    body = {"task": "taskhub.ping", "payload": {}, "priority": "high", "delay": 30,
-            "max_attempts": 2, "dedup_key": "once", "correlation_id": "c-1"}  # fmt: skip
+    body = {
+        "task": "taskhub.ping",
+        "payload": {},
+        "priority": "high",
+        "delay": 30,
+        "max_attempts": 2,
+        "dedup_key": "once",
+        "correlation_id": "c-1",
+    }
     response = operator.post("/api/tasks", body, format="json")
     assert response.status_code == 201
     data = response.json()
@@ -65,8 +79,10 @@ def test_the_list_filters_by_status_queue_task_and_creation_time(viewer):
 
 
 def test_a_task_shows_its_events_logs_and_masks_secret_fields(viewer):
-    task = schedule("http.request", {"url": "https://example.com",
-                                     "headers": {"Authorization": "Bearer s3cret"}})  # fmt: skip
+    task = schedule(
+        "http.request",
+        {"url": "https://example.com", "headers": {"Authorization": "Bearer s3cret"}},
+    )
     data = viewer.get(f"/api/tasks/{task.id}").json()
     assert data["payload"]["headers"] == "***"
     assert "s3cret" not in str(viewer.get("/api/tasks").content)
@@ -86,8 +102,9 @@ def test_retry_and_cancel_move_the_task_and_are_audited(operator):
     assert EventKind.REQUEUED in kinds and EventKind.CANCELLED in kinds
     audit = OperatorAction.objects.filter(target_id=str(task.id)).order_by("id")
     assert [(a.username, a.source, a.action) for a in audit] == [
-        ("operator-user", "api", "task.retry"), ("operator-user", "api", "task.cancel"),
-    ]  # fmt: skip
+        ("operator-user", "api", "task.retry"),
+        ("operator-user", "api", "task.cancel"),
+    ]
 
 
 def test_a_transition_the_state_does_not_allow_is_409_and_not_audited(operator, admin):
@@ -106,9 +123,12 @@ def test_delete_removes_a_finished_task(admin):
 
 
 def test_bulk_schedules_every_item_in_one_go(operator):
-    body = {"tasks": [{"task": "taskhub.ping", "correlation_id": "bulk"},
-                      {"task": "http.request", "payload": {"url": "https://example.com"},
-                       "priority": "low"}]}  # fmt: skip
+    body = {
+        "tasks": [
+            {"task": "taskhub.ping", "correlation_id": "bulk"},
+            {"task": "http.request", "payload": {"url": "https://example.com"}, "priority": "low"},
+        ]
+    }
     response = operator.post("/api/tasks/bulk", body, format="json")
     assert response.status_code == 201
     assert [t["name"] for t in response.json()] == ["taskhub.ping", "http.request"]

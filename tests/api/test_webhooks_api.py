@@ -20,8 +20,7 @@ def endpoint() -> WebhookEndpoint:
 
 def failed_delivery() -> WebhookDelivery:
     [delivery] = services.publish("order.paid", {"order": 1}, endpoints=[endpoint()])
-    WebhookDelivery.objects.filter(id=delivery.id).update(status=DeliveryStatus.FAILED,
-                                                          attempts=1)  # fmt: skip
+    WebhookDelivery.objects.filter(id=delivery.id).update(status=DeliveryStatus.FAILED, attempts=1)
     Task.objects.filter(id=delivery.task_id).update(status="failed")
     return delivery
 
@@ -36,10 +35,14 @@ def endpoints():
         ("post", lambda: f"/api/webhooks/endpoints/{endpoint().id}/rotate-secret", {}, "admin"),
         ("get", lambda: "/api/webhooks/deliveries", None, "viewer"),
         ("get", lambda: f"/api/webhooks/deliveries/{failed_delivery().id}", None, "viewer"),
-        ("post", lambda: f"/api/webhooks/deliveries/{failed_delivery().id}/redeliver", None,
-         "operator"),
+        (
+            "post",
+            lambda: f"/api/webhooks/deliveries/{failed_delivery().id}/redeliver",
+            None,
+            "operator",
+        ),
         ("post", lambda: "/api/webhooks/retry-all", None, "operator"),
-    ]  # fmt: skip
+    ]
 
 
 @by_role(endpoints())
@@ -50,8 +53,9 @@ def test_each_webhook_endpoint_answers_by_role(as_role, method, url, body, least
 
 def test_the_secret_is_returned_once_at_creation_and_never_again(admin):
     # Given an admin creates an endpoint
-    created = admin.post("/api/webhooks/endpoints", {"url": HOOK, "event_types": ["order.*"]},
-                         format="json")  # fmt: skip
+    created = admin.post(
+        "/api/webhooks/endpoints", {"url": HOOK, "event_types": ["order.*"]}, format="json"
+    )
     assert created.status_code == 201, created.content
     secret = created.json()["secret"]
     assert secret.startswith("whsec_")
@@ -62,11 +66,10 @@ def test_the_secret_is_returned_once_at_creation_and_never_again(admin):
     seen = [
         admin.get("/api/webhooks/endpoints"),
         admin.get(f"/api/webhooks/endpoints/{endpoint_id}"),
-        admin.patch(f"/api/webhooks/endpoints/{endpoint_id}", {"description": "x"},
-                    format="json"),
+        admin.patch(f"/api/webhooks/endpoints/{endpoint_id}", {"description": "x"}, format="json"),
         admin.get("/api/webhooks/deliveries"),
         admin.get(f"/api/webhooks/deliveries/{delivery.id}"),
-    ]  # fmt: skip
+    ]
     # Then the secret is nowhere, nor in the audit log
     for response in seen:
         assert response.status_code == 200
@@ -99,16 +102,20 @@ def test_redeliver_sends_a_failed_delivery_again_and_is_audited(operator):
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "pending"
     assert Task.objects.filter(name="webhooks.deliver", status="pending").count() == 1
-    assert OperatorAction.objects.filter(action="webhook_delivery.redeliver",
-                                         target_id=str(delivery.id)).exists()  # fmt: skip
+    assert OperatorAction.objects.filter(
+        action="webhook_delivery.redeliver", target_id=str(delivery.id)
+    ).exists()
 
 
 def test_retry_all_redelivers_every_failed_delivery(operator):
     failed = [failed_delivery() for _ in range(3)]
     response = operator.post("/api/webhooks/retry-all")
     assert response.json() == {"redelivered": 3}
-    assert set(WebhookDelivery.objects.filter(id__in=[d.id for d in failed])
-               .values_list("status", flat=True)) == {"pending"}  # fmt: skip
+    assert set(
+        WebhookDelivery.objects.filter(id__in=[d.id for d in failed]).values_list(
+            "status", flat=True
+        )
+    ) == {"pending"}
 
 
 def test_deliveries_filter_by_status_and_endpoint(viewer):
@@ -129,8 +136,12 @@ def test_redelivering_to_a_disabled_endpoint_is_409(operator):
 @pytest.fixture
 def nothing_written():
     def counts():
-        return (WebhookEndpoint.objects.count(), WebhookDelivery.objects.count(),
-                Task.objects.count(), OperatorAction.objects.count())  # fmt: skip
+        return (
+            WebhookEndpoint.objects.count(),
+            WebhookDelivery.objects.count(),
+            Task.objects.count(),
+            OperatorAction.objects.count(),
+        )
 
     before = counts()
     yield
@@ -160,9 +171,16 @@ def test_bad_filters_and_unknown_ids_write_nothing(admin, nothing_written):
     assert admin.get("/api/webhooks/deliveries?status=weird").status_code == 400
     assert admin.get("/api/webhooks/deliveries?limit=0").status_code == 400
     assert admin.get("/api/webhooks/deliveries?cursor=zzz").status_code == 400
-    for url in (f"/api/webhooks/endpoints/{uuid.uuid4()}", "/api/webhooks/endpoints/nope",
-                f"/api/webhooks/deliveries/{uuid.uuid4()}"):  # fmt: skip
+    for url in (
+        f"/api/webhooks/endpoints/{uuid.uuid4()}",
+        "/api/webhooks/endpoints/nope",
+        f"/api/webhooks/deliveries/{uuid.uuid4()}",
+    ):
         assert admin.get(url).status_code == 404
     assert admin.post(f"/api/webhooks/deliveries/{uuid.uuid4()}/redeliver").status_code == 404
-    assert admin.patch(f"/api/webhooks/endpoints/{uuid.uuid4()}", {"active": False},
-                       format="json").status_code == 404  # fmt: skip
+    assert (
+        admin.patch(
+            f"/api/webhooks/endpoints/{uuid.uuid4()}", {"active": False}, format="json"
+        ).status_code
+        == 404
+    )

@@ -29,7 +29,10 @@ def test_an_operator_stores_a_definition_and_everyone_reads_it(operator, viewer)
     assert viewer.get(f"{URL}?name=other").json() == []
     action = OperatorAction.objects.get()
     assert (action.action, action.target_type, action.target_id) == (
-        "workflow_definition.create", "workflow_definition", str(stored["id"]))  # fmt: skip
+        "workflow_definition.create",
+        "workflow_definition",
+        str(stored["id"]),
+    )
 
 
 def test_a_new_version_is_started_by_default_and_an_older_one_on_request(operator):
@@ -49,24 +52,45 @@ def test_a_new_version_is_started_by_default_and_an_older_one_on_request(operato
     "spec,field,message",
     [
         ({"initialTask": {"type": "no.such.task"}}, "steps", "unknown task 'no.such.task'"),
-        ({"initialTask": PING, "transitions": {"a": {**PING, "after": "b"},
-                                               "b": {**PING, "after": "a"}}},
-         "steps", "the steps a, b depend on each other in a cycle"),
-        ({"initialTask": PING, "transitions": {"a": {**PING, "after": "ghost"}}},
-         "steps", "step 'a' depends on 'ghost', which is not a step"),
-        ({"initialTask": PING, "transitions": {"a": {**PING, "after": "initial",
-                                                     "compensation": "no.undo"}}},
-         "steps", "step 'a': unknown task 'no.undo'"),
+        (
+            {
+                "initialTask": PING,
+                "transitions": {"a": {**PING, "after": "b"}, "b": {**PING, "after": "a"}},
+            },
+            "steps",
+            "the steps a, b depend on each other in a cycle",
+        ),
+        (
+            {"initialTask": PING, "transitions": {"a": {**PING, "after": "ghost"}}},
+            "steps",
+            "step 'a' depends on 'ghost', which is not a step",
+        ),
+        (
+            {
+                "initialTask": PING,
+                "transitions": {"a": {**PING, "after": "initial", "compensation": "no.undo"}},
+            },
+            "steps",
+            "step 'a': unknown task 'no.undo'",
+        ),
         ([1, 2], "spec", "a definition must be an object"),
         ({"initialTask": PING, "extra": 1}, "spec", "unknown definition fields: extra"),
         ({"transitions": {}}, "initialTask", "initialTask must be an object with a type"),
-        ({"initialTask": PING, "transitions": {"a": {**PING}}}, "transitions.a",
-         "after must name the step(s) it follows"),
-        ({"initialTask": PING, "transitions": {"a": {**PING, "after": "initial",
-                                                     "on": "sometimes"}}},
-         "transitions.a", "on must be"),
+        (
+            {"initialTask": PING, "transitions": {"a": {**PING}}},
+            "transitions.a",
+            "after must name the step(s) it follows",
+        ),
+        (
+            {
+                "initialTask": PING,
+                "transitions": {"a": {**PING, "after": "initial", "on": "sometimes"}},
+            },
+            "transitions.a",
+            "on must be",
+        ),
     ],
-)  # fmt: skip
+)
 def test_an_invalid_definition_is_400_with_the_reason_and_nothing_is_saved(
     operator, spec, field, message
 ):
@@ -80,9 +104,14 @@ def test_an_invalid_definition_is_400_with_the_reason_and_nothing_is_saved(
 
 @pytest.mark.parametrize(
     "body,field",
-    [({"name": ""}, "name"), ({"version": 0}, "version"), ({"on_failure": "maybe"}, "on_failure"),
-     ({"spek": {}}, "spek"), ({"spec": None}, "spec")],
-)  # fmt: skip
+    [
+        ({"name": ""}, "name"),
+        ({"version": 0}, "version"),
+        ({"on_failure": "maybe"}, "on_failure"),
+        ({"spek": {}}, "spek"),
+        ({"spec": None}, "spec"),
+    ],
+)
 def test_a_malformed_body_is_400(operator, body, field):
     response = create(operator, **body)
 
@@ -114,7 +143,9 @@ def test_a_change_is_checked_as_a_whole_and_a_bad_one_leaves_the_definition_as_i
     row = WorkflowDefinition.objects.get()
     assert (row.description, row.spec, row.is_active) == ("v1.1", SPEC, False)
     assert [a.action for a in OperatorAction.objects.order_by("id")] == [
-        "workflow_definition.create", "workflow_definition.update"]  # fmt: skip
+        "workflow_definition.create",
+        "workflow_definition.update",
+    ]
     inactive = operator.post("/api/workflows", {"definition": "orders"}, format="json")
     assert inactive.status_code == 400 and "unknown workflow" in inactive.json()["error"]
 

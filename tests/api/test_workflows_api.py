@@ -31,8 +31,9 @@ def nothing_written():
 
 
 def start(client, **body):
-    return client.post("/api/workflows", {"definition": "orders", "input": {"order": "o-1"},
-                                          **body}, format="json")  # fmt: skip
+    return client.post(
+        "/api/workflows", {"definition": "orders", "input": {"order": "o-1"}, **body}, format="json"
+    )
 
 
 def test_an_operator_starts_a_stored_definition_and_gets_the_run_with_steps_and_edges(
@@ -46,7 +47,10 @@ def test_an_operator_starts_a_stored_definition_and_gets_the_run_with_steps_and_
     assert run["input"] == {"order": "o-1"} and run["context"] == {"tenant": "t1"}
     steps = {s["key"]: s for s in run["steps"]}
     assert {k: s["status"] for k, s in steps.items()} == {
-        "charge": "pending", "ship": "blocked", "notify": "blocked"}  # fmt: skip
+        "charge": "pending",
+        "ship": "blocked",
+        "notify": "blocked",
+    }
     assert steps["charge"]["task"] == "test.wf.step" and steps["charge"]["attempts"] == 0
     assert Task.objects.get(id=steps["charge"]["task_id"]).payload == {"name": "o-1"}
     assert [(e["from"], e["to"]) for e in run["edges"]] == [("charge", "ship"), ("ship", "notify")]
@@ -102,15 +106,25 @@ def test_an_invalid_start_is_400_naming_the_problem_and_writes_nothing(
     "spec,message",
     [
         ({"initialTask": {"type": "no.such.task"}}, "unknown task 'no.such.task'"),
-        ({"initialTask": {"type": "taskhub.ping"},
-          "transitions": {"a": {"type": "taskhub.ping", "after": "b"},
-                          "b": {"type": "taskhub.ping", "after": "a"}}},
-         "depend on each other in a cycle"),
-        ({"initialTask": {"type": "taskhub.ping"},
-          "transitions": {"a": {"type": "taskhub.ping", "after": "ghost"}}},
-         "depends on 'ghost', which is not a step"),
+        (
+            {
+                "initialTask": {"type": "taskhub.ping"},
+                "transitions": {
+                    "a": {"type": "taskhub.ping", "after": "b"},
+                    "b": {"type": "taskhub.ping", "after": "a"},
+                },
+            },
+            "depend on each other in a cycle",
+        ),
+        (
+            {
+                "initialTask": {"type": "taskhub.ping"},
+                "transitions": {"a": {"type": "taskhub.ping", "after": "ghost"}},
+            },
+            "depends on 'ghost', which is not a step",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_stored_definition_broken_behind_the_apis_back_is_refused_at_start(
     operator, nothing_written, spec, message
 ):
@@ -130,8 +144,9 @@ def test_a_payload_a_task_refuses_is_400_naming_the_step(operator, nothing_writt
     spec = {"initialTask": {"type": "test.sleep", "payload": {"seconds": "$input.s"}}}
     WorkflowDefinition.objects.create(name="sleepy", spec=spec, created_at=now, updated_at=now)
 
-    response = operator.post("/api/workflows", {"definition": "sleepy", "input": {"s": "long"}},
-                             format="json")  # fmt: skip
+    response = operator.post(
+        "/api/workflows", {"definition": "sleepy", "input": {"s": "long"}}, format="json"
+    )
 
     assert response.status_code == 400
     assert "step 'initial'" in response.json()["error"]
@@ -174,16 +189,26 @@ def test_a_run_shows_its_steps_results_and_timeline(viewer, orders):
     assert steps["charge"]["status"] == "completed" and steps["charge"]["attempts"] == 1
     assert steps["charge"]["result"] == {"charged": 10}
     assert steps["ship"]["status"] == "pending"
-    assert shown["edges"][0] == {"from": "charge", "to": "ship", "resolved": True,
-                                 "satisfied": True}  # fmt: skip
+    assert shown["edges"][0] == {
+        "from": "charge",
+        "to": "ship",
+        "resolved": True,
+        "satisfied": True,
+    }
 
 
 @pytest.mark.parametrize("run_id", [str(uuid.uuid4()), "not-a-uuid"])
 @pytest.mark.parametrize(
     "method,suffix",
-    [("get", ""), ("post", "/cancel"), ("post", "/retry"), ("post", "/compensation/retry"),
-     ("post", "/compensation/skip"), ("post", "/compensation/resolve")],
-)  # fmt: skip
+    [
+        ("get", ""),
+        ("post", "/cancel"),
+        ("post", "/retry"),
+        ("post", "/compensation/retry"),
+        ("post", "/compensation/skip"),
+        ("post", "/compensation/resolve"),
+    ],
+)
 def test_an_unknown_run_is_404(operator, nothing_written, run_id, method, suffix):
     response = getattr(operator, method)(f"/api/workflows/{run_id}{suffix}", {}, format="json")
     assert response.status_code == 404
@@ -201,7 +226,10 @@ def test_cancelling_a_run_cancels_its_waiting_steps_and_is_audited(operator, ord
     assert [e["kind"] for e in response.json()["events"]] == ["started", "cancelling", "cancelled"]
     action = OperatorAction.objects.get()
     assert (action.action, action.target_id, action.details) == (
-        "workflow.cancel", str(run.id), {"compensate": False})  # fmt: skip
+        "workflow.cancel",
+        str(run.id),
+        {"compensate": False},
+    )
     again = operator.post(f"/api/workflows/{run.id}/cancel", {}, format="json")
     assert again.status_code == 409 and "not running" in again.json()["error"]
     assert OperatorAction.objects.count() == 1
@@ -211,8 +239,7 @@ def test_cancel_with_compensation_undoes_the_completed_steps(operator, orders):
     run = start_workflow("orders", {"order": "1"})
     end_step(run, "charge", COMPLETED)
 
-    response = operator.post(f"/api/workflows/{run.id}/cancel", {"compensate": True},
-                             format="json")  # fmt: skip
+    response = operator.post(f"/api/workflows/{run.id}/cancel", {"compensate": True}, format="json")
 
     assert response.json()["status"] == "compensating"
     compensation = {s["key"]: s for s in response.json()["steps"]}["compensate:charge"]
@@ -267,8 +294,11 @@ def test_skipping_a_failed_compensation_goes_on_with_the_next(operator, stuck):
 
 
 def test_resolving_a_failed_compensation_ends_the_run_compensated(operator, stuck):
-    response = operator.post(f"/api/workflows/{stuck.id}/compensation/resolve",
-                             {"note": "refunded by hand"}, format="json")  # fmt: skip
+    response = operator.post(
+        f"/api/workflows/{stuck.id}/compensation/resolve",
+        {"note": "refunded by hand"},
+        format="json",
+    )
 
     assert response.json()["status"] == "compensated"
     assert "refunded by hand" in response.json()["error"]

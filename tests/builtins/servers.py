@@ -122,8 +122,11 @@ def _handler(state: WebState):
                     return self._send(404, b"not found", "text/plain")
                 cursor = int(parse_qs(url.query).get("cursor", ["0"])[0])
                 nxt = f"{cursor + 1}" if cursor + 1 < len(pages) else None
-                body = {"data": {"items": pages[cursor]}, "next": nxt,
-                        "total": sum(len(p) for p in pages)}  # fmt: skip
+                body = {
+                    "data": {"items": pages[cursor]},
+                    "next": nxt,
+                    "total": sum(len(p) for p in pages),
+                }
                 return self._send(200, json.dumps(body).encode(), "application/json")
             return self._send(404, b"not found", "text/plain")
 
@@ -172,8 +175,10 @@ class Anvil:
         binary = str(ANVIL) if ANVIL.exists() else shutil.which("anvil")
         self.proc = subprocess.Popen(
             [binary, "--host", "127.0.0.1", "--port", str(self.port), "--silent"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:

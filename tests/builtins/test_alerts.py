@@ -19,10 +19,15 @@ def test_a_thousand_dead_letters_of_one_kind_send_one_alert_with_the_count(e2e, 
 
     schedule_many("test.permanent", [{} for _ in range(1000)], max_attempts=1)
 
-    wait_for(lambda: DeadLetter.objects.filter(task_name="test.permanent").count() == 1000,
-             timeout=120, interval=0.5, message="1000 dead letters")  # fmt: skip
-    alerts = wait_for(lambda: smtp.handler.to("ops@example.com"), timeout=45,
-                      message="the alert e-mail")  # fmt: skip
+    wait_for(
+        lambda: DeadLetter.objects.filter(task_name="test.permanent").count() == 1000,
+        timeout=120,
+        interval=0.5,
+        message="1000 dead letters",
+    )
+    alerts = wait_for(
+        lambda: smtp.handler.to("ops@example.com"), timeout=45, message="the alert e-mail"
+    )
     (email,) = alerts
     assert email["Subject"] == "[taskhub] 1000 failed tasks: test.permanent"
     assert "card declined" in email.get_body(("plain",)).get_content()

@@ -77,8 +77,9 @@ def test_transfers_are_indexed_once_even_when_the_indexer_runs_twice(e2e, w3, to
 
 def test_the_indexer_reads_in_bounded_ranges_from_its_cursor(db, w3, token, settings):
     settings.BLOCKCHAIN = {**settings.BLOCKCHAIN, "MAX_BLOCK_RANGE": 3}
-    sub = subscribe(CHAIN, token.address, TRANSFER, start_block=w3.eth.block_number + 1,
-                    confirmations=0)  # fmt: skip
+    sub = subscribe(
+        CHAIN, token.address, TRANSFER, start_block=w3.eth.block_number + 1, confirmations=0
+    )
     for i in range(4):
         transfer(w3, token, 3, i + 1)
         mine(w3, 1)
@@ -90,8 +91,9 @@ def test_the_indexer_reads_in_bounded_ranges_from_its_cursor(db, w3, token, sett
 
 
 def test_a_reorg_inside_the_confirmation_depth_never_reaches_stored_events(db, w3, token):
-    sub = subscribe(CHAIN, token.address, TRANSFER, start_block=w3.eth.block_number + 1,
-                    confirmations=3)  # fmt: skip
+    sub = subscribe(
+        CHAIN, token.address, TRANSFER, start_block=w3.eth.block_number + 1, confirmations=3
+    )
     snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
     orphan = transfer(w3, token, 4, 111)
     assert index_subscription(sub.pk).stored == 0  # not confirmed yet
@@ -101,14 +103,16 @@ def test_a_reorg_inside_the_confirmation_depth_never_reaches_stored_events(db, w
     mine(w3, 3)
     index_subscription(sub.pk)
 
-    assert list(IndexedEvent.objects.filter(subscription=sub).values_list("tx_hash", flat=True)) \
-        == [kept]  # fmt: skip
+    assert list(
+        IndexedEvent.objects.filter(subscription=sub).values_list("tx_hash", flat=True)
+    ) == [kept]
     assert orphan != kept
 
 
 def test_a_reorg_deeper_than_the_confirmation_depth_removes_orphaned_events(db, w3, token):
-    sub = subscribe(CHAIN, token.address, TRANSFER, start_block=w3.eth.block_number + 1,
-                    confirmations=0)  # fmt: skip
+    sub = subscribe(
+        CHAIN, token.address, TRANSFER, start_block=w3.eth.block_number + 1, confirmations=0
+    )
     snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
     orphan = transfer(w3, token, 6, 333)
     mine(w3, 1)
@@ -127,10 +131,15 @@ def test_a_reorg_deeper_than_the_confirmation_depth_removes_orphaned_events(db, 
 
 
 def test_a_reported_event_is_stored_once_and_published(e2e):
-    task = schedule("blockchain.handle_event", {
-        "contractAddress": "0x5fbdb2315678afecb367f032d93f642f64180aa3", "eventName": "Transfer",
-        "parameters": {"from": "0x0", "value": "5"}, "networkId": 8453,
-    })  # fmt: skip
+    task = schedule(
+        "blockchain.handle_event",
+        {
+            "contractAddress": "0x5fbdb2315678afecb367f032d93f642f64180aa3",
+            "eventName": "Transfer",
+            "parameters": {"from": "0x0", "value": "5"},
+            "networkId": 8453,
+        },
+    )
 
     done = wait_status(task.id, "completed", timeout=60)
 

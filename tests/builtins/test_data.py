@@ -24,13 +24,21 @@ def stored(label):
 
 
 def test_a_sync_pulls_every_page_and_resumes_after_a_server_error(e2e, web):
-    web.state.pages["people"] = [[{"n": i, "label": "sync-1"} for i in range(p * 3, p * 3 + 3)]
-                                 for p in range(4)]  # fmt: skip
+    web.state.pages["people"] = [
+        [{"n": i, "label": "sync-1"} for i in range(p * 3, p * 3 + 3)] for p in range(4)
+    ]
     web.state.fail_first["/api/people?cursor=2"] = 1  # the third page fails once
 
-    task = schedule("data.sync", {"url": f"{web.base}/api/people", "handler": "test.collect",
-                                  "itemsField": "data.items", "nextCursorField": "next",
-                                  "totalField": "total"})  # fmt: skip
+    task = schedule(
+        "data.sync",
+        {
+            "url": f"{web.base}/api/people",
+            "handler": "test.collect",
+            "itemsField": "data.items",
+            "nextCursorField": "next",
+            "totalField": "total",
+        },
+    )
 
     done = wait_status(task.id, "completed", timeout=60)
 
@@ -50,8 +58,10 @@ def test_a_batch_records_bad_items_and_completes_below_the_threshold(e2e):
     items[3] = {"n": 3, "bad": True}
     items[11] = {"label": "batch-1"}  # no n
 
-    task = schedule("data.process_batch", {"handler": "test.collect", "items": items,
-                                           "chunkSize": 5, "errorThreshold": 0.2})  # fmt: skip
+    task = schedule(
+        "data.process_batch",
+        {"handler": "test.collect", "items": items, "chunkSize": 5, "errorThreshold": 0.2},
+    )
 
     done = wait_status(task.id, "completed", timeout=60)
 
@@ -67,8 +77,10 @@ def test_a_batch_records_bad_items_and_completes_below_the_threshold(e2e):
 def test_a_batch_fails_once_errors_pass_the_threshold(e2e):
     items = [{"n": i, "bad": i % 2 == 0, "label": "batch-2"} for i in range(40)]
 
-    task = schedule("data.process_batch", {"handler": "test.collect", "items": items,
-                                           "chunkSize": 10, "errorThreshold": 0.1})  # fmt: skip
+    task = schedule(
+        "data.process_batch",
+        {"handler": "test.collect", "items": items, "chunkSize": 10, "errorThreshold": 0.1},
+    )
 
     failed = wait_status(task.id, "failed", timeout=60)
 
@@ -79,13 +91,18 @@ def test_a_batch_fails_once_errors_pass_the_threshold(e2e):
 
 def test_a_csv_from_a_url_and_a_jsonl_file_from_storage_are_processed(e2e, web):
     url = web.add_file("rows.csv", b"n,label\n1,csv\n2,csv\nx,csv\n", "text/csv")
-    name = default_storage.save("imports/rows.jsonl", ContentFile(
-        b'{"n": 7, "label": "jsonl"}\nnot json\n{"n": 8, "label": "jsonl"}\n'))  # fmt: skip
+    name = default_storage.save(
+        "imports/rows.jsonl",
+        ContentFile(b'{"n": 7, "label": "jsonl"}\nnot json\n{"n": 8, "label": "jsonl"}\n'),
+    )
 
-    from_url = schedule("data.process_batch", {"handler": "test.collect", "url": url,
-                                               "maxErrors": 1, "errorThreshold": 0.5})  # fmt: skip
-    from_file = schedule("data.process_batch", {"handler": "test.collect", "file": name,
-                                                "errorThreshold": 0.5})  # fmt: skip
+    from_url = schedule(
+        "data.process_batch",
+        {"handler": "test.collect", "url": url, "maxErrors": 1, "errorThreshold": 0.5},
+    )
+    from_file = schedule(
+        "data.process_batch", {"handler": "test.collect", "file": name, "errorThreshold": 0.5}
+    )
 
     csv_done = wait_status(from_url.id, "completed", timeout=60)
     jsonl_done = wait_status(from_file.id, "completed", timeout=60)
@@ -108,11 +125,14 @@ def test_an_unknown_handler_or_two_sources_are_refused_when_scheduling(db):
 @pytest.mark.slow
 def test_a_batch_resumes_after_kill_9_without_redoing_a_committed_chunk(e2e):
     items = [{"n": i, "label": "kill-1", "sleep": 0.04} for i in range(200)]
-    task = schedule("data.process_batch", {"handler": "test.collect", "items": items,
-                                           "chunkSize": 10})  # fmt: skip
-    checkpoint = wait_for(lambda: BatchCheckpoint.objects.filter(task_id=task.id,
-                                                                 chunks_done__gte=5).first(),
-                          timeout=30, message="five committed chunks")  # fmt: skip
+    task = schedule(
+        "data.process_batch", {"handler": "test.collect", "items": items, "chunkSize": 10}
+    )
+    checkpoint = wait_for(
+        lambda: BatchCheckpoint.objects.filter(task_id=task.id, chunks_done__gte=5).first(),
+        timeout=30,
+        message="five committed chunks",
+    )
     killed_after = checkpoint.chunks_done
     worker_pid = int(Task.objects.get(id=task.id).worker_id.split(":")[1])
 

@@ -11,11 +11,18 @@ pytestmark = [pytest.mark.e2e]
 
 
 def test_a_welcome_email_arrives_with_text_and_escaped_html_parts(e2e, smtp):
-    task = schedule("email.send", {
-        "to": "ada@example.com", "subject": "Welcome aboard", "template": "welcome",
-        "context": {"name": "Ada <script>alert(1)</script>", "action_url": "https://x.test/go"},
-        "cc": ["cc@example.com"], "replyTo": ["help@example.com"], "from": "Team <team@x.test>",
-    })  # fmt: skip
+    task = schedule(
+        "email.send",
+        {
+            "to": "ada@example.com",
+            "subject": "Welcome aboard",
+            "template": "welcome",
+            "context": {"name": "Ada <script>alert(1)</script>", "action_url": "https://x.test/go"},
+            "cc": ["cc@example.com"],
+            "replyTo": ["help@example.com"],
+            "from": "Team <team@x.test>",
+        },
+    )
 
     done = wait_status(task.id, "completed", timeout=60)
 
@@ -48,10 +55,15 @@ def test_an_invalid_address_is_refused_when_scheduling(db):
 
 
 def test_a_4xx_reply_is_retried_until_the_server_accepts_the_message(e2e, smtp):
-    task = schedule("email.send", {"to": "tempfail-1@example.com", "subject": "Receipt",
-                                   "template": "payment_receipt",
-                                   "context": {"amount": "10.00", "currency": "USD",
-                                               "reference": "R-1"}})  # fmt: skip
+    task = schedule(
+        "email.send",
+        {
+            "to": "tempfail-1@example.com",
+            "subject": "Receipt",
+            "template": "payment_receipt",
+            "context": {"amount": "10.00", "currency": "USD", "reference": "R-1"},
+        },
+    )
 
     done = wait_status(task.id, "completed", timeout=60)
 
@@ -62,8 +74,9 @@ def test_a_4xx_reply_is_retried_until_the_server_accepts_the_message(e2e, smtp):
 
 
 def test_a_5xx_reply_fails_the_task_at_once_without_retrying(e2e, smtp):
-    task = schedule("email.send", {"to": "reject-1@example.com", "subject": "Hi",
-                                   "template": "welcome"})  # fmt: skip
+    task = schedule(
+        "email.send", {"to": "reject-1@example.com", "subject": "Hi", "template": "welcome"}
+    )
 
     failed = wait_status(task.id, "failed", timeout=60)
 

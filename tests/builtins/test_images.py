@@ -35,21 +35,30 @@ def png_header_only(width: int, height: int) -> bytes:
 def test_a_png_is_resized_cropped_and_stored_as_webp_of_the_requested_size(e2e, web):
     url = web.add_file("photo.png", png_bytes(1200, 800), "image/png")
 
-    task = schedule("image.process", {"url": url, "outputFormat": "webp", "quality": 80,
-                                      "transformations": [
-                                          {"type": "resize", "options": {"width": 600}},
-                                          {"type": "crop", "options": {"left": 100, "top": 50,
-                                                                       "width": 400,
-                                                                       "height": 300}},
-                                          {"type": "grayscale"},
-                                      ]})  # fmt: skip
+    task = schedule(
+        "image.process",
+        {
+            "url": url,
+            "outputFormat": "webp",
+            "quality": 80,
+            "transformations": [
+                {"type": "resize", "options": {"width": 600}},
+                {"type": "crop", "options": {"left": 100, "top": 50, "width": 400, "height": 300}},
+                {"type": "grayscale"},
+            ],
+        },
+    )
 
     done = wait_status(task.id, "completed", timeout=60)
 
     result = done.result
     assert (result["width"], result["height"], result["format"]) == (400, 300, "webp")
-    assert result["source"] == {"width": 1200, "height": 800, "format": "PNG",
-                                "size": result["source"]["size"]}  # fmt: skip
+    assert result["source"] == {
+        "width": 1200,
+        "height": 800,
+        "format": "PNG",
+        "size": result["source"]["size"],
+    }
     with default_storage.open(result["path"], "rb") as stored:
         data = stored.read()
     assert len(data) == result["size"]
@@ -62,10 +71,17 @@ def test_a_png_is_resized_cropped_and_stored_as_webp_of_the_requested_size(e2e, 
 def test_a_thumbnail_keeps_the_aspect_ratio(e2e, web):
     url = web.add_file("wide.png", png_bytes(1200, 800), "image/png")
 
-    task = schedule("image.process", {"url": url, "outputFormat": "png", "transformations": [
-        {"type": "thumbnail", "options": {"width": 400, "height": 400}},
-        {"type": "rotate", "options": {"degrees": 90}},
-    ]})  # fmt: skip
+    task = schedule(
+        "image.process",
+        {
+            "url": url,
+            "outputFormat": "png",
+            "transformations": [
+                {"type": "thumbnail", "options": {"width": 400, "height": 400}},
+                {"type": "rotate", "options": {"degrees": 90}},
+            ],
+        },
+    )
 
     done = wait_status(task.id, "completed", timeout=60)
 
@@ -118,7 +134,7 @@ def test_a_missing_file_fails_without_retrying(e2e, web):
         {
             "url": "http://x.test/a.png",
             "transformations": [{"type": "crop", "options": {"width": 10}}],
-        },  # fmt: skip
+        },
         {"url": "http://x.test/a.png", "outputFormat": "gif"},
         {"url": "ftp://x.test/a.png"},
         {"url": "http://x.test/a.png", "quality": 0},

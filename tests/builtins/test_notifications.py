@@ -19,8 +19,7 @@ pytestmark = [pytest.mark.e2e]
 
 
 def deliver_task(notification):
-    return Task.objects.get(name="notifications.deliver",
-                            payload__notificationId=notification.pk)  # fmt: skip
+    return Task.objects.get(name="notifications.deliver", payload__notificationId=notification.pk)
 
 
 def webhook_events(notification_id):
@@ -46,9 +45,17 @@ def test_a_notification_is_shown_in_app_emailed_and_published_as_a_webhook_event
 def test_a_failing_channel_is_retried_alone_and_the_others_are_not_sent_twice(e2e, smtp):
     set_preference("u-2", ["in_app", "email", "webhook"], email="u2@example.com")
 
-    notification = notify_user("u-2", "payment_receipt", "Payment received",
-                               metadata={"fail_webhook_times": 1, "amount": "9.99",
-                                         "currency": "USD", "reference": "PAY-2"})  # fmt: skip
+    notification = notify_user(
+        "u-2",
+        "payment_receipt",
+        "Payment received",
+        metadata={
+            "fail_webhook_times": 1,
+            "amount": "9.99",
+            "currency": "USD",
+            "reference": "PAY-2",
+        },
+    )
 
     done = wait_status(deliver_task(notification).id, "completed", timeout=30)
     assert done.attempt == 2
@@ -80,9 +87,15 @@ def test_the_task_queue_payload_creates_the_notification_once(e2e):
     get_user_model().objects.create_user("dora", email="dora@example.com")
     user = get_user_model().objects.get(username="dora")
 
-    task = schedule("notifications.deliver", {"userId": user.pk, "type": "welcome",
-                                              "message": "Welcome, Dora",
-                                              "metadata": {"name": "Dora"}})  # fmt: skip
+    task = schedule(
+        "notifications.deliver",
+        {
+            "userId": user.pk,
+            "type": "welcome",
+            "message": "Welcome, Dora",
+            "metadata": {"name": "Dora"},
+        },
+    )
 
     done = wait_status(task.id, "completed", timeout=60)
     (row,) = Notification.objects.filter(user_id=str(user.pk))

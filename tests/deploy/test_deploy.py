@@ -31,8 +31,12 @@ def manage(*argv, **env):
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     return subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *argv],
-        cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_check_deploy_is_clean_with_production_settings_from_the_environment():

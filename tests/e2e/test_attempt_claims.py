@@ -105,24 +105,32 @@ def test_a_claim_that_cannot_be_confirmed_hands_the_attempt_back(make_stack, pri
     prefix = taskhub_settings.KEY_PREFIX
     _acl(admin, "worker", "on", ">secret-worker", "~*", "+@all")
     with override_settings(REDIS_URL=private_redis):
-        workers = make_stack(processes=1, threads=1, dispatcher=False,
-                             env={"REDIS_URL": _user_url(private_redis, "worker")})  # fmt: skip
+        workers = make_stack(
+            processes=1,
+            threads=1,
+            dispatcher=False,
+            env={"REDIS_URL": _user_url(private_redis, "worker")},
+        )
         workers.start()
         make_stack(env={"REDIS_URL": private_redis}).start_dispatcher()
         blocker = schedule("test.sleep", {"seconds": 3, "label": "blocker"}, priority="critical")
         waiting = schedule("test.sleep", {"label": "confirmed-late"})
         # One thread: the blocker runs while the other message waits in the worker, claimed.
         wait_for(lambda: runs("blocker"), timeout=20, message="the blocker to start")
-        wait_for(lambda: admin.exists(claim_key(waiting.id, 1)), timeout=10,
-                 message="the waiting message to be claimed at fetch")  # fmt: skip
+        wait_for(
+            lambda: admin.exists(claim_key(waiting.id, 1)),
+            timeout=10,
+            message="the waiting message to be claimed at fetch",
+        )
 
         # Every key but claims and cancel flags (the confirmation reads both).
         _acl(admin, "worker", "resetkeys", f"~{dramatiq_namespace()}*", f"~{prefix}:[^c]*")
         wait_status(blocker.id, "completed", timeout=20)
         wait_for(
             lambda: TaskEvent.objects.filter(task_id=waiting.id, kind="recovered").exists(),
-            timeout=10, message="the unconfirmed attempt to be handed back",
-        )  # fmt: skip
+            timeout=10,
+            message="the unconfirmed attempt to be handed back",
+        )
         _acl(admin, "worker", "~*")
 
         done = wait_status(waiting.id, ("completed", "failed"), timeout=20)
@@ -142,8 +150,9 @@ def test_a_send_refused_for_one_queue_returns_only_that_queues_rows(make_stack, 
     prefix = taskhub_settings.KEY_PREFIX
     _acl(admin, "dispatcher", "on", ">secret-dispatcher", "~*", "+@all")
     with override_settings(REDIS_URL=private_redis):
-        make_stack(processes=1, threads=4, dispatcher=False,
-                   env={"REDIS_URL": private_redis}).start()  # fmt: skip
+        make_stack(
+            processes=1, threads=4, dispatcher=False, env={"REDIS_URL": private_redis}
+        ).start()
         # The dispatcher may not write the "capped" queue's keys (every queue here but it
         # starts with another letter).
         _acl(admin, "dispatcher", "resetkeys", f"~{dramatiq_namespace()}:[^c]*", f"~{prefix}:*")
@@ -158,8 +167,9 @@ def test_a_send_refused_for_one_queue_returns_only_that_queues_rows(make_stack, 
         sent, refused = [t.id for t in sent], [t.id for t in refused]
         wait_for(
             lambda: TaskEvent.objects.filter(task_id__in=refused, kind="recovered").exists(),
-            timeout=20, message="the refused queue's rows to be returned",
-        )  # fmt: skip
+            timeout=20,
+            message="the refused queue's rows to be returned",
+        )
         wait_all_finished(sent, timeout=20)
         _acl(admin, "dispatcher", "~*")
         wait_all_finished(refused, timeout=30)

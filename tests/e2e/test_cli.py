@@ -174,10 +174,24 @@ def _alive(pid: int) -> bool:
 def test_up_runs_the_whole_stack_and_stops_cleanly_with_no_orphans(transactional_db):
     port = _free_port()
     up = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "taskhub", "up", "--port", str(port),
-         "--processes", "1", "--threads", "2"],
-        cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "taskhub",
+            "up",
+            "--port",
+            str(port),
+            "--processes",
+            "1",
+            "--threads",
+            "2",
+        ],
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for(lambda: _http_ok(port), timeout=60, message="the web server")
         task_id = taskhub("enqueue", "taskhub.ping", "--payload", "{}", check=True).stdout.strip()

@@ -187,8 +187,9 @@ def test_sigterm_gives_back_fetched_but_unstarted_messages_unclaimed(make_stack)
     wait_for(lambda: len(runs("given")) == 1, timeout=15, message="the first task to start")
     wait_for(
         lambda: Task.objects.filter(id__in=ids, status="queued").count() == 2,
-        timeout=10, message="the other two to be queued",
-    )  # fmt: skip
+        timeout=10,
+        message="the other two to be queued",
+    )
 
     first.send_signal(signal.SIGTERM)
     first.wait(timeout=30)

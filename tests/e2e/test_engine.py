@@ -40,10 +40,17 @@ def test_a_task_that_fails_twice_is_retried_and_then_succeeds(e2e):
     assert done.result == {"succeeded_on": 3}
     assert done.attempt == 3
     assert event_kinds(task.id) == [
-        "created", "queued", "started", "retrying",
-        "queued", "started", "retrying",
-        "queued", "started", "completed",
-    ]  # fmt: skip
+        "created",
+        "queued",
+        "started",
+        "retrying",
+        "queued",
+        "started",
+        "retrying",
+        "queued",
+        "started",
+        "completed",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -136,8 +143,10 @@ def test_progress_and_handler_logs_are_recorded_in_order(e2e):
     progress = [e.data["progress"] for e in done.events.filter(kind="progress").order_by("id")]
     assert progress == sorted(progress) and progress[-1] == 75
     assert list(TaskLog.objects.filter(task=task).values_list("message", flat=True)) == [
-        "reached 25%", "reached 50%", "reached 75%",
-    ]  # fmt: skip
+        "reached 25%",
+        "reached 50%",
+        "reached 75%",
+    ]
     kinds = event_kinds(task.id)
     assert kinds.index("started") < kinds.index("progress") < kinds.index("completed")
 

@@ -33,11 +33,27 @@ class WebServer:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log = open(log_dir / f"uvicorn-{time.time_ns()}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-             "--port", str(self.port), "--lifespan", "off", "--timeout-graceful-shutdown", "2",
-             "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--lifespan",
+                "off",
+                "--timeout-graceful-shutdown",
+                "2",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 120  # shared 2-core machines start slowly
         while time.monotonic() < deadline:
             try:

@@ -60,8 +60,9 @@ def test_two_hundred_streams_hold_no_db_connections_and_other_calls_stay_fast(
 
     async def scenario():
         limits = httpx.Limits(max_connections=STREAMS + 20)
-        async with httpx.AsyncClient(base_url=roomy_web.url, headers=headers, limits=limits,
-                                     timeout=60) as client:  # fmt: skip
+        async with httpx.AsyncClient(
+            base_url=roomy_web.url, headers=headers, limits=limits, timeout=60
+        ) as client:
             # Given 200 operator streams open on one web process
             streams = []
             for _ in range(STREAMS):

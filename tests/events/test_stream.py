@@ -14,8 +14,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
 def _ticket(web, token: str, user_id: str) -> str:
-    resp = httpx.post(f"{web.url}/api/events/tickets", json={"user_id": user_id},
-                      headers={"Authorization": f"Token {token}"})  # fmt: skip
+    resp = httpx.post(
+        f"{web.url}/api/events/tickets",
+        json={"user_id": user_id},
+        headers={"Authorization": f"Token {token}"},
+    )
     assert resp.status_code == 201, resp.text
     return resp.json()["ticket"]
 
@@ -28,8 +31,10 @@ def test_a_user_stream_gets_that_users_events_in_order_and_never_another_users(
     live, operator_token, sse
 ):
     # Given a browser streaming with a ticket for user A
-    stream = sse(f"{live.url}/api/events/stream",
-                 params={"ticket": _ticket(live, operator_token, "A"), "user_id": "B"})  # fmt: skip
+    stream = sse(
+        f"{live.url}/api/events/stream",
+        params={"ticket": _ticket(live, operator_token, "A"), "user_id": "B"},
+    )
     assert stream.status == 200
     # When tasks of A and of B run
     b_task = taskhub.schedule("test.noop", {}, user_id="B")
@@ -54,20 +59,25 @@ def test_a_reconnect_with_last_event_id_misses_nothing_and_repeats_nothing(
 ):
     headers = {"Authorization": f"Token {operator_token}"}
     # Given an operator streaming one correlation id, who saw the first task finish
-    first = sse(f"{live.url}/api/events/stream", headers=headers,
-                params={"correlation_id": "reconnect"})  # fmt: skip
+    first = sse(
+        f"{live.url}/api/events/stream", headers=headers, params={"correlation_id": "reconnect"}
+    )
     t1 = taskhub.schedule("test.noop", {}, correlation_id="reconnect")
     seen = first.take_until(_finished(str(t1.id)))
     first.close()
     # When more tasks run while the operator is disconnected
-    later = [taskhub.schedule("test.fail_times", {"times": 1}, correlation_id="reconnect")
-             for _ in range(3)]  # fmt: skip
+    later = [
+        taskhub.schedule("test.fail_times", {"times": 1}, correlation_id="reconnect")
+        for _ in range(3)
+    ]
     for t in later:
         wait_status(t.id, "completed")
     # Then a reconnect with Last-Event-ID replays exactly what was missed, then goes live
-    again = sse(f"{live.url}/api/events/stream",
-                headers={**headers, "Last-Event-ID": seen[-1][1]},
-                params={"correlation_id": "reconnect"})  # fmt: skip
+    again = sse(
+        f"{live.url}/api/events/stream",
+        headers={**headers, "Last-Event-ID": seen[-1][1]},
+        params={"correlation_id": "reconnect"},
+    )
     t5 = taskhub.schedule("test.noop", {}, correlation_id="reconnect")
     replayed = again.take_until(_finished(str(t5.id)))
     replayed += again.drain(1.0)
@@ -112,8 +122,7 @@ def test_only_operators_mint_tickets(live, transactional_db):
 
 def test_too_many_streams_for_one_user_get_429(live, operator_token, sse):
     url = f"{live.url}/api/events/stream"
-    streams = [sse(url, params={"ticket": _ticket(live, operator_token, "busy")})
-               for _ in range(3)]  # fmt: skip
+    streams = [sse(url, params={"ticket": _ticket(live, operator_token, "busy")}) for _ in range(3)]
     assert [s.status for s in streams] == [200, 200, 200]
     resp = httpx.get(url, params={"ticket": _ticket(live, operator_token, "busy")})
     assert resp.status_code == 429
@@ -129,10 +138,11 @@ def test_a_reconnect_after_a_pruned_gap_gets_a_reset_then_live_events(live, oper
     taskhub.schedule("test.noop", {}, correlation_id="newer")
     Task.objects.filter(id=old.id).delete()
     # When it reconnects from there
-    stream = sse(f"{live.url}/api/events/stream",
-                 headers={"Authorization": f"Token {operator_token}",
-                          "Last-Event-ID": str(last_seen)},
-                 params={"correlation_id": "fresh"})  # fmt: skip
+    stream = sse(
+        f"{live.url}/api/events/stream",
+        headers={"Authorization": f"Token {operator_token}", "Last-Event-ID": str(last_seen)},
+        params={"correlation_id": "fresh"},
+    )
     # Then it is told to refetch, and then follows live events
     [reset] = stream.take_until(lambda e: True, timeout=15)
     assert reset[0] == "reset"
@@ -153,9 +163,13 @@ def brief_web(django_db_setup):
 def test_a_quiet_stream_gets_keep_alives_then_ends_after_its_lifetime(brief_web, operator_token):
     # Given a stream on which nothing happens
     started = time.monotonic()
-    with httpx.stream("GET", f"{brief_web.url}/api/events/stream",
-                      headers={"Authorization": f"Token {operator_token}"},
-                      params={"correlation_id": "quiet"}, timeout=10) as resp:  # fmt: skip
+    with httpx.stream(
+        "GET",
+        f"{brief_web.url}/api/events/stream",
+        headers={"Authorization": f"Token {operator_token}"},
+        params={"correlation_id": "quiet"},
+        timeout=10,
+    ) as resp:
         assert resp.status_code == 200
         lines = list(resp.iter_lines())
     # Then it carries a keep-alive comment every EVENTS_KEEPALIVE seconds, and the server ends
@@ -176,12 +190,16 @@ def test_a_workflow_stream_gets_the_steps_of_that_run_only(live, operator_token,
         return wf.graph
 
     headers = {"Authorization": f"Token {operator_token}"}
-    bad = httpx.get(f"{live.url}/api/events/stream", headers=headers,
-                    params={"workflow": "not-an-id"})  # fmt: skip
+    bad = httpx.get(
+        f"{live.url}/api/events/stream", headers=headers, params={"workflow": "not-an-id"}
+    )
     assert bad.status_code == 400
     run = start_workflow(chain("watched"))
-    stream = sse(f"{live.url}/api/events/stream", headers=headers,
-                 params={"workflow": str(run.id), "last_event_id": "0"})  # fmt: skip
+    stream = sse(
+        f"{live.url}/api/events/stream",
+        headers=headers,
+        params={"workflow": str(run.id), "last_event_id": "0"},
+    )
     other = start_workflow(chain("other"))
     last = run.steps.get(step_key="b")
 

@@ -16,10 +16,21 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 def _watch(task_id) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "taskhub", "watch", str(task_id),
-         "--timeout", "60"],
-        cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "taskhub",
+            "watch",
+            str(task_id),
+            "--timeout",
+            "60",
+        ],
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_watch_follows_a_retried_task_to_completion_and_exits_0(stack, transactional_db):

@@ -48,14 +48,21 @@ def smtp():
 def kyc_servers(smtp, live_server):
     proc, url = start_sandbox({})
     saved = dict(settings.KYC)
-    settings.KYC.update({"DTR_BASE_URL": f"{url}/dtr", "ONRAMP_BASE_URL": f"{url}/onramp",
-                         "CALLBACK_BASE_URL": live_server.url})  # fmt: skip
+    settings.KYC.update(
+        {
+            "DTR_BASE_URL": f"{url}/dtr",
+            "ONRAMP_BASE_URL": f"{url}/onramp",
+            "CALLBACK_BASE_URL": live_server.url,
+        }
+    )
     env = {
-        "TASKHUB_DTR_BASE_URL": f"{url}/dtr", "TASKHUB_ONRAMP_BASE_URL": f"{url}/onramp",
+        "TASKHUB_DTR_BASE_URL": f"{url}/dtr",
+        "TASKHUB_ONRAMP_BASE_URL": f"{url}/onramp",
         "TASKHUB_PUBLIC_URL": live_server.url,
         "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(smtp.port),
-    }  # fmt: skip
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(smtp.port),
+    }
     yield {"sandbox": url, "env": env}
     settings.KYC.clear()
     settings.KYC.update(saved)

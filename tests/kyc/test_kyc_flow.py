@@ -36,15 +36,25 @@ def api(e2e):
 def upload(api, filename: str, content: bytes, provider: str, email: str):
     file = io.BytesIO(content)
     file.name = filename
-    return api.post("/api/kyc/documents", {
-        "user_id": email.split("@")[0], "document_type": "passport", "provider": provider,
-        "email": email, "file": file,
-    }, format="multipart")  # fmt: skip
+    return api.post(
+        "/api/kyc/documents",
+        {
+            "user_id": email.split("@")[0],
+            "document_type": "passport",
+            "provider": provider,
+            "email": email,
+            "file": file,
+        },
+        format="multipart",
+    )
 
 
 def wait_case(case_id, status: str, timeout=30) -> KycCase:
-    return wait_for(lambda: KycCase.objects.filter(id=case_id, status=status).first(),
-                    timeout=timeout, message=f"case {case_id} to be {status}")  # fmt: skip
+    return wait_for(
+        lambda: KycCase.objects.filter(id=case_id, status=status).first(),
+        timeout=timeout,
+        message=f"case {case_id} to be {status}",
+    )
 
 
 def text_of(mail) -> str:
@@ -55,13 +65,17 @@ def text_of(mail) -> str:
 def wait_mail(smtp, address: str, subject_part: str):
     return wait_for(
         lambda: [m for m in smtp.to(address) if subject_part in m["Subject"]],
-        timeout=30, message=f"an e-mail to {address} about {subject_part!r}",
-    )[0]  # fmt: skip
+        timeout=30,
+        message=f"an e-mail to {address} about {subject_part!r}",
+    )[0]
 
 
 def wait_run(run_id, status="succeeded", timeout=30) -> WorkflowRun:
-    return wait_for(lambda: WorkflowRun.objects.filter(id=run_id, status=status).first(),
-                    timeout=timeout, message=f"run {run_id} to be {status}")  # fmt: skip
+    return wait_for(
+        lambda: WorkflowRun.objects.filter(id=run_id, status=status).first(),
+        timeout=timeout,
+        message=f"run {run_id} to be {status}",
+    )
 
 
 def steps_in_order(run) -> list[tuple[str, str, str]]:
@@ -129,8 +143,9 @@ def test_a_change_after_the_runs_notice_notifies_at_once_and_a_rerun_is_a_new_ru
     wait_mail(smtp, "ed@example.com", "manual review")
 
     # A reviewer resolves it later: no run is waiting, so the change notifies at once.
-    services.apply_provider_state(case.id, ProviderCase(
-        external_id=case.external_id, status="approved", reasons=[]))  # fmt: skip
+    services.apply_provider_state(
+        case.id, ProviderCase(external_id=case.external_id, status="approved", reasons=[])
+    )
     assert "verified" in wait_mail(smtp, "ed@example.com", "verified")["Subject"]
 
     task = services.rerun_check(KycCase.objects.get(id=case.id))
@@ -140,8 +155,16 @@ def test_a_change_after_the_runs_notice_notifies_at_once_and_a_rerun_is_a_new_ru
     second = wait_run(case.workflow_run_id)
     assert second.id != first.id and second.idempotency_key == f"kyc:{case.id}:2"
     assert [s[0] for s in steps_in_order(second)] == ["check", "notify"]
-    assert len(wait_for(lambda: [m for m in smtp.to("ed@example.com")
-                                 if "manual review" in m["Subject"]][1:])) == 1  # fmt: skip
+    assert (
+        len(
+            wait_for(
+                lambda: [m for m in smtp.to("ed@example.com") if "manual review" in m["Subject"]][
+                    1:
+                ]
+            )
+        )
+        == 1
+    )
     wait_quiet()
 
 
@@ -161,8 +184,9 @@ def wait_quiet(timeout=30) -> None:
         raise AssertionError(f"tasks still unfinished after {timeout}s: {left}") from None
 
 
-def test_bad_signature_replayed_and_stale_kyc_callbacks_change_nothing(api, smtp, kyc_servers,
-                                                                       live_server):  # fmt: skip
+def test_bad_signature_replayed_and_stale_kyc_callbacks_change_nothing(
+    api, smtp, kyc_servers, live_server
+):
     response = upload(api, "id.png", png_bytes(), "dtr", "di@example.com")
     case = wait_case(response.json()["id"], "approved")
     wait_mail(smtp, "di@example.com", "verified")
@@ -176,12 +200,16 @@ def test_bad_signature_replayed_and_stale_kyc_callbacks_change_nothing(api, smtp
     )
 
     replayed = httpx.post(url, content=captured["body"], headers=captured["headers"])
-    forged = httpx.post(url, content=captured["body"].replace("approved", "rejected"),
-                        headers=captured["headers"])  # fmt: skip
+    forged = httpx.post(
+        url, content=captured["body"].replace("approved", "rejected"), headers=captured["headers"]
+    )
     unsigned = httpx.post(url, content=captured["body"])
     old = int(time.time()) - 3600
-    stale = httpx.post(url, content=captured["body"], headers={"X-DTR-Signature": _dtr_sign(
-        captured["body"].encode(), old)})  # fmt: skip
+    stale = httpx.post(
+        url,
+        content=captured["body"],
+        headers={"X-DTR-Signature": _dtr_sign(captured["body"].encode(), old)},
+    )
     wrong_provider = httpx.post(f"{live_server.url}/api/kyc/callbacks/acme", content=b"{}")
 
     assert replayed.status_code == 200 and replayed.json()["duplicate"]
@@ -201,8 +229,9 @@ def test_a_correctly_signed_but_stale_onramp_callback_is_refused(api, live_serve
 
     event = {"eventId": "evt-old", "kycId": "onr_x", "kycStatus": "REJECTED", "createdAt": 1}
     payload = base64.b64encode(json.dumps({"timestamp": 1000, "body": event}).encode()).decode()
-    signature = hmac.new(settings.KYC["ONRAMP_API_SECRET"].encode(), payload.encode(),
-                         hashlib.sha512).hexdigest()  # fmt: skip
+    signature = hmac.new(
+        settings.KYC["ONRAMP_API_SECRET"].encode(), payload.encode(), hashlib.sha512
+    ).hexdigest()
 
     response = httpx.post(
         f"{live_server.url}/api/kyc/callbacks/onramp",
@@ -216,16 +245,19 @@ def test_a_correctly_signed_but_stale_onramp_callback_is_refused(api, live_serve
 
 
 def test_bad_uploads_are_refused_and_nothing_is_stored(api):
-    missing = api.post("/api/kyc/documents", {"user_id": "x", "document_type": "passport"},
-                       format="multipart")  # fmt: skip
+    missing = api.post(
+        "/api/kyc/documents", {"user_id": "x", "document_type": "passport"}, format="multipart"
+    )
     bad_type = api.post(
         "/api/kyc/documents",
         {"user_id": "x", "document_type": "selfie-video", "document_ref": "nope"},
         format="json",
     )
-    bad_provider = api.post("/api/kyc/documents", {"user_id": "x", "document_type": "passport",
-                                                   "provider": "acme", "document_ref": "nope"},
-                            format="json")  # fmt: skip
+    bad_provider = api.post(
+        "/api/kyc/documents",
+        {"user_id": "x", "document_type": "passport", "provider": "acme", "document_ref": "nope"},
+        format="json",
+    )
 
     assert missing.status_code == 400 and "file" in missing.json()["errors"]
     assert bad_type.status_code == 400 and "document_type" in bad_type.json()["errors"]

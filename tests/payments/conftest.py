@@ -56,8 +56,13 @@ def provider_settings(sandbox, chain, live_server):
     }
     saved = dict(settings.PAYMENTS), dict(settings.KYC)
     settings.PAYMENTS.update(values)
-    settings.KYC.update({"DTR_BASE_URL": values["DTR_BASE_URL"], "CALLBACK_BASE_URL":
-                         live_server.url, "ONRAMP_BASE_URL": f"{sandbox}/onramp"})  # fmt: skip
+    settings.KYC.update(
+        {
+            "DTR_BASE_URL": values["DTR_BASE_URL"],
+            "CALLBACK_BASE_URL": live_server.url,
+            "ONRAMP_BASE_URL": f"{sandbox}/onramp",
+        }
+    )
     yield env
     settings.PAYMENTS.clear()
     settings.PAYMENTS.update(saved[0])

@@ -37,8 +37,11 @@ def test_payment_pages_render_and_show_no_secret(admin_client, settings):
 
     assert [p.status_code for p in pages] == [200] * len(pages)
     html = b"".join(p.content for p in pages).decode()
-    for secret in ("ab" * 32, settings.PAYMENTS["DTR_API_SECRET"],
-                   settings.PAYMENTS["DTR_WEBHOOK_SECRET"]):  # fmt: skip
+    for secret in (
+        "ab" * 32,
+        settings.PAYMENTS["DTR_API_SECRET"],
+        settings.PAYMENTS["DTR_WEBHOOK_SECRET"],
+    ):
         assert secret not in html
 
 

@@ -143,5 +143,6 @@ def test_list_and_detail_show_the_payment_with_its_tasks(api):
     assert [p["id"] for p in listing["results"]] == [created["id"]]
     assert detail["safe_transaction"] is None
     assert sorted(t["name"] for t in detail["tasks"]) == [
-        "notifications.deliver", "payments.process_dtr_payment",
-    ]  # fmt: skip
+        "notifications.deliver",
+        "payments.process_dtr_payment",
+    ]

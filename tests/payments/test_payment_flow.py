@@ -33,8 +33,13 @@ def api(e2e):
 
 
 def pay(api, amount: str, key: str, **extra):
-    body = {"user_id": "user-7", "amount": amount, "currency": "USD",
-            "payment_method_id": "pm_card", **extra}  # fmt: skip
+    body = {
+        "user_id": "user-7",
+        "amount": amount,
+        "currency": "USD",
+        "payment_method_id": "pm_card",
+        **extra,
+    }
     return api.post("/api/payments", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
 
 
@@ -42,8 +47,9 @@ def wait_payment(payment_id, statuses, timeout=30) -> Payment:
     wanted = (statuses,) if isinstance(statuses, str) else statuses
     return wait_for(
         lambda: Payment.objects.filter(id=payment_id, status__in=wanted).first(),
-        timeout=timeout, message=f"payment {payment_id} to be {wanted}",
-    )  # fmt: skip
+        timeout=timeout,
+        message=f"payment {payment_id} to be {wanted}",
+    )
 
 
 def signed_safe_tx(chain, value=10**15) -> dict:
@@ -51,8 +57,12 @@ def signed_safe_tx(chain, value=10**15) -> dict:
     fields = {"to": RECIPIENT, "value": str(value), "nonce": nonce}
     tx_hash = safe_tx_hash(parse_safe_tx(fields), chain.chain_id, chain.safe_address)
     signature = bytes(Account.unsafe_sign_hash(tx_hash, chain.user_key).signature)
-    return {"safe_address": chain.safe_address, "chain_id": chain.chain_id,
-            "transaction": fields, "user_signature": "0x" + signature.hex()}  # fmt: skip
+    return {
+        "safe_address": chain.safe_address,
+        "chain_id": chain.chain_id,
+        "transaction": fields,
+        "user_signature": "0x" + signature.hex(),
+    }
 
 
 def blockchain_tasks(payment: Payment):
@@ -94,8 +104,9 @@ def test_a_completed_payment_executes_its_safe_transaction_on_chain_once(api, ch
     payment = wait_payment(first.json()["id"], "completed")
     row = wait_for(
         lambda: SafeTransaction.objects.filter(payment=payment, status="executed").first(),
-        timeout=40, message="the Safe transaction to be executed",
-    )  # fmt: skip
+        timeout=40,
+        message="the Safe transaction to be executed",
+    )
     assert on_chain.nonce() == nonce_before + 1
     execution = on_chain.find_execution(row.safe_tx_hash, 0)
     assert execution.success and execution.eth_tx_hash == row.eth_tx_hash
@@ -115,9 +126,11 @@ def test_a_completed_payment_executes_its_safe_transaction_on_chain_once(api, ch
     detail = api.get(f"/api/payments/{payment.id}").json()
     assert detail["safe_transaction"]["status"] == "executed"
     assert {t["name"] for t in detail["tasks"]} >= {
-        "payments.process_dtr_payment", "payments.execute_safe_transaction",
-        "payments.track_safe_transaction", "notifications.deliver",
-    }  # fmt: skip
+        "payments.process_dtr_payment",
+        "payments.execute_safe_transaction",
+        "payments.track_safe_transaction",
+        "notifications.deliver",
+    }
     # The callback the sandbox sent for the completion arrived and changed nothing more.
     wait_for(
         lambda: ProviderEvent.objects.filter(
@@ -139,8 +152,10 @@ def test_a_declined_payment_fails_and_its_safe_step_never_runs(api, chain):
     steps = steps_of(run)
     assert steps["payment"].status == "failed"
     assert {k: (t.status, t.attempt) for k, t in steps.items() if k != "payment"} == {
-        "safe": ("skipped", 0), "track": ("skipped", 0), "notify": ("skipped", 0),
-    }  # fmt: skip
+        "safe": ("skipped", 0),
+        "track": ("skipped", 0),
+        "notify": ("skipped", 0),
+    }
     assert blockchain_tasks(payment).get().started_at is None
     assert SafeTransaction.objects.get(payment=payment).status == "proposed"
     assert Payment.objects.get(id=payment.id).status == "failed"
@@ -169,8 +184,11 @@ def test_a_safe_execution_that_fails_for_good_refunds_the_payment_once(api, chai
         ("compensate:payment", "payments.refund_dtr_payment", "completed", 1)
     ]
     assert refunds[0].compensates_id == steps["payment"].id
-    assert refunds[0].result == {"payment_id": str(payment.id), "status": "refunded",
-                                 "refund_id": payment.refund_id}  # fmt: skip
+    assert refunds[0].result == {
+        "payment_id": str(payment.id),
+        "status": "refunded",
+        "refund_id": payment.refund_id,
+    }
     assert steps["payment"].completed_at <= steps["safe"].started_at
     assert steps["safe"].completed_at <= refunds[0].started_at
     # The provider refunded once, and the Safe never executed.
@@ -181,8 +199,10 @@ def test_a_safe_execution_that_fails_for_good_refunds_the_payment_once(api, chai
     assert SafeTransaction.objects.get(payment=payment).status == "failed"
     assert on_chain.nonce() == nonce_before
     # The provider's callback about the refund arrives and changes nothing more.
-    wait_for(lambda: [c for c in _callbacks(sandbox, payment) if b"refunded" in
-                      c["body"].encode()], message="the refund callback")  # fmt: skip
+    wait_for(
+        lambda: [c for c in _callbacks(sandbox, payment) if b"refunded" in c["body"].encode()],
+        message="the refund callback",
+    )
     time.sleep(1)
     assert Payment.objects.get(id=payment.id).status == "refunded"
     assert WorkflowRun.objects.get(id=run.id).status == "compensated"
@@ -219,8 +239,9 @@ def test_a_payment_completed_only_by_a_later_callback_completes(api):
     run = wait_run(payment.workflow_run_id, "succeeded")
     assert completion_order(run) == ["payment", "notify"]
 
-    event = ProviderEvent.objects.get(provider_payment_id=payment.provider_payment_id,
-                                      raw_body__contains="completed")  # fmt: skip
+    event = ProviderEvent.objects.get(
+        provider_payment_id=payment.provider_payment_id, raw_body__contains="completed"
+    )
     assert event.signature_valid
     wait_for(lambda: ProviderEvent.objects.get(id=event.id).processed_at)
 
@@ -260,14 +281,23 @@ def test_bad_signature_replayed_and_stale_callbacks_change_nothing(api, sandbox,
     events_before, tasks_before = ProviderEvent.objects.count(), Task.objects.count()
 
     replayed = httpx.post(url, content=captured["body"], headers=captured["headers"])
-    tampered = httpx.post(url, content=captured["body"].replace("completed", "canceled"),
-                          headers=captured["headers"])  # fmt: skip
+    tampered = httpx.post(
+        url, content=captured["body"].replace("completed", "canceled"), headers=captured["headers"]
+    )
     unsigned = httpx.post(url, content=captured["body"])
-    stale_body = json.dumps({"id": "evt_stale", "type": "payment.updated", "created_at": 1,
-                             "data": {"payment_id": payment.provider_payment_id,
-                                      "status": "canceled"}}).encode()  # fmt: skip
-    stale = httpx.post(url, content=stale_body, headers={"X-DTR-Signature": _sign(
-        stale_body, timestamp=int(time.time()) - 3600)})  # fmt: skip
+    stale_body = json.dumps(
+        {
+            "id": "evt_stale",
+            "type": "payment.updated",
+            "created_at": 1,
+            "data": {"payment_id": payment.provider_payment_id, "status": "canceled"},
+        }
+    ).encode()
+    stale = httpx.post(
+        url,
+        content=stale_body,
+        headers={"X-DTR-Signature": _sign(stale_body, timestamp=int(time.time()) - 3600)},
+    )
 
     assert replayed.status_code == 200 and replayed.json()["duplicate"] is True
     assert (tampered.status_code, unsigned.status_code, stale.status_code) == (401, 401, 400)
@@ -289,20 +319,30 @@ def _sign(body: bytes, timestamp: int) -> str:
 def test_no_secret_reaches_task_payloads_events_logs_or_the_api(api, chain):
     from taskhub.models import TaskEvent, TaskLog
 
-    secrets = [chain.server_key[2:], chain.relayer_key[2:], settings.PAYMENTS["DTR_API_SECRET"],
-               settings.PAYMENTS["DTR_WEBHOOK_SECRET"]]  # fmt: skip
+    secrets = [
+        chain.server_key[2:],
+        chain.relayer_key[2:],
+        settings.PAYMENTS["DTR_API_SECRET"],
+        settings.PAYMENTS["DTR_WEBHOOK_SECRET"],
+    ]
     payment = wait_payment(
         pay(api, "3.00", "order-secrets", safe_transaction=signed_safe_tx(chain)).json()["id"],
         "completed",
     )
-    wait_for(lambda: SafeTransaction.objects.filter(payment=payment, status="executed").exists(),
-             timeout=40)  # fmt: skip
+    wait_for(
+        lambda: SafeTransaction.objects.filter(payment=payment, status="executed").exists(),
+        timeout=40,
+    )
 
-    stored = json.dumps([
-        list(Task.objects.values_list("payload", "result", "error", "traceback")),
-        list(TaskEvent.objects.values_list("data", flat=True)),
-        list(TaskLog.objects.values_list("message", flat=True)),
-        api.get(f"/api/payments/{payment.id}").json(), api.get("/api/safe-transactions").json(),
-    ], default=str)  # fmt: skip
+    stored = json.dumps(
+        [
+            list(Task.objects.values_list("payload", "result", "error", "traceback")),
+            list(TaskEvent.objects.values_list("data", flat=True)),
+            list(TaskLog.objects.values_list("message", flat=True)),
+            api.get(f"/api/payments/{payment.id}").json(),
+            api.get("/api/safe-transactions").json(),
+        ],
+        default=str,
+    )
     for secret in secrets:
         assert secret not in stored

@@ -24,9 +24,12 @@ def user_signed(chain, nonce=None, value=10**15, key=None):
     tx_hash = safe_tx_hash(parse_safe_tx(fields), chain.chain_id, chain.safe_address)
     signature = Account.unsafe_sign_hash(tx_hash, key or chain.user_key).signature
     return {
-        "safe_address": chain.safe_address, "chain_id": chain.chain_id, "transaction": fields,
-        "user_signature": "0x" + bytes(signature).hex(), "user_id": "user-1",
-    }  # fmt: skip
+        "safe_address": chain.safe_address,
+        "chain_id": chain.chain_id,
+        "transaction": fields,
+        "user_signature": "0x" + bytes(signature).hex(),
+        "user_id": "user-1",
+    }
 
 
 def test_our_safe_tx_hash_is_the_one_the_safe_contract_computes(chain):

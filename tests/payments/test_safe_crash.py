@@ -37,12 +37,20 @@ def test_a_worker_killed_after_sending_exec_transaction_never_executes_twice(e2e
     fields = {"to": "0x000000000000000000000000000000000000c0De", "value": 12345, "nonce": nonce}
     tx_hash = safe_tx_hash(parse_safe_tx(fields), chain.chain_id, chain.safe_address)
     signature = bytes(Account.unsafe_sign_hash(tx_hash, chain.user_key).signature)
-    row, _ = safe.create_safe_transaction({
-        "safe_address": chain.safe_address, "chain_id": chain.chain_id, "transaction": fields,
-        "user_signature": "0x" + signature.hex(), "user_id": "user-9",
-    })  # fmt: skip
-    wait_for(lambda: on_chain.find_execution(row.safe_tx_hash, 0), timeout=30,
-             message="execTransaction to be mined")  # fmt: skip
+    row, _ = safe.create_safe_transaction(
+        {
+            "safe_address": chain.safe_address,
+            "chain_id": chain.chain_id,
+            "transaction": fields,
+            "user_signature": "0x" + signature.hex(),
+            "user_id": "user-9",
+        }
+    )
+    wait_for(
+        lambda: on_chain.find_execution(row.safe_tx_hash, 0),
+        timeout=30,
+        message="execTransaction to be mined",
+    )
     assert SafeTransaction.objects.get(id=row.id).status != "submitted"  # still in the window
 
     e2e.kill9_worker_process()
@@ -50,11 +58,17 @@ def test_a_worker_killed_after_sending_exec_transaction_never_executes_twice(e2e
 
     done = wait_for(
         lambda: SafeTransaction.objects.filter(id=row.id, status__in=FINAL).first(),
-        timeout=60, message="the Safe transaction to finish",
-    )  # fmt: skip
+        timeout=60,
+        message="the Safe transaction to finish",
+    )
     assert done.status == "executed"
-    logs = chain.w3.eth.get_logs({"address": chain.safe_address, "fromBlock": 0,
-                                  "topics": [EXECUTION_SUCCESS, row.safe_tx_hash]})  # fmt: skip
+    logs = chain.w3.eth.get_logs(
+        {
+            "address": chain.safe_address,
+            "fromBlock": 0,
+            "topics": [EXECUTION_SUCCESS, row.safe_tx_hash],
+        }
+    )
     assert len(logs) == 1
     assert on_chain.nonce() == nonce + 1
     assert Task.objects.get(id=row.execute_task_id).attempt >= 2

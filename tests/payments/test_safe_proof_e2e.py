@@ -54,8 +54,13 @@ def api(e2e):
 
 
 def pay_with_safe_tx(api, amount: str, key: str, spec: dict) -> Payment:
-    body = {"user_id": "user-8", "amount": amount, "currency": "USD",
-            "payment_method_id": "pm_card", "safe_transaction": spec}  # fmt: skip
+    body = {
+        "user_id": "user-8",
+        "amount": amount,
+        "currency": "USD",
+        "payment_method_id": "pm_card",
+        "safe_transaction": spec,
+    }
     response = api.post("/api/payments", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
     assert response.status_code == 201, response.content
     return Payment.objects.get(id=response.json()["id"])

@@ -25,10 +25,15 @@ def create(chain, value):
     fields = {"to": "0x00000000000000000000000000000000000FeeD5", "value": value, "nonce": nonce}
     tx_hash = safe_tx_hash(parse_safe_tx(fields), chain.chain_id, chain.safe_address)
     signature = bytes(Account.unsafe_sign_hash(tx_hash, chain.user_key).signature)
-    row, _ = safe.create_safe_transaction({
-        "safe_address": chain.safe_address, "chain_id": chain.chain_id, "transaction": fields,
-        "user_signature": "0x" + signature.hex(), "user_id": "u-tx",
-    })  # fmt: skip
+    row, _ = safe.create_safe_transaction(
+        {
+            "safe_address": chain.safe_address,
+            "chain_id": chain.chain_id,
+            "transaction": fields,
+            "user_signature": "0x" + signature.hex(),
+            "user_id": "u-tx",
+        }
+    )
     return row
 
 
@@ -38,8 +43,9 @@ def test_a_transaction_confirmed_through_the_service_executes(chain, tx_service)
     assert row.backend == "tx_service"
     assert safe.execute(row.id) == "submitted"
     assert safe.track(row.id) == "executed"
-    stored = httpx.get(f"{tx_service}/safe-tx-service/api/v1/multisig-transactions/"
-                       f"{row.safe_tx_hash}/").json()  # fmt: skip
+    stored = httpx.get(
+        f"{tx_service}/safe-tx-service/api/v1/multisig-transactions/{row.safe_tx_hash}/"
+    ).json()
     assert len(stored["confirmations"]) == 2
 
 

@@ -19,8 +19,11 @@ def spawn(*argv, log_name="scheduler"):
     log = open(log_dir / f"{log_name}-{time.time_ns()}.log", "wb")  # noqa: SIM115
     return subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), *argv],
-        cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=child_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +31,11 @@ def schedulers(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         procs = [spawn("runscheduler"), spawn("runscheduler")]
         # Both have synced the declared crons once this row exists.
-        wait_for(lambda: TaskSchedule.objects.filter(name="taskhub.prune").exists(),
-                 timeout=60, message="the schedulers to start")  # fmt: skip
+        wait_for(
+            lambda: TaskSchedule.objects.filter(name="taskhub.prune").exists(),
+            timeout=60,
+            message="the schedulers to start",
+        )
         time.sleep(1)
     yield procs
     for proc in procs:
@@ -52,15 +58,31 @@ def test_a_cron_added_from_the_command_line_fires_each_slot_exactly_once_with_tw
     two_schedulers,
 ):
     added = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "taskhub", "schedule-add", "every-2s",
-         "--task", "taskhub.ping", "--cron", "*/2 * * * * *"],
-        env=child_env(), capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "taskhub",
+            "schedule-add",
+            "every-2s",
+            "--task",
+            "taskhub.ping",
+            "--cron",
+            "*/2 * * * * *",
+        ],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert added.returncode == 0, added.stderr
     row = TaskSchedule.objects.get(name="every-2s")
 
-    wait_for(lambda: ScheduleRun.objects.filter(schedule=row).count() >= 4, timeout=20,
-             interval=0.2, message="four slots to fire")  # fmt: skip
+    wait_for(
+        lambda: ScheduleRun.objects.filter(schedule=row).count() >= 4,
+        timeout=20,
+        interval=0.2,
+        message="four slots to fire",
+    )
     schedules.disable_schedule("every-2s")
     time.sleep(1.5)  # let any poll that was under way finish
 
@@ -82,7 +104,11 @@ def test_a_schedule_edited_at_runtime_fires_at_its_new_time_without_a_restart(tw
 
     edited = schedules.update_schedule("yearly", cron="* * * * * *")
 
-    run = wait_for(lambda: ScheduleRun.objects.filter(schedule=row).first(), timeout=5,
-                   interval=0.1, message="the edited schedule to fire")  # fmt: skip
+    run = wait_for(
+        lambda: ScheduleRun.objects.filter(schedule=row).first(),
+        timeout=5,
+        interval=0.1,
+        message="the edited schedule to fire",
+    )
     assert run.slot >= edited.next_run_at
     assert Task.objects.filter(id=run.task_id).exists()

@@ -144,14 +144,15 @@ def test_a_run_shows_its_task_outcome():
     [
         ({"task": "no.such.task", "cron": "* * * * *"}, UnknownTask),
         ({"task": "taskhub.ping", "cron": "* * *"}, InvalidSchedule),
-        ({"task": "taskhub.ping", "cron": "* * * * *", "timezone_name": "Nowhere/x"},
-         InvalidSchedule),
+        (
+            {"task": "taskhub.ping", "cron": "* * * * *", "timezone_name": "Nowhere/x"},
+            InvalidSchedule,
+        ),
         ({"task": "taskhub.ping", "cron": "* * * * *", "interval": 5}, InvalidSchedule),
         ({"task": "taskhub.ping", "interval": 0.5}, InvalidSchedule),
-        ({"task": "test.sleep", "cron": "* * * * *", "payload": {"seconds": -1}},
-         Exception),
+        ({"task": "test.sleep", "cron": "* * * * *", "payload": {"seconds": -1}}, Exception),
     ],
-)  # fmt: skip
+)
 def test_an_invalid_schedule_is_refused_and_nothing_is_stored(kwargs, error):
     task = kwargs.pop("task")
     with pytest.raises(error):
@@ -190,8 +191,19 @@ def test_crons_declared_in_code_are_synced_and_can_be_disabled_but_not_edited():
 
 
 def test_the_command_line_adds_lists_and_runs_schedules(capsys):
-    call_command("taskhub", "schedule-add", "every-5", "--task", "taskhub.ping",
-                 "--cron", "*/5 * * * *", "--payload", "{}", "--timezone", "UTC")  # fmt: skip
+    call_command(
+        "taskhub",
+        "schedule-add",
+        "every-5",
+        "--task",
+        "taskhub.ping",
+        "--cron",
+        "*/5 * * * *",
+        "--payload",
+        "{}",
+        "--timezone",
+        "UTC",
+    )
     assert capsys.readouterr().out.startswith("every-5 next run ")
 
     call_command("taskhub", "run-now", "every-5")

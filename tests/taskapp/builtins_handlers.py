@@ -17,11 +17,17 @@ from taskhub.builtins.data import data_handler
 
 def _store_batch_items(outputs, chunk):
     """Commit a chunk's items as rows (a real table, in the chunk's transaction)."""
-    Notification.objects.bulk_create([
-        Notification(user_id=o["label"], type="test.batch_item", message=str(o["n"]),
-                     metadata={"chunk": chunk.index, "attempt": chunk.attempt})
-        for o in outputs
-    ])  # fmt: skip
+    Notification.objects.bulk_create(
+        [
+            Notification(
+                user_id=o["label"],
+                type="test.batch_item",
+                message=str(o["n"]),
+                metadata={"chunk": chunk.index, "attempt": chunk.attempt},
+            )
+            for o in outputs
+        ]
+    )
 
 
 @data_handler("test.collect", commit=_store_batch_items)

@@ -185,8 +185,11 @@ def wf_undo(payload: dict, ctx) -> dict:
     if client.get(key("test", "wf", "undo-fails", forward.step)):
         raise PermanentError(f"cannot undo {forward.step}")
     _record("undone", forward.step)
-    return {"undid": forward.step, "forward_result": forward.result,
-            "idempotency_key": forward.idempotency_key}  # fmt: skip
+    return {
+        "undid": forward.step,
+        "forward_result": forward.result,
+        "idempotency_key": forward.idempotency_key,
+    }
 
 
 @task("test.wf.parent")
@@ -194,8 +197,10 @@ def wf_parent(payload: dict, ctx) -> dict:
     """Spawns ``children`` children; completes once they have."""
     _record("parent", ctx.task_id)
     for index in range(payload.get("children", 0)):
-        ctx.spawn("test.wf.step", {"name": f"child-{index}", "value": index,
-                                   "fail": index in payload.get("failing", [])})  # fmt: skip
+        ctx.spawn(
+            "test.wf.step",
+            {"name": f"child-{index}", "value": index, "fail": index in payload.get("failing", [])},
+        )
     return {"spawned": payload.get("children", 0)}
 
 

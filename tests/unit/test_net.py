@@ -10,16 +10,22 @@ from taskhub.net import BlockedAddress, UnsupportedScheme, check_url, guarded_cl
 @pytest.mark.parametrize(
     "address",
     [
-        "10.1.2.3", "172.16.0.1", "192.168.1.1",  # private
-        "127.0.0.1", "::1",  # loopback
-        "169.254.169.254", "fe80::1",  # link-local, cloud metadata
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",  # private
+        "127.0.0.1",
+        "::1",  # loopback
+        "169.254.169.254",
+        "fe80::1",  # link-local, cloud metadata
         "100.64.0.1",  # carrier-grade NAT
-        "224.0.0.1", "ff02::1",  # multicast
+        "224.0.0.1",
+        "ff02::1",  # multicast
         "fd00::1",  # IPv6 unique-local
-        "::ffff:127.0.0.1", "::ffff:10.0.0.1",  # IPv4-mapped IPv6
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",  # IPv4-mapped IPv6
         "0.0.0.0",
     ],
-)  # fmt: skip
+)
 def test_each_private_address_class_is_refused(address):
     assert is_blocked(address)
 

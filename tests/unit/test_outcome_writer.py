@@ -20,10 +20,18 @@ def test_logs_of_a_deleted_task_do_not_stop_the_writer_for_good():
     writer.record_log(str(gone), 1, "INFO", "from a task that no longer exists")
     writer.record_log(str(task.id), 1, "INFO", "kept")
     now = timezone.now()
-    writer.record_outcome(Outcome(
-        task_id=str(task.id), attempt=1, name=task.name, queue=task.queue, status="completed",
-        started_at=now, finished_at=now, result="ok",
-    ))  # fmt: skip
+    writer.record_outcome(
+        Outcome(
+            task_id=str(task.id),
+            attempt=1,
+            name=task.name,
+            queue=task.queue,
+            status="completed",
+            started_at=now,
+            finished_at=now,
+            result="ok",
+        )
+    )
 
     flushed = [writer.flush() for _ in range(3)]
 
@@ -51,10 +59,19 @@ def test_a_late_outcome_of_a_handed_back_attempt_never_lands_on_the_next_attempt
     [again] = claim_ready_tasks(task.queue, 10, timezone.now())
     assert again.envelope["attempt"] == 2 and again.envelope["max_attempts"] == 3
     now = timezone.now()
-    writer.record_outcome(Outcome(
-        task_id=str(task.id), attempt=1, name=task.name, queue=task.queue, status="completed",
-        started_at=started.started_at, finished_at=now, result="late", start=started,
-    ))  # fmt: skip
+    writer.record_outcome(
+        Outcome(
+            task_id=str(task.id),
+            attempt=1,
+            name=task.name,
+            queue=task.queue,
+            status="completed",
+            started_at=started.started_at,
+            finished_at=now,
+            result="late",
+            start=started,
+        )
+    )
     assert writer.flush()
 
     task.refresh_from_db()

@@ -26,20 +26,42 @@ def taskhub(capsys, *args) -> str:
 
 
 def test_workflow_start_prints_only_the_run_id_and_show_prints_it_as_json(capsys):
-    out = taskhub(capsys, "workflow-start", "orders", "--input", '{"order": "o-1"}',
-                  "--idempotency-key", "k-1", "--deadline", "300")  # fmt: skip
+    out = taskhub(
+        capsys,
+        "workflow-start",
+        "orders",
+        "--input",
+        '{"order": "o-1"}',
+        "--idempotency-key",
+        "k-1",
+        "--deadline",
+        "300",
+    )
 
     run_id = out.strip()
     assert out == f"{run_id}\n" and WorkflowRun.objects.get(id=run_id).deadline_at
     shown = json.loads(taskhub(capsys, "workflow-show", run_id))
     assert shown["id"] == run_id and shown["status"] == "running"
     assert {s["key"]: s["status"] for s in shown["steps"]} == {
-        "charge": "pending", "ship": "blocked", "notify": "blocked"}  # fmt: skip
+        "charge": "pending",
+        "ship": "blocked",
+        "notify": "blocked",
+    }
     for field in ("task_id", "attempts", "result", "task"):
         assert field in shown["steps"][0]
     assert shown["edges"][0]["from"] == "charge" and shown["events"][0]["kind"] == "started"
-    assert taskhub(capsys, "workflow-start", "orders", "--input", '{"order": "o-1"}',
-                   "--idempotency-key", "k-1") == out  # fmt: skip
+    assert (
+        taskhub(
+            capsys,
+            "workflow-start",
+            "orders",
+            "--input",
+            '{"order": "o-1"}',
+            "--idempotency-key",
+            "k-1",
+        )
+        == out
+    )
     assert WorkflowRun.objects.count() == 1
     action = OperatorAction.objects.order_by("id").first()
     assert (action.source, action.action, action.target_id) == ("cli", "workflow.start", run_id)
@@ -52,14 +74,16 @@ def test_workflow_start_prints_only_the_run_id_and_show_prints_it_as_json(capsys
         (["workflow-start", "orders", "--input", "{not json"], "--input is not valid JSON"),
         (["workflow-start", "orders", "--input", "[1]"], "input must be a JSON object"),
         (["workflow-start", "orders", "--input", "{}"], "the input has no 'order'"),
-        (["workflow-start", "orders", "--input", '{"order": 1}', "--deadline", "-5"],
-         "deadline must be a positive number"),
+        (
+            ["workflow-start", "orders", "--input", '{"order": 1}', "--deadline", "-5"],
+            "deadline must be a positive number",
+        ),
         (["workflow-show", "not-a-uuid"], "no workflow run"),
         (["workflow-show", str(uuid.uuid4())], "no workflow run"),
         (["workflow-cancel", str(uuid.uuid4())], "no workflow run"),
         (["workflow-retry", "nope"], "no workflow run"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_exits_2_with_a_clear_message_and_writes_nothing(args, message):
     with pytest.raises(CommandError) as caught:
         call_command("taskhub", *args)

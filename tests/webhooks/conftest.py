@@ -39,7 +39,7 @@ class Receiver:
                         self.path,
                         {k.lower(): v for k, v in self.headers.items()},
                         body,
-                    )  # fmt: skip
+                    )
                 )
                 answer = receiver.next_answer()
                 time.sleep(answer.delay)

@@ -125,10 +125,18 @@ def test_retry_after_is_honoured(receiver):
 
 @pytest.mark.parametrize(
     ("status", "outcome"),
-    [(200, "succeeded"), (204, "succeeded"), (400, "permanently_failed"),
-     (404, "permanently_failed"), (408, "failed"), (429, "failed"), (500, "failed"),
-     (502, "failed"), (302, "failed")],
-)  # fmt: skip
+    [
+        (200, "succeeded"),
+        (204, "succeeded"),
+        (400, "permanently_failed"),
+        (404, "permanently_failed"),
+        (408, "failed"),
+        (429, "failed"),
+        (500, "failed"),
+        (502, "failed"),
+        (302, "failed"),
+    ],
+)
 def test_each_kind_of_answer_has_its_outcome(receiver, status, outcome):
     receiver.answer(Answer(status=status, headers={"Location": "http://169.254.169.254/"}))
     endpoint_for(receiver)

@@ -33,17 +33,23 @@ def test_a_webhook_notification_is_published_as_notification_created():
 def test_chain_events_and_operator_alerts_are_published_with_their_type():
     services.create_endpoint("http://127.0.0.1:9/hook", ["*"])
     blockchain_event.send(sender=None, event={"type": "blockchain.event", "data": {"n": 1}})
-    operator_alert.send(sender=None, event={"type": "task.dead_lettered",
-                                             "data": {"task_name": "x", "count": 2}})  # fmt: skip
-    assert published() == [("blockchain.event", {"n": 1}),
-                           ("task.dead_lettered", {"count": 2, "task_name": "x"})]  # fmt: skip
+    operator_alert.send(
+        sender=None, event={"type": "task.dead_lettered", "data": {"task_name": "x", "count": 2}}
+    )
+    assert published() == [
+        ("blockchain.event", {"n": 1}),
+        ("task.dead_lettered", {"count": 2, "task_name": "x"}),
+    ]
 
 
 def test_nothing_is_stored_when_no_endpoint_subscribes():
     services.create_endpoint("http://127.0.0.1:9/hook", ["task.*"])
     notification = notify_user("u-2", "welcome", "hello", channels=["in_app"])
-    notification_created.send(sender=Notification, notification=notification,
-                              event={"type": "notification.created", "data": {}})  # fmt: skip
+    notification_created.send(
+        sender=Notification,
+        notification=notification,
+        event={"type": "notification.created", "data": {}},
+    )
     blockchain_event.send(sender=None, event={"type": "blockchain.event", "data": {}})
     assert published() == []
 

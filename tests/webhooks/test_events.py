@@ -19,9 +19,15 @@ pytestmark = pytest.mark.django_db
 def outcome(name="reports.build", status=TaskStatus.COMPLETED, **extra):
     now = timezone.now()
     return Outcome(
-        task_id="6f0c0000-0000-0000-0000-000000000001", attempt=1, name=name, queue="default",
-        status=status, started_at=now, finished_at=now, **extra,
-    )  # fmt: skip
+        task_id="6f0c0000-0000-0000-0000-000000000001",
+        attempt=1,
+        name=name,
+        queue="default",
+        status=status,
+        started_at=now,
+        finished_at=now,
+        **extra,
+    )
 
 
 def published():
@@ -42,11 +48,14 @@ def test_a_failed_task_is_published_as_failed_and_dead_lettered():
     services.create_endpoint("http://127.0.0.1:9/hook", ["task.*"])
     retry_at = timezone.now() + dt.timedelta(seconds=5)
 
-    publish_task_events(None, outcomes=[
-        outcome(status=TaskStatus.FAILED, error="boom"),
-        outcome(status=TaskStatus.RETRYING, error="flaky", retry_at=retry_at),
-        outcome(status=TaskStatus.CANCELLED),
-    ])  # fmt: skip
+    publish_task_events(
+        None,
+        outcomes=[
+            outcome(status=TaskStatus.FAILED, error="boom"),
+            outcome(status=TaskStatus.RETRYING, error="flaky", retry_at=retry_at),
+            outcome(status=TaskStatus.CANCELLED),
+        ],
+    )
 
     assert published() == ["task.cancelled", "task.dead_lettered", "task.failed", "task.retrying"]
 
@@ -54,8 +63,9 @@ def test_a_failed_task_is_published_as_failed_and_dead_lettered():
 def test_webhook_delivery_tasks_are_never_published_so_nothing_loops():
     services.create_endpoint("http://127.0.0.1:9/hook", ["*"])
 
-    publish_task_events(None, outcomes=[outcome(name="webhooks.deliver"),
-                                        outcome(name="webhooks.cleanup")])  # fmt: skip
+    publish_task_events(
+        None, outcomes=[outcome(name="webhooks.deliver"), outcome(name="webhooks.cleanup")]
+    )
 
     assert published() == []
 
@@ -105,6 +115,7 @@ def test_the_command_line_refuses_a_bad_secret_with_exit_code_2():
     from django.core.management.base import CommandError
 
     with pytest.raises(CommandError) as caught:
-        call_command("taskhub", "webhook-add", "http://127.0.0.1:9/", "--events", "*",
-                     "--secret", "hunter2")  # fmt: skip
+        call_command(
+            "taskhub", "webhook-add", "http://127.0.0.1:9/", "--events", "*", "--secret", "hunter2"
+        )
     assert caught.value.returncode == 2 and not WebhookEndpoint.objects.exists()

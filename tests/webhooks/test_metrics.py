@@ -17,9 +17,13 @@ def test_metrics_show_deliveries_by_status_and_attempts_by_outcome(client):
     WebhookDelivery.objects.filter(id=done.id).update(status=DeliveryStatus.SUCCEEDED)
     for number, code in ((1, 503), (2, 200)):
         DeliveryAttempt.objects.create(
-            delivery=done, number=number, at=timezone.now(), url=endpoint.url,
-            response_code=code, duration=0.1,
-        )  # fmt: skip
+            delivery=done,
+            number=number,
+            at=timezone.now(),
+            url=endpoint.url,
+            response_code=code,
+            duration=0.1,
+        )
     # When a viewer scrapes /metrics
     client.force_login(create_user("scraper", "viewer")[0])
     text = client.get("/metrics").content.decode()

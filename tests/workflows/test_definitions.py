@@ -17,9 +17,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def nothing_written():
     return not (
-        WorkflowRun.objects.exists() or Task.objects.exists() or StepEdge.objects.exists()
+        WorkflowRun.objects.exists()
+        or Task.objects.exists()
+        or StepEdge.objects.exists()
         or TaskEvent.objects.exists()
-    )  # fmt: skip
+    )
 
 
 def graph(*steps):
@@ -82,20 +84,41 @@ def test_unknown_workflow_bad_input_and_bad_options_are_refused():
     ("spec", "message"),
     [
         ({"transitions": {}}, "initialTask"),
-        ({"initialTask": {"type": "test.wf.step"}, "transitions": {"b": {"type": "test.wf.step"}}},
-         "after must name"),
-        ({"initialTask": {"type": "test.wf.step"},
-          "transitions": {"b": {"type": "test.wf.step", "after": "ghost"}}}, "not a step"),
-        ({"initialTask": {"type": "test.wf.step"},
-          "transitions": {"b": {"type": "test.wf.step", "after": ["initial", "c"]},
-                          "c": {"type": "test.wf.step", "after": "b"}}}, "cycle"),
+        (
+            {
+                "initialTask": {"type": "test.wf.step"},
+                "transitions": {"b": {"type": "test.wf.step"}},
+            },
+            "after must name",
+        ),
+        (
+            {
+                "initialTask": {"type": "test.wf.step"},
+                "transitions": {"b": {"type": "test.wf.step", "after": "ghost"}},
+            },
+            "not a step",
+        ),
+        (
+            {
+                "initialTask": {"type": "test.wf.step"},
+                "transitions": {
+                    "b": {"type": "test.wf.step", "after": ["initial", "c"]},
+                    "c": {"type": "test.wf.step", "after": "b"},
+                },
+            },
+            "cycle",
+        ),
         ({"initialTask": {"type": "nope"}}, "unknown task"),
-        ({"initialTask": {"type": "test.wf.step"},
-          "transitions": {"b": {"type": "test.wf.step", "after": "initial", "on": "maybe"}}},
-         "on must be"),
+        (
+            {
+                "initialTask": {"type": "test.wf.step"},
+                "transitions": {"b": {"type": "test.wf.step", "after": "initial", "on": "maybe"}},
+            },
+            "on must be",
+        ),
         ({"initialTask": {"type": "test.wf.step", "colour": 1}}, "unknown fields colour"),
     ],
-)  # fmt: skip
+)
 def test_a_bad_stored_definition_is_refused(spec, message):
     with pytest.raises(InvalidWorkflow, match=message):
         compile_stored("d", 1, spec)

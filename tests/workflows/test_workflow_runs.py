@@ -81,8 +81,13 @@ def test_a_failure_mid_graph_skips_dependents_cancels_siblings_and_compensates_i
         "charge", "test.wf.step", s("charge"), after=reserve, compensation="test.wf.undo"
     )
     ship = wf.step("ship", "test.wf.step", s("ship", fail=True), after=charge)
-    slow = wf.step("invoice", "test.wf.step", s("invoice", seconds=30), after=charge,
-                   compensation="test.wf.undo")  # fmt: skip
+    slow = wf.step(
+        "invoice",
+        "test.wf.step",
+        s("invoice", seconds=30),
+        after=charge,
+        compensation="test.wf.undo",
+    )
     later = wf.step("later", "test.wf.step", s("later", seconds=30), after=charge)
     wf.step("notify", "test.wf.step", s("notify"), after=[ship, slow, later])
     wf.step("cleanup", "test.wf.step", s("cleanup"), after=[ship, slow], trigger="all_done")
@@ -135,8 +140,7 @@ def test_a_compensation_failure_can_be_skipped_or_marked_resolved(e2e):
             wf.step("b", "test.wf.step", s("b"), compensation="test.wf.undo"),
             wf.step("c", "test.wf.step", s("c", fail=True)),
         )
-        return wait_run(start_workflow(wf.graph, on_failure="compensate").id,
-                        "compensation_failed")  # fmt: skip
+        return wait_run(start_workflow(wf.graph, on_failure="compensate").id, "compensation_failed")
 
     get_redis().set(key("test", "wf", "undo-fails", "b"), 1)
     skipped = stuck_run("saga-skip")
@@ -210,8 +214,12 @@ def test_retry_from_failure_reruns_only_failed_and_skipped_steps(e2e):
     wf.step("c", "test.wf.step", s("c"), after=[b, side])
     run = start_workflow(wf.graph, on_failure="continue")
     run = wait_run(run.id, "failed")
-    assert statuses_of(run) == {"a": "completed", "b": "failed", "side": "completed",
-                                "c": "skipped"}  # fmt: skip
+    assert statuses_of(run) == {
+        "a": "completed",
+        "b": "failed",
+        "side": "completed",
+        "c": "skipped",
+    }
 
     get_redis().delete(key("test", "wf", "fail", "b"))
     operations.retry_run(run.id, actor="ops")
@@ -225,25 +233,46 @@ def test_retry_from_failure_reruns_only_failed_and_skipped_steps(e2e):
 def test_a_stored_definition_in_the_transitions_shape_runs_end_to_end(e2e):
     now = timezone.now()
     WorkflowDefinition.objects.create(
-        name="kyc-stored", version=1, created_at=now, updated_at=now,
+        name="kyc-stored",
+        version=1,
+        created_at=now,
+        updated_at=now,
         spec={
-            "initialTask": {"type": "test.wf.step", "payload": {"name": "check",
-                                                                "value": "$input.level"}},
+            "initialTask": {
+                "type": "test.wf.step",
+                "payload": {"name": "check", "value": "$input.level"},
+            },
             "transitions": {
-                "approve": {"type": "test.wf.step", "after": "initial",
-                            "on": {"result": {"value": "high"}}, "payload": {"name": "approve"}},
-                "review": {"type": "test.wf.step", "after": "initial",
-                           "on": {"result": {"value": "low"}}, "payload": {"name": "review"}},
-                "notify": {"type": "test.wf.step", "after": ["approve", "review"], "on": "done",
-                           "payload": {"name": "notify", "value": "$input.user"}},
+                "approve": {
+                    "type": "test.wf.step",
+                    "after": "initial",
+                    "on": {"result": {"value": "high"}},
+                    "payload": {"name": "approve"},
+                },
+                "review": {
+                    "type": "test.wf.step",
+                    "after": "initial",
+                    "on": {"result": {"value": "low"}},
+                    "payload": {"name": "review"},
+                },
+                "notify": {
+                    "type": "test.wf.step",
+                    "after": ["approve", "review"],
+                    "on": "done",
+                    "payload": {"name": "notify", "value": "$input.user"},
+                },
             },
         },
-    )  # fmt: skip
+    )
     run = start_workflow("kyc-stored", {"level": "high", "user": "u-7"})
 
     run = wait_run(run.id, "succeeded")
-    assert statuses_of(run) == {"initial": "completed", "approve": "completed",
-                                "review": "skipped", "notify": "completed"}  # fmt: skip
+    assert statuses_of(run) == {
+        "initial": "completed",
+        "approve": "completed",
+        "review": "skipped",
+        "notify": "completed",
+    }
     assert recorded() == ["check", "approve", "notify"]
     assert step(run, "notify").payload == {"name": "notify", "value": "u-7"}
 
@@ -269,8 +298,9 @@ def test_a_standalone_parent_fails_when_a_child_fails(e2e):
     parent = wait_status(parent.id, ("completed", "failed"), timeout=30)
     assert parent.status == "failed" and parent.error == "a child failed"
     assert sorted(c.status for c in Task.objects.filter(parent=parent)) == [
-        "completed", "failed",
-    ]  # fmt: skip
+        "completed",
+        "failed",
+    ]
 
 
 @pytest.mark.slow
@@ -281,8 +311,9 @@ def test_every_message_duplicated_resolves_each_edge_once(make_stack):
     a = wf.step("a", "test.wf.step", s("a"))
     left = wf.step("left", "test.wf.step", s("left"), after=a)
     right = wf.step("right", "test.wf.step", s("right"), after=a)
-    group = wf.fan_out("f", "test.wf.step", [s(f"f{i}", value=i) for i in range(50)],
-                       after=[left, right])  # fmt: skip
+    group = wf.fan_out(
+        "f", "test.wf.step", [s(f"f{i}", value=i) for i in range(50)], after=[left, right]
+    )
     wf.fan_in("sum", "test.wf.sum", {"group": "f"}, after=group)
     run = start_workflow(wf.graph)
 
@@ -309,12 +340,13 @@ def test_kill_9_of_a_worker_and_flushall_mid_run_the_run_still_completes(make_st
         group = wf.fan_out(
             "f", "test.wf.step", [s(f"f{i}", value=1, seconds=0.2) for i in range(120)], after=root
         )
-        wf.fan_in("sum", "test.wf.sum", {"group": "f"}, after=group)  # fmt: skip
+        wf.fan_in("sum", "test.wf.sum", {"group": "f"}, after=group)
         run = start_workflow(wf.graph)
         wait_for(
             lambda: Task.objects.filter(workflow_run=run, status="completed").count() >= 20,
-            timeout=60, message="a part of the fan-out done",
-        )  # fmt: skip
+            timeout=60,
+            message="a part of the fan-out done",
+        )
         stack.kill9_worker_process(victim)
         get_redis().flushall()
 
@@ -324,8 +356,10 @@ def test_kill_9_of_a_worker_and_flushall_mid_run_the_run_still_completes(make_st
         assert step(run, "sum").attempt == 1
         assert_every_edge_resolved_once(run)
         recovered = TaskEvent.objects.filter(task__workflow_run=run, kind="recovered").count()
-        print(f"\nworkflow crash drill: run succeeded after kill -9 + FLUSHALL; "
-              f"{recovered} step attempts/messages recovered")  # fmt: skip
+        print(
+            f"\nworkflow crash drill: run succeeded after kill -9 + FLUSHALL; "
+            f"{recovered} step attempts/messages recovered"
+        )
 
 
 def test_taskhub_watch_follows_a_run_to_its_end_with_its_outcome_as_exit_code(e2e):
@@ -337,10 +371,21 @@ def test_taskhub_watch_follows_a_run_to_its_end_with_its_outcome_as_exit_code(e2
 
     def watch(run_id):
         proc = subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), "taskhub", "watch", str(run_id),
-             "--timeout", "60"],
-            cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=90,
-        )  # fmt: skip
+            [
+                sys.executable,
+                str(ROOT / "manage.py"),
+                "taskhub",
+                "watch",
+                str(run_id),
+                "--timeout",
+                "60",
+            ],
+            cwd=ROOT,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
         return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()]
 
     wf = WorkflowBuilder("watched")
