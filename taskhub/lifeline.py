@@ -30,6 +30,7 @@ from .conf import taskhub_settings
 from .dispatcher import Dispatched, send_messages
 from .events import publish_on_commit
 from .models import DeadLetter, EventKind, Task, TaskEvent, TaskStatus, WorkerProcess
+from .retry import has_attempts_left
 from .store import guarded_update
 from .workflows.coordinator import settle
 from .workflows.reconciler import reconcile
@@ -168,8 +169,8 @@ class Lifeline:
 
     def _recover(self, rows: list[dict], now, report) -> None:
         rows = self._cancel_lost(rows, now)
-        retry = [r for r in rows if r["attempt"] < r["max_attempts"]]
-        final = [r for r in rows if r["attempt"] >= r["max_attempts"]]
+        retry = [r for r in rows if has_attempts_left(r["attempt"], r["max_attempts"])]
+        final = [r for r in rows if not has_attempts_left(r["attempt"], r["max_attempts"])]
         error = "worker lost while running this attempt"
         changed, failed = transitions.recover_lost(
             [(r["id"], r["attempt"]) for r in retry],

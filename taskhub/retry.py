@@ -1,10 +1,17 @@
-"""Retry policies: how long to wait before attempt n+1 after attempt n failed."""
+"""Retry policies: whether attempt n+1 may follow attempt n, and how long to wait for it."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
 from typing import Protocol
+
+
+def has_attempts_left(attempt: int, max_attempts: int) -> bool:
+    """The attempt budget, one rule for every way an attempt ends: a failed or timed-out one
+    (taskhub.worker) and a lost one (taskhub.lifeline) are followed by another only while this
+    holds."""
+    return attempt < max_attempts
 
 
 class RetryPolicy(Protocol):

@@ -31,6 +31,7 @@ from .models import TaskStatus, WorkerProcess
 from .outcomes import Outcome, OutcomeWriter, StartedAttempt
 from .payloads import parse_payload, to_jsonable
 from .registry import all_definitions, declared_queues, get_definition
+from .retry import has_attempts_left
 
 logger = logging.getLogger(__name__)
 _current = threading.local()
@@ -333,7 +334,7 @@ def decide_outcome(attempt: Attempt, exception: BaseException | None) -> Outcome
     else:
         error = f"{type(exception).__name__}: {exception}"
     permanent = isinstance(exception, PermanentError | InvalidTaskRequest)
-    if permanent or env["attempt"] >= env["max_attempts"]:
+    if permanent or not has_attempts_left(env["attempt"], env["max_attempts"]):
         return _failed(base, error, trace, permanent=permanent)
     definition = get_definition(env["name"])
     delay = definition.retry_policy.delay(env["attempt"])
