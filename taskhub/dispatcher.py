@@ -196,6 +196,35 @@ def _spend_rate(queue: str, now_s: int, count: int) -> None:
         pipe.execute()
 
 
+def envelope(
+    task_id: Any,
+    name: str,
+    queue: str,
+    attempt: int,
+    max_attempts: int,
+    payload: Any,
+    correlation_id: str,
+    user_id: str,
+    timeout: float,
+    coordinated: bool,
+) -> dict:
+    """The message body of one attempt: what a worker needs to run it without reading its row.
+    The one place it is built (the dispatcher's sends and the lifeline's re-sends)."""
+    return {
+        "id": str(uuid.UUID(str(task_id))),
+        "name": name,
+        "queue": queue,
+        "attempt": attempt,
+        "max_attempts": max_attempts,
+        "payload": payload,
+        "correlation_id": correlation_id,
+        "user_id": user_id,
+        "timeout": timeout,
+        # A workflow step or a child: its end must be settled by the coordinator.
+        "coordinated": bool(coordinated),
+    }
+
+
 def claim_ready_tasks(queue: str, limit: int, now: dt.datetime) -> list[Dispatched]:
     """Move up to ``limit`` ready rows of ``queue`` to queued (inside the caller's transaction)."""
     rows = transitions.mark_queued(queue, limit, now)
@@ -204,20 +233,9 @@ def claim_ready_tasks(queue: str, limit: int, now: dt.datetime) -> list[Dispatch
     rows.sort(key=lambda row: (-row[9], row[11]))
     claimed = []
     for tid, name, q, attempt, max_attempts, payload, corr, user, timeout, priority, wf, _ in rows:
-        envelope = {
-            "id": str(uuid.UUID(str(tid))),
-            "name": name,
-            "queue": q,
-            "attempt": attempt,
-            "max_attempts": max_attempts,
-            "payload": json.loads(payload) if isinstance(payload, str) else payload,
-            "correlation_id": corr,
-            "user_id": user,
-            "timeout": timeout,
-            # A workflow step or a child: its end must be settled by the coordinator.
-            "coordinated": bool(wf),
-        }
-        claimed.append(Dispatched(envelope, priority))
+        payload = json.loads(payload) if isinstance(payload, str) else payload
+        message = envelope(tid, name, q, attempt, max_attempts, payload, corr, user, timeout, wf)
+        claimed.append(Dispatched(message, priority))
     return claimed
 
 

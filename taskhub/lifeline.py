@@ -27,7 +27,7 @@ from django.utils import timezone
 from . import claims, redis_memory, transitions
 from .broker import get_broker
 from .conf import taskhub_settings
-from .dispatcher import Dispatched, send_messages
+from .dispatcher import Dispatched, envelope, send_messages
 from .events import publish_on_commit
 from .models import DeadLetter, EventKind, Task, TaskEvent, TaskStatus, WorkerProcess
 from .retry import has_attempts_left
@@ -52,6 +52,8 @@ _ROW_FIELDS = (
     "priority",
     "worker_id",
     "cancel_requested",
+    "workflow_run_id",
+    "parent_id",
 )
 
 
@@ -283,14 +285,15 @@ def _not_waiting_in_broker(rows: list[dict]) -> list[dict]:
 
 
 def _envelope(row: dict) -> dict:
-    return {
-        "id": str(row["id"]),
-        "name": row["name"],
-        "queue": row["queue"],
-        "attempt": row["attempt"],
-        "max_attempts": row["max_attempts"],
-        "payload": row["payload"],
-        "correlation_id": row["correlation_id"],
-        "user_id": row["user_id"],
-        "timeout": row["timeout"],
-    }
+    return envelope(
+        row["id"],
+        row["name"],
+        row["queue"],
+        row["attempt"],
+        row["max_attempts"],
+        row["payload"],
+        row["correlation_id"],
+        row["user_id"],
+        row["timeout"],
+        coordinated=row["workflow_run_id"] is not None or row["parent_id"] is not None,
+    )

@@ -250,6 +250,24 @@ def test_a_stale_queued_row_nobody_claimed_is_sent_again_as_the_same_attempt(
     assert Lifeline().run_once().redispatched == 0
 
 
+def test_a_re_sent_message_is_the_dispatchers_envelope_coordinated_steps_included(
+    redis_kept_its_data, resent
+):
+    """A child's (or a workflow step's) end must be settled by the coordinator: the re-sent
+    message says so, as the dispatcher's first one did."""
+    parent = schedule("test.noop", {})
+    child = queued(waited=stale())
+    plain = queued(waited=stale())
+    Task.objects.filter(id=child.id).update(parent=parent)
+
+    Lifeline().run_once()
+
+    by_id = {e["id"]: e for e in resent}
+    assert by_id[str(child.id)]["coordinated"] is True
+    assert by_id[str(plain.id)]["coordinated"] is False
+    assert set(by_id[str(plain.id)]) == set(by_id[str(child.id)])
+
+
 def test_a_queued_row_claimed_by_a_dead_worker_goes_back_to_pending(redis_kept_its_data, resent):
     dead = long_dead()
     task = queued(waited=stale())
