@@ -71,8 +71,15 @@ def provider_settings(sandbox, chain, live_server):
 
 
 @pytest.fixture(scope="module")
-def stack(django_db_setup, django_db_blocker, provider_settings):
-    running = Stack(processes=1, threads=4, env=provider_settings)
+def stack_env(provider_settings):
+    """The environment of the stack's processes; a module may override it (e.g. to put a
+    proxy between the workers and the chain)."""
+    return provider_settings
+
+
+@pytest.fixture(scope="module")
+def stack(django_db_setup, django_db_blocker, stack_env):
+    running = Stack(processes=1, threads=4, env=stack_env)
     with django_db_blocker.unblock():
         try:
             running.start()

@@ -21,7 +21,7 @@ from taskhub.roles import create_user
 from tests.payments.rpc_proxy import RpcProxy
 from tests.payments.test_payment_flow import signed_safe_tx, steps_of, wait_quiet, wait_run
 from tests.payments.test_safe_execution_proof import execute_elsewhere
-from tests.support import Stack, wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -33,17 +33,9 @@ def proxy(chain):
 
 
 @pytest.fixture(scope="module")
-def stack(django_db_setup, django_db_blocker, provider_settings, proxy):
-    env = {**provider_settings, "TASKHUB_CHAIN_RPC_URL": proxy.url}
-    running = Stack(processes=1, threads=4, env=env)
-    with django_db_blocker.unblock():
-        try:
-            running.start()
-        except BaseException:
-            running.stop()  # never leave processes behind on the test database
-            raise
-    yield running
-    running.stop()
+def stack_env(provider_settings, proxy):
+    """The workers reach the chain through the proxy (bounded log ranges, acts on the chain)."""
+    return {**provider_settings, "TASKHUB_CHAIN_RPC_URL": proxy.url}
 
 
 @pytest.fixture
