@@ -207,16 +207,26 @@ def release_claims(attempts: Iterable[tuple[str, int]]) -> None:
         get_redis().delete(*keys)
 
 
-def retire_attempts(attempts: Iterable[tuple[str, int]]) -> None:
-    """Take the claims of attempts that must never run (un-queued after their send failed):
-    a copy of the message that did reach the broker finds its attempt claimed and is dropped.
-    A claim someone already holds is left alone."""
+#: The holder of a retired attempt's claim: an attempt that must never start.
+RETIRED = "retired"
+
+
+def retire_attempts(attempts: Iterable[tuple[str, int]]) -> list[bool]:
+    """Take the claims of attempts that must never run (un-queued after their send failed, or
+    found unclaimed by the lifeline): a copy of the message that did reach the broker, or a
+    killed worker's, finds its attempt claimed and is dropped. A claim someone already holds is
+    left alone. Returns, per attempt, whether it is retired (now or before)."""
+    attempts = [(str(t), int(a)) for t, a in attempts]
+    if not attempts:
+        return []
     pipe = get_redis().pipeline(transaction=False)
     for task_id, attempt in attempts:
-        pipe.set(
-            claim_key(task_id, attempt), "retired", nx=True, ex=int(taskhub_settings.CLAIM_TTL)
-        )
-    pipe.execute()
+        pipe.set(claim_key(task_id, attempt), RETIRED, nx=True, ex=int(taskhub_settings.CLAIM_TTL))
+    taken = pipe.execute()
+    held = [(t, a) for (t, a), ok in zip(attempts, taken, strict=True) if not ok]
+    holders = claim_holders(held)
+    retired_before = {pair for pair, h in zip(held, holders, strict=True) if h == RETIRED}
+    return [bool(ok) or pair in retired_before for pair, ok in zip(attempts, taken, strict=True)]
 
 
 def claim_holders(attempts: Iterable[tuple[str, int]]) -> list[str | None]:

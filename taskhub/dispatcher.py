@@ -209,7 +209,7 @@ def envelope(
     coordinated: bool,
 ) -> dict:
     """The message body of one attempt: what a worker needs to run it without reading its row.
-    The one place it is built (the dispatcher's sends and the lifeline's re-sends)."""
+    The one place it is built."""
     return {
         "id": str(uuid.UUID(str(task_id))),
         "name": name,
