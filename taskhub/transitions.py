@@ -246,8 +246,15 @@ _CLAIM_SQL = """
 UPDATE {table} SET status = 'queued', attempt = attempt + 1, queued_at = %s, updated_at = %s
 WHERE {pick}
 RETURNING id, name, queue, attempt, max_attempts, payload, correlation_id, user_id, timeout,
-          priority, (workflow_run_id IS NOT NULL OR parent_id IS NOT NULL), scheduled_at
+          priority, workflow_run_id, parent_id, scheduled_at
 """
+
+
+def _coordinated(rows: list[tuple]) -> list[tuple]:
+    # Whether a row is coordinated is worked out here, not in RETURNING: SQLite 3.40 evaluates
+    # ``parent_id IS NOT NULL`` there as true for every row (tests/unit/test_lifeline.py's
+    # coordinated-step test caught every envelope saying "coordinated").
+    return [(*r[:10], r[10] is not None or r[11] is not None, r[12]) for r in rows]
 
 
 def mark_queued(queue: str, limit: int, now: dt.datetime) -> list[tuple]:
@@ -263,11 +270,11 @@ def mark_queued(queue: str, limit: int, now: dt.datetime) -> list[tuple]:
         pick = _PICK.format(table=_TABLE, lock="FOR UPDATE SKIP LOCKED")
         with server_cursor() as cursor:
             cursor.execute(_CLAIM_SQL.format(table=_TABLE, pick=f"id = ANY(ARRAY({pick}))"), params)
-            return cursor.fetchall()
+            return _coordinated(cursor.fetchall())
     pick = _PICK.format(table=_TABLE, lock="")
     with connection.cursor() as cursor:
         cursor.execute(_CLAIM_SQL.format(table=_TABLE, pick=f"id IN ({pick})"), params)
-        return cursor.fetchall()
+        return _coordinated(cursor.fetchall())
 
 
 def unqueue(
