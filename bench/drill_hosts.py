@@ -67,6 +67,8 @@ os.environ.update(
     }
 )
 HOST_ENV = {
+    # The web host's dispatcher process dispatches; the worker hosts' workers do not.
+    "TASKHUB_EMBEDDED_DISPATCHER": os.environ.get("TASKHUB_EMBEDDED_DISPATCHER", "0"),
     "DATABASE_URL": f"postgres://postgres@{GATEWAY}:5432/{DB_NAME}",
     "REDIS_URL": f"redis://{GATEWAY}:{REDIS_PORT}/0",
     "PYTHONUNBUFFERED": "1",

@@ -193,11 +193,12 @@ def prune(args) -> None:
 @subcommand("dispatcher", "run the dispatcher (and lifeline) in the foreground")
 def dispatcher(args) -> None:
     from .broker import ensure_redis
-    from .dispatcher import Dispatcher
+    from .leadership import DispatcherCandidate, standalone_holder
     from .process import run_until_signalled
 
     ensure_redis()
-    run_until_signalled(Dispatcher())
+    # It contends for the same lease as the workers' embedded candidates: one leads at a time.
+    run_until_signalled(DispatcherCandidate(standalone_holder()))
 
 
 def _up_args(p) -> None:

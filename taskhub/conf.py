@@ -60,6 +60,12 @@ DEFAULTS: dict[str, Any] = {
     # attempt is retired and the next one sent.
     "REDISPATCH_AFTER": 30.0,
     "LIFELINE_INTERVAL": 5.0,
+    # Worker processes (rundramatiq) also run the dispatcher and its lifeline: one of them at a
+    # time leads, holding a lease in the database that it renews (taskhub.leadership); another
+    # takes over within LIFELINE_TIMEOUT when it dies. A host then needs no `taskhub dispatcher`
+    # process (one may still run: it contends for the same lease). False: only `taskhub
+    # dispatcher` processes dispatch.
+    "EMBEDDED_DISPATCHER": True,
     # How long attempt claims are remembered in Redis, which bounds duplicate detection (seconds).
     "CLAIM_TTL": 6 * 3600,
     # How long completed and cancelled tasks are kept before `taskhub prune` removes them.

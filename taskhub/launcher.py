@@ -1,5 +1,6 @@
-"""``taskhub up``: the whole stack in one command — migrations, ASGI web server, workers,
-dispatcher (and scheduler once registered) — until Ctrl-C or SIGTERM, then a clean shutdown.
+"""``taskhub up``: the whole stack in one command — migrations, ASGI web server, workers (which
+dispatch too, unless EMBEDDED_DISPATCHER is off: then a dispatcher process), the scheduler once
+registered — until Ctrl-C or SIGTERM, then a clean shutdown.
 
 It supervises its children as a process manager does: a child that exits on its own (a kill -9,
 the OOM killer, a crash) is started again after a backoff, logged, while the others keep running.
@@ -29,6 +30,7 @@ from django.core.management import call_command
 
 from . import embedded
 from .broker import ensure_redis, uses_embedded_redis
+from .conf import taskhub_settings
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +100,13 @@ class Stack:
                 "8",
             ],
             **{f"worker-{n}": worker for n in range(1, self.processes + 1)},
-            "dispatcher": [*manage, "taskhub", "dispatcher"],
+            # With EMBEDDED_DISPATCHER on, the workers lead dispatching (taskhub.leadership):
+            # the stack is what a host deploying `rundramatiq` alone runs.
+            **(
+                {}
+                if taskhub_settings.EMBEDDED_DISPATCHER
+                else {"dispatcher": [*manage, "taskhub", "dispatcher"]}
+            ),
             **{name: [*manage, *argv] for name, argv in EXTRA_PROCESSES.items()},
         }
 

@@ -297,6 +297,19 @@ class WorkerProcess(models.Model):
         return self.id
 
 
+class LeaderLease(models.Model):
+    """Which process leads a role that runs once per deployment (the dispatcher and its
+    lifeline), and until when: a leader that stops renewing loses it (taskhub.leadership)."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    holder = models.CharField(max_length=200)
+    acquired_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder}"
+
+
 class ScheduleKind(models.TextChoices):
     CRON = "cron"  # a cron expression (5 fields, or 6 with seconds)
     INTERVAL = "interval"  # every N seconds, counted from anchor_at

@@ -5,8 +5,9 @@ database and Redis answer, except ``--worker`` alone, which needs only the datab
 outage is then reported as "degraded", exit 0; see health()). ``--worker`` also needs a live
 worker process on this host (its heartbeat within LIFELINE_TIMEOUT) and no live one there whose
 outcome writer is stuck (something it recorded waited longer than LIFELINE_TIMEOUT to be
-written); ``--dispatcher`` a dispatcher on this host that finished a cycle within the same
-bound. The web process is probed over HTTP instead: ``GET /healthz``.
+written); ``--dispatcher`` a dispatcher candidate on this host (a ``taskhub dispatcher`` process,
+or a worker's embedded one) that finished a cycle as the leader, or looked at the lease as a
+standby, within the same bound. The web process is probed over HTTP instead: ``GET /healthz``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .cli import subcommand
 from .conf import taskhub_settings
 from .dispatcher import dispatcher_alive_key
 from .health import check_database, check_redis
+from .leadership import standby_key
 
 
 def check_worker() -> dict:
@@ -51,10 +53,21 @@ def check_worker() -> dict:
 
 
 def check_dispatcher() -> dict:
-    alive = get_redis().get(dispatcher_alive_key())
-    if alive is None:
-        return {"name": "dispatcher", "status": "down", "error": "no cycle within the bound"}
-    return {"name": "dispatcher", "status": "ok", "last_cycle": alive.decode()}
+    client = get_redis()
+    alive = client.get(dispatcher_alive_key())
+    if alive is not None:
+        return {
+            "name": "dispatcher",
+            "status": "ok",
+            "role": "leader",
+            "last_cycle": alive.decode(),
+        }
+    # One candidate leads at a time (taskhub.leadership); a standby that looked at the lease
+    # within the bound is as healthy as the leader, and must not be restarted for waiting.
+    standby = client.get(standby_key())
+    if standby is not None:
+        return {"name": "dispatcher", "status": "ok", "role": "standby", "leader": standby.decode()}
+    return {"name": "dispatcher", "status": "down", "error": "no cycle within the bound"}
 
 
 def _health_args(p) -> None:

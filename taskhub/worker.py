@@ -21,7 +21,7 @@ from django.db import DatabaseError, InterfaceError, close_old_connections
 from django.utils import timezone
 from dramatiq.middleware import Interrupt, SkipMessage, TimeLimitExceeded
 
-from . import claims
+from . import claims, leadership
 from .broker import EXECUTE_ACTOR, ensure_redis, get_redis
 from .claims import ClaimResult
 from .conf import taskhub_settings
@@ -110,9 +110,14 @@ class WorkerRuntime:
             self.worker_id, self.writer, queues, worker.worker_threads, broker_id
         )
         self._heartbeat.start()
+        # With EMBEDDED_DISPATCHER on, this process is also a dispatcher candidate: one thread
+        # that leads dispatching (and the lifeline) while it holds the lease (taskhub.leadership).
+        leadership.start_embedded(self.worker_id)
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         logger.info("worker %s shutting down: finishing in-flight tasks", self.worker_id)
+        # A stopping worker dispatches no more; a leader gives its lease up for another to take.
+        leadership.stop_embedded()
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if self.writer is None:

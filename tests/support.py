@@ -42,8 +42,20 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+#: TASKHUB_TEST_DISPATCHER=embedded runs every stack in the shape of a host that deploys
+#: ``rundramatiq`` alone: the workers lead dispatching (EMBEDDED_DISPATCHER) and ``start()`` starts
+#: no dispatcher process. Otherwise stacks have a dispatcher process and workers that leave
+#: dispatching to it.
+EMBEDDED = os.environ.get("TASKHUB_TEST_DISPATCHER") == "embedded"
+
+
 class Stack:
-    """Worker processes (rundramatiq) and a dispatcher, started like production starts them."""
+    """Worker processes (rundramatiq) and a dispatcher, started like production starts them.
+
+    ``embedded``: whether the workers run the dispatcher (taskhub.leadership) — then ``start()``
+    starts no dispatcher process; ``start_dispatcher()`` still starts one, which contends with
+    the workers for the lead. None: as TASKHUB_TEST_DISPATCHER says.
+    """
 
     def __init__(
         self,
@@ -53,25 +65,30 @@ class Stack:
         dispatcher: bool = True,
         env: dict[str, str] | None = None,
         log_dir: Path = None,
+        embedded: bool | None = None,
     ):
         self.processes, self.threads, self.queues = processes, threads, queues
         self.with_dispatcher = dispatcher
+        self.embedded = EMBEDDED if embedded is None else embedded
         self.env = env or {}
         self.log_dir = log_dir or ROOT / "var" / "test-logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.workers: list[subprocess.Popen] = []
         self.dispatchers: list[subprocess.Popen] = []
 
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
-        log = open(self.log_dir / f"{name}-{time.time_ns()}.log", "wb")  # noqa: SIM115
-        return subprocess.Popen(
+    def _spawn(self, name: str, argv: list[str], **env: str) -> subprocess.Popen:
+        path = self.log_dir / f"{name}-{time.time_ns()}.log"
+        log = open(path, "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), *argv],
             cwd=ROOT,
-            env=child_env(**self.env),
+            env=child_env(**{**self.env, **env}),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        proc.log_path = path
+        return proc
 
     def start_worker(
         self,
@@ -91,7 +108,9 @@ class Stack:
         ]
         if queues or self.queues:
             argv += ["--queues", *(queues or self.queues)]
-        proc = self._spawn("worker", argv)
+        proc = self._spawn(
+            "worker", argv, TASKHUB_EMBEDDED_DISPATCHER="1" if self.embedded else "0"
+        )
         self.workers.append(proc)
         return proc
 
@@ -102,7 +121,7 @@ class Stack:
 
     def start(self, wait_ready: bool = True) -> Stack:
         self.start_worker()
-        if self.with_dispatcher:
+        if self.with_dispatcher and not self.embedded:
             self.start_dispatcher()
         if wait_ready:
             self.wait_for_workers(self.processes)

@@ -106,8 +106,10 @@ def probe(*flags):
 def test_worker_and_dispatcher_probes_follow_the_processes(transactional_db):
     from taskhub.broker import get_redis
     from taskhub.dispatcher import dispatcher_alive_key
+    from taskhub.leadership import standby_key
 
-    get_redis().delete(dispatcher_alive_key())  # an earlier module's dispatcher, now stopped
+    # An earlier module's dispatcher candidates, now stopped.
+    get_redis().delete(dispatcher_alive_key(), standby_key())
     assert probe("--worker") == 1 and probe("--dispatcher") == 1
     stack = Stack(processes=1, threads=2).start()
     try:

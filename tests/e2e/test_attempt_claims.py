@@ -105,11 +105,13 @@ def test_a_claim_that_cannot_be_confirmed_hands_the_attempt_back(make_stack, pri
     prefix = taskhub_settings.KEY_PREFIX
     _acl(admin, "worker", "on", ">secret-worker", "~*", "+@all")
     with override_settings(REDIS_URL=private_redis):
+        # The workers must not dispatch (embedded=False): the dispatcher process keeps every key.
         workers = make_stack(
             processes=1,
             threads=1,
             dispatcher=False,
             env={"REDIS_URL": _user_url(private_redis, "worker")},
+            embedded=False,
         )
         workers.start()
         make_stack(env={"REDIS_URL": private_redis}).start_dispatcher()
@@ -150,8 +152,13 @@ def test_a_send_refused_for_one_queue_returns_only_that_queues_rows(make_stack, 
     prefix = taskhub_settings.KEY_PREFIX
     _acl(admin, "dispatcher", "on", ">secret-dispatcher", "~*", "+@all")
     with override_settings(REDIS_URL=private_redis):
+        # Only the dispatcher process below dispatches (embedded=False): its sends are refused.
         make_stack(
-            processes=1, threads=4, dispatcher=False, env={"REDIS_URL": private_redis}
+            processes=1,
+            threads=4,
+            dispatcher=False,
+            env={"REDIS_URL": private_redis},
+            embedded=False,
         ).start()
         # The dispatcher may not write the "capped" queue's keys (every queue here but it
         # starts with another letter).
