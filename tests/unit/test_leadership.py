@@ -21,8 +21,8 @@ from taskhub.leadership import (
     DISPATCHER_LEASE,
     DispatcherCandidate,
     LeaderDispatcher,
-    Lease,
     LeadershipLost,
+    Lease,
     current_leader,
 )
 from taskhub.models import LeaderLease
@@ -112,19 +112,19 @@ def test_an_expired_lease_nobody_took_is_the_holders_again(short_lease):
 @pytest.mark.django_db(transaction=True)
 def test_contenders_racing_for_a_free_lease_get_one_leader(short_lease):
     contenders = [Lease(DISPATCHER_LEASE, f"c{i}") for i in range(6)]
+
+    def contend(lease: Lease, start: threading.Barrier, won: list[str]) -> None:
+        start.wait()
+        try:
+            if lease.acquire():
+                won.append(lease.holder)
+        finally:
+            connection.close()
+
     for rounds in range(3):
         start = threading.Barrier(len(contenders))
         won: list[str] = []
-
-        def contend(lease: Lease) -> None:
-            start.wait()
-            try:
-                if lease.acquire():
-                    won.append(lease.holder)
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=contend, args=(c,)) for c in contenders]
+        threads = [threading.Thread(target=contend, args=(c, start, won)) for c in contenders]
         for t in threads:
             t.start()
         for t in threads:
