@@ -76,7 +76,7 @@ def test_worker_units_alone_run_tasks_and_a_killed_leader_is_replaced_in_time(ma
     lost = TaskEvent.objects.filter(task_id__in=held, kind="recovered", data__worker=leader_id)
     assert lost.exists()  # the new leader's lifeline returned the dead unit's attempts
     assert leads(survivor) >= 1
-    print(f"\nembedded dispatcher: a new leader {took_over_in:.1f}s after the kill (bound {timeout}s)")
+    print(f"\nembedded dispatcher: new leader {took_over_in:.1f}s after the kill, bound {timeout}s")
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """`taskhub up` supervises its children as a process manager does: a child that dies (kill -9,
-OOM) is started again and the rest of the stack keeps running; only Ctrl-C / SIGTERM stops it."""
+OOM) is started again and the rest of the stack keeps running; only Ctrl-C / SIGTERM stops it.
+Its workers dispatch (one leads at a time): the one killed here is the leader."""
 
 import os
 import signal
@@ -14,7 +15,8 @@ from django.utils import timezone
 
 from taskhub import schedule_many
 from taskhub.dispatcher import live_workers
-from taskhub.models import Task
+from taskhub.leadership import current_leader
+from taskhub.models import Task, WorkerProcess
 from tests.support import ROOT, child_env, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -98,7 +100,9 @@ def test_up_restarts_a_killed_worker_and_the_other_children_keep_running(transac
         wait_for(lambda: _http_ok(port), timeout=90, message="the web server")
         wait_for(lambda: len(live_workers(timezone.now())) >= 2, timeout=60, message="2 workers")
         others = {p: _cmdline(p) for p in _children(up.pid) if not _is_worker_main(p)}
-        assert len(others) >= 2  # web and dispatcher at least (scheduler when enabled)
+        assert len(others) >= 2  # web and scheduler (the scheduler is enabled in the tests)
+        # The workers dispatch (EMBEDDED_DISPATCHER, the default): no dispatcher process.
+        assert not [c for c in others.values() if "taskhub dispatcher" in c], others
 
         before = [t.id for t in schedule_many("test.sleep", [{"seconds": 0.05}] * 200)]
         wait_for(
@@ -106,7 +110,11 @@ def test_up_restarts_a_killed_worker_and_the_other_children_keep_running(transac
             timeout=60,
             message="the first tasks to complete",
         )
-        victim, *siblings = _dramatiq_processes(up.pid)
+        # The worker process that leads dispatching: the other must take over.
+        leader_pid = WorkerProcess.objects.get(id=wait_for(current_leader, timeout=10)).pid
+        victim = leader_pid
+        siblings = [p for p in _dramatiq_processes(up.pid) if p != victim]
+        assert victim in _dramatiq_processes(up.pid)
         os.kill(victim, signal.SIGKILL)  # what the OOM killer does
 
         # Tasks scheduled after the kill complete too, and so do those the victim held.
@@ -120,7 +128,7 @@ def test_up_restarts_a_killed_worker_and_the_other_children_keep_running(transac
         assert up.poll() is None, f"taskhub up stopped: {log_path.read_text()[-2000:]}"
         assert Task.objects.filter(id__in=before + after, status="completed").count() == 300
 
-        # The killed worker was replaced; web, dispatcher (and scheduler) were never restarted.
+        # The killed worker was replaced; web and scheduler were never restarted.
         wait_for(lambda: len(_dramatiq_processes(up.pid)) == 2, timeout=60, message="2 workers")
         assert victim not in _dramatiq_processes(up.pid)
         # The other worker process was not shut down with it: it kept its work and its pid.
