@@ -79,6 +79,42 @@ def test_worker_units_alone_run_tasks_and_a_killed_leader_is_replaced_in_time(ma
     print(f"\nembedded dispatcher: new leader {took_over_in:.1f}s after the kill, bound {timeout}s")
 
 
+def test_a_sigstopped_leader_loses_the_lead_and_stands_by_when_continued(make_stack):
+    """A stopped process keeps its connections (a lock held by one would stay held): the lease
+    runs out instead, another unit leads, and the continued one finds it gone before its next
+    cycle."""
+    stack = make_stack(processes=1, threads=2, embedded=True)
+    units = [stack.start_worker(), stack.start_worker()]
+    stack.wait_for_workers(2)
+    leader_id = wait_for(current_leader, timeout=10, message="a leader")
+    leader_pid = WorkerProcess.objects.get(id=leader_id).pid
+    victim = next(u for u in units if leader_pid in stack.worker_children(u))
+
+    os.killpg(victim.pid, signal.SIGSTOP)
+    try:
+        stopped_at = time.monotonic()
+        new_leader = wait_for(
+            lambda: (leader := current_leader()) not in (None, leader_id) and leader,
+            timeout=taskhub_settings.LIFELINE_TIMEOUT,
+            interval=0.02,
+            message="another leader while the first is stopped",
+        )
+        print(f"\nSIGSTOP: new leader {time.monotonic() - stopped_at:.1f}s after the stop")
+        ids = [t.id for t in schedule_many("test.sleep", [{"seconds": 0.02}] * 20)]
+    finally:
+        os.killpg(victim.pid, signal.SIGCONT)
+    wait_all_finished(ids, timeout=60)
+
+    wait_for(
+        lambda: "standing by" in victim.log_path.read_text(errors="replace"),
+        timeout=10,
+        message="the continued leader to stand by",
+    )
+    time.sleep(2 * taskhub_settings.LIFELINE_TIMEOUT / 2)  # two leases: it does not come back
+    assert current_leader() == new_leader
+    assert leads(victim) == 1
+
+
 @pytest.fixture
 def embedded_stack(make_stack):
     """A make_stack whose stacks are hosts with rundramatiq alone; the drills' Redis records
