@@ -32,7 +32,6 @@ import socket
 import threading
 from collections import Counter
 from collections.abc import Iterable
-from contextlib import ContextDecorator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,12 +39,14 @@ from django.conf import settings
 from django.db import transaction
 from django.test.utils import override_settings
 from django.utils import timezone
+from pydantic import BaseModel
 
 from .conf import TESTING_MODES, taskhub_settings
 from .dispatcher import claim_ready_tasks, record_queued
+from .errors import InvalidTaskRequest
 from .models import ACTIVE_STATUSES, READY_STATUSES, QueueState, Task, TaskStatus
 from .outcomes import OutcomeWriter
-from .payloads import to_jsonable
+from .payloads import parse_payload, to_jsonable
 from .registry import TaskDefinition, declared_queues, get_definition
 from .worker import begin_attempt, decide_outcome, run_attempt
 
@@ -220,25 +221,24 @@ def _run(env: dict[str, Any], writer: OutcomeWriter, raise_errors: bool) -> RanA
 
 
 # -- switching modes -----------------------------------------------------------------------------
-class testing_mode(ContextDecorator):
-    """``TASKHUB["TESTING"] = mode`` for a block, a test function or a test class (the other
-    TASKHUB settings kept), through Django's ``override_settings``."""
+class testing_mode(override_settings):
+    """``TASKHUB["TESTING"] = mode``, the other TASKHUB settings kept: Django's
+    ``override_settings``, so it is a context manager and decorates a test function or a test
+    class (a ``TestCase`` too) the same way."""
 
     def __init__(self, mode: str) -> None:
         if mode not in TESTING_MODES:
             raise ValueError(f"unknown testing mode {mode!r}: one of {TESTING_MODES}")
         self.mode = mode
-        self._overrides: list[override_settings] = []
+        super().__init__(TASKHUB=self._taskhub())
 
-    def __enter__(self) -> testing_mode:
-        current = dict(getattr(settings, "TASKHUB", None) or {})
-        override = override_settings(TASKHUB={**current, "TESTING": self.mode})
-        override.enable()
-        self._overrides.append(override)
-        return self
+    def _taskhub(self) -> dict[str, Any]:
+        return {**(getattr(settings, "TASKHUB", None) or {}), "TESTING": self.mode}
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._overrides.pop().disable()
+    def enable(self) -> None:
+        # The TASKHUB settings in force now (another override may have changed them since).
+        self.options = {"TASKHUB": self._taskhub()}
+        super().enable()
 
 
 # -- what was scheduled --------------------------------------------------------------------------
@@ -252,11 +252,13 @@ def scheduled_tasks(
 ) -> list[Task]:
     """Task rows matching every criterion given, oldest first.
 
-    ``name``: a task name or definition (an unknown one raises UnknownTask). ``payload``: the
-    keys given must be in the stored payload with these values (JSON-compared; a pydantic model
-    counts as its JSON). ``status``: a status, several, ``"any"``, or None — unfinished (pending,
-    queued, running, retrying, blocked). ``fields``: any other Task field lookups
-    (``correlation_id=``, ``user_id=``, ``priority=``, ``dedup_key=``, ``workflow_run=`` …).
+    ``name``: a task name or definition (an unknown one raises UnknownTask). ``payload``: a
+    dict's keys must be in the stored payload with these values (JSON-compared, other keys
+    ignored); a pydantic model must equal the payload as the handler would get it (its
+    schema's defaults filled in). ``status``: a status, several, ``"any"``, or None —
+    unfinished (pending, queued, running, retrying, blocked). ``fields``: any other Task
+    field lookups (``correlation_id=``, ``user_id=``, ``priority=``, ``dedup_key=``,
+    ``workflow_run=`` …).
     """
     rows = Task.objects.all()
     if name is not None:
@@ -271,6 +273,8 @@ def scheduled_tasks(
     found = list(rows.order_by("created_at", "id"))
     if payload is None:
         return found
+    if isinstance(payload, BaseModel):
+        return [t for t in found if _parsed(t) == payload]
     expected = _as_json(payload)
     if not isinstance(expected, dict):
         return [t for t in found if t.payload == expected]
@@ -327,6 +331,14 @@ def _statuses(status: str | Iterable[str] | None) -> list[str] | None:
     return chosen
 
 
+def _parsed(row: Task) -> Any:
+    """The payload as the row's handler would get it (None if it no longer parses)."""
+    try:
+        return parse_payload(get_definition(row.name), row.payload)
+    except InvalidTaskRequest:
+        return None
+
+
 def _as_json(value: Any) -> Any:
     return json.loads(json.dumps(to_jsonable(value), default=str))
 
@@ -338,14 +350,16 @@ def _contains(stored: Any, expected: dict) -> bool:
 
 
 def _describe(name, payload, queue, status, fields) -> str:
-    parts = [f"task {get_definition(name).name!r}" if name is not None else "task"]
-    if payload is not None:
+    parts = ["unfinished" if status is None else ""]
+    parts.append(f"task {get_definition(name).name!r}" if name is not None else "task")
+    if isinstance(payload, BaseModel):
+        parts.append(f"with payload {payload!r}")
+    elif payload is not None:
         parts.append(f"with payload containing {_as_json(payload)!r}")
     if queue is not None:
         parts.append(f"in queue {queue!r}")
-    parts.append(
-        "unfinished" if status is None else f"with status {status!r}" if status != "any" else ""
-    )
+    if status not in (None, "any"):
+        parts.append(f"with status {status!r}")
     parts += [f"{k}={v!r}" for k, v in fields.items()]
     return " ".join(p for p in parts if p)
 

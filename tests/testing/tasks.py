@@ -43,8 +43,8 @@ def always_fails(payload: dict, ctx) -> None:
 
 
 @task("testing.permanent", queue="testing", max_attempts=5)
-def permanent(payload: dict) -> None:
-    calls["testing.permanent"].append((payload, None, None))
+def permanent(payload: dict, ctx) -> None:
+    calls["testing.permanent"].append((payload, ctx.attempt, ctx))
     raise PermanentError("address cannot exist")
 
 
@@ -99,3 +99,11 @@ def parent(payload: dict, ctx) -> str:
     for index in range(payload["children"]):
         ctx.spawn("testing.value", {"name": f"child-{index}", "value": index})
     return "spawned"
+
+
+@task("testing.fails_fast", queue="testing", retry=Schedule([0]), max_attempts=3)
+def fails_fast(payload: dict, ctx) -> None:
+    """Always fails; each retry is due at once."""
+    calls["testing.fails_fast"].append((payload, ctx.attempt, ctx))
+    ctx.logger.warning("attempt %s of %s", ctx.attempt, ctx.max_attempts)
+    raise ValueError(f"bad input {payload}")

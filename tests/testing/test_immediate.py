@@ -273,3 +273,15 @@ def test_nothing_is_sent_to_a_broker(taskhub_immediate, monkeypatch):
     task.refresh_from_db()
     assert task.status == "completed"
     assert Task.objects.get(name="testing.other").status == "completed"
+
+
+def test_a_django_tasks_enqueue_runs_after_the_commit_too(taskhub_immediate):
+    from .djtasks import add
+
+    with transaction.atomic():
+        result = add.enqueue(2, 3)
+        assert Task.objects.get(id=result.id).status == "pending"
+
+    result.refresh()
+    assert result.status == "SUCCESSFUL"
+    assert result.return_value == 5
