@@ -186,3 +186,14 @@ def test_a_wrong_testing_mode_in_settings_is_reported_by_the_system_check():
     assert "'eager'" in errors[0].msg and "'immediate'" in errors[0].hint
     with override_settings(TASKHUB={"TESTING": "immediate"}):
         assert not [m for m in run_checks() if m.id.startswith("taskhub.")]
+
+
+def test_a_django_tasks_enqueue_waits_for_the_drain(taskhub_manual):
+    from .djtasks import add
+
+    result = add.enqueue(2, 3)
+    assert_scheduled("django_tasks.run", status="pending", count=1)
+
+    assert drain().counts == {"completed": 1}
+    result.refresh()
+    assert (result.status, result.return_value) == ("SUCCESSFUL", 5)
