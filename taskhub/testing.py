@@ -203,10 +203,13 @@ def _run(env: dict[str, Any], writer: OutcomeWriter, raise_errors: bool) -> RanA
     """One claimed attempt, as a worker thread runs it: start, handler, outcome, then the
     outcome writer's flush (which settles workflow steps and wakes what the outcome freed)."""
     attempt = begin_attempt(env, writer)
-    error: Exception | None = None
+    error: BaseException | None = None
     try:
         run_attempt(attempt)
-    except Exception as exc:  # noqa: BLE001 — the handler's failure is the attempt's outcome
+    # The handler's failure is the attempt's outcome, SystemExit included, as on a worker
+    # (Dramatiq's WorkerThread hands any exception to the middleware). Not KeyboardInterrupt,
+    # nor the test framework's own outcomes (pytest.fail in a handler): those end the drain.
+    except (Exception, SystemExit) as exc:  # noqa: BLE001
         error = exc
     outcome = decide_outcome(attempt, error)
     writer.record_outcome(outcome)

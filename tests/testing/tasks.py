@@ -107,3 +107,9 @@ def fails_fast(payload: dict, ctx) -> None:
     calls["testing.fails_fast"].append((payload, ctx.attempt, ctx))
     ctx.logger.warning("attempt %s of %s", ctx.attempt, ctx.max_attempts)
     raise ValueError(f"bad input {payload}")
+
+
+@task("testing.exits", queue="testing", max_attempts=2, retry=Schedule([0]))
+def exits(payload: dict, ctx) -> None:
+    calls["testing.exits"].append((payload, ctx.attempt, ctx))
+    raise SystemExit("handler called sys.exit")

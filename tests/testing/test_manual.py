@@ -197,3 +197,17 @@ def test_a_django_tasks_enqueue_waits_for_the_drain(taskhub_manual):
     assert drain().counts == {"completed": 1}
     result.refresh()
     assert (result.status, result.return_value) == ("SUCCESSFUL", 5)
+
+
+@pytest.mark.parametrize("mode", ["", "manual"])
+def test_wake_ups_go_to_redis_only_while_no_testing_mode_is_set(mode, monkeypatch):
+    from taskhub import broker
+
+    sent = []
+    monkeypatch.setattr(broker._waker, "wake", lambda queues: sent.append(queues))
+    with testing_mode(mode):
+        task = schedule("testing.greet", {"to": "ada"})
+
+    assert sent == ([("testing",)] if mode == "" else [])
+    assert calls["testing.greet"] == []  # neither mode runs anything by itself
+    assert Task.objects.get(id=task.id).status == "pending"

@@ -122,6 +122,7 @@ def written(task: Task, worker: str) -> dict:
         ("testing.flaky", {"fail_times": 2}),  # two retries, then success
         ("testing.fails_fast", {"n": 1}),  # every retry fails: failed, dead letter
         ("testing.permanent", {"to": "x"}),  # a permanent error: failed at once
+        ("testing.exits", {}),  # SystemExit is a failure like any other
     ],
 )
 def test_a_drained_task_is_recorded_as_a_worker_records_it(taskhub_manual, name, payload):
