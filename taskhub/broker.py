@@ -100,7 +100,16 @@ def wake_dispatcher(*queues: str) -> None:
     Returns at once: a background thread sends the wake-up (wake-ups that pile up meanwhile go
     out as one LPUSH), so a caller's commit is not followed by a Redis round trip. A lost
     wake-up only delays the work to the dispatcher's next poll.
+
+    With ``TASKHUB["TESTING"]`` set (tests without a dispatcher, docs/testing.md) nothing
+    leaves the process: ``taskhub.testing`` takes the wake-up instead, and in immediate mode
+    runs the queues' due tasks here.
     """
+    if taskhub_settings.TESTING:
+        from .testing import wake_in_process
+
+        wake_in_process(queues or ("*",))
+        return
     _waker.wake(queues or ("*",))
 
 
