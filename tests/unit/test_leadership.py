@@ -242,3 +242,25 @@ def test_a_worker_process_runs_one_embedded_candidate_at_most(monkeypatch):
     with override_settings(TASKHUB={**settings.TASKHUB, "EMBEDDED_DISPATCHER": False}):
         assert leadership.start_embedded("w3") is None
     assert started == ["w1"]
+
+
+@pytest.mark.django_db
+def test_the_dispatcher_probe_counts_a_standby_that_looked_at_the_lease(short_lease, redis_client):
+    """`taskhub health --dispatcher` must not fail (and have systemd restart) a healthy standby."""
+    from taskhub.dispatcher import dispatcher_alive_key
+    from taskhub.leadership import standby_key
+    from taskhub.probes import check_dispatcher
+
+    redis_client.delete(dispatcher_alive_key(), standby_key())
+    assert check_dispatcher()["status"] == "down"
+    assert Lease(DISPATCHER_LEASE, "elsewhere").acquire()
+
+    assert DispatcherCandidate("here")._contend() is False
+
+    assert check_dispatcher() == {
+        "name": "dispatcher",
+        "status": "ok",
+        "role": "standby",
+        "leader": "elsewhere",
+    }
+    redis_client.delete(standby_key())
