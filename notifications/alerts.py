@@ -21,9 +21,9 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from taskhub import schedule
-from taskhub.broker import get_redis, key
+from taskhub.engine.broker import get_redis, key
+from taskhub.engine.signals import tasks_finished
 from taskhub.models import TaskStatus
-from taskhub.signals import tasks_finished
 
 from . import signals
 from .conf import notifications_settings

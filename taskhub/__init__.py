@@ -3,7 +3,7 @@
 Public API::
 
     from taskhub import task, schedule, schedule_many, TaskContext, PermanentError
-    from taskhub.retry import Schedule, Exponential, Linear
+    from taskhub.definitions.retry import Schedule, Exponential, Linear
     from taskhub import workflow, start_workflow, WorkflowBuilder
 """
 
@@ -26,27 +26,27 @@ __all__ = [
 ]
 
 _EXPORTS = {
-    "task": "taskhub.registry",
-    "schedule": "taskhub.scheduling",
-    "schedule_many": "taskhub.scheduling",
-    "TaskContext": "taskhub.context",
+    "task": "taskhub.definitions.registry",
+    "schedule": "taskhub.engine.enqueue",
+    "schedule_many": "taskhub.engine.enqueue",
+    "TaskContext": "taskhub.engine.context",
     "PermanentError": "taskhub.errors",
     "TaskCancelled": "taskhub.errors",
     "InvalidTaskRequest": "taskhub.errors",
-    "Schedule": "taskhub.retry",
-    "Exponential": "taskhub.retry",
-    "Linear": "taskhub.retry",
+    "Schedule": "taskhub.definitions.retry",
+    "Exponential": "taskhub.definitions.retry",
+    "Linear": "taskhub.definitions.retry",
     "workflow": "taskhub.workflows.builder",
     "start_workflow": "taskhub.workflows.start",
     "WorkflowBuilder": "taskhub.workflows.builder",
 }
 
 if TYPE_CHECKING:
-    from .context import TaskContext
+    from .definitions.registry import task
+    from .definitions.retry import Exponential, Linear, Schedule
+    from .engine.context import TaskContext
+    from .engine.enqueue import schedule, schedule_many
     from .errors import InvalidTaskRequest, PermanentError, TaskCancelled
-    from .registry import task
-    from .retry import Exponential, Linear, Schedule
-    from .scheduling import schedule, schedule_many
     from .workflows.builder import WorkflowBuilder, workflow
     from .workflows.start import start_workflow
 

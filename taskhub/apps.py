@@ -15,8 +15,8 @@ class TaskhubConfig(AppConfig):
 
         from django.core import checks
 
+        from .cli.launcher import EXTRA_PROCESSES
         from .conf import check_namespaces, taskhub_settings
-        from .launcher import EXTRA_PROCESSES
 
         # Unknown keys and wrong types in every settings namespace (taskhub's and the apps').
         checks.register(check_namespaces, checks.Tags.compatibility)
@@ -27,10 +27,14 @@ class TaskhubConfig(AppConfig):
 
         from django.db.models.signals import post_migrate
 
-        from .roles import ensure_role_groups
+        from .console.roles import ensure_role_groups
 
         post_migrate.connect(ensure_role_groups, sender=self)
 
-        from .health import register_check, scheduler_check
+        from .console.health import register_check, scheduler_check
 
         register_check("scheduler", scheduler_check)
+
+        # Django's admin discovers `<app>.admin` modules; taskhub's admin pages live with the
+        # other operator surfaces (taskhub/console/), so importing them here registers them.
+        from .console import admin  # noqa: F401

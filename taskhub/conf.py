@@ -85,7 +85,8 @@ DEFAULTS: dict[str, Any] = {
     "WORKER_POLL_MS": 1000,
     # Most children one attempt of a task may spawn (ctx.spawn); one more fails the task at once.
     "MAX_CHILDREN": 10_000,
-    # Crons and stored schedules (taskhub.cron, runscheduler). False turns all scheduling off.
+    # Crons and stored schedules (taskhub.scheduler.cron, runscheduler). False turns all
+    # scheduling off.
     "ENABLE_SCHEDULING": True,
     # How often the scheduler looks for due slots and edited schedules (seconds).
     "SCHEDULER_POLL_INTERVAL": 1.0,

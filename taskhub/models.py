@@ -304,7 +304,7 @@ class ScheduleKind(models.TextChoices):
 
 
 class ScheduleSource(models.TextChoices):
-    CODE = "code"  # declared in code (taskhub.cron); definition synced at scheduler start
+    CODE = "code"  # declared in code (taskhub.scheduler.cron); definition synced at scheduler start
     DATABASE = "database"  # created by an operator (admin, API, command line)
 
 

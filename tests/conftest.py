@@ -6,7 +6,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from django.conf import settings
 
-from taskhub.broker import ensure_redis, get_redis, key
+from taskhub.engine.broker import ensure_redis, get_redis, key
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -36,7 +36,7 @@ def _redis_up():
     yield
     # Remove this session's keys (never FLUSHALL: the Redis may be shared).
     client = get_redis()
-    from taskhub.broker import dramatiq_namespace
+    from taskhub.engine.broker import dramatiq_namespace
 
     for pattern in (key("*"), f"{dramatiq_namespace()}:*"):
         for name in client.scan_iter(match=pattern, count=1000):

@@ -111,7 +111,7 @@ class Stack:
     def wait_for_workers(self, count: int, timeout: float = 30) -> None:
         from django.utils import timezone
 
-        from taskhub.dispatcher import live_workers
+        from taskhub.engine.dispatcher import live_workers
 
         wait_for(
             lambda: len(live_workers(timezone.now())) >= count,
@@ -133,7 +133,7 @@ class Stack:
     def stop(self, timeout: float = 20) -> None:
         for proc in self.workers + self.dispatchers:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)  # not the group: see taskhub.launcher
+                proc.send_signal(signal.SIGTERM)  # not the group: see taskhub.cli.launcher
         deadline = time.monotonic() + timeout
         for proc in self.workers + self.dispatchers:
             try:

@@ -20,7 +20,7 @@ import redis
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from taskhub.broker import get_redis, key
+from taskhub.engine.broker import get_redis, key
 from taskhub.models import TaskStatus
 
 from .conf import webhooks_settings
@@ -91,7 +91,7 @@ def task_event_payload(outcome) -> dict:
 
 
 def publish_task_events(sender, outcomes, **kwargs) -> None:
-    """Receiver of taskhub.signals.tasks_finished."""
+    """Receiver of taskhub.engine.signals.tasks_finished."""
     from .services import publish_many
 
     if not webhooks_settings.LIFECYCLE_EVENTS:

@@ -17,10 +17,10 @@ from django.db import transaction
 from django.utils import timezone
 
 import taskhub
+from taskhub.definitions.payloads import encode_json
 from taskhub.errors import InvalidTaskRequest, InvalidTransition, TaskhubError
 from taskhub.models import ACTIVE_STATUSES, Task, TaskStatus
-from taskhub.net import UnsupportedScheme, check_url, is_blocked, port_allowed
-from taskhub.payloads import encode_json
+from taskhub.safety.net import UnsupportedScheme, check_url, is_blocked, port_allowed
 
 from .conf import webhooks_settings
 from .models import (
@@ -295,7 +295,7 @@ def _live_task(delivery: WebhookDelivery) -> Task | None:
 def redeliver(delivery_id: str | uuid.UUID) -> WebhookDelivery:
     """Send a delivery again now, whatever became of it, with a fresh retry schedule. The
     ``webhook-id`` stays the same, so a receiver that already has it can tell."""
-    from taskhub.services import cancel_task
+    from taskhub.console.services import cancel_task
 
     with transaction.atomic():
         delivery = WebhookDelivery.objects.select_for_update().get(id=get_delivery(delivery_id).id)

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..registry import TaskDefinition
+from ..definitions.registry import TaskDefinition
 from .graph import Graph, InvalidWorkflow, Step, keys_of
 from .models import FailurePolicy
 

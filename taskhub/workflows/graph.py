@@ -71,7 +71,7 @@ class Graph:
 
     def validate(self) -> list[str]:
         """Check the graph's shape and task names; return the steps in dependency order."""
-        from ..registry import all_definitions
+        from ..definitions.registry import all_definitions
 
         if not self.steps:
             raise InvalidWorkflow(f"workflow {self.name!r} has no steps", field="steps")

@@ -10,14 +10,14 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .. import transitions
-from ..broker import wake_dispatcher
+from ..definitions.payloads import encode_json, validate_payload
+from ..definitions.registry import get_definition
+from ..engine import transitions
+from ..engine.broker import wake_dispatcher
+from ..engine.enqueue import _check_queue, _new_row, _resolve_options
+from ..engine.events import publish_on_commit
 from ..errors import InvalidTaskRequest
-from ..events import publish_on_commit
 from ..models import EventKind, Task, TaskEvent, TaskStatus
-from ..payloads import encode_json, validate_payload
-from ..registry import get_definition
-from ..scheduling import _check_queue, _new_row, _resolve_options
 from .builder import WorkflowSpec, registered_workflows
 from .graph import Graph, InvalidWorkflow
 from .models import FailurePolicy, StepEdge, WorkflowDefinition, WorkflowRun

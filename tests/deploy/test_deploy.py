@@ -104,8 +104,8 @@ def probe(*flags):
 
 @pytest.mark.e2e
 def test_worker_and_dispatcher_probes_follow_the_processes(transactional_db):
-    from taskhub.broker import get_redis
-    from taskhub.dispatcher import dispatcher_alive_key
+    from taskhub.engine.broker import get_redis
+    from taskhub.engine.dispatcher import dispatcher_alive_key
 
     get_redis().delete(dispatcher_alive_key())  # an earlier module's dispatcher, now stopped
     assert probe("--worker") == 1 and probe("--dispatcher") == 1

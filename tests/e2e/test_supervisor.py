@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from taskhub import schedule_many
-from taskhub.dispatcher import live_workers
+from taskhub.engine.dispatcher import live_workers
 from taskhub.models import Task
 from tests.support import ROOT, child_env, wait_for
 

@@ -1,5 +1,5 @@
-"""The Redis scripts that guard an attempt (taskhub.claims), against the real Redis of the test
-settings and no worker process: who gets a claim, what a cancel or a pause flag decides, and
+"""The Redis scripts that guard an attempt (taskhub.engine.claims), against the real Redis of the
+test settings and no worker process: who gets a claim, what a cancel or a pause flag decides, and
 what release, re-assertion and the pause-flag repair leave in Redis.
 
 tests/unit/test_claims.py covers claims made by many threads at once, confirmation of a claim
@@ -13,9 +13,9 @@ import uuid
 
 import pytest
 
-from taskhub import claims
-from taskhub.claims import ClaimResult
 from taskhub.conf import taskhub_settings
+from taskhub.engine import claims
+from taskhub.engine.claims import ClaimResult
 
 CLAIMED, DUPLICATE = ClaimResult.CLAIMED, ClaimResult.DUPLICATE
 CANCELLED, PAUSED = ClaimResult.CANCELLED, ClaimResult.PAUSED

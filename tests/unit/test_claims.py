@@ -7,8 +7,8 @@ import uuid
 
 import redis
 
-from taskhub import claims
-from taskhub.claims import ClaimResult
+from taskhub.engine import claims
+from taskhub.engine.claims import ClaimResult
 
 THREADS = 16
 

@@ -7,7 +7,7 @@ class DjangoTasksConfig(AppConfig):
     verbose_name = "taskhub backend for Django's Tasks framework"
 
     def ready(self) -> None:
-        from taskhub.signals import tasks_finished
+        from taskhub.engine.signals import tasks_finished
 
         from .runner import register_configured_backends, send_task_finished
 

@@ -13,7 +13,7 @@ Dramatiq workers, retried by the alias's policy and dead-lettered like any taskh
 
 OPTIONS (each optional, falling back to taskhub's settings): ``MAX_ATTEMPTS`` (1–100; default
 TASKHUB DEFAULT_MAX_ATTEMPTS), ``RETRY`` (a list of delays, or ``{"kind": "exponential",
-"base": 2, "cap": 60}`` as in taskhub.retry.policy_from_config), ``TIMEOUT`` (seconds).
+"base": 2, "cap": 60}`` as in taskhub.definitions.retry.policy_from_config), ``TIMEOUT`` (seconds).
 
 Priority −100…100 is taskhub's own range, so it is stored unchanged (higher runs first within a
 queue). ``run_after`` becomes the row's ``scheduled_at``. The row is inserted in the caller's
@@ -30,11 +30,11 @@ from django.apps import apps
 from django.core import checks
 from django.utils import timezone
 
+from taskhub.definitions.payloads import validate_payload
+from taskhub.definitions.registry import declared_queues
+from taskhub.engine.enqueue import insert_rows
 from taskhub.errors import InvalidTaskRequest
 from taskhub.models import Task as TaskRow
-from taskhub.payloads import validate_payload
-from taskhub.registry import declared_queues
-from taskhub.scheduling import insert_rows
 
 from . import compat
 from .results import load_result

@@ -17,12 +17,12 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from taskhub.definitions.registry import TaskDefinition
+from taskhub.definitions.registry import task as taskhub_task
+from taskhub.definitions.retry import policy_from_config
 from taskhub.errors import PermanentError
 from taskhub.models import EventKind, TaskEvent, TaskStatus
 from taskhub.models import Task as TaskRow
-from taskhub.registry import TaskDefinition
-from taskhub.registry import task as taskhub_task
-from taskhub.retry import policy_from_config
 
 from . import compat
 from .results import build_results, definition_name, error_message, is_django_task, restore_task

@@ -10,9 +10,9 @@ class Command(BaseCommand):
     help = "Run the taskhub scheduler: fires due cron / interval / one-off schedules as tasks."
 
     def handle(self, *args, **options):
-        from taskhub.broker import ensure_redis
-        from taskhub.process import run_until_signalled
-        from taskhub.scheduler import Scheduler
+        from taskhub.cli.process import run_until_signalled
+        from taskhub.engine.broker import ensure_redis
+        from taskhub.scheduler.runner import Scheduler
 
         ensure_redis()
         run_until_signalled(Scheduler())

@@ -2,13 +2,8 @@
 
 from django.core.management.base import BaseCommand
 
-from taskhub import (  # noqa: F401  (register the subcommands)
-    commands,
-    schedule_commands,
-    watch,
-    workflow_commands,
-)
-from taskhub.cli import SUBCOMMANDS, run
+from taskhub.cli import commands, schedule_commands, watch, workflow_commands  # noqa: F401  (register the subcommands)
+from taskhub.cli.subcommands import SUBCOMMANDS, run
 
 
 class Command(BaseCommand):
