@@ -12,7 +12,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from ..definitions.registry import declared_queues
-from ..engine import claims, transitions
+from ..engine import claims, pause, transitions
 from ..engine.broker import wake_dispatcher
 from ..engine.events import publish_on_commit
 from ..errors import InvalidTransition, TaskNotFound
@@ -119,19 +119,10 @@ def _check_queue(name: str) -> None:
 
 
 def set_queue_paused(name: str, paused: bool) -> QueueState:
-    """Pause or resume a queue. While paused nothing of it starts; running tasks finish."""
+    """Pause or resume a queue. While paused nothing of it starts; running tasks finish
+    (taskhub.engine.pause)."""
     _check_queue(name)
-    state, _ = QueueState.objects.update_or_create(name=name, defaults={"paused": paused})
-
-    # The flag takes effect on workers at once — once the row is committed, so a rolled-back
-    # pause leaves no flag behind; the dispatcher keeps the flags in step with the rows.
-    def apply() -> None:
-        claims.sync_pause_flags({name} if paused else set(), [name])
-        if not paused:
-            wake_dispatcher(name)
-
-    transaction.on_commit(apply)
-    return state
+    return pause.set_paused(name, paused)
 
 
 def pause_queue(name: str) -> QueueState:
@@ -179,7 +170,7 @@ def clear_queue(name: str, *, actor: str = "", batch: int = 1000) -> int:
 def queue_stats() -> list[dict[str, Any]]:
     """Per queue: waiting, queued, running, delayed, completed, failed, cancelled, paused."""
     now = timezone.now()
-    paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
+    paused = pause.paused_queues()
     active = (
         Task.objects.filter(status__in=ACTIVE_STATUSES)
         .values("queue")

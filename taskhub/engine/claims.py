@@ -1,4 +1,5 @@
-"""Redis keys that guard an attempt: its claim, and the cancel and pause flags a worker checks.
+"""Redis keys that guard an attempt: its claim, and the cancel and pause flags a worker checks
+(a queue's pause flag is kept by taskhub.engine.pause).
 
 The claim is what keeps an attempt from starting twice (docs/architecture.md, "No double
 start"): whichever worker sets ``claim:<task>:<attempt>`` first runs it; every other copy of the
@@ -16,6 +17,7 @@ and does nothing. Attempt numbers are never reused, so a claim is never given ba
 taken again: a handed-back attempt stays claimed and its task's next dispatch is a new attempt.
 
 A cancel flag holds the highest attempt it covers: a retried task's next attempt is above it.
+The scripts are in lua/, beside this module.
 """
 
 from __future__ import annotations
@@ -24,43 +26,28 @@ import time
 import uuid
 from collections.abc import Iterable
 from enum import StrEnum
+from pathlib import Path
 
 from ..conf import taskhub_settings
 from .broker import get_redis, key
+from .pause import STOPPED_CHECK, pause_key
 from .redis_batch import SharedRoundTrips
 
-# KEYS: claim, cancel flag, pause flag, then one sliding-window key per rate limit.
-# ARGV: worker id, claim TTL, attempt, then one limit (starts per second) per rate key.
-# Returns 'claimed', 'cancelled', 'paused', 'duplicate', or the milliseconds to wait for a rate
-# slot. Everything is decided in one script so two workers can't both squeeze into one slot.
-_CLAIM_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 'duplicate' end
-if (tonumber(redis.call('GET', KEYS[2])) or 0) >= tonumber(ARGV[3]) then
-    redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-    return 'cancelled'
-end
-if redis.call('EXISTS', KEYS[3]) == 1 then
-    redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-    return 'paused'
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local wait = 0
-for i = 4, #KEYS do
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - 1000)
-    if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[i]) then
-        local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-        wait = math.max(wait, tonumber(oldest[2]) + 1000 - now)
-    end
-end
-if wait > 0 then return tostring(wait) end
-for i = 4, #KEYS do
-    redis.call('ZADD', KEYS[i], now, ARGV[1] .. ':' .. KEYS[1])
-    redis.call('PEXPIRE', KEYS[i], 2000)
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return 'claimed'
-"""
+_LUA = Path(__file__).with_name("lua")
+
+
+def _lua(name: str, *, checks: bool = True) -> str:
+    """A script of lua/, loaded once at import; a claim script after the cancel and pause check
+    the claim scripts share (taskhub.engine.pause)."""
+    source = (_LUA / name).read_text()
+    return STOPPED_CHECK + source if checks else source
+
+
+# Each script's KEYS, ARGV and answers are described at the top of its file.
+_CLAIM_SCRIPT = _lua("claim.lua")  # one attempt, waiting for rate-limit slots
+_CLAIM_MANY_SCRIPT = _lua("claim_many.lua")  # a batch of attempts without rate limits
+_CONFIRM_SCRIPT = _lua("confirm_claim.lua")  # a claim made at fetch, checked again at start
+_RAISE_CANCEL_SCRIPT = _lua("raise_cancel.lua", checks=False)
 
 
 class ClaimResult(StrEnum):
@@ -78,10 +65,6 @@ def cancel_key(task_id: uuid.UUID | str) -> str:
     return key("cancel", task_id)
 
 
-def pause_key(queue: str) -> str:
-    return key("paused", queue)
-
-
 def liveness_key(worker_id: str) -> str:
     return key("worker", worker_id)
 
@@ -95,25 +78,6 @@ def live_in_redis(worker_ids: Iterable[str]) -> set[str]:
     return {w for w, v in zip(ids, values, strict=True) if v}
 
 
-# The same decision for a batch of attempts without rate limits (the common case), one script
-# call per round trip. KEYS: claim, cancel flag, pause flag of each attempt, in threes.
-# ARGV: claim TTL, then the claiming worker and the attempt of each. One answer per attempt.
-_CLAIM_MANY_SCRIPT = """
-local answers = {}
-for i = 1, #KEYS / 3 do
-    local claim, cancel, pause = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
-    if not redis.call('SET', claim, ARGV[2 * i], 'NX', 'EX', ARGV[1]) then
-        answers[i] = 'duplicate'
-    elseif (tonumber(redis.call('GET', cancel)) or 0) >= tonumber(ARGV[2 * i + 1]) then
-        answers[i] = 'cancelled'
-    elseif redis.call('EXISTS', pause) == 1 then
-        answers[i] = 'paused'
-    else
-        answers[i] = 'claimed'
-    end
-end
-return answers
-"""
 _scripts: dict[str, object] = {}
 
 
@@ -170,17 +134,6 @@ def claim_attempt(
         time.sleep(int(outcome) / 1000)
 
 
-# A claim made when its message was fetched, confirmed just before the attempt starts: the
-# cancel and pause flags are read again. KEYS: claim, cancel flag, pause flag. ARGV: worker id,
-# attempt. Returns 'claimed', 'cancelled', 'paused' or 'duplicate' (the claim is not ours).
-_CONFIRM_SCRIPT = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'duplicate' end
-if (tonumber(redis.call('GET', KEYS[2])) or 0) >= tonumber(ARGV[2]) then return 'cancelled' end
-if redis.call('EXISTS', KEYS[3]) == 1 then return 'paused' end
-return 'claimed'
-"""
-
-
 def claim_fetched(attempts: list[tuple[str, int, str]], worker_id: str) -> list[ClaimResult]:
     """Claim a fetched batch of (task, attempt, queue) for this worker in one round trip, before
     the attempts wait for a free thread (taskhub.engine.worker claims at fetch)."""
@@ -194,7 +147,7 @@ def claim_fetched(attempts: list[tuple[str, int, str]], worker_id: str) -> list[
 
 
 def confirm_claim(task_id: str, attempt: int, queue: str, worker_id: str) -> ClaimResult:
-    """Re-read the cancel and pause flags for a claim made at fetch time (see _CONFIRM_SCRIPT)."""
+    """Re-read the cancel and pause flags for a claim made at fetch time (lua/confirm_claim.lua)."""
     keys = [claim_key(task_id, attempt), cancel_key(task_id), pause_key(queue)]
     answer = _registered(_CONFIRM_SCRIPT)(keys=keys, args=[worker_id, attempt])
     return ClaimResult(answer.decode() if isinstance(answer, bytes) else answer)
@@ -245,20 +198,6 @@ def reassert_claims(attempts: Iterable[tuple[str, int]], worker_id: str) -> None
     pipe.execute()
 
 
-# KEYS: cancel flags. ARGV: TTL, then the attempt each flag must cover. A flag only ever rises:
-# a late write for an earlier attempt can't uncover a later cancel.
-_RAISE_CANCEL_SCRIPT = """
-for i = 1, #KEYS do
-    if (tonumber(redis.call('GET', KEYS[i])) or 0) < tonumber(ARGV[i + 1]) then
-        redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[1])
-    else
-        redis.call('EXPIRE', KEYS[i], ARGV[1])
-    end
-end
-return #KEYS
-"""
-
-
 def set_cancel_flags(attempts: Iterable[tuple[str, int]]) -> None:
     """Flag (task, attempt) pairs cancelled: that attempt and any earlier one of the task never
     starts, and a running one sees ``ctx.cancelled``. A retry's later attempts are not covered."""
@@ -274,32 +213,3 @@ def is_cancel_requested(task_id: str, attempt: int) -> bool:
     """Whether a cancel covers this attempt of the task."""
     flag = get_redis().get(cancel_key(task_id))
     return flag is not None and int(flag) >= attempt
-
-
-def sync_pause_flags(paused: Iterable[str], queues: Iterable[str]) -> None:
-    """Make the Redis pause flags match the database (the truth) for the given queues.
-
-    A flag holds the time it was set, so a repair can tell a fresh pause from a stale flag.
-    """
-    paused = set(paused)
-    pipe = get_redis().pipeline(transaction=False)
-    for queue in queues:
-        if queue in paused:
-            pipe.set(pause_key(queue), f"{time.time():.3f}", nx=True)
-        else:
-            pipe.delete(pause_key(queue))
-    pipe.execute()
-
-
-def stale_pause_flags(unpaused: Iterable[str], older_than: float) -> list[str]:
-    """Queues not paused in the database whose pause flag was set over ``older_than`` s ago."""
-    queues = list(unpaused)
-    if not queues:
-        return []
-    values = get_redis().mget([pause_key(q) for q in queues])
-    now = time.time()
-    return [
-        q
-        for q, v in zip(queues, values, strict=True)
-        if v is not None and now - float(v or 0) > older_than
-    ]

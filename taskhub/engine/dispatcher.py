@@ -31,7 +31,7 @@ from django.utils import timezone
 from ..conf import taskhub_settings
 from ..definitions.registry import declared_queues
 from ..models import IN_FLIGHT_STATUSES, READY_STATUSES, EventKind, QueueState, Task, WorkerProcess
-from . import transitions
+from . import pause, transitions
 from .broker import EXECUTE_ACTOR, get_broker, get_redis, key
 from .events import publish_on_commit
 from .store import NewEvent, insert_events, server_cursor
@@ -151,7 +151,7 @@ def _cycle_state() -> tuple[set[str], Counter]:
     """Paused queues, and each queue's rows in flight (one statement on PostgreSQL: the ORM's
     query building cost more than the queries in a busy dispatcher)."""
     if connection.vendor != "postgresql":
-        paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
+        paused = pause.paused_queues()
         in_flight = Counter(
             dict(
                 Task.objects.filter(status__in=IN_FLIGHT_STATUSES)
@@ -336,17 +336,11 @@ class Dispatcher:
             raise error
 
     def _maybe_sync_pause_flags(self) -> None:
-        """Repair the Redis pause flags from the rows (Redis may have been flushed, a pause may
-        have been rolled back). A flag of an unpaused queue is cleared only once it is a few
-        seconds old, so a sync that read the rows just before a pause committed can never
-        erase the flag that pause just set."""
-        from .claims import stale_pause_flags, sync_pause_flags
-
+        """Repair the Redis pause flags from the rows, at most once a second
+        (taskhub.engine.pause)."""
         if time.monotonic() - self._last_pause_sync < 1.0:
             return
-        paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
-        unpaused = [q for q in declared_queues() if q not in paused]
-        sync_pause_flags(paused, [*paused, *stale_pause_flags(unpaused, older_than=2.0)])
+        pause.repair_flags()
         self._last_pause_sync = time.monotonic()
 
     def next_due_in(self) -> float:

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from taskhub import schedule
 from taskhub.conf import taskhub_settings
-from taskhub.engine import claims
+from taskhub.engine import claims, pause
 from taskhub.engine.broker import get_redis, key
 from taskhub.engine.claims import ClaimResult
 from taskhub.engine.dispatcher import Dispatcher, queue_windows
@@ -49,7 +49,7 @@ def sent(monkeypatch) -> list[dict]:
 def no_pause_flags_left_behind():
     """A cycle copies the database's pauses into Redis: clear them for the next test."""
     yield
-    claims.sync_pause_flags([], [CAPPED, RATED, "default", "single"])
+    pause.sync_pause_flags([], [CAPPED, RATED, "default", "single"])
 
 
 def cycle() -> list[dict]:
@@ -158,7 +158,7 @@ def test_nothing_of_a_paused_queue_is_dispatched_while_other_queues_flow(sent):
     assert {t.status for t in Task.objects.filter(id__in=[t.id for t in capped])} == {"pending"}
     assert [e["queue"] for e in sent] == ["default"]
     # The cycle also raised the pause flag workers read before starting an attempt.
-    assert get_redis().exists(claims.pause_key(CAPPED))
+    assert get_redis().exists(pause.pause_key(CAPPED))
 
     QueueState.objects.filter(name=CAPPED).update(paused=False)
     assert sorted(e["id"] for e in cycle()) == sorted(str(t.id) for t in capped)
