@@ -7,6 +7,12 @@ class TaskhubConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # The engine reaches the workflows layer only through hooks it registers: settling
+        # steps when tasks end, the lifeline's reconciliation, a step's context (engine/hooks.py).
+        from .workflows.hooks import register as register_workflow_hooks
+
+        register_workflow_hooks()
+
         # Every process (web, dispatcher, workers) must know every task type, so that scheduling
         # validates against the same registry the workers run from.
         from django.utils.module_loading import autodiscover_modules

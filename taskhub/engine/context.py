@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import TaskCancelled
 from ..safety.storable import storable_text
+from . import hooks
 
 if TYPE_CHECKING:
     from .outcomes import OutcomeWriter
@@ -86,30 +87,22 @@ class TaskContext:
     @property
     def workflow(self) -> Any:
         """The run this step belongs to (name, input, shared context), or None."""
-        from ..workflows.access import workflow_info
-
-        return self._load("workflow", workflow_info)
+        return self._load("workflow", hooks.workflow_info)
 
     @property
     def results(self) -> dict[str, Any]:
         """Results of the steps this one depends on, by step key (a fan-out's as a list)."""
-        from ..workflows.access import dependency_results
-
-        return self._load("results", dependency_results)
+        return self._load("results", hooks.dependency_results)
 
     @property
     def child_results(self) -> list[Any]:
         """Results of the children this task spawned (in a later attempt or a dependent)."""
-        from ..workflows.access import child_results
-
-        return self._load("children", child_results)
+        return self._load("children", hooks.child_results)
 
     @property
     def forward(self) -> Any:
         """In a compensation: the step being undone (payload, result, idempotency key)."""
-        from ..workflows.access import forward_step
-
-        return self._load("forward", forward_step)
+        return self._load("forward", hooks.forward_step)
 
     def spawn(self, task: Any, payload: dict[str, Any] | None = None, **options: Any) -> None:
         """Start a child task when this attempt succeeds; this task then waits, ``blocked``,
@@ -119,9 +112,7 @@ class TaskContext:
         spawned — a retry spawns afresh. One attempt may spawn at most ``MAX_CHILDREN``
         children: one more raises InvalidTaskRequest, which fails the task at once.
         """
-        from ..workflows.children import prepare_child
-
-        self.spawned.append(prepare_child(task, payload, options, spawned=len(self.spawned)))
+        self.spawned.append(hooks.prepare_child(task, payload, options, spawned=len(self.spawned)))
 
     @property
     def idempotency_key(self) -> str:

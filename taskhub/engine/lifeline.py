@@ -29,9 +29,7 @@ from django.utils import timezone
 from ..conf import taskhub_settings
 from ..definitions.retry import has_attempts_left
 from ..models import DeadLetter, EventKind, Task, TaskEvent, TaskStatus, WorkerProcess
-from ..workflows.coordinator import settle
-from ..workflows.reconciler import reconcile
-from . import claims, redis_memory, transitions
+from . import claims, hooks, redis_memory, transitions
 from .broker import get_broker
 from .events import publish_on_commit
 
@@ -121,7 +119,7 @@ class Lifeline:
             if memory.reachable:
                 self._reassert_cancel_flags()
         self._clean_broker(dead_broker_ids)
-        reconcile()
+        hooks.reconcile()
         if report:
             logger.info("lifeline: %s", report)
         return report
@@ -213,7 +211,7 @@ class Lifeline:
                 )
         publish_on_commit(TaskEvent.objects.bulk_create(events))
         DeadLetter.objects.bulk_create(dead)
-        settle(task_id for task_id, _ in failed)
+        hooks.steps_ended(task_id for task_id, _ in failed)
         report.lost_attempts += len(changed)
         report.failed += len(failed)
 
@@ -222,7 +220,7 @@ class Lifeline:
         next attempt would be above the cancel flag. Returns the other rows."""
         asked = [r for r in rows if r["cancel_requested"]]
         cancelled = transitions.cancel_lost([(r["id"], r["attempt"]) for r in asked], now)
-        settle(task_id for task_id, _ in cancelled)
+        hooks.steps_ended(task_id for task_id, _ in cancelled)
         return [r for r in rows if not r["cancel_requested"]]
 
     def _retire_unclaimed(self, rows: list[dict], now, report) -> None:

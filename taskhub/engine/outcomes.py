@@ -41,9 +41,7 @@ from django.utils import timezone
 from ..conf import taskhub_settings
 from ..models import DeadLetter, EventKind, TaskLog, TaskStatus
 from ..safety.storable import storable_json, storable_text
-from ..workflows.children import insert_children
-from ..workflows.coordinator import settle
-from . import signals, transitions
+from . import hooks, signals, transitions
 from .broker import get_redis, key, wake_dispatcher
 from .events import publish_on_commit
 from .store import NewEvent, guarded_update, insert_events
@@ -513,7 +511,7 @@ class OutcomeWriter:
             TaskLog.objects.bulk_create(batch.logs)
             # Workflow steps and parents: their dependents are resolved in this same
             # transaction, so an outcome and its consequences land together or not at all.
-            settle(o.task_id for o in finished if o.status in _FINAL and o.coordinated)
+            hooks.steps_ended(o.task_id for o in finished if o.status in _FINAL and o.coordinated)
         return finished
 
     def _write_task_by_task(self, batch: Batch) -> tuple[Batch, list[Outcome], Batch | None]:
@@ -672,7 +670,7 @@ class OutcomeWriter:
                 )
         publish_on_commit(insert_events(events))
         DeadLetter.objects.bulk_create(dead)
-        insert_children(
+        hooks.children_spawned(
             [(o.task_id, o.attempt, o.children) for o in applied if o.status == TaskStatus.BLOCKED],
             now,
         )
