@@ -460,7 +460,7 @@ class SchedulerRace:
         import datetime as dt
 
         from taskhub.models import FINISHED_STATUSES, ScheduleRun, Task
-        from taskhub.scheduler.runner import refresh_run_outcomes
+        from taskhub.scheduler.runs import refresh_run_outcomes
 
         if self._thread is not None:
             self._thread.join(self.race + self.solo + 120)

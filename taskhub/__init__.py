@@ -7,6 +7,7 @@ Public API::
     from taskhub import workflow, start_workflow, WorkflowBuilder
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
@@ -54,7 +55,5 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     # Lazy so that importing taskhub (e.g. from settings) doesn't import Django models early.
     if name in _EXPORTS:
-        import importlib
-
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(name)

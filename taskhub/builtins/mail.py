@@ -186,6 +186,7 @@ def deliver(message: EmailMultiAlternatives) -> None:
 
 def _classify_service_error(exc: Exception) -> None:
     """django-anymail errors: refused addresses and 4xx answers won't get better by retrying."""
+    # Imported on use: only a send through an e-mail service (ANYMAIL_ESP) gets here.
     try:
         from anymail.exceptions import (
             AnymailAPIError,

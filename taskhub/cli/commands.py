@@ -5,11 +5,20 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..console import services  # noqa: F401  (probes registers `taskhub health`)
-from ..definitions.registry import get_external_definition
+from django.contrib.auth import get_user_model
+
+from ..console import services
+from ..console.roles import ROLES, create_user, rotate_token
+from ..definitions.payloads import redact
+from ..definitions.registry import all_definitions, get_external_definition
+from ..engine.broker import ensure_redis
+from ..engine.dispatcher import Dispatcher
 from ..engine.enqueue import schedule, schedule_many
+from ..engine.pruner import prune_finished_tasks
 from ..errors import InvalidTaskRequest
 from . import probes  # noqa: F401  (probes registers `taskhub health`)
+from .launcher import Stack
+from .process import run_until_signalled
 from .subcommands import fail, parse_json, print_json, subcommand
 
 
@@ -86,9 +95,6 @@ def _with_line_number(message: str, path: str) -> str:
 
 
 def task_as_json(task) -> dict[str, Any]:
-    from ..definitions.payloads import redact
-    from ..definitions.registry import all_definitions
-
     definition = all_definitions().get(task.name)
     return {
         "id": str(task.id),
@@ -185,18 +191,12 @@ def _prune_args(p) -> None:
 
 @subcommand("prune", "delete old completed and cancelled tasks", _prune_args)
 def prune(args) -> None:
-    from ..engine.pruner import prune_finished_tasks
-
     count = prune_finished_tasks(args.older_than_days)
     sys.stdout.write(f"pruned {count} tasks\n")
 
 
 @subcommand("dispatcher", "run the dispatcher (and lifeline) in the foreground")
 def dispatcher(args) -> None:
-    from ..engine.broker import ensure_redis
-    from ..engine.dispatcher import Dispatcher
-    from .process import run_until_signalled
-
     ensure_redis()
     run_until_signalled(Dispatcher())
 
@@ -210,16 +210,12 @@ def _up_args(p) -> None:
 
 @subcommand("up", "run the whole stack until Ctrl-C / SIGTERM", _up_args)
 def up(args) -> int:
-    from .launcher import Stack
-
     return Stack(
         host=args.host, port=args.port, processes=args.processes, threads=args.threads
     ).run()
 
 
 def _createuser_args(p) -> None:
-    from ..console.roles import ROLES
-
     p.add_argument("username")
     p.add_argument("--role", choices=ROLES, default="viewer")
     p.add_argument("--email", default="")
@@ -237,10 +233,6 @@ def _createuser_args(p) -> None:
     _createuser_args,
 )
 def createuser(args) -> None:
-    from django.contrib.auth import get_user_model
-
-    from ..console.roles import create_user, rotate_token
-
     if not args.username.strip():
         raise fail("username must not be empty")
     existed = get_user_model().objects.filter(username=args.username).exists()

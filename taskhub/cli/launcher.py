@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.management import call_command
 
+from ..console.roles import create_first_admin
 from ..engine import embedded
 from ..engine.broker import ensure_redis, uses_embedded_redis
 
@@ -208,8 +209,6 @@ class Stack:
 
 def _announce_first_admin() -> None:
     """The embedded default starts with an admin user, whose credentials are printed once."""
-    from ..console.roles import create_first_admin
-
     created = create_first_admin()
     if created:
         name, password, token = created

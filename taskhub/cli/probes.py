@@ -23,13 +23,12 @@ from ..conf import taskhub_settings
 from ..console.health import check_database, check_redis
 from ..engine.broker import get_redis
 from ..engine.dispatcher import dispatcher_alive_key
+from ..engine.outcomes import stuck_writers
+from ..models import WorkerProcess
 from .subcommands import subcommand
 
 
 def check_worker() -> dict:
-    from ..engine.outcomes import stuck_writers
-    from ..models import WorkerProcess
-
     horizon = timezone.now() - dt.timedelta(seconds=taskhub_settings.LIFELINE_TIMEOUT)
     live = list(
         WorkerProcess.objects.filter(

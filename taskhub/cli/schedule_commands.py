@@ -117,9 +117,7 @@ def _lookup(action, name):
 
 @subcommand("run-now", "schedule a schedule's task now; prints the task id", _name_arg)
 def run_now(args) -> None:
-    from ..scheduler.runner import sync_declared_schedules
-
-    sync_declared_schedules()
+    schedules.sync_declared_schedules()
     run = _lookup(schedules.run_now, args.name)
     sys.stdout.write(f"{run.task_id}\n")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import uuid
 
 from django.core.serializers.json import DjangoJSONEncoder
 
@@ -63,8 +64,6 @@ def watch(args) -> int:
 
 
 def task_id_or_none(value: str):
-    import uuid
-
     try:
         return uuid.UUID(str(value))
     except ValueError:

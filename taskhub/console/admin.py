@@ -31,38 +31,31 @@ from ..models import (
     DeadLetter,
     OperatorAction,
     QueueState,
+    ScheduleRun,
     Task,
     TaskEvent,
     TaskLog,
+    TaskSchedule,
     TaskStatus,
     WorkerProcess,
 )
+from ..scheduler import schedules as schedule_services
 from . import analytics, services
-from .admin_tools import RoleAdmin, confirm_then
+from .admin_tools import (
+    SHOWN_HISTORY,
+    CreatedFilter,
+    RoleAdmin,
+    confirm_then,
+    exact_search,
+    pretty_json,
+    status_badge,
+)
 from .audit import audited
 from .roles import ADMIN, OPERATOR, VIEWER, has_role
-
-STATUS_COLOURS = {
-    TaskStatus.PENDING: "#6c757d",
-    TaskStatus.QUEUED: "#0d6efd",
-    TaskStatus.RUNNING: "#6610f2",
-    TaskStatus.RETRYING: "#fd7e14",
-    TaskStatus.COMPLETED: "#198754",
-    TaskStatus.FAILED: "#dc3545",
-    TaskStatus.CANCELLED: "#495057",
-    TaskStatus.BLOCKED: "#0aa2c0",
-    TaskStatus.SKIPPED: "#adb5bd",
-}
-SHOWN_HISTORY = 500
 
 admin.site.site_header = "taskhub console"
 admin.site.site_title = "taskhub"
 admin.site.index_title = "Tasks, queues and operators"
-
-
-def status_badge(status: str):
-    colour = STATUS_COLOURS.get(status, "#6c757d")
-    return format_html('<span class="th-badge" style="background:{}">{}</span>', colour, status)
 
 
 def progress_bar(value: int):
@@ -71,10 +64,6 @@ def progress_bar(value: int):
         value,
         max(0, min(100, value)),
     )
-
-
-def pretty_json(value):
-    return format_html('<pre class="th-json">{}</pre>', json.dumps(value, indent=2, default=str))
 
 
 # --- filters (each draws its choices without a query) ----------------------------------------
@@ -128,44 +117,6 @@ class PriorityFilter(admin.SimpleListFilter):
         if self.value() and self.value().lstrip("-").isdigit():
             return queryset.filter(priority=int(self.value()))
         return queryset
-
-
-class CreatedFilter(admin.SimpleListFilter):
-    title, parameter_name = "created", "created"
-    PERIODS = {
-        "1h": dt.timedelta(hours=1),
-        "24h": dt.timedelta(days=1),
-        "7d": dt.timedelta(days=7),
-        "30d": dt.timedelta(days=30),
-    }
-
-    def lookups(self, request, model_admin):
-        return [
-            ("1h", "last hour"),
-            ("24h", "last 24 hours"),
-            ("7d", "last 7 days"),
-            ("30d", "last 30 days"),
-        ]
-
-    def queryset(self, request, queryset):
-        period = self.PERIODS.get(self.value() or "")
-        return queryset.filter(created_at__gte=timezone.now() - period) if period else queryset
-
-
-def exact_search(queryset, term: str, fields: tuple[str, ...]):
-    """Exact matches on indexed columns instead of the admin's LIKE '%…%' scans."""
-    term = term.strip()
-    if not term:
-        return queryset
-    condition = Q()
-    try:
-        condition |= Q(pk=uuid.UUID(term)) if "id" in fields else Q()
-    except ValueError:
-        pass
-    for field in fields:
-        if field != "id":
-            condition |= Q(**{field: term})
-    return queryset.filter(condition) if condition else queryset.none()
 
 
 # --- tasks ------------------------------------------------------------------------------------
@@ -598,8 +549,6 @@ class OperatorActionAdmin(RoleAdmin):
 
 
 # -- schedules: edits go through taskhub.scheduler.schedules, which recomputes the next run -----
-from ..models import ScheduleRun, TaskSchedule  # noqa: E402
-from ..scheduler import schedules as schedule_services  # noqa: E402
 
 
 class TaskScheduleForm(forms.ModelForm):
@@ -775,7 +724,3 @@ class TaskScheduleAdmin(RoleAdmin):
 class ScheduleRunAdmin(RoleAdmin):
     list_display = ("schedule", "slot", "trigger", "task_id", "status")
     list_filter = ("status", "trigger", "schedule")
-
-
-# -- workflows: runs and stored definitions (taskhub.console.workflow_admin) --------------------
-from . import workflow_admin  # noqa: E402, F401

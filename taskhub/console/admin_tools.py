@@ -1,18 +1,26 @@
 """Building blocks of the operator console: role-based admin permissions, a paginator that never
-counts millions of rows, and confirmed, audited actions."""
+counts millions of rows, confirmed, audited actions, and what the task and workflow pages share
+(status colours, JSON display, the created filter, exact search)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import uuid
 from collections.abc import Callable
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.paginator import Paginator
 from django.db import connection
+from django.db.models import Q
 from django.template.response import TemplateResponse
+from django.utils import timezone
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 
 from ..errors import TaskhubError
+from ..models import TaskStatus
 from .audit import audited
 from .roles import ADMIN, OPERATOR, VIEWER, has_role
 
@@ -124,3 +132,66 @@ def confirm_then(
         shown = "; ".join(refused[:5]) + (" …" if len(refused) > 5 else "")
         modeladmin.message_user(request, f"{len(refused)} refused: {shown}", messages.WARNING)
     return None
+
+
+# -- shared by the task and workflow pages --------------------------------------------------------
+
+STATUS_COLOURS = {
+    TaskStatus.PENDING: "#6c757d",
+    TaskStatus.QUEUED: "#0d6efd",
+    TaskStatus.RUNNING: "#6610f2",
+    TaskStatus.RETRYING: "#fd7e14",
+    TaskStatus.COMPLETED: "#198754",
+    TaskStatus.FAILED: "#dc3545",
+    TaskStatus.CANCELLED: "#495057",
+    TaskStatus.BLOCKED: "#0aa2c0",
+    TaskStatus.SKIPPED: "#adb5bd",
+}
+SHOWN_HISTORY = 500
+
+
+def status_badge(status: str):
+    colour = STATUS_COLOURS.get(status, "#6c757d")
+    return format_html('<span class="th-badge" style="background:{}">{}</span>', colour, status)
+
+
+def pretty_json(value):
+    return format_html('<pre class="th-json">{}</pre>', json.dumps(value, indent=2, default=str))
+
+
+class CreatedFilter(admin.SimpleListFilter):
+    title, parameter_name = "created", "created"
+    PERIODS = {
+        "1h": dt.timedelta(hours=1),
+        "24h": dt.timedelta(days=1),
+        "7d": dt.timedelta(days=7),
+        "30d": dt.timedelta(days=30),
+    }
+
+    def lookups(self, request, model_admin):
+        return [
+            ("1h", "last hour"),
+            ("24h", "last 24 hours"),
+            ("7d", "last 7 days"),
+            ("30d", "last 30 days"),
+        ]
+
+    def queryset(self, request, queryset):
+        period = self.PERIODS.get(self.value() or "")
+        return queryset.filter(created_at__gte=timezone.now() - period) if period else queryset
+
+
+def exact_search(queryset, term: str, fields: tuple[str, ...]):
+    """Exact matches on indexed columns instead of the admin's LIKE '%…%' scans."""
+    term = term.strip()
+    if not term:
+        return queryset
+    condition = Q()
+    try:
+        condition |= Q(pk=uuid.UUID(term)) if "id" in fields else Q()
+    except ValueError:
+        pass
+    for field in fields:
+        if field != "id":
+            condition |= Q(**{field: term})
+    return queryset.filter(condition) if condition else queryset.none()

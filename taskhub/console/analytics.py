@@ -19,6 +19,7 @@ from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
+from ..conf import taskhub_settings
 from ..definitions.registry import declared_queues
 from ..models import ACTIVE_STATUSES, DeadLetter, QueueState, Task, TaskStatus, WorkerProcess
 
@@ -132,8 +133,6 @@ overview_snapshot = Snapshot(queue_overview, ttl=2.0)
 
 def live_workers(now: dt.datetime | None = None) -> list[WorkerProcess]:
     """Worker processes whose heartbeat is recent enough that the lifeline trusts them."""
-    from ..conf import taskhub_settings
-
     now = now or timezone.now()
     since = now - dt.timedelta(seconds=taskhub_settings.LIFELINE_TIMEOUT)
     return list(WorkerProcess.objects.filter(stopped_at__isnull=True, last_heartbeat_at__gte=since))

@@ -14,11 +14,15 @@ import redis
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
 from django.utils import timezone
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed
 
 from ..conf import taskhub_settings
 from ..engine.broker import get_redis
+from ..engine.outcomes import stuck_writers
 from ..models import TaskSchedule
 from ..scheduler.runner import last_poll_age
+from .analytics import live_workers, overview_snapshot
 
 OK, DEGRADED, DOWN, SKIPPED = "ok", "degraded", "down", "skipped"
 _SEVERITY = {OK: 0, SKIPPED: 0, DEGRADED: 1, DOWN: 2}
@@ -50,8 +54,6 @@ def check_redis() -> dict:
 
 
 def check_workers() -> dict:
-    from .analytics import live_workers
-
     workers = live_workers()
     if not workers:
         return {
@@ -69,8 +71,6 @@ def _with_writer_state(check: dict, worker_ids: list[str]) -> dict:
     """Degraded when a live worker's outcome writer is stuck: its tasks' outcomes are not being
     recorded, so their slots stay taken (taskhub.engine.outcomes). Counts only: this report is
     public (``taskhub health --worker`` on the host shows which worker and its error)."""
-    from ..engine.outcomes import stuck_writers
-
     try:
         stuck = stuck_writers(worker_ids)
     except (redis.RedisError, OSError):
@@ -137,8 +137,6 @@ def check_queues(overview: list[dict]) -> dict:
 
 def report() -> dict:
     """Every check and the overall status; queue figures are included for the API's summary."""
-    from .analytics import overview_snapshot
-
     checks = [check_database(), check_redis()]
     overview: list[dict] = []
     if checks[0]["status"] == OK:
@@ -176,9 +174,6 @@ def _is_authenticated(request) -> bool:
     """A session login, or a valid API token; a wrong token is anonymous here, not a 401."""
     if request.user.is_authenticated:
         return True
-    from rest_framework.authentication import TokenAuthentication
-    from rest_framework.exceptions import AuthenticationFailed
-
     try:
         return TokenAuthentication().authenticate(request) is not None
     except AuthenticationFailed:

@@ -11,6 +11,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, Group
 from django.db import transaction
+from rest_framework.authtoken.models import Token
 
 VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
 #: Roles from least to most powerful; a role grants everything to its left.
@@ -51,8 +52,6 @@ def create_user(
     The user gets staff status so the admin console admits them; what they may do there and
     on the API follows from the role alone.
     """
-    from rest_framework.authtoken.models import Token
-
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     ensure_role_groups()
@@ -71,8 +70,6 @@ def create_user(
 
 def rotate_token(user) -> str:
     """Replace the user's API token; the old one stops working at once. Returns the new key."""
-    from rest_framework.authtoken.models import Token
-
     with transaction.atomic():
         Token.objects.filter(user=user).delete()
         return Token.objects.create(user=user).key

@@ -14,8 +14,9 @@ from django.utils import timezone
 from ..definitions.registry import declared_queues
 from ..engine import claims, pause, transitions
 from ..engine.broker import wake_dispatcher
+from ..engine.enqueue import schedule
 from ..engine.events import publish_on_commit
-from ..errors import InvalidTransition, TaskNotFound
+from ..errors import InvalidTaskRequest, InvalidTransition, TaskNotFound
 from ..models import (
     ACTIVE_STATUSES,
     FINISHED_STATUSES,
@@ -229,9 +230,6 @@ def schedule_batch(requests: list[dict[str, Any]]) -> list[Task]:
     Each request is ``{"task", "payload", **SCHEDULE_OPTIONS}``. The first invalid one raises
     InvalidTaskRequest with its errors keyed ``"<index>.<field>"`` and nothing is stored.
     """
-    from ..engine.enqueue import schedule
-    from ..errors import InvalidTaskRequest
-
     rows = []
     with transaction.atomic():
         for index, request in enumerate(requests):

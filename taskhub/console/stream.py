@@ -24,12 +24,14 @@ from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
+import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework.authtoken.models import Token
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -200,8 +202,6 @@ class Hub:
             self._reader.submit(connection.close)
 
     async def _listen(self) -> None:
-        import redis.asyncio as aioredis
-
         while True:
             client = aioredis.Redis.from_url(redis_url())
             try:
@@ -400,8 +400,6 @@ def _token_user(request: HttpRequest):
     header = request.headers.get("Authorization", "")
     if not header.startswith("Token "):
         return None
-    from rest_framework.authtoken.models import Token
-
     token = Token.objects.select_related("user").filter(key=header[6:].strip()).first()
     return token.user if token and token.user.is_active else None
 

@@ -26,15 +26,16 @@ from ..safety.masking import mask
 from ..workflows import definitions, diagram, operations
 from ..workflows.graph import InvalidWorkflow
 from ..workflows.models import OPEN_RUN_STATUSES, WorkflowDefinition, WorkflowRun, WorkflowStatus
-from .admin import (
+from .admin_tools import (
     SHOWN_HISTORY,
     STATUS_COLOURS,
     CreatedFilter,
+    RoleAdmin,
+    confirm_then,
     exact_search,
     pretty_json,
     status_badge,
 )
-from .admin_tools import RoleAdmin, confirm_then
 from .audit import audited
 from .roles import OPERATOR, has_role
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..conf import taskhub_settings
 from ..errors import InvalidTaskRequest
+from ..safety.masking import mask
 from ..safety.storable import unstorable_reason
 from .registry import TaskDefinition
 
@@ -80,6 +81,4 @@ def to_jsonable(value: Any) -> Any:
 def redact(definition: TaskDefinition | None, payload: Any) -> Any:
     """A copy of the payload with the task's secret fields, secret-looking keys (at any depth)
     and the credentials in URLs masked (taskhub.safety.masking)."""
-    from ..safety.masking import mask
-
     return mask(payload, definition.secret_fields if definition else ())

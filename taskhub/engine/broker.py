@@ -12,12 +12,14 @@ import logging
 import os
 import threading
 
+import dramatiq
 import redis
 from django.conf import settings
 from dramatiq import Broker
 
 from ..conf import taskhub_settings
 from . import embedded
+from .redis_transport import TaskhubRedisBroker
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +74,10 @@ def build_broker(middleware=None, **options) -> Broker:
     """
     url = broker_url()
     if url.startswith(("amqp://", "amqps://")):
+        # Imported only when RabbitMQ carries the messages: it loads pika.
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
         return RabbitmqBroker(url=url, middleware=middleware, confirm_delivery=True, **options)
-    from .redis_transport import TaskhubRedisBroker
-
     # maintenance_chance=0: the lifeline recovers lost work deterministically; Dramatiq's own
     # random requeue of a dead worker's messages could replay an attempt hours later.
     return TaskhubRedisBroker(
@@ -89,8 +90,6 @@ def build_broker(middleware=None, **options) -> Broker:
 
 
 def get_broker() -> Broker:
-    import dramatiq
-
     return dramatiq.get_broker()
 
 

@@ -138,6 +138,8 @@ class TaskContext:
             return True
         now = time.monotonic()
         if now - self._cancel_checked_at >= 0.2:
+            # Imported on use: TaskContext stays importable before Django's models load
+            # (claims reaches them through taskhub.engine.pause).
             from .claims import is_cancel_requested
 
             self._cancel_checked_at = now

@@ -31,9 +31,11 @@ from django.utils import timezone
 from ..conf import taskhub_settings
 from ..definitions.registry import declared_queues
 from ..models import IN_FLIGHT_STATUSES, READY_STATUSES, EventKind, QueueState, Task, WorkerProcess
-from . import pause, transitions
+from . import claims, pause, redis_memory, transitions
 from .broker import EXECUTE_ACTOR, get_broker, get_redis, key
 from .events import publish_on_commit
+from .lifeline import Lifeline
+from .redis_transport import TaskhubRedisBroker
 from .store import NewEvent, insert_events, server_cursor
 
 logger = logging.getLogger(__name__)
@@ -81,13 +83,11 @@ def mark_dispatcher_alive() -> None:
 def live_workers(now: dt.datetime) -> list[WorkerProcess]:
     """Workers with a recent heartbeat in the database or, if the database missed their
     beats (a short outage), a live key in Redis."""
-    from .claims import live_in_redis
-
     horizon = now - dt.timedelta(seconds=taskhub_settings.LIFELINE_TIMEOUT)
     recent = now - dt.timedelta(days=1)
     candidates = list(WorkerProcess.objects.filter(last_heartbeat_at__gte=recent))
     fresh = {w.id for w in candidates if w.stopped_at is None and w.last_heartbeat_at >= horizon}
-    alive = fresh | live_in_redis([w.id for w in candidates if w.id not in fresh])
+    alive = fresh | claims.live_in_redis([w.id for w in candidates if w.id not in fresh])
     return [w for w in candidates if w.id in alive]
 
 
@@ -366,9 +366,6 @@ class Dispatcher:
         return max(0.0, min(poll, (first - now).total_seconds()))
 
     def run_forever(self) -> None:
-        from . import redis_memory
-        from .lifeline import Lifeline
-
         lifeline = Lifeline()
         failures = 0
         logger.info("dispatcher started")
@@ -417,8 +414,6 @@ class Dispatcher:
 
 def send_messages(messages: list[dramatiq.Message]) -> None:
     """Send messages to the broker; on Redis, one script call per queue."""
-    from .redis_transport import TaskhubRedisBroker
-
     broker = get_broker()
     if not isinstance(broker, TaskhubRedisBroker):
         for message in messages:
@@ -440,13 +435,11 @@ def unqueue(attempts: list[tuple[str, int]], *, reason: str) -> int:
     limit moves up with it. Its claim is taken, so that if the broker did take the message
     after all (a lost reply), the copy is dropped rather than run beside the next attempt.
     """
-    from .claims import retire_attempts
-
     now = timezone.now()
     with transaction.atomic():
         changed = transitions.unqueue(attempts, now, reason=reason)
     try:
-        retire_attempts([(str(t), a) for t, a in changed])
+        claims.retire_attempts([(str(t), a) for t, a in changed])
     except (redis.RedisError, OSError) as exc:  # the broker's Redis may be the one refusing
         logger.warning("could not retire %d un-queued attempts: %s", len(changed), exc)
     return len(changed)

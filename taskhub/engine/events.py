@@ -21,6 +21,7 @@ from typing import Any
 from django.db import transaction
 
 from ..models import EventKind, TaskEvent, TaskStatus
+from .broker import get_redis, key
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ _listeners = {"checked": 0.0, "any": True}
 
 
 def channel() -> str:
-    from .broker import key
-
     return key("events")
 
 
@@ -98,8 +97,6 @@ def publish_events(rows: Iterable[TaskEvent]) -> None:
     if not rows:
         return
     try:
-        from .broker import get_redis
-
         client = get_redis()
         if not _anyone_listening(client):
             return

@@ -32,6 +32,7 @@ from ..models import DeadLetter, EventKind, Task, TaskEvent, TaskStatus, WorkerP
 from . import claims, hooks, redis_memory, transitions
 from .broker import get_broker
 from .events import publish_on_commit
+from .redis_transport import TaskhubRedisBroker
 
 logger = logging.getLogger(__name__)
 LIFELINE_LOCK = 0x6C696665  # "life"
@@ -241,8 +242,6 @@ class Lifeline:
     def _clean_broker(self, broker_ids: list[str]) -> None:
         """Drop dead Redis consumers' unacked messages (ack sets and bodies): the lifeline
         re-sent their work."""
-        from .redis_transport import TaskhubRedisBroker
-
         broker = get_broker()
         if not broker_ids or not isinstance(broker, TaskhubRedisBroker):
             return
@@ -254,8 +253,6 @@ def _not_waiting_in_broker(rows: list[dict]) -> list[dict]:
     """The rows whose message is not waiting in its queue. One still waiting was not lost, only
     not consumed yet (a queue nobody serves, or one behind long tasks): another copy would only
     pile up beside it, every REDISPATCH_AFTER, for as long as nobody consumes the queue."""
-    from .redis_transport import TaskhubRedisBroker
-
     broker = get_broker()
     if not rows or not isinstance(broker, TaskhubRedisBroker):
         return rows

@@ -24,6 +24,8 @@ class TaskTrackingMiddleware(Middleware):
     @property
     def runtime(self):
         if self._runtime is None:
+            # Imported on use: django_dramatiq builds the broker, and this middleware, before
+            # Django's models load (see the module docstring).
             from .worker import WorkerRuntime
 
             self._runtime = WorkerRuntime()

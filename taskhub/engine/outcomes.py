@@ -39,7 +39,7 @@ from django.db import Error as DatabaseLayerError  # DatabaseError's base, and I
 from django.utils import timezone
 
 from ..conf import taskhub_settings
-from ..models import DeadLetter, EventKind, TaskLog, TaskStatus
+from ..models import DeadLetter, EventKind, Task, TaskLog, TaskStatus
 from ..safety.storable import storable_json, storable_text
 from . import hooks, signals, transitions
 from .broker import get_redis, key, wake_dispatcher
@@ -111,8 +111,6 @@ def _honour_cancel_requests(outcomes: list[Outcome]) -> list[Outcome]:
     attempt would run a task the operator cancelled). A handler that returned normally after
     seeing the request already reported ``cancelled``; one that completed without looking keeps
     its result. The rows are locked so a cancel can't land between this read and the write."""
-    from ..models import Task
-
     candidates = {o.task_id for o in outcomes if o.status in _OVERRIDDEN_BY_CANCEL}
     if not candidates:
         return outcomes

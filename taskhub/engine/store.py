@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.db import connection
+from django.db.models import JSONField
 
-from ..models import Task
+from ..models import Task, TaskEvent
 
 # PostgreSQL needs the type of each unnest array spelled out (a column may be all NULLs).
 _PG_TYPES = {
@@ -82,7 +83,7 @@ def server_cursor() -> Iterator[Any]:
     transaction). Django's default client-side binding quotes every parameter in Python, which
     on the hot paths cost more than the statements themselves. Errors come out as Django's
     (DatabaseError, …) and mark the connection for the usual close-and-reconnect."""
-    import psycopg
+    import psycopg  # only PostgreSQL uses it: the embedded default runs on SQLite
 
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
@@ -143,8 +144,6 @@ class NewEvent:
 def insert_events(events: Sequence[Any]) -> Sequence[Any]:
     """Insert event rows — ``TaskEvent`` or :class:`NewEvent` — setting their ids; on
     PostgreSQL in one server-bound statement."""
-    from ..models import TaskEvent
-
     if not events:
         return events
     if connection.vendor != "postgresql":
@@ -166,8 +165,6 @@ def insert_events(events: Sequence[Any]) -> Sequence[Any]:
 
 
 def _as_model(event: Any) -> Any:
-    from ..models import TaskEvent
-
     if isinstance(event, TaskEvent):
         return event
     return TaskEvent(
@@ -215,8 +212,6 @@ def insert_uniform_tasks(
     other columns are bound once. COPY sent every column of every row through psycopg's
     Python row writer, which cost more than PostgreSQL's work.
     """
-    from ..models import TaskEvent
-
     constant = [f for f in _insert_columns(Task) if f.attname not in ("id", "payload")]
     event_fields = [f for f in _insert_columns(TaskEvent) if f.attname != "task_id"]
     columns = ", ".join(f.column for f in constant)
@@ -242,8 +237,7 @@ def insert_uniform_tasks(
 
 def _native_values(instance, fields) -> list:
     """Field values as psycopg adapts them itself; only JSON needs a wrapper."""
-    from django.db.models import JSONField
-    from psycopg.types.json import Jsonb
+    from psycopg.types.json import Jsonb  # PostgreSQL only, as above
 
     values = []
     for f in fields:
@@ -258,8 +252,7 @@ def copy_rows(model, rows: Sequence[Any]) -> None:
     """Bulk-insert model instances with PostgreSQL COPY (many times faster than a multi-row
     INSERT for thousands of rows). Must run inside a transaction. Rows without a primary key
     get theirs from the table's sequence first (so callers can still refer to them)."""
-    from django.db.models import JSONField
-    from psycopg.types.json import Jsonb
+    from psycopg.types.json import Jsonb  # PostgreSQL only, as above
 
     pk = model._meta.pk
     if pk.auto_created and rows and getattr(rows[0], pk.attname) is None:

@@ -25,6 +25,8 @@ import httpcore
 import httpx
 from httpcore._backends.sync import SyncBackend
 
+from ..conf import taskhub_settings
+
 _BLOCKED_NETWORKS = [
     ipaddress.ip_network(n)
     for n in (
@@ -86,14 +88,10 @@ def check_url(url: str) -> None:
 
 def port_allowed(port: int) -> bool:
     """Whether outgoing requests may use this port (when private targets are not allowed)."""
-    from ..conf import taskhub_settings
-
     return port in set(taskhub_settings.ALLOWED_PORTS)
 
 
 def _private_allowed() -> bool:
-    from ..conf import taskhub_settings
-
     return bool(taskhub_settings.ALLOW_PRIVATE_TARGETS)
 
 

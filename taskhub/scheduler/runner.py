@@ -1,12 +1,12 @@
 """The scheduler process (``manage.py runscheduler``): fires due schedule slots as tasks.
 
 APScheduler runs the poll (every SCHEDULER_POLL_INTERVAL seconds); its triggers compute the
-slots (taskhub.scheduler.cron). The database decides what fires: each due schedule is handled in one
-transaction that locks its row, inserts a ScheduleRun unique on (schedule, slot), schedules the
-task and advances ``next_run_at``. Any number of scheduler processes may run; a slot fires once
-(docs/architecture.md, "One firing per cron slot") — the row lock keeps them apart, and the
-unique run row is the backstop a stale or crashed process can't get past. A crash before commit
-leaves nothing; after, the slot is done.
+slots (taskhub.scheduler.cron). The database decides what fires: each due schedule is handled in
+one transaction that locks its row, inserts a ScheduleRun unique on (schedule, slot)
+(taskhub.scheduler.runs), schedules the task and advances ``next_run_at``. Any number of
+scheduler processes may run; a slot fires once (docs/architecture.md, "One firing per cron
+slot") — the row lock keeps them apart, and the unique run row is the backstop a stale or crashed
+process can't get past. A crash before commit leaves nothing; after, the slot is done.
 
 Like the dispatcher and lifeline: small units (sync, tick, fire, refresh), counts logged.
 """
@@ -16,8 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
+import redis
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 from django.db import (
     DatabaseError,
     IntegrityError,
@@ -25,23 +29,14 @@ from django.db import (
     close_old_connections,
     transaction,
 )
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..conf import taskhub_settings
-from ..engine.enqueue import schedule
-from ..errors import InvalidTaskRequest
-from ..models import (
-    ACTIVE_STATUSES,
-    RunStatus,
-    RunTrigger,
-    ScheduleKind,
-    ScheduleRun,
-    ScheduleSource,
-    Task,
-    TaskSchedule,
-)
-from .cron import InvalidSchedule, build_trigger, declared, latest_slot
+from ..engine.broker import get_redis, key
+from ..models import RunStatus, RunTrigger, ScheduleKind, ScheduleRun, TaskSchedule
+from .cron import InvalidSchedule, build_trigger, latest_slot
+from .runs import record_run, refresh_run_outcomes
+from .schedules import first_run_after, spec_of, sync_declared_schedules
 
 logger = logging.getLogger(__name__)
 REFRESH_EVERY = 5.0  # seconds between refreshes of run outcomes
@@ -54,33 +49,9 @@ class TickReport:
     lost_races: int = 0
 
 
-def record_run(row: TaskSchedule, slot: dt.datetime, trigger: str) -> ScheduleRun:
-    """Insert the run for ``slot`` and schedule its task, in the caller's transaction.
-
-    Raises IntegrityError if the slot already has a run (another scheduler fired it).
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        run = ScheduleRun.objects.create(schedule=row, slot=slot, trigger=trigger, created_at=now)
-    try:
-        with transaction.atomic():
-            task = schedule(row.task_name, row.payload, correlation_id=f"schedule:{row.name}")
-        run.task_id, run.status = task.id, task.status
-    except InvalidTaskRequest as exc:
-        # The code changed under a stored schedule (task renamed, schema tightened): record it.
-        run.status, run.error = RunStatus.ERROR, str(exc)
-        logger.warning("schedule %s could not schedule %s: %s", row.name, row.task_name, exc)
-    run.save(update_fields=["task_id", "status", "error"])
-    row.last_run_at, row.last_task_id, row.last_status = slot, run.task_id, run.status
-    row.save(update_fields=["last_run_at", "last_task_id", "last_status"])
-    return run
-
-
 def fire_due(schedule_id: int, now: dt.datetime, report: TickReport) -> None:
     """Fire one due schedule: its latest missed slot within grace (older ones coalesce into
     it), or record the miss; then advance next_run_at past ``now``."""
-    from .schedules import first_run_after, spec_of
-
     with transaction.atomic():
         row = (
             TaskSchedule.objects.select_for_update(skip_locked=True)
@@ -138,100 +109,10 @@ def tick(now: dt.datetime | None = None) -> TickReport:
     return report
 
 
-def refresh_run_outcomes(runs: QuerySet[ScheduleRun] | None = None, limit: int = 2000) -> int:
-    """Copy the outcome of each unfinished run's task onto the run (and its schedule)."""
-    runs = ScheduleRun.objects.all() if runs is None else runs
-    open_runs = list(
-        runs.filter(status__in=ACTIVE_STATUSES)
-        .exclude(task_id=None)
-        .values_list("id", "task_id", "status")[:limit]
-    )
-    if not open_runs:
-        return 0
-    current = dict(
-        Task.objects.filter(id__in=[t for _, t, _ in open_runs]).values_list("id", "status")
-    )
-    changed: dict[str, list[tuple[int, object]]] = {}
-    for run_id, task_id, status in open_runs:
-        new = current.get(task_id, RunStatus.PRUNED)
-        if new != status:
-            changed.setdefault(new, []).append((run_id, task_id))
-    for status, pairs in changed.items():
-        ScheduleRun.objects.filter(id__in=[r for r, _ in pairs]).update(status=status)
-        TaskSchedule.objects.filter(last_task_id__in=[t for _, t in pairs]).update(
-            last_status=status
-        )
-    return sum(len(p) for p in changed.values())
-
-
-def prune_schedule_runs(older_than_days: float) -> int:
-    """Delete run history older than the retention (the schedules themselves stay)."""
-    cutoff = timezone.now() - dt.timedelta(days=older_than_days)
-    count, _ = ScheduleRun.objects.filter(created_at__lt=cutoff).delete()
-    return count
-
-
-def sync_declared_schedules() -> int:
-    """Write the crons declared in code to the schedules table; return how many changed.
-
-    A declaration's definition wins over the row; the row keeps ``enabled`` (an operator may
-    have disabled it) and its history. Code rows no longer declared are removed.
-    """
-    from .schedules import create_schedule, first_run_after
-
-    changed = 0
-    declarations = declared()
-    for name, declaration in declarations.items():
-        spec = declaration.spec
-        row = TaskSchedule.objects.filter(name=name).first()
-        if row is None:
-            try:
-                create_schedule(
-                    name,
-                    declaration.task,
-                    cron=spec.cron or None,
-                    interval=spec.interval,
-                    payload=declaration.payload,
-                    timezone_name=spec.timezone,
-                    source=ScheduleSource.CODE,
-                )
-                changed += 1
-            except InvalidSchedule as exc:
-                if exc.field != "name":  # "exists": a concurrent scheduler created it
-                    logger.error("declared schedule %s is invalid: %s", name, exc)
-            except InvalidTaskRequest as exc:
-                logger.error("declared schedule %s is invalid: %s", name, exc)
-            continue
-        if row.source != ScheduleSource.CODE:
-            logger.warning(
-                "schedule %s exists in the database; the code declaration is ignored", name
-            )
-            continue
-        wanted = (declaration.task, declaration.payload, spec.cron, spec.interval, spec.timezone)
-        have = (row.task_name, row.payload, row.cron, row.interval_seconds, row.timezone)
-        if wanted != have:
-            now = timezone.now()
-            row.task_name, row.payload, row.cron = declaration.task, declaration.payload, spec.cron
-            row.interval_seconds, row.timezone = spec.interval, spec.timezone
-            row.kind = "cron" if spec.cron else "interval"
-            row.anchor_at, row.updated_at = now, now
-            row.next_run_at = first_run_after(row, now) if row.enabled else None
-            row.save()
-            changed += 1
-    stale = TaskSchedule.objects.filter(source=ScheduleSource.CODE).exclude(name__in=declarations)
-    gone = stale.count()
-    if gone:
-        stale.delete()
-        logger.info("removed %d schedules no longer declared in code", gone)
-    return changed + gone
-
-
 class Scheduler:
     """The long-running process: sync declarations, then poll on an APScheduler interval job."""
 
     def __init__(self, poll_interval: float | None = None) -> None:
-        from apscheduler.schedulers.blocking import BlockingScheduler
-
         self.poll_interval = poll_interval or taskhub_settings.SCHEDULER_POLL_INTERVAL
         self._aps = BlockingScheduler(timezone=dt.UTC)
         self._stopping = threading.Event()
@@ -239,8 +120,6 @@ class Scheduler:
         self._failures = 0
 
     def run_forever(self) -> None:
-        from apscheduler.triggers.interval import IntervalTrigger
-
         if not taskhub_settings.ENABLE_SCHEDULING:
             logger.warning("scheduling is disabled (ENABLE_TASK_SCHEDULING=false); not starting")
             return
@@ -264,8 +143,6 @@ class Scheduler:
             self._aps.shutdown(wait=False)
 
     def poll(self) -> None:
-        import time
-
         try:
             tick()
             beat()
@@ -285,19 +162,11 @@ class Scheduler:
 
 
 def _heartbeat_key() -> str:
-    from ..engine.broker import key
-
     return key("scheduler", "last-poll")
 
 
 def beat() -> None:
     """Record a successful poll (one Redis SET) for the health check; never fails the poll."""
-    import time
-
-    import redis
-
-    from ..engine.broker import get_redis
-
     ttl = int(max(300, taskhub_settings.SCHEDULER_POLL_INTERVAL * 100))
     try:
         get_redis().set(_heartbeat_key(), repr(time.time()), ex=ttl)
@@ -307,9 +176,5 @@ def beat() -> None:
 
 def last_poll_age() -> float | None:
     """Seconds since a scheduler last polled successfully, or None if none has recently."""
-    import time
-
-    from ..engine.broker import get_redis
-
     value = get_redis().get(_heartbeat_key())
     return None if value is None else max(0.0, time.time() - float(value))

@@ -8,6 +8,7 @@ second), with no restart.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -25,8 +26,10 @@ from ..models import (
     ScheduleSource,
     TaskSchedule,
 )
-from .cron import InvalidSchedule, ScheduleSpec, build_trigger, fire_after
+from .cron import InvalidSchedule, ScheduleSpec, build_trigger, declared, fire_after
+from .runs import record_run, refresh_run_outcomes
 
+logger = logging.getLogger(__name__)
 _TIMING_FIELDS = ("cron", "interval", "run_at", "timezone")
 
 
@@ -185,8 +188,6 @@ def delete_schedule(ref: str | int) -> None:
 def run_now(ref: str | int) -> ScheduleRun:
     """Schedule the schedule's task now, recorded as a manual run; the regular slots are
     unaffected."""
-    from .runner import record_run
-
     with transaction.atomic():
         row = TaskSchedule.objects.select_for_update().get(id=get_schedule(ref).id)
         run = record_run(row, timezone.now(), RunTrigger.MANUAL)
@@ -197,8 +198,6 @@ def run_now(ref: str | int) -> ScheduleRun:
 
 def schedule_runs(ref: str | int, limit: int = 50) -> list[ScheduleRun]:
     """A schedule's latest runs, newest first, with outcomes brought up to date."""
-    from .runner import refresh_run_outcomes
-
     row = get_schedule(ref)
     refresh_run_outcomes(ScheduleRun.objects.filter(schedule=row))
     return list(ScheduleRun.objects.filter(schedule=row).order_by("-slot")[:limit])
@@ -206,8 +205,59 @@ def schedule_runs(ref: str | int, limit: int = 50) -> list[ScheduleRun]:
 
 def list_schedules() -> list[TaskSchedule]:
     """Every schedule (code declarations synced first), outcomes brought up to date."""
-    from .runner import refresh_run_outcomes, sync_declared_schedules
-
     sync_declared_schedules()
     refresh_run_outcomes(ScheduleRun.objects.filter(status__in=ACTIVE_STATUSES))
     return list(TaskSchedule.objects.order_by("name"))
+
+
+def sync_declared_schedules() -> int:
+    """Write the crons declared in code to the schedules table; return how many changed.
+
+    A declaration's definition wins over the row; the row keeps ``enabled`` (an operator may
+    have disabled it) and its history. Code rows no longer declared are removed.
+    """
+    changed = 0
+    declarations = declared()
+    for name, declaration in declarations.items():
+        spec = declaration.spec
+        row = TaskSchedule.objects.filter(name=name).first()
+        if row is None:
+            try:
+                create_schedule(
+                    name,
+                    declaration.task,
+                    cron=spec.cron or None,
+                    interval=spec.interval,
+                    payload=declaration.payload,
+                    timezone_name=spec.timezone,
+                    source=ScheduleSource.CODE,
+                )
+                changed += 1
+            except InvalidSchedule as exc:
+                if exc.field != "name":  # "exists": a concurrent scheduler created it
+                    logger.error("declared schedule %s is invalid: %s", name, exc)
+            except InvalidTaskRequest as exc:
+                logger.error("declared schedule %s is invalid: %s", name, exc)
+            continue
+        if row.source != ScheduleSource.CODE:
+            logger.warning(
+                "schedule %s exists in the database; the code declaration is ignored", name
+            )
+            continue
+        wanted = (declaration.task, declaration.payload, spec.cron, spec.interval, spec.timezone)
+        have = (row.task_name, row.payload, row.cron, row.interval_seconds, row.timezone)
+        if wanted != have:
+            now = timezone.now()
+            row.task_name, row.payload, row.cron = declaration.task, declaration.payload, spec.cron
+            row.interval_seconds, row.timezone = spec.interval, spec.timezone
+            row.kind = "cron" if spec.cron else "interval"
+            row.anchor_at, row.updated_at = now, now
+            row.next_run_at = first_run_after(row, now) if row.enabled else None
+            row.save()
+            changed += 1
+    stale = TaskSchedule.objects.filter(source=ScheduleSource.CODE).exclude(name__in=declarations)
+    gone = stale.count()
+    if gone:
+        stale.delete()
+        logger.info("removed %d schedules no longer declared in code", gone)
+    return changed + gone

@@ -19,6 +19,7 @@ from ..engine.events import publish_on_commit
 from ..errors import InvalidTaskRequest
 from ..models import EventKind, Task, TaskEvent, TaskStatus
 from .builder import WorkflowSpec, registered_workflows
+from .coordinator import run_event
 from .graph import Graph, InvalidWorkflow
 from .models import FailurePolicy, StepEdge, WorkflowDefinition, WorkflowRun
 from .stored import compile_stored
@@ -174,8 +175,6 @@ def _step_rows(graph: Graph, run: WorkflowRun, now: dt.datetime) -> dict[str, Ta
 
 
 def _insert(run: WorkflowRun, graph: Graph, rows: dict[str, Task], now: dt.datetime) -> None:
-    from .coordinator import run_event
-
     run.save(force_insert=True)
     Task.objects.bulk_create(rows.values(), batch_size=1000)
     StepEdge.objects.bulk_create(

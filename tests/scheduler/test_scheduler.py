@@ -12,7 +12,9 @@ from taskhub.errors import UnknownTask
 from taskhub.models import RunStatus, ScheduleRun, Task, TaskSchedule
 from taskhub.scheduler import schedules
 from taskhub.scheduler.cron import InvalidSchedule, declare, undeclare
-from taskhub.scheduler.runner import record_run, refresh_run_outcomes, sync_declared_schedules, tick
+from taskhub.scheduler.runner import tick
+from taskhub.scheduler.runs import record_run, refresh_run_outcomes
+from taskhub.scheduler.schedules import sync_declared_schedules
 
 pytestmark = pytest.mark.django_db
 
