@@ -3,8 +3,12 @@
 Public API::
 
     from taskhub import task, schedule, schedule_many, TaskContext, PermanentError
-    from taskhub.definitions.retry import Schedule, Exponential, Linear
+    from taskhub import Schedule, Exponential, Linear
     from taskhub import workflow, start_workflow, WorkflowBuilder
+    from taskhub import TaskStatus, WorkflowStatus  # the states of a task and of a workflow run
+
+Domain apps read tasks and runs through taskhub.console.services (the "seams" section there),
+never through taskhub.models or the engine's modules (.importlinter).
 """
 
 import importlib
@@ -24,6 +28,8 @@ __all__ = [
     "workflow",
     "start_workflow",
     "WorkflowBuilder",
+    "TaskStatus",
+    "WorkflowStatus",
 ]
 
 _EXPORTS = {
@@ -40,6 +46,8 @@ _EXPORTS = {
     "workflow": "taskhub.workflows.builder",
     "start_workflow": "taskhub.workflows.start",
     "WorkflowBuilder": "taskhub.workflows.builder",
+    "TaskStatus": "taskhub.models",
+    "WorkflowStatus": "taskhub.models",
 }
 
 if TYPE_CHECKING:
@@ -48,6 +56,7 @@ if TYPE_CHECKING:
     from .engine.context import TaskContext
     from .engine.enqueue import schedule, schedule_many
     from .errors import InvalidTaskRequest, PermanentError, TaskCancelled
+    from .models import TaskStatus, WorkflowStatus
     from .workflows.builder import WorkflowBuilder, workflow
     from .workflows.start import start_workflow
 

@@ -1,5 +1,9 @@
 """Operator actions. The admin, the API and the command line all call these; nobody edits a
 status by hand. Each is one guarded transition (or a batch of them) with its event recorded.
+
+And the domain apps' seam (the last section): what payments, kyc, webhooks, notifications and
+blockchain may read of taskhub's rows and use of its Redis. .importlinter forbids them
+taskhub.models and the engine's modules; these functions are what they use instead.
 """
 
 from __future__ import annotations
@@ -7,13 +11,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import redis
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from ..definitions.registry import declared_queues
 from ..engine import claims, pause, transitions
-from ..engine.broker import wake_dispatcher
+from ..engine.broker import get_redis, key, wake_dispatcher
 from ..engine.enqueue import schedule
 from ..engine.events import publish_on_commit
 from ..errors import InvalidTaskRequest, InvalidTransition, TaskNotFound
@@ -28,6 +33,7 @@ from ..models import (
     TaskStatus,
 )
 from ..workflows.coordinator import settle
+from ..workflows.models import WorkflowRun
 
 WAITING_STATUSES = (
     TaskStatus.PENDING,
@@ -240,3 +246,48 @@ def schedule_batch(requests: list[dict[str, Any]]) -> list[Task]:
                 errors = {f"{index}.{field}": messages for field, messages in exc.errors.items()}
                 raise InvalidTaskRequest(f"item {index}: {exc}", errors=errors) from None
     return rows
+
+
+# -- the domain apps' seam ------------------------------------------------------------------------
+
+
+def correlated_tasks(correlation_id: str) -> list[Task]:
+    """Every task scheduled with this correlation id, oldest first."""
+    return list(Task.objects.filter(correlation_id=correlation_id).order_by("created_at"))
+
+
+def live_task(task_id: str | uuid.UUID | None) -> Task | None:
+    """The task if it has not ended yet (waiting, queued, running or blocked), else None."""
+    if task_id is None:
+        return None
+    return Task.objects.filter(id=task_id, status__in=ACTIVE_STATUSES).first()
+
+
+def live_task_ids(task_ids: list[str | uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these tasks have not ended yet."""
+    return set(
+        Task.objects.filter(id__in=task_ids, status__in=ACTIVE_STATUSES).values_list(
+            "id", flat=True
+        )
+    )
+
+
+def workflow_steps(run_id: str | uuid.UUID) -> dict[str, Task]:
+    """A workflow run's step tasks, by step key."""
+    return {t.step_key: t for t in Task.objects.filter(workflow_run_id=run_id)}
+
+
+def workflow_run_status(run_id: str | uuid.UUID) -> str | None:
+    """A workflow run's status (a ``taskhub.WorkflowStatus``), or None if there is no such run."""
+    return WorkflowRun.objects.filter(id=run_id).values_list("status", flat=True).first()
+
+
+def shared_redis() -> redis.Redis:
+    """The Redis client taskhub coordinates through (REDIS_URL, or the embedded server), for an
+    app's own small, short-lived keys; name them with :func:`redis_key`."""
+    return get_redis()
+
+
+def redis_key(*parts: object) -> str:
+    """A Redis key under taskhub's KEY_PREFIX, so an app's keys share taskhub's namespace."""
+    return key(*parts)
