@@ -8,7 +8,8 @@ moments (every ~7 s; ~4.5 s quick; each kind at least once) a worker process is 
 its unit SIGTERMed (2 s grace), the dispatcher or the scheduler is SIGKILLed, the Redis is
 flushed, restarted or stalled with DEBUG SLEEP past the lifeline timeout, and every database
 session is terminated. A supervisor restarts what died. Then the load stops, the faults stop,
-and the stack gets DRAIN_S to finish.
+and the stack drains: until every row is finished, no row has finished for DRAIN_STALL_S, or
+DRAIN_S has passed.
 
 ``--chaos-seed N`` repeats a run's faults (order, times, targets drawn); ``--chaos-leave-out``
 drops kinds of work or faults (e.g. ``nul``: to see what the rest finds while one defect is
@@ -54,8 +55,20 @@ TASKS, QUICK_TASKS = 55_000, 5_000
 FAULT_GAP_S, QUICK_FAULT_GAP_S = 7.0, 4.5
 WARM_UP_S = 5.0
 WAIT_FOR_VICTIM_S = 20.0  # a kill waits this long for a process up long enough (chaos_procs)
-DRAIN_S = 120.0
+#: The drain ends when every row is finished, when no row has finished for DRAIN_STALL_S (a
+#: stall), or after DRAIN_S: a backlog the faults left is worked off at the machine's pace
+#: (~150 tasks/s on a loaded 2-core machine, measured), so the bound is generous and the drain's
+#: length and rate are reported.
+DRAIN_S = 600.0
+DRAIN_STALL_S = 60.0
 RECOVERY_LIMIT_S = 60.0
+BACKLOG_EVERY_S = 10.0
+BOOT_WAIT_S = 120.0
+#: Threads per worker unit, at least: the mix keeps ~11 threads in handlers (slow tasks,
+#: cancellable ones running until their cancel lands) and kills take units away for ~10 s
+#: each. With 2 × 8 the 10-minute run was short of threads (its backlog grew from the first
+#: minute); the drill tests recovery, not capacity.
+MIN_THREADS = 16
 SHUTDOWN_GRACE_MS = 2000  # SIGTERMed units hand back what still runs after this
 SHORT_TIMINGS = {
     "LIFELINE_TIMEOUT": 4.0,
@@ -149,6 +162,7 @@ class Drill:
     ):
         self.ctx, self.seconds, self.seed, self.leave_out = ctx, seconds, seed, leave_out
         self.rate = tasks / seconds
+        self.threads = max(ctx.threads, MIN_THREADS)
         self.gap = QUICK_FAULT_GAP_S if ctx.quick else FAULT_GAP_S
         self.fault_rng = random.Random(seed)
         self.load = Load(random.Random(seed + 1), self.rate, ctx.tag(NAME), leave_out)
@@ -156,6 +170,9 @@ class Drill:
         self.faults: list[Fault] = []
         self.log: list[dict[str, Any]] = []
         self.started = 0.0
+        self.backlog: list[dict[str, Any]] = []  # _sample_backlog's samples
+        self.boot_s: float | None = None
+        self.drain_stalled = False
 
     def plan(self) -> list[tuple[float, str]]:
         """Seeded (time offset, fault kind): every kind once in a shuffled order, then drawn by
@@ -184,12 +201,13 @@ class Drill:
             ),
             "BENCH_CHAOS_RECORD_DIR": str(self.record_dir),
         }
-        stack = ChaosStack(env, self.ctx.processes, self.ctx.threads, SHUTDOWN_GRACE_MS)
+        stack = ChaosStack(env, self.ctx.processes, self.threads, SHUTDOWN_GRACE_MS)
         faults = Faults(stack, server, db_name, self.fault_rng, STALL_S, _in_flight_ids)
         _add_cron()
         threads: list[threading.Thread] = []
         try:
             stack.start()
+            self.boot_s = self._wait_for_workers(stack)
             self.started = time.time()
             threads = [
                 threading.Thread(
@@ -200,6 +218,9 @@ class Drill:
                 ),
                 threading.Thread(target=self.load.steer, name="chaos-steer", daemon=True),
             ]
+            threads.append(
+                threading.Thread(target=self._sample_backlog, name="chaos-backlog", daemon=True)
+            )
             for thread in threads:
                 thread.start()
             self._disturb(stack, faults)
@@ -217,6 +238,48 @@ class Drill:
             "kills": faults.kill_records(),
             "restarts": {r.name: r.restarts for r in stack.roles.values()},
         }
+
+    def _wait_for_workers(self, stack: ChaosStack) -> float | None:
+        """The load starts once every worker unit heart-beats: the drill measures recovery,
+        not the first boot (~17 s per unit on a loaded 2-core machine)."""
+        from django.utils import timezone
+
+        from taskhub.models import WorkerProcess
+
+        t0 = time.time()
+        while time.time() - t0 < BOOT_WAIT_S:
+            stack.supervise()
+            since = timezone.now() - dt.timedelta(seconds=5)
+            live = WorkerProcess.objects.filter(
+                stopped_at__isnull=True, last_heartbeat_at__gte=since
+            ).count()
+            if live >= self.ctx.processes:
+                return round(time.time() - t0, 1)
+            time.sleep(0.5)
+        return None
+
+    def _sample_backlog(self) -> None:
+        """Every BACKLOG_EVERY_S, the rows not finished by status and the completed count: a
+        backlog that grows steadily under load is too little capacity; one that stops going
+        down while nothing runs is a stall."""
+        from django.db import connection
+        from django.db.models import Count
+
+        from taskhub.models import Task
+
+        try:
+            while not self.load.abandon.is_set():
+                try:
+                    counts = dict(
+                        Task.objects.values_list("status").annotate(n=Count("id")).order_by()
+                    )
+                    t, load = round(time.time() - self.started, 1), round(os.getloadavg()[0], 1)
+                    self.backlog.append({"t": t, "load": load, **counts})
+                except Exception:  # noqa: BLE001 — a terminated session: next sample
+                    connection.close()
+                self.load.abandon.wait(BACKLOG_EVERY_S)
+        finally:
+            connection.close()
 
     def _disturb(self, stack: ChaosStack, faults: Faults) -> None:
         plan = self.plan()
@@ -266,8 +329,9 @@ class Drill:
             stack.roles["scheduler"].proc.stop(timeout=10)
             stack.roles["scheduler"].proc = None
         self.load.stop_steering.set()
-        t0 = time.time()
-        while time.time() - t0 < DRAIN_S:
+        t0 = last_progress = time.time()
+        fewest: int | None = None
+        while time.time() - t0 < DRAIN_S and time.time() - last_progress < DRAIN_STALL_S:
             stack.supervise()
             try:
                 active = Task.objects.filter(status__in=ACTIVE_STATUSES).count()
@@ -275,7 +339,10 @@ class Drill:
                 active = -1
             if active == 0 and not self.load.pending_steering():
                 return round(time.time() - t0, 1)
+            if active >= 0 and (fewest is None or active < fewest):
+                fewest, last_progress = active, time.time()
             time.sleep(0.5)
+        self.drain_stalled = time.time() - last_progress >= DRAIN_STALL_S
         return None
 
 
@@ -434,8 +501,61 @@ def _collect(drill: Drill, outcome: dict[str, Any]) -> dict[str, Any]:
         "failed_schedule_call_examples": drill.load.failed_calls[:5],
         "kinds": dict(Counter(e.kind for e in ledger.values())),
         "drained_in_s": outcome["drained_in_s"],
+        "drain_stalled": drill.drain_stalled,
         "restarts": outcome["restarts"],
+        "backlog": drill.backlog,
+        "boot_s": drill.boot_s,
+        "busy_share": _busy_share(marks, drill),
     }
+
+
+def _busy_share(marks: list, drill: Drill) -> float | None:
+    """Handler thread-seconds (from the record) over the thread-seconds the worker units
+    offered during the load, dead time after kills included: near 1 the load, not a defect,
+    keeps work waiting."""
+    starts: dict[tuple[str, int, int], float] = {}
+    busy = 0.0
+    end_of_load = drill.started + drill.seconds
+    for m in sorted(marks, key=lambda m: m.at):
+        key = (m.task_id, m.attempt, m.pid)
+        if m.mark == "S":
+            starts[key] = m.at
+        elif key in starts:
+            begun = starts.pop(key)
+            busy += max(0.0, min(m.at, end_of_load) - begun)
+    offered = drill.ctx.processes * drill.threads * drill.seconds
+    return round(busy / offered, 2) if offered else None
+
+
+def _drain_note(data: dict[str, Any], f: dict[str, Any]) -> str:
+    if f["left_non_terminal"]:
+        why = (
+            f"no row finished for {DRAIN_STALL_S:.0f} s: stalled"
+            if data["drain_stalled"]
+            else f"still draining after {DRAIN_S:.0f} s"
+        )
+        return f"{f['left_non_terminal_by_status']}; {why}"
+    return f"drained in {data['drained_in_s']} s"
+
+
+def _unfinished(sample: dict[str, Any]) -> int:
+    from taskhub.models import ACTIVE_STATUSES
+
+    return sum(v for k, v in sample.items() if k in ACTIVE_STATUSES)
+
+
+def _backlog_note(samples: list[dict[str, Any]], seconds: float) -> str:
+    unfinished = _unfinished
+    if not samples:
+        return "no samples"
+    peak = max(samples, key=unfinished)
+    at_end = min(samples, key=lambda x: abs(x["t"] - seconds))
+    last = samples[-1]
+    return (
+        f"at the end of the load {unfinished(at_end):,} (t+{at_end['t']:.0f} s); peak "
+        f"{unfinished(peak):,} at t+{peak['t']:.0f} s; last sample {unfinished(last):,} at "
+        f"t+{last['t']:.0f} s"
+    )
 
 
 def _report(ctx: Context, drill: Drill, data: dict[str, Any]) -> list[Row]:
@@ -472,9 +592,7 @@ def _report(ctx: Context, drill: Drill, data: dict[str, Any]) -> list[Row]:
             "left non-terminal after drain",
             f["left_non_terminal"],
             0,
-            note=f"{f['left_non_terminal_by_status']} after {DRAIN_S:.0f} s"
-            if f["left_non_terminal"]
-            else f"drained in {data['drained_in_s']} s",
+            note=_drain_note(data, f),
         ),
         Row(
             m,
@@ -521,6 +639,19 @@ def _report(ctx: Context, drill: Drill, data: dict[str, Any]) -> list[Row]:
             0,
             note=f"{data['cron']['tasks']} tasks, {data['cron']['slots']} slots",
         ),
+        info(
+            m,
+            "rows unfinished (backlog)",
+            max(map(_unfinished, data["backlog"]), default=0),
+            note="peak; " + _backlog_note(data["backlog"], drill.seconds),
+        ),
+        info(
+            m,
+            "handler busy share",
+            data["busy_share"],
+            note=f"handler time / thread time offered by {ctx.processes} × {drill.threads} "
+            "threads over the load (kills' dead time included)",
+        ),
         info(m, "NUL-result tasks by status", str(data["nul_results"])),
         info(m, "cancels", str(data["cancels"])),
     ]
@@ -531,7 +662,7 @@ def _report(ctx: Context, drill: Drill, data: dict[str, Any]) -> list[Row]:
         "short_timings": SHORT_TIMINGS,
         "stall_s": STALL_S,
         "drain_s": DRAIN_S,
-        "shape": f"{ctx.processes} units × {ctx.threads} threads",
+        "shape": f"{ctx.processes} units × {drill.threads} threads",
         "left_out": sorted(drill.leave_out),
         "fault_log": drill.log,
         **data,
@@ -571,7 +702,8 @@ def _write_results(ctx: Context, rows: list[Row], details: dict[str, Any]) -> No
         "",
         f"seed {details['seed']}, {details['seconds']:.0f} s of load at "
         f"{details['rate_per_s']}/s, {details['shape']}, timings {details['short_timings']}, "
-        f"Redis stalls {details['stall_s']} s, drain ≤ {details['drain_s']:.0f} s. "
+        f"Redis stalls {details['stall_s']} s, drain ≤ {details['drain_s']:.0f} s; the "
+        f"workers' first boot took {details['boot_s']} s (before the load). "
         f"Rerun: `python -m bench.run --only chaos --chaos-seed {details['seed']}"
         f"{' --quick' if ctx.quick else ''}"
         f"{' --chaos-leave-out ' + ','.join(details['left_out']) if details['left_out'] else ''}"
@@ -595,6 +727,18 @@ def _write_results(ctx: Context, rows: list[Row], details: dict[str, Any]) -> No
         *(
             f"- {task}: " + "; ".join(lines) if lines else f"- {task}: never started"
             for task, lines in f["example_timelines"].items()
+        ),
+        "",
+        "## Backlog",
+        "",
+        "Rows by status every ~30 s (seconds from the start of the load; the load stops at "
+        f"t+{details['seconds']:.0f} s):",
+        "",
+        *(
+            f"- t+{x['t']:.0f}: "
+            + ", ".join(f"{k} {v}" for k, v in x.items() if k not in ("t", "load"))
+            + f" (load average {x.get('load')})"
+            for x in details["backlog"][::3]
         ),
         "",
         "## Fault log",

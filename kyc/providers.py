@@ -25,10 +25,6 @@ from django.conf import settings
 from .conf import kyc_settings
 
 
-def setting(name: str):
-    return getattr(kyc_settings, name)
-
-
 class ProviderError(Exception):
     """Unreachable or failing provider: worth retrying."""
 
@@ -85,14 +81,14 @@ class DtrKyc:
     }
 
     def __init__(self) -> None:
-        self.base_url = setting("DTR_BASE_URL").rstrip("/")
+        self.base_url = kyc_settings.DTR_BASE_URL.rstrip("/")
 
     def _signed(self, request: httpx.Request) -> httpx.Request:
         body = request.read()
         timestamp = str(int(time.time()))
         message = f"{timestamp}.{request.method}.{urlsplit(str(request.url)).path}.".encode()
-        secret = setting("DTR_API_SECRET").encode()
-        request.headers["X-DTR-Key"] = setting("DTR_API_KEY")
+        secret = kyc_settings.DTR_API_SECRET.encode()
+        request.headers["X-DTR-Key"] = kyc_settings.DTR_API_KEY
         request.headers["X-DTR-Timestamp"] = timestamp
         request.headers["X-DTR-Signature"] = hmac.new(
             secret, message + body, hashlib.sha256
@@ -149,7 +145,7 @@ class DtrKyc:
             timestamp = int(parts["t"][0])
         except (KeyError, ValueError):
             raise CallbackRejected("malformed signature header") from None
-        secret = setting("DTR_WEBHOOK_SECRET").encode()
+        secret = kyc_settings.DTR_WEBHOOK_SECRET.encode()
         expected = hmac.new(secret, f"{timestamp}.".encode() + raw_body, hashlib.sha256)
         if not any(hmac.compare_digest(expected.hexdigest(), v) for v in parts.get("v1", [])):
             raise CallbackRejected("signature does not match")
@@ -175,7 +171,7 @@ class OnrampKyc:
     }
 
     def __init__(self) -> None:
-        self.base_url = setting("ONRAMP_BASE_URL").rstrip("/")
+        self.base_url = kyc_settings.ONRAMP_BASE_URL.rstrip("/")
 
     def _post(self, path: str, body: dict) -> dict:
         payload = base64.b64encode(
@@ -184,10 +180,10 @@ class OnrampKyc:
             ).encode()
         ).decode()
         signature = hmac.new(
-            setting("ONRAMP_API_SECRET").encode(), payload.encode(), hashlib.sha512
+            kyc_settings.ONRAMP_API_SECRET.encode(), payload.encode(), hashlib.sha512
         ).hexdigest()
         headers = {
-            "X-ONRAMP-APIKEY": setting("ONRAMP_API_KEY"),
+            "X-ONRAMP-APIKEY": kyc_settings.ONRAMP_API_KEY,
             "X-ONRAMP-PAYLOAD": payload,
             "X-ONRAMP-SIGNATURE": signature,
         }
@@ -222,7 +218,7 @@ class OnrampKyc:
         if not payload or not signature:
             raise CallbackRejected("missing X-ONRAMP-PAYLOAD / X-ONRAMP-SIGNATURE")
         expected = hmac.new(
-            setting("ONRAMP_API_SECRET").encode(), payload.encode(), hashlib.sha512
+            kyc_settings.ONRAMP_API_SECRET.encode(), payload.encode(), hashlib.sha512
         ).hexdigest()
         if not hmac.compare_digest(expected, signature):
             raise CallbackRejected("signature does not match")

@@ -23,6 +23,7 @@ from django.utils import timezone
 import taskhub
 from taskhub.console.services import workflow_steps
 
+from .conf import kyc_settings
 from .models import (
     KYC_TERMINAL,
     DocumentType,
@@ -33,7 +34,7 @@ from .models import (
     UserKycStatus,
 )
 from .notify import notify_user
-from .providers import CallbackRejected, ProviderCase, get_provider, setting
+from .providers import CallbackRejected, ProviderCase, get_provider
 
 logger = logging.getLogger("kyc")
 
@@ -80,7 +81,7 @@ def create_case(data, upload=None) -> KycCase:
     user_id = str(data.get("user_id") or "").strip()
     if not user_id or len(user_id) > 200:
         errors["user_id"] = ["this field is required (at most 200 characters)"]
-    provider = data.get("provider") or setting("DEFAULT_PROVIDER")
+    provider = data.get("provider") or kyc_settings.DEFAULT_PROVIDER
     if provider not in KycProvider.values:
         errors["provider"] = [f"must be one of {', '.join(KycProvider.values)}"]
     document_type = data.get("document_type")
@@ -95,8 +96,8 @@ def create_case(data, upload=None) -> KycCase:
     reference = data.get("document_ref")
     if (upload is None) == (not reference):
         errors["file"] = ["give either a file upload or a document_ref, not both"]
-    elif upload is not None and upload.size > setting("MAX_DOCUMENT_BYTES"):
-        errors["file"] = [f"larger than {setting('MAX_DOCUMENT_BYTES')} bytes"]
+    elif upload is not None and upload.size > kyc_settings.MAX_DOCUMENT_BYTES:
+        errors["file"] = [f"larger than {kyc_settings.MAX_DOCUMENT_BYTES} bytes"]
     elif upload is not None and upload.size == 0:
         errors["file"] = ["the file is empty"]
     elif reference and (
@@ -141,7 +142,7 @@ def start_verification(case: KycCase):
 
 
 def callback_url(provider: str) -> str:
-    return f"{setting('CALLBACK_BASE_URL').rstrip('/')}/api/kyc/callbacks/{provider}"
+    return f"{kyc_settings.CALLBACK_BASE_URL.rstrip('/')}/api/kyc/callbacks/{provider}"
 
 
 def wait_for_decision(case_id, timeout: float, interval: float = 0.25) -> KycCase:

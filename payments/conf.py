@@ -40,9 +40,5 @@ payments_settings = AppSettings(
 )
 
 
-def setting(name: str) -> Any:
-    return getattr(payments_settings, name)
-
-
 def callback_tolerance() -> int:
     return int(getattr(settings, "CALLBACK_TOLERANCE_SECONDS", 300))

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 from django.utils.module_loading import import_string
 
-from .conf import callback_tolerance, setting
+from .conf import callback_tolerance, payments_settings
 from .money import format_amount
 
 
@@ -141,10 +141,10 @@ class DtrProvider(PaymentProvider):
     name = "dtr"
 
     def __init__(self) -> None:
-        self.base_url = setting("DTR_BASE_URL").rstrip("/")
-        self.api_key = setting("DTR_API_KEY")
-        self._api_secret = setting("DTR_API_SECRET")
-        self._webhook_secret = setting("DTR_WEBHOOK_SECRET")
+        self.base_url = payments_settings.DTR_BASE_URL.rstrip("/")
+        self.api_key = payments_settings.DTR_API_KEY
+        self._api_secret = payments_settings.DTR_API_SECRET
+        self._webhook_secret = payments_settings.DTR_WEBHOOK_SECRET
 
     def _request(self, method: str, path: str, body: dict | None = None, headers=None) -> dict:
         raw = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
@@ -162,7 +162,7 @@ class DtrProvider(PaymentProvider):
         }
         try:
             response = httpx.request(
-                method, url, content=raw, headers=sent, timeout=setting("HTTP_TIMEOUT")
+                method, url, content=raw, headers=sent, timeout=payments_settings.HTTP_TIMEOUT
             )
         except httpx.HTTPError as exc:
             raise ProviderError(f"DTR unreachable: {type(exc).__name__}") from None
@@ -188,7 +188,7 @@ class DtrProvider(PaymentProvider):
             "amount": format_amount(payment.amount, payment.currency),
             "currency": payment.currency,
             "payment_method_id": payment.payment_method_id,
-            "callback_url": setting("CALLBACK_BASE_URL").rstrip("/")
+            "callback_url": payments_settings.CALLBACK_BASE_URL.rstrip("/")
             + "/api/payments/callbacks/dtr",
         }
         data = self._request("POST", "/v1/payments", body, {"Idempotency-Key": idempotency_key})

@@ -44,7 +44,7 @@ from .chain.safe_tx import (
     safe_tx_hash,
     sign_hash,
 )
-from .conf import setting
+from .conf import payments_settings
 from .models import (
     SAFE_TX_TERMINAL,
     Payment,
@@ -81,7 +81,7 @@ class NotYetFinal(Exception):
 
 
 def _chain_id(spec: dict) -> int:
-    value = spec.get("chain_id", setting("CHAIN_ID"))
+    value = spec.get("chain_id", payments_settings.CHAIN_ID)
     if value is None:
         try:
             return int(get_web3().eth.chain_id)
@@ -122,7 +122,7 @@ def prepare(spec: object, user_id: str) -> tuple[SafeTransaction, tuple[str, str
         refund_receiver=tx.refundReceiver,
         nonce=tx.nonce,
         safe_tx_hash="0x" + tx_hash.hex(),
-        backend=setting("SAFE_BACKEND"),
+        backend=payments_settings.SAFE_BACKEND,
         search_from_block=search_from,
     )
     return row, (owner, kind, signature)
@@ -287,7 +287,7 @@ def _mark_failed(row: SafeTransaction, reason: str) -> None:
 def _fail_on_proof(row: SafeTransaction, safe: SafeOnChain, verdict: ChainVerdict, reason: str):
     """Mark failed on a verdict that found no execution; with ``CONFIRMATION_DEPTH`` > 1 the
     transaction that took our nonce must be that deep first (a reorg could drop it)."""
-    depth = int(setting("CONFIRMATION_DEPTH"))
+    depth = int(payments_settings.CONFIRMATION_DEPTH)
     ours = int(row.nonce)
     if depth > 1 and verdict.nonce > ours >= safe.nonce_at(max(0, verdict.head - depth + 1)):
         raise NotYetFinal(f"the transaction that used nonce {ours} is not {depth} blocks deep")
@@ -336,7 +336,7 @@ def _record_submitted(
 
 
 def _server_key() -> str:
-    key = setting("SAFE_SERVER_KEY")
+    key = payments_settings.SAFE_SERVER_KEY
     if not key:
         raise SafeExecutionFailed(
             "no server signing key: set PAYMENTS['SAFE_SERVER_KEY'] (TASKHUB_SAFE_SERVER_KEY)"
@@ -345,7 +345,7 @@ def _server_key() -> str:
 
 
 def _relayer():
-    key = setting("SAFE_RELAYER_KEY")
+    key = payments_settings.SAFE_RELAYER_KEY
     if not key:
         raise SafeExecutionFailed(
             "no relayer key: set PAYMENTS['SAFE_RELAYER_KEY'] (TASKHUB_SAFE_RELAYER_KEY)"
@@ -482,7 +482,7 @@ def _sign_and_send(
         updated_at=timezone.now(),
     )
     w3.eth.send_raw_transaction(signed.raw_transaction)
-    pause = float(setting("PAUSE_AFTER_SUBMIT") or 0)
+    pause = float(payments_settings.PAUSE_AFTER_SUBMIT or 0)
     if pause:
         time.sleep(pause)
     _record_submitted(row, eth_tx_hash, schedule_track=schedule_track)
@@ -536,7 +536,7 @@ def _check_receipt(w3, safe: SafeOnChain, row: SafeTransaction) -> str | None:
         # The Safe used our nonce and the inner call failed: that log is the proof.
         _mark_failed(row, "the Safe emitted ExecutionFailure (the inner call failed)")
         return SafeTxStatus.FAILED
-    if depth < int(setting("CONFIRMATION_DEPTH")):
+    if depth < int(payments_settings.CONFIRMATION_DEPTH):
         return None
     SafeTransaction.objects.filter(id=row.id, status=SafeTxStatus.SUBMITTED).update(
         status=SafeTxStatus.EXECUTED, executed_at=timezone.now()

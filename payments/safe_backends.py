@@ -13,7 +13,7 @@ import httpx
 from eth_utils import to_checksum_address
 
 from .chain.safe_tx import SafeTx, parse_safe_tx, recover_owner, safe_tx_hash
-from .conf import setting
+from .conf import payments_settings
 from .models import SafeTransaction
 
 
@@ -34,13 +34,13 @@ class TxServiceBackend:
     name = "tx_service"
 
     def __init__(self) -> None:
-        self.base_url = setting("SAFE_TX_SERVICE_URL").rstrip("/")
+        self.base_url = payments_settings.SAFE_TX_SERVICE_URL.rstrip("/")
         if not self.base_url:
             raise ConfirmationError("set PAYMENTS['SAFE_TX_SERVICE_URL']")
 
     def _call(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
         response = httpx.request(
-            method, f"{self.base_url}{path}", json=body, timeout=setting("HTTP_TIMEOUT")
+            method, f"{self.base_url}{path}", json=body, timeout=payments_settings.HTTP_TIMEOUT
         )
         if response.status_code >= 500:
             response.raise_for_status()  # transient: the task retries

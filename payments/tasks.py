@@ -12,6 +12,7 @@ from taskhub import Linear, PermanentError, Schedule, task
 from taskhub.scheduler.cron import EVERY_5_MINUTES, cron
 
 from . import safe, services
+from .conf import payments_settings
 from .models import PaymentStatus, SafeTransaction, SafeTxStatus
 from .providers import ProviderRejected
 
@@ -60,9 +61,9 @@ def process_dtr_payment(payload: PaymentRef, ctx) -> dict:
         )
         raise PermanentError(str(exc)) from None
     if in_run:
-        from .conf import setting
-
-        payment = services.wait_for_outcome(payload.payment_id, setting("SETTLE_WAIT_SECONDS"))
+        payment = services.wait_for_outcome(
+            payload.payment_id, payments_settings.SETTLE_WAIT_SECONDS
+        )
         status = payment.status
         if status in (PaymentStatus.FAILED, PaymentStatus.CANCELED):
             raise PermanentError(f"payment {status}: {payment.failure_reason}".rstrip(": "))
@@ -127,11 +128,9 @@ def refresh_dtr_payment(payload: ProviderPaymentRef, ctx) -> dict:
 @task("payments.reconcile_stuck", queue="payment_processing", schema=Reconcile, max_attempts=1)
 def reconcile_stuck(payload: Reconcile, ctx) -> dict:
     """Re-read payments stuck in ``processing`` from the provider (a cron, every 5 minutes)."""
-    from .conf import setting
-
     older_than = payload.older_than
     if older_than is None:
-        older_than = float(setting("STUCK_AFTER_SECONDS"))
+        older_than = float(payments_settings.STUCK_AFTER_SECONDS)
     counts = services.reconcile_stuck(older_than)
     ctx.logger.info("reconciled stuck payments: %s", counts)
     return counts

@@ -4,6 +4,15 @@ from django.db.models.signals import post_migrate
 from django.utils.module_loading import autodiscover_modules
 
 from .conf import check_namespaces, taskhub_settings
+from .engine import hooks
+
+
+def _wake_in_process(queues: tuple[str, ...]) -> None:
+    # Imported on use: only while TASKHUB["TESTING"] is set (a project's tests, docs/testing.md);
+    # production processes never import the test support.
+    from .testing import wake_in_process
+
+    wake_in_process(queues)
 
 
 class TaskhubConfig(AppConfig):
@@ -26,6 +35,8 @@ class TaskhubConfig(AppConfig):
         # The engine reaches the workflows layer only through hooks it registers: settling
         # steps when tasks end, the lifeline's reconciliation, a step's context (engine/hooks.py).
         register_workflow_hooks()
+        # In testing mode a dispatcher wake-up goes to the test support instead of Redis.
+        hooks.register(wake_in_process=_wake_in_process)
 
         # Unknown keys and wrong types in every settings namespace (taskhub's and the apps').
         checks.register(check_namespaces, checks.Tags.compatibility)

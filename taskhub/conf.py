@@ -80,6 +80,10 @@ DEFAULTS: dict[str, Any] = {
     # Ports outgoing HTTP may connect to (while private targets are not allowed); add any other
     # port a trusted target listens on, e.g. [80, 443, 8443].
     "ALLOWED_PORTS": [80, 443],
+    # Tests without a worker or a dispatcher (taskhub.testing, docs/testing.md): "" runs tasks as
+    # in production; "manual" only writes rows (a test runs them with taskhub.testing.drain);
+    # "immediate" runs them in-process after the commit that makes them due.
+    "TESTING": "",
     # How long an idle consumer waits for the dispatcher's nudge before polling anyway
     # (milliseconds); the nudge wakes it at once, this only bounds a lost nudge.
     "WORKER_POLL_MS": 1000,
@@ -244,8 +248,25 @@ def _reload_namespace(*, setting: str, **kwargs) -> None:
 setting_changed.connect(_reload_namespace)
 
 
+#: The values of ``TASKHUB["TESTING"]``.
+TESTING_MODES = ("", "manual", "immediate")
+
+
 class TaskhubSettings(AppSettings):
     """The engine's namespace, ``settings.TASKHUB``."""
+
+    def check(self) -> list[checks.CheckMessage]:
+        messages = super().check()
+        mode = (getattr(django_settings, self.namespace, None) or {}).get("TESTING", "")
+        if isinstance(mode, str) and mode not in TESTING_MODES:
+            messages.append(
+                checks.Error(
+                    f"settings.TASKHUB['TESTING'] is {mode!r}",
+                    hint="one of " + ", ".join(map(repr, TESTING_MODES)),
+                    id="taskhub.E002",
+                )
+            )
+        return messages
 
     def queue_config(self, queue: str) -> dict[str, Any]:
         return self.QUEUES.get(queue, {"concurrency": None})

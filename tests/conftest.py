@@ -8,6 +8,11 @@ from django.conf import settings
 
 from taskhub.engine.broker import ensure_redis, get_redis, key
 
+# taskhub's fixtures for projects' tests (taskhub_manual, taskhub_immediate; docs/testing.md),
+# loaded the way docs/testing.md tells a project to. Fixtures only, nothing autouse: a test
+# that does not ask for one runs as before. tests/testing uses them.
+pytest_plugins = ["taskhub.pytest_plugin"]
+
 
 def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)

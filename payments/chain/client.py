@@ -8,7 +8,7 @@ from functools import cached_property
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 
-from ..conf import setting
+from ..conf import payments_settings
 from .contracts import abi
 
 EXECUTION_SUCCESS = "0x" + keccak(text="ExecutionSuccess(bytes32,uint256)").hex()
@@ -20,13 +20,13 @@ class ChainNotConfigured(Exception):
 
 
 def get_web3() -> Web3:
-    url = setting("CHAIN_RPC_URL")
+    url = payments_settings.CHAIN_RPC_URL
     if not url:
         raise ChainNotConfigured(
             "no chain configured: set PAYMENTS['CHAIN_RPC_URL'] (environment variable "
             "TASKHUB_CHAIN_RPC_URL) to a JSON-RPC URL, e.g. the one `taskhub devchain` prints"
         )
-    return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": setting("HTTP_TIMEOUT")}))
+    return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": payments_settings.HTTP_TIMEOUT}))
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class SafeOnChain:
         from ``from_block`` through ``to_block`` (the head by default) in ranges of at most
         ``PAYMENTS["LOG_SEARCH_BLOCKS"]`` blocks: hosted nodes refuse wider log queries."""
         last = int(self.w3.eth.block_number) if to_block is None else to_block
-        size = max(1, int(setting("LOG_SEARCH_BLOCKS")))
+        size = max(1, int(payments_settings.LOG_SEARCH_BLOCKS))
         for low in range(max(0, from_block), last + 1, size):
             logs = self.w3.eth.get_logs(
                 {

@@ -18,7 +18,7 @@ from django.conf import settings
 from dramatiq import Broker
 
 from ..conf import taskhub_settings
-from . import embedded
+from . import embedded, hooks
 from .redis_transport import TaskhubRedisBroker
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,14 @@ def wake_dispatcher(*queues: str) -> None:
     Returns at once: a background thread sends the wake-up (wake-ups that pile up meanwhile go
     out as one LPUSH), so a caller's commit is not followed by a Redis round trip. A lost
     wake-up only delays the work to the dispatcher's next poll.
+
+    With ``TASKHUB["TESTING"]`` set (tests without a dispatcher, docs/testing.md) nothing
+    leaves the process: the test support takes the wake-up instead (the ``wake_in_process``
+    hook, taskhub.testing), and in immediate mode runs the queues' due tasks here.
     """
+    if taskhub_settings.TESTING:
+        hooks.wake_in_process(queues or ("*",))
+        return
     _waker.wake(queues or ("*",))
 
 

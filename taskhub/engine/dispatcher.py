@@ -232,6 +232,19 @@ def claim_ready_tasks(queue: str, limit: int, now: dt.datetime) -> list[Dispatch
     return claimed
 
 
+def record_queued(claimed: list[Dispatched], now: dt.datetime) -> None:
+    """The ``queued`` event of each claimed row, in one statement of the claiming transaction
+    (published after it commits)."""
+    publish_on_commit(
+        insert_events(
+            [
+                NewEvent(d.envelope["id"], EventKind.QUEUED, d.envelope["attempt"], now)
+                for d in claimed
+            ]
+        )
+    )
+
+
 class Dispatcher:
     """Runs dispatch cycles until stopped; also drives the lifeline on its interval."""
 
@@ -286,14 +299,7 @@ class Dispatcher:
                 _spend_rate(queue, now_s, len(batch))
                 self._rates.record(queue, len(batch))
                 claimed.extend(batch)
-            publish_on_commit(
-                insert_events(
-                    [
-                        NewEvent(d.envelope["id"], EventKind.QUEUED, d.envelope["attempt"], now)
-                        for d in claimed
-                    ]
-                )
-            )
+            record_queued(claimed, now)
         if claimed:
             self._send(claimed)
         self._maybe_sync_pause_flags()

@@ -4,7 +4,8 @@ imports it (.importlinter, the layers contract).
 The engine knows when something concerns workflows — tasks reached a final state, the lifeline's
 periodic pass, a handler reading its step's context or spawning children — but not what to do
 about it. taskhub.workflows answers each of these hooks (taskhub/workflows/hooks.py), registered
-by TaskhubConfig.ready() (taskhub/apps.py) in every process before any work runs.
+by TaskhubConfig.ready() (taskhub/apps.py) in every process before any work runs. The same
+ready() registers the test support's hook (taskhub.testing, imported only when it is called).
 
 Every hook is required: calling one that nobody registered raises :class:`HookNotRegistered`
 (the taskhub app is not installed, or Django was not set up), rather than silently leaving
@@ -28,6 +29,7 @@ HOOKS = (
     "child_results",
     "forward_step",
     "prepare_child",
+    "wake_in_process",
 )
 
 _registered: dict[str, Callable[..., Any]] = {}
@@ -102,3 +104,10 @@ def prepare_child(
     """``ctx.spawn``: a child row, checked now (InvalidTaskRequest), written with the attempt's
     outcome through :func:`children_spawned`."""
     return _hook("prepare_child")(task, payload, options, spawned=spawned)
+
+
+def wake_in_process(queues: tuple[str, ...]) -> None:
+    """With ``TASKHUB["TESTING"]`` set, a dispatcher wake-up stays in the process: the test
+    support (taskhub.testing) takes it, and in immediate mode runs the queues' due tasks
+    (docs/testing.md)."""
+    _hook("wake_in_process")(queues)

@@ -66,9 +66,29 @@ def current_attempt() -> Attempt:
     return attempt
 
 
+def begin_attempt(env: dict[str, Any], writer: OutcomeWriter) -> Attempt:
+    """A claimed attempt starts: its start is recorded and its handler's context built."""
+    start = writer.record_start(env["id"], env["attempt"])
+    ctx = TaskContext(
+        task_id=env["id"],
+        name=env["name"],
+        queue=env["queue"],
+        attempt=env["attempt"],
+        max_attempts=env["max_attempts"],
+        correlation_id=env.get("correlation_id", ""),
+        user_id=env.get("user_id", ""),
+        _writer=writer,
+    )
+    return Attempt(envelope=env, ctx=ctx, start=start)
+
+
 def run_current_attempt() -> None:
     """Body of the Dramatiq actor: call the handler for the claimed attempt."""
-    attempt = current_attempt()
+    run_attempt(current_attempt())
+
+
+def run_attempt(attempt: Attempt) -> None:
+    """Call the attempt's handler with its validated payload (and its context)."""
     definition = get_definition(attempt.envelope["name"])
     payload = parse_payload(definition, attempt.envelope["payload"])
     if definition.takes_context:
@@ -142,18 +162,7 @@ class WorkerRuntime:
         if claim is not ClaimResult.CLAIMED:
             logger.debug("dropping message for %s attempt %s: %s", task_id, attempt, claim)
             raise SkipMessage(claim.value)
-        start = self.writer.record_start(task_id, attempt)
-        ctx = TaskContext(
-            task_id=task_id,
-            name=env["name"],
-            queue=env["queue"],
-            attempt=attempt,
-            max_attempts=env["max_attempts"],
-            correlation_id=env.get("correlation_id", ""),
-            user_id=env.get("user_id", ""),
-            _writer=self.writer,
-        )
-        _current.attempt = Attempt(envelope=env, ctx=ctx, start=start)
+        _current.attempt = begin_attempt(env, self.writer)
 
     def _claim(self, message_id: str, env: dict) -> ClaimResult:
         task_id, attempt, queue = env["id"], env["attempt"], env["queue"]

@@ -7,13 +7,14 @@ from taskhub.engine import hooks
 from taskhub.workflows import access, children, coordinator, reconciler
 
 
-def test_the_workflows_layer_answers_every_engine_hook():
+def test_every_engine_hook_is_answered():
     assert set(hooks._registered) == set(hooks.HOOKS)
     assert hooks._registered["steps_ended"] is coordinator.settle
     assert hooks._registered["children_spawned"] is children.insert_children
     assert hooks._registered["reconcile"] is reconciler.reconcile
     assert hooks._registered["workflow_info"] is access.workflow_info
     assert hooks._registered["prepare_child"] is children.prepare_child
+    assert hooks._registered["wake_in_process"].__module__ == "taskhub.apps"
 
 
 def test_a_hook_nobody_registered_raises(monkeypatch):
