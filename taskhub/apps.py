@@ -21,22 +21,24 @@ class TaskhubConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # taskhub's modules are imported here, not at the top: Django imports this module
+        # before any model can load, and these reach the models.
+        from .workflows.hooks import register as register_workflow_hooks
+
+        # First, before anything can run: the engine reaches the workflows layer only through
+        # hooks it registers (settling steps when tasks end, the lifeline's reconciliation, a
+        # step's context: engine/hooks.py), and in testing mode a dispatcher wake-up goes to
+        # the test support instead of Redis.
+        register_workflow_hooks()
+        hooks.register(wake_in_process=_wake_in_process)
+
         # Every process (web, dispatcher, workers) must know every task type, so that scheduling
         # validates against the same registry the workers run from.
         autodiscover_modules("tasks")
 
-        # taskhub's modules are imported here, not at the top: Django imports this module
-        # before any model can load, and these reach the models.
         from .cli.launcher import EXTRA_PROCESSES
         from .console.health import register_check, scheduler_check
         from .console.roles import ensure_role_groups
-        from .workflows.hooks import register as register_workflow_hooks
-
-        # The engine reaches the workflows layer only through hooks it registers: settling
-        # steps when tasks end, the lifeline's reconciliation, a step's context (engine/hooks.py).
-        register_workflow_hooks()
-        # In testing mode a dispatcher wake-up goes to the test support instead of Redis.
-        hooks.register(wake_in_process=_wake_in_process)
 
         # Unknown keys and wrong types in every settings namespace (taskhub's and the apps').
         checks.register(check_namespaces, checks.Tags.compatibility)

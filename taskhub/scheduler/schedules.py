@@ -1,4 +1,6 @@
-"""Operator actions on schedules. The admin, the API and the command line all call these.
+"""The schedules table: operator actions on schedules (the admin, the API and the command line
+all call these), and the crons declared in code written to it (sync_declared_schedules, at the
+scheduler's start and before schedules are listed).
 
 Whoever changes when a schedule fires also recomputes its ``next_run_at``, so the scheduler only
 ever compares ``next_run_at`` with the clock: an edit takes effect at its next poll (about a

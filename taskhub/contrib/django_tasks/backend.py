@@ -62,6 +62,8 @@ from .results import (
 )
 
 APP_NAME = "taskhub.contrib.django_tasks"
+logger = logging.getLogger(__name__)
+_FINAL = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
 class TaskhubBackend(compat.BaseTaskBackend):
@@ -164,10 +166,6 @@ class TaskhubBackend(compat.BaseTaskBackend):
 
 
 # -- the worker side -------------------------------------------------------------------------------
-
-logger = logging.getLogger(__name__)
-
-_FINAL = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
 def run_django_task(payload: dict, ctx) -> Any:
