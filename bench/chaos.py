@@ -361,13 +361,13 @@ def _in_flight_ids() -> list[str]:
 
 
 def _add_cron() -> None:
-    from taskhub.schedules import create_schedule
+    from taskhub.scheduler.schedules import create_schedule
 
     create_schedule(CRON_NAME, TASK, cron="* * * * * *", payload={"kind": "noop"})
 
 
 def _stop_cron() -> None:
-    from taskhub.schedules import disable_schedule
+    from taskhub.scheduler.schedules import disable_schedule
 
     try:
         disable_schedule(CRON_NAME)  # kept: its runs are what the checker counts

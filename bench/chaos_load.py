@@ -181,8 +181,8 @@ class Load:
                     heapq.heappush(self._due_cancels, (now + delay, task_id, retry))
 
     def _cancel_due(self, now: float) -> None:
+        from taskhub.console.services import cancel_task
         from taskhub.errors import InvalidTransition
-        from taskhub.services import cancel_task
 
         while True:
             with self._lock:
@@ -205,8 +205,8 @@ class Load:
             self.cancels[outcome] += 1
 
     def _retry_cancelled(self) -> None:
+        from taskhub.console.services import retry_task
         from taskhub.models import Task
-        from taskhub.services import retry_task
 
         with self._lock:
             ids = list(self._to_retry)

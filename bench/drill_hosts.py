@@ -207,7 +207,7 @@ def prepare_database() -> None:
 def live_workers_on(host: str) -> int:
     from django.utils import timezone
 
-    from taskhub.dispatcher import live_workers
+    from taskhub.engine.dispatcher import live_workers
 
     return sum(1 for w in live_workers(timezone.now()) if w.hostname == HOSTS[host][0])
 
@@ -236,8 +236,8 @@ def phase_throughput(count: int, seconds: float) -> tuple[float, list]:
 
 
 def phase_cap(count: int) -> dict:
-    from taskhub.broker import get_redis, key
     from taskhub.conf import taskhub_settings
+    from taskhub.engine.broker import get_redis, key
 
     ids, took = run_batch(
         "test.sleep_capped", [{"seconds": 0.05, "label": "cap"} for _ in range(count)], timeout=600
@@ -251,8 +251,9 @@ def phase_cap(count: int) -> dict:
 def phase_priorities(count: int) -> dict:
     import random
 
-    from taskhub import schedule, services
-    from taskhub.broker import get_redis, key
+    from taskhub import schedule
+    from taskhub.console import services
+    from taskhub.engine.broker import get_redis, key
 
     rng = random.Random(7)
     services.pause_queue("single")
@@ -289,8 +290,9 @@ def phase_cut(net: Network, count: int, seconds: float) -> dict:
     from django.db.models import Max
     from django.utils import timezone
 
-    from taskhub import claims, schedule_many
+    from taskhub import schedule_many
     from taskhub.conf import taskhub_settings
+    from taskhub.engine import claims
     from taskhub.models import IN_FLIGHT_STATUSES, EventKind, Task, TaskEvent
 
     rows = schedule_many("test.sleep", [{"seconds": seconds, "label": "cut"}] * count)
@@ -404,7 +406,7 @@ class SchedulerRace:
 
     def start(self) -> None:
         from taskhub.models import TaskSchedule
-        from taskhub.schedules import create_schedule, disable_schedule
+        from taskhub.scheduler.schedules import create_schedule, disable_schedule
 
         self.result["poll_seconds"] = RACE_POLL
         self.procs.on_host("w1", "scheduler", ["runscheduler"], scheduler_env("w1"))
@@ -430,8 +432,8 @@ class SchedulerRace:
     def _run(self) -> None:
         from django.db import connections
 
-        from taskhub.health import scheduler_check
-        from taskhub.schedules import disable_schedule
+        from taskhub.console.health import scheduler_check
+        from taskhub.scheduler.schedules import disable_schedule
 
         try:
             if self._stop.wait(self.race):
@@ -460,7 +462,7 @@ class SchedulerRace:
         import datetime as dt
 
         from taskhub.models import FINISHED_STATUSES, ScheduleRun, Task
-        from taskhub.scheduler import refresh_run_outcomes
+        from taskhub.scheduler.runs import refresh_run_outcomes
 
         if self._thread is not None:
             self._thread.join(self.race + self.solo + 120)
@@ -551,7 +553,7 @@ def drill(args) -> dict:
             ["socat", f"TCP-LISTEN:5432,bind={GATEWAY},fork,reuseaddr", "TCP:127.0.0.1:5432"],
         )
         prepare_database()
-        from taskhub.broker import get_redis
+        from taskhub.engine.broker import get_redis
 
         wait_until(lambda: get_redis().ping(), 10, "the drill's Redis")
         workers = [

@@ -59,9 +59,9 @@ def _statement_rate(count: int, tag: str) -> float:
     without the validation and the Python around it."""
     from django.utils import timezone
 
-    from taskhub.registry import get_definition
-    from taskhub.scheduling import _created_event, _new_row, _resolve_options
-    from taskhub.store import insert_task_with_event
+    from taskhub.definitions.registry import get_definition
+    from taskhub.engine.enqueue import _created_event, _new_row, _resolve_options
+    from taskhub.engine.store import insert_task_with_event
 
     definition, now = get_definition("bench.noop"), timezone.now()
     opts = _resolve_options(

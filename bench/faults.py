@@ -183,7 +183,7 @@ def _worker_id(pid: int) -> str | None:
 
 
 def kill9(ctx: Context) -> list[Row]:
-    from taskhub.claims import claim_holders
+    from taskhub.engine.claims import claim_holders
 
     drill = Drill(ctx, "kill9")
     marks = [0.1, 0.25, 0.4, 0.55, 0.7]

@@ -197,7 +197,7 @@ class TaskhubStack:
         """Until every worker process has a live heartbeat row."""
         from django.utils import timezone
 
-        from taskhub.dispatcher import live_workers
+        from taskhub.engine.dispatcher import live_workers
 
         wait_for(
             lambda: (

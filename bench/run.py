@@ -225,7 +225,7 @@ def environment() -> dict:
     from django.conf import settings
     from django.db import connection
 
-    from taskhub.broker import get_redis
+    from taskhub.engine.broker import get_redis
 
     data = {
         "database": connection.vendor,
@@ -273,7 +273,7 @@ def _tidy(ctx) -> None:
 def _forget_redis_keys(ctx) -> None:
     """Delete this run's keys (never FLUSHALL: the Redis may be shared)."""
     try:
-        from taskhub.broker import dramatiq_namespace, get_redis, key
+        from taskhub.engine.broker import dramatiq_namespace, get_redis, key
 
         client = get_redis()
         for pattern in (key("*"), f"{dramatiq_namespace()}:*", f"{ctx.bare_namespace}:*"):

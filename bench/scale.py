@@ -15,7 +15,7 @@ NAME = "scale"
 ROWS = 1_000_000
 SAMPLES = 20
 TARGET_MS = 300
-# The dashboard shares one snapshot per process for a couple of seconds (taskhub.analytics);
+# The dashboard shares one snapshot per process for a couple of seconds (taskhub.console.analytics);
 # samples spaced past that measure its queries, not the cache.
 DASHBOARD_GAP_S = 2.2
 

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from web3 import Web3
 
 from taskhub import task
-from taskhub.cron import cron
-from taskhub.retry import Exponential
+from taskhub.definitions.retry import Exponential
+from taskhub.scheduler.cron import cron
 
 from .indexer import index_subscription
 from .models import EventSubscription, ReportedEvent

@@ -83,7 +83,7 @@ MIDDLEWARE = [
     "servestatic.middleware.ServeStaticMiddleware",
     # 413 for oversize bodies before a parser reads them (DRF bypasses Django's own check), and
     # 400 for a NUL character in the URL, which no database text column stores.
-    "taskhub.api.limits.RequestLimitsMiddleware",
+    "taskhub.console.api.limits.RequestLimitsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -160,13 +160,13 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 BROKER_URL = os.environ.get("BROKER_URL", "")
 
 DRAMATIQ_BROKER = {
-    "BROKER": "taskhub.broker.build_broker",
+    "BROKER": "taskhub.engine.broker.build_broker",
     "OPTIONS": {},
     "MIDDLEWARE": [
         "dramatiq.middleware.TimeLimit",
         "dramatiq.middleware.ShutdownNotifications",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
-        "taskhub.middleware.TaskTrackingMiddleware",
+        "taskhub.engine.middleware.TaskTrackingMiddleware",
     ],
 }
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
@@ -239,9 +239,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON only, NUL characters refused; a view that takes forms or uploads says so itself.
-    "DEFAULT_PARSER_CLASSES": ["taskhub.api.parsers.JSONBodyParser"],
-    "DEFAULT_SCHEMA_CLASS": "taskhub.api.schema.ApiSchema",
-    "EXCEPTION_HANDLER": "taskhub.api.errors.handle_exception",
+    "DEFAULT_PARSER_CLASSES": ["taskhub.console.api.parsers.JSONBodyParser"],
+    "DEFAULT_SCHEMA_CLASS": "taskhub.console.api.schema.ApiSchema",
+    "EXCEPTION_HANDLER": "taskhub.console.api.errors.handle_exception",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -258,7 +258,7 @@ SPECTACULAR_SETTINGS = {
         "TaskStatusEnum": "taskhub.models.TaskStatus",
         "WorkflowStatusEnum": "taskhub.workflows.models.WorkflowStatus",
         "FailurePolicyEnum": "taskhub.workflows.models.FailurePolicy",
-        "HealthStatusEnum": "taskhub.api.task_queue.HEALTH_STATUSES",
+        "HealthStatusEnum": "taskhub.console.api.task_queue.HEALTH_STATUSES",
         "DeliveryStatusEnum": "webhooks.models.DeliveryStatus",
         "PaymentStatusEnum": "payments.models.PaymentStatus",
         "SafeTxStatusEnum": "payments.models.SafeTxStatus",

@@ -5,7 +5,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("", include("taskhub.urls")),
+    path("", include("taskhub.console.urls")),
     path("api/", include("notifications.urls")),
     path("", include("payments.urls")),
     path("", include("kyc.urls")),
@@ -13,4 +13,4 @@ urlpatterns = [
 ]
 
 # JSON for unknown URLs under /api/, the HTML page elsewhere.
-handler404 = "taskhub.api.errors.not_found"
+handler404 = "taskhub.console.api.errors.not_found"

@@ -1,9 +1,9 @@
 """Admin pages for KYC cases, users' statuses and provider callbacks; "re-run the check" is an
-action recorded in the operator audit log (``taskhub.audit``)."""
+action recorded in the operator audit log (``taskhub.console.audit``)."""
 
 from django.contrib import admin, messages
 
-from taskhub.audit import audited
+from taskhub.console.audit import audited
 
 from . import services
 from .models import KycCase, KycProviderEvent, UserKycStatus

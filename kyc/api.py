@@ -12,10 +12,10 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from taskhub.api.parsers import FormBodyParser, JSONBodyParser, MultiPartBodyParser
-from taskhub.api.permissions import OPERATOR, VIEWER, RolePermission
-from taskhub.api.serializers import StrictSerializer
-from taskhub.audit import audited
+from taskhub.console.api.parsers import FormBodyParser, JSONBodyParser, MultiPartBodyParser
+from taskhub.console.api.permissions import OPERATOR, VIEWER, RolePermission
+from taskhub.console.api.serializers import StrictSerializer
+from taskhub.console.audit import audited
 
 from . import services
 from .models import DocumentType, KycCase, KycProvider, UserKycStatus

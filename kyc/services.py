@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import taskhub
+from taskhub.console.services import workflow_steps
 
 from .conf import kyc_settings
 from .models import (
@@ -287,9 +288,7 @@ def rerun_check(case: KycCase):
         )
         case.refresh_from_db()
         run = start_verification(case)
-        from taskhub.models import Task
-
-        return Task.objects.get(workflow_run_id=run.id, step_key="check")
+        return workflow_steps(run.id)["check"]
 
 
 def store_reference(name: str, content: bytes) -> str:

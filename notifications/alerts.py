@@ -20,10 +20,9 @@ import time
 from django.db import transaction
 from django.dispatch import receiver
 
-from taskhub import schedule
-from taskhub.broker import get_redis, key
-from taskhub.models import TaskStatus
-from taskhub.signals import tasks_finished
+from taskhub import TaskStatus, schedule
+from taskhub.console.services import redis_key, shared_redis
+from taskhub.engine.signals import tasks_finished
 
 from . import signals
 from .conf import notifications_settings
@@ -52,11 +51,11 @@ return stats
 
 
 def _stats_key(task_name: str) -> str:
-    return key("alerts", "stats", task_name)
+    return redis_key("alerts", "stats", task_name)
 
 
 def _window_key(task_name: str) -> str:
-    return key("alerts", "window", task_name)
+    return redis_key("alerts", "window", task_name)
 
 
 def alerts_for(task_name: str, payload: dict) -> bool:
@@ -68,7 +67,7 @@ def alerts_for(task_name: str, payload: dict) -> bool:
 
 def record_dead_letter(task_name: str, task_id: str, error: str, queue: str) -> None:
     window = max(1, int(notifications_settings.ALERT_THROTTLE_SECONDS))
-    opened = get_redis().eval(
+    opened = shared_redis().eval(
         _COUNT,
         2,
         _stats_key(task_name),
@@ -103,7 +102,7 @@ def on_tasks_finished(sender, outcomes, **kwargs) -> None:
 
 def send_alert(task_name: str) -> dict:
     """Send one alert for the failures counted since the last one (the alert task's body)."""
-    client = get_redis()
+    client = shared_redis()
     if _burst_goes_on(client, task_name):
         delay = float(notifications_settings.ALERT_DELAY_SECONDS)
         schedule(

@@ -13,8 +13,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from taskhub.api.permissions import OPERATOR, VIEWER, RolePermission
-from taskhub.audit import audited
+from taskhub.console.api.permissions import OPERATOR, VIEWER, RolePermission
+from taskhub.console.audit import audited
 
 from . import services
 from .models import Notification

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from taskhub import PermanentError, schedule, task
 from taskhub.builtins.mail import available_templates
-from taskhub.retry import Exponential
+from taskhub.definitions.retry import Exponential
 
 from . import alerts, signals
 from .models import Channel, DeliveryStatus, Notification

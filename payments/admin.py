@@ -1,13 +1,13 @@
 """Admin pages for payments, Safe transactions (with confirmations) and provider callbacks.
 
 Read-only: statuses change only through the services. Actions call the same service functions
-as the API and are recorded in the operator audit log (``taskhub.audit``). No page shows a
+as the API and are recorded in the operator audit log (``taskhub.console.audit``). No page shows a
 secret: provider secrets and keys live in settings, never in these rows.
 """
 
 from django.contrib import admin, messages
 
-from taskhub.audit import audited
+from taskhub.console.audit import audited
 
 from . import safe, services
 from .models import Payment, ProviderEvent, SafeConfirmation, SafeTransaction

@@ -1,8 +1,8 @@
 """REST endpoints for payments, Safe transactions and provider callbacks.
 
-Roles as everywhere on the API (``taskhub.api.permissions``): viewers read; operators create
+Roles as everywhere on the API (``taskhub.console.api.permissions``): viewers read; operators create
 payments and Safe transactions, retry and reconcile. Every operator action is recorded in the
-operator audit log (``taskhub.audit``), in the transaction of the change.
+operator audit log (``taskhub.console.audit``), in the transaction of the change.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from taskhub.api.permissions import OPERATOR, VIEWER, RolePermission
-from taskhub.audit import audited
+from taskhub.console.api.permissions import OPERATOR, VIEWER, RolePermission
+from taskhub.console.audit import audited
 
 from . import safe, services
 from .models import Payment, SafeTransaction

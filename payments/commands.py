@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from taskhub import launcher
-from taskhub.cli import fail, subcommand
+from taskhub.cli import launcher
+from taskhub.cli.subcommands import fail, subcommand
 
 
 def sandbox_selected() -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from taskhub.models import Task
+from taskhub.console.services import correlated_tasks
 
 from .models import Payment, ProviderEvent, SafeConfirmation, SafeTransaction
 
@@ -101,7 +101,7 @@ class PaymentDetailSerializer(PaymentSerializer):
         return SafeTransactionSerializer(row).data if row else None
 
     def get_tasks(self, payment: Payment) -> list[dict]:
-        rows = Task.objects.filter(correlation_id=payment.correlation_id).order_by("created_at")
+        rows = correlated_tasks(payment.correlation_id)
         return [{"id": str(t.id), "name": t.name, "status": t.status} for t in rows]
 
 

@@ -24,7 +24,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import taskhub
-from taskhub.models import Task
+from taskhub.console.services import workflow_run_status, workflow_steps
 
 from .models import (
     PAYMENT_TERMINAL,
@@ -176,7 +176,7 @@ def start_settlement(payment: Payment, safe_tx: SafeTransaction | None, *, key: 
         correlation_id=payment.correlation_id,
         user_id=payment.user_id,
     )
-    steps = dict(Task.objects.filter(workflow_run_id=run.id).values_list("step_key", "id"))
+    steps = {key: step.id for key, step in workflow_steps(run.id).items()}
     changes = {"workflow_run_id": run.id, "processing_task_id": steps.get("payment")}
     if safe_tx is not None:
         changes["blockchain_task_id"] = steps.get("safe")
@@ -273,10 +273,8 @@ def _after_completion(payment: Payment) -> None:
     if payment.workflow_run_id is None:
         _schedule_blockchain_task(payment)
         return
-    from taskhub.workflows.models import WorkflowRun, WorkflowStatus
-
-    run = WorkflowRun.objects.filter(id=payment.workflow_run_id).values("status").first()
-    if run is not None and run["status"] in (WorkflowStatus.RUNNING, WorkflowStatus.CANCELLING):
+    status = workflow_run_status(payment.workflow_run_id)
+    if status in (taskhub.WorkflowStatus.RUNNING, taskhub.WorkflowStatus.CANCELLING):
         return
     safe_tx = SafeTransaction.objects.filter(payment=payment).first()
     logger.warning("payment %s completed after its settle run ended; settling it again", payment.id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from taskhub import Linear, PermanentError, Schedule, task
-from taskhub.cron import EVERY_5_MINUTES, cron
+from taskhub.scheduler.cron import EVERY_5_MINUTES, cron
 
 from . import safe, services
 from .conf import payments_settings

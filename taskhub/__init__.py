@@ -3,10 +3,15 @@
 Public API::
 
     from taskhub import task, schedule, schedule_many, TaskContext, PermanentError
-    from taskhub.retry import Schedule, Exponential, Linear
+    from taskhub import Schedule, Exponential, Linear
     from taskhub import workflow, start_workflow, WorkflowBuilder
+    from taskhub import TaskStatus, WorkflowStatus  # the states of a task and of a workflow run
+
+Domain apps read tasks and runs through taskhub.console.services (the "seams" section there),
+never through taskhub.models or the engine's modules (.importlinter).
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
@@ -23,30 +28,35 @@ __all__ = [
     "workflow",
     "start_workflow",
     "WorkflowBuilder",
+    "TaskStatus",
+    "WorkflowStatus",
 ]
 
 _EXPORTS = {
-    "task": "taskhub.registry",
-    "schedule": "taskhub.scheduling",
-    "schedule_many": "taskhub.scheduling",
-    "TaskContext": "taskhub.context",
+    "task": "taskhub.definitions.registry",
+    "schedule": "taskhub.engine.enqueue",
+    "schedule_many": "taskhub.engine.enqueue",
+    "TaskContext": "taskhub.engine.context",
     "PermanentError": "taskhub.errors",
     "TaskCancelled": "taskhub.errors",
     "InvalidTaskRequest": "taskhub.errors",
-    "Schedule": "taskhub.retry",
-    "Exponential": "taskhub.retry",
-    "Linear": "taskhub.retry",
+    "Schedule": "taskhub.definitions.retry",
+    "Exponential": "taskhub.definitions.retry",
+    "Linear": "taskhub.definitions.retry",
     "workflow": "taskhub.workflows.builder",
     "start_workflow": "taskhub.workflows.start",
     "WorkflowBuilder": "taskhub.workflows.builder",
+    "TaskStatus": "taskhub.models",
+    "WorkflowStatus": "taskhub.models",
 }
 
 if TYPE_CHECKING:
-    from .context import TaskContext
+    from .definitions.registry import task
+    from .definitions.retry import Exponential, Linear, Schedule
+    from .engine.context import TaskContext
+    from .engine.enqueue import schedule, schedule_many
     from .errors import InvalidTaskRequest, PermanentError, TaskCancelled
-    from .registry import task
-    from .retry import Exponential, Linear, Schedule
-    from .scheduling import schedule, schedule_many
+    from .models import TaskStatus, WorkflowStatus
     from .workflows.builder import WorkflowBuilder, workflow
     from .workflows.start import start_workflow
 
@@ -54,7 +64,5 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     # Lazy so that importing taskhub (e.g. from settings) doesn't import Django models early.
     if name in _EXPORTS:
-        import importlib
-
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(name)

@@ -60,11 +60,11 @@ DEFAULTS: dict[str, Any] = {
     # attempt is retired and the next one sent.
     "REDISPATCH_AFTER": 30.0,
     "LIFELINE_INTERVAL": 5.0,
-    # Worker processes (rundramatiq) also run the dispatcher and its lifeline: one of them at a
-    # time leads, holding a lease in the database that it renews (taskhub.leadership); another
+    # Worker processes (rundramatiq) also run the dispatcher and its lifeline: one of them at a time
+    # leads, holding a lease in the database that it renews (taskhub.engine.leadership); another
     # takes over within LIFELINE_TIMEOUT when it dies. A host then needs no `taskhub dispatcher`
-    # process (one may still run: it contends for the same lease). False: only `taskhub
-    # dispatcher` processes dispatch.
+    # process (one may still run: it contends for the same lease). False: only `taskhub dispatcher`
+    # processes dispatch.
     "EMBEDDED_DISPATCHER": True,
     # How long attempt claims are remembered in Redis, which bounds duplicate detection (seconds).
     "CLAIM_TTL": 6 * 3600,
@@ -95,7 +95,8 @@ DEFAULTS: dict[str, Any] = {
     "WORKER_POLL_MS": 1000,
     # Most children one attempt of a task may spawn (ctx.spawn); one more fails the task at once.
     "MAX_CHILDREN": 10_000,
-    # Crons and stored schedules (taskhub.cron, runscheduler). False turns all scheduling off.
+    # Crons and stored schedules (taskhub.scheduler.cron, runscheduler). False turns all
+    # scheduling off.
     "ENABLE_SCHEDULING": True,
     # How often the scheduler looks for due slots and edited schedules (seconds).
     "SCHEDULER_POLL_INTERVAL": 1.0,

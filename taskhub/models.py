@@ -299,7 +299,7 @@ class WorkerProcess(models.Model):
 
 class LeaderLease(models.Model):
     """Which process leads a role that runs once per deployment (the dispatcher and its
-    lifeline), and until when: a leader that stops renewing loses it (taskhub.leadership)."""
+    lifeline), and until when: a leader that stops renewing loses it (taskhub.engine.leadership)."""
 
     name = models.CharField(max_length=100, primary_key=True)
     holder = models.CharField(max_length=200)
@@ -317,7 +317,7 @@ class ScheduleKind(models.TextChoices):
 
 
 class ScheduleSource(models.TextChoices):
-    CODE = "code"  # declared in code (taskhub.cron); definition synced at scheduler start
+    CODE = "code"  # declared in code (taskhub.scheduler.cron); definition synced at scheduler start
     DATABASE = "database"  # created by an operator (admin, API, command line)
 
 

@@ -19,7 +19,8 @@ import pytest
 
 
 class TaskhubTesting:
-    """What the fixtures yield: taskhub.testing's helpers, and the mode the test runs in."""
+    """What the fixtures yield: taskhub.testing's helpers, and the mode the test runs in.
+    Each method imports taskhub.testing on use, for the reason given in _in_mode."""
 
     def __init__(self, mode: str) -> None:
         self.mode = mode

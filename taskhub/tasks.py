@@ -6,8 +6,8 @@ rundramatiq discovers this module; importing it registers the actor and the buil
 import dramatiq
 
 from . import builtins  # noqa: F401  (registers taskhub.ping, http.request)
-from .broker import EXECUTE_ACTOR
-from .worker import run_current_attempt
+from .engine.broker import EXECUTE_ACTOR
+from .engine.worker import run_current_attempt
 
 
 @dramatiq.actor(actor_name=EXECUTE_ACTOR, queue_name="default")

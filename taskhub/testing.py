@@ -15,7 +15,7 @@ the fixtures of ``taskhub.pytest_plugin`` for a pytest test:
   :func:`drain`; :func:`assert_scheduled`, :func:`refute_scheduled` and
   :func:`scheduled_tasks` look at what was scheduled.
 - ``"immediate"``: every commit that makes tasks due runs them, in the committing thread,
-  before the commit returns (``taskhub.broker.wake_dispatcher`` hands its wake-up to
+  before the commit returns (``taskhub.engine.broker.wake_dispatcher`` hands its wake-up to
   :func:`wake_in_process`). A task whose time has not come — a ``delay``, an ``eta``, a retry
   waiting for its policy's delay — stays ``pending`` / ``retrying`` until a test lets time pass
   with ``drain(include_delayed=True)``.
@@ -42,13 +42,13 @@ from django.utils import timezone
 from pydantic import BaseModel
 
 from .conf import TESTING_MODES, taskhub_settings
-from .dispatcher import claim_ready_tasks, record_queued
+from .definitions.payloads import parse_payload, to_jsonable
+from .definitions.registry import TaskDefinition, declared_queues, get_definition
+from .engine.dispatcher import claim_ready_tasks, record_queued
+from .engine.outcomes import OutcomeWriter
+from .engine.worker import begin_attempt, decide_outcome, run_attempt
 from .errors import InvalidTaskRequest
 from .models import ACTIVE_STATUSES, READY_STATUSES, QueueState, Task, TaskStatus
-from .outcomes import OutcomeWriter
-from .payloads import parse_payload, to_jsonable
-from .registry import TaskDefinition, declared_queues, get_definition
-from .worker import begin_attempt, decide_outcome, run_attempt
 
 __all__ = [
     "DRAIN_LIMIT",
@@ -105,7 +105,8 @@ def worker_id() -> str:
 
 # -- running tasks in-process --------------------------------------------------------------------
 def wake_in_process(queues: Iterable[str]) -> None:
-    """Take a dispatcher wake-up (``taskhub.broker.wake_dispatcher`` while ``TESTING`` is set).
+    """Take a dispatcher wake-up (``taskhub.engine.broker.wake_dispatcher`` while ``TESTING`` is
+    set, through the engine's ``wake_in_process`` hook).
 
     Manual mode: nothing (the test drains). Immediate mode: drain the queues now — or, when a
     drain already runs on this thread (a handler scheduled more work, an outcome released a

@@ -6,7 +6,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from django.conf import settings
 
-from taskhub.broker import ensure_redis, get_redis, key
+from taskhub.engine.broker import ensure_redis, get_redis, key
 
 # taskhub's fixtures for projects' tests (taskhub_manual, taskhub_immediate; docs/testing.md),
 # loaded the way docs/testing.md tells a project to. Fixtures only, nothing autouse: a test
@@ -41,7 +41,7 @@ def _redis_up():
     yield
     # Remove this session's keys (never FLUSHALL: the Redis may be shared).
     client = get_redis()
-    from taskhub.broker import dramatiq_namespace
+    from taskhub.engine.broker import dramatiq_namespace
 
     for pattern in (key("*"), f"{dramatiq_namespace()}:*"):
         for name in client.scan_iter(match=pattern, count=1000):

@@ -52,9 +52,9 @@ EMBEDDED = os.environ.get("TASKHUB_TEST_DISPATCHER") == "embedded"
 class Stack:
     """Worker processes (rundramatiq) and a dispatcher, started like production starts them.
 
-    ``embedded``: whether the workers run the dispatcher (taskhub.leadership) — then ``start()``
-    starts no dispatcher process; ``start_dispatcher()`` still starts one, which contends with
-    the workers for the lead. None: as TASKHUB_TEST_DISPATCHER says.
+    ``embedded``: whether the workers run the dispatcher (taskhub.engine.leadership) — then
+    ``start()`` starts no dispatcher process; ``start_dispatcher()`` still starts one, which
+    contends with the workers for the lead. None: as TASKHUB_TEST_DISPATCHER says.
     """
 
     def __init__(
@@ -130,7 +130,7 @@ class Stack:
     def wait_for_workers(self, count: int, timeout: float = 30) -> None:
         from django.utils import timezone
 
-        from taskhub.dispatcher import live_workers
+        from taskhub.engine.dispatcher import live_workers
 
         wait_for(
             lambda: len(live_workers(timezone.now())) >= count,
@@ -152,7 +152,7 @@ class Stack:
     def stop(self, timeout: float = 20) -> None:
         for proc in self.workers + self.dispatchers:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)  # not the group: see taskhub.launcher
+                proc.send_signal(signal.SIGTERM)  # not the group: see taskhub.cli.launcher
         deadline = time.monotonic() + timeout
         for proc in self.workers + self.dispatchers:
             try:

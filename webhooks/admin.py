@@ -12,9 +12,9 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from taskhub.admin_tools import RoleAdmin, confirm_then
-from taskhub.audit import audited
-from taskhub.roles import VIEWER, has_role
+from taskhub.console.admin_tools import RoleAdmin, confirm_then
+from taskhub.console.audit import audited
+from taskhub.console.roles import VIEWER, has_role
 
 from . import services
 from .models import DeliveryAttempt, DeliveryStatus, WebhookDelivery, WebhookEndpoint

@@ -1,6 +1,6 @@
 """``/api/webhooks/…``: endpoints (CRUD, secret write-only), deliveries (list, redeliver) and
-retry-all. Roles and errors follow the engine's API (``taskhub.api``): viewer reads, operator
-redelivers, admin manages endpoints; every change is recorded in the operator audit log.
+retry-all. Roles and errors follow the engine's API (``taskhub.console.api``): viewer reads,
+operator redelivers, admin manages endpoints; every change is recorded in the operator audit log.
 
 An endpoint's secret is in the response of its creation (and of a rotation) — the only times
 it is shown; no serializer here has a field that reads it.
@@ -14,9 +14,9 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from taskhub.api.permissions import ADMIN, OPERATOR, VIEWER, RolePermission
-from taskhub.api.serializers import StrictSerializer
-from taskhub.audit import audited
+from taskhub.console.api.permissions import ADMIN, OPERATOR, VIEWER, RolePermission
+from taskhub.console.api.serializers import StrictSerializer
+from taskhub.console.audit import audited
 
 from . import services
 from .models import DeliveryAttempt, DeliveryStatus, WebhookDelivery, WebhookEndpoint

@@ -7,8 +7,8 @@ class WebhooksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from taskhub.cron import EVERY_DAY_AT_MIDNIGHT, declare
-        from taskhub.signals import tasks_finished
+        from taskhub.engine.signals import tasks_finished
+        from taskhub.scheduler.cron import EVERY_DAY_AT_MIDNIGHT, declare
 
         from . import commands  # noqa: F401  (registers `taskhub webhook-*` subcommands)
         from .conf import webhooks_settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from taskhub.cli import fail, parse_json, print_json, subcommand
+from taskhub.cli.subcommands import fail, parse_json, print_json, subcommand
 from taskhub.errors import InvalidTransition
 
 from . import services

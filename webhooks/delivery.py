@@ -20,8 +20,8 @@ import httpx
 from django.db import transaction
 from django.utils import timezone
 
-from taskhub.net import BlockedAddress, UnsupportedScheme, check_url, guarded_client
-from taskhub.storable import storable_text
+from taskhub.safety.net import BlockedAddress, UnsupportedScheme, check_url, guarded_client
+from taskhub.safety.storable import storable_text
 
 from .conf import webhooks_settings
 from .models import DeliveryAttempt, DeliveryStatus, WebhookDelivery, WebhookEndpoint

@@ -20,8 +20,8 @@ import redis
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from taskhub.broker import get_redis, key
-from taskhub.models import TaskStatus
+from taskhub import TaskStatus
+from taskhub.console.services import redis_key, shared_redis
 
 from .conf import webhooks_settings
 from .models import WebhookEndpoint
@@ -39,13 +39,13 @@ _cache: dict = {"version": None, "at": 0.0, "endpoints": []}
 
 
 def _version_key() -> str:
-    return key("webhooks", "endpoints-version")
+    return redis_key("webhooks", "endpoints-version")
 
 
 def endpoints_changed() -> None:
     """Tell every process to reload its endpoint list (called after an endpoint change commits)."""
     try:
-        get_redis().incr(_version_key())
+        shared_redis().incr(_version_key())
     except (redis.RedisError, OSError) as exc:
         logger.debug(
             "endpoint change not announced (processes reload within %ss): %s", MAX_AGE, exc
@@ -60,7 +60,7 @@ def forget_endpoints() -> None:
 
 def active_endpoints() -> list[WebhookEndpoint]:
     try:
-        version = get_redis().get(_version_key())
+        version = shared_redis().get(_version_key())
     except (redis.RedisError, OSError):
         version = object()  # unknown: reload
     with _cache_lock:
@@ -91,7 +91,7 @@ def task_event_payload(outcome) -> dict:
 
 
 def publish_task_events(sender, outcomes, **kwargs) -> None:
-    """Receiver of taskhub.signals.tasks_finished."""
+    """Receiver of taskhub.engine.signals.tasks_finished."""
     from .services import publish_many
 
     if not webhooks_settings.LIFECYCLE_EVENTS:

@@ -1,4 +1,5 @@
-"""Webhook deliveries by outcome, for Prometheus (registered into ``taskhub.prometheus.registry``).
+"""Webhook deliveries by outcome, for Prometheus (registered into
+``taskhub.console.prometheus.registry``).
 
 Read from the rows, like the engine's metrics, so any web process answers for the whole system.
 Finished deliveries are deleted after CLEANUP_RETENTION_DAYS, which bounds both counts.
@@ -66,7 +67,7 @@ _collector: DeliveryCollector | None = None
 def register() -> None:
     """Add the collector to the engine's /metrics registry (once per process)."""
     global _collector
-    from taskhub.prometheus import registry
+    from taskhub.console.prometheus import registry
 
     if _collector is None:
         _collector = DeliveryCollector()

@@ -17,10 +17,11 @@ from django.db import transaction
 from django.utils import timezone
 
 import taskhub
+from taskhub.conf import taskhub_settings
+from taskhub.console.services import cancel_task, live_task, live_task_ids
+from taskhub.definitions.payloads import encode_json
 from taskhub.errors import InvalidTaskRequest, InvalidTransition, TaskhubError
-from taskhub.models import ACTIVE_STATUSES, Task, TaskStatus
-from taskhub.net import UnsupportedScheme, check_url, is_blocked, port_allowed
-from taskhub.payloads import encode_json
+from taskhub.safety.net import UnsupportedScheme, check_url, is_blocked, port_allowed
 
 from .conf import webhooks_settings
 from .models import (
@@ -53,8 +54,6 @@ class DeliveryNotFound(TaskhubError, LookupError):
 
 
 def private_targets_allowed() -> bool:
-    from taskhub.conf import taskhub_settings
-
     own = webhooks_settings.ALLOW_PRIVATE_TARGETS
     return bool(taskhub_settings.ALLOW_PRIVATE_TARGETS if own is None else own)
 
@@ -256,7 +255,9 @@ def publish_many(
     return deliveries
 
 
-def schedule_attempt(delivery: WebhookDelivery, number: int, at: dt.datetime | None = None) -> Task:
+def schedule_attempt(
+    delivery: WebhookDelivery, number: int, at: dt.datetime | None = None
+) -> taskhub.models.Task:
     """Schedule attempt ``number`` of a delivery (in the caller's transaction). The dedup key
     makes a second request for the same attempt return the first task."""
     task = taskhub.schedule(
@@ -286,23 +287,19 @@ def get_delivery(delivery_id: str | uuid.UUID) -> WebhookDelivery:
         raise DeliveryNotFound(f"no webhook delivery with id {delivery_id!r}") from None
 
 
-def _live_task(delivery: WebhookDelivery) -> Task | None:
-    if delivery.task_id is None:
-        return None
-    return Task.objects.filter(id=delivery.task_id, status__in=ACTIVE_STATUSES).first()
+def _live_task(delivery: WebhookDelivery) -> taskhub.models.Task | None:
+    return live_task(delivery.task_id)
 
 
 def redeliver(delivery_id: str | uuid.UUID) -> WebhookDelivery:
     """Send a delivery again now, whatever became of it, with a fresh retry schedule. The
     ``webhook-id`` stays the same, so a receiver that already has it can tell."""
-    from taskhub.services import cancel_task
-
     with transaction.atomic():
         delivery = WebhookDelivery.objects.select_for_update().get(id=get_delivery(delivery_id).id)
         if not delivery.endpoint.active:
             raise InvalidTransition("the endpoint is disabled; enable it first")
         live = _live_task(delivery)
-        if live is not None and live.status == TaskStatus.RUNNING:
+        if live is not None and live.status == taskhub.TaskStatus.RUNNING:
             return delivery  # an attempt is being made right now
         if live is not None:
             cancel_task(live.id, actor="webhooks.redeliver")  # the waiting retry is superseded
@@ -335,11 +332,7 @@ def retry_due_deliveries(slack: float = 60.0, limit: int = 1000) -> int:
             status__in=OPEN_STATUSES, next_attempt_at__lte=cutoff, endpoint__active=True
         ).order_by("next_attempt_at")[:limit]
     )
-    live = set(
-        Task.objects.filter(
-            id__in=[d.task_id for d in overdue if d.task_id], status__in=ACTIVE_STATUSES
-        ).values_list("id", flat=True)
-    )
+    live = live_task_ids([d.task_id for d in overdue if d.task_id])
     count = 0
     for delivery in overdue:
         if delivery.task_id in live:

@@ -39,10 +39,10 @@ from django.db import transaction
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..conf import taskhub_settings
+from ..definitions.registry import task
+from ..definitions.retry import Exponential
 from ..errors import PermanentError
-from ..net import guarded_client
-from ..registry import task
-from ..retry import Exponential
+from ..safety.net import guarded_client
 from .bodies import read_body, read_excerpt, text_of
 from .models import BatchCheckpoint, BatchChunk, BatchItemError
 

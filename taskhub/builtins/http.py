@@ -2,7 +2,7 @@
 
 2xx → success (status code and a body excerpt as the result); 5xx, timeouts and connection
 errors → retried by policy; 4xx → permanent failure (retrying the same request won't help).
-Requests go through the SSRF guard (taskhub.net): private targets need ALLOW_PRIVATE_TARGETS.
+Requests go through the SSRF guard (taskhub.safety.net): private targets need ALLOW_PRIVATE_TARGETS.
 The body is streamed and counted as it is decompressed: a 2xx body over
 ``HTTP_MAX_RESPONSE_BYTES`` fails the task for good; of an error answer only an excerpt is read.
 """
@@ -14,11 +14,11 @@ from typing import Any, Literal
 from pydantic import AnyHttpUrl, BaseModel, Field, model_validator
 
 from ..conf import taskhub_settings
+from ..definitions.registry import task
+from ..definitions.retry import Exponential
 from ..errors import PermanentError
-from ..masking import mask_url
-from ..net import guarded_client
-from ..registry import task
-from ..retry import Exponential
+from ..safety.masking import mask_url
+from ..safety.net import guarded_client
 from .bodies import read_body, read_excerpt, text_of
 
 BODY_EXCERPT = 2048

@@ -1,6 +1,6 @@
 """``image.process``: download an image, transform it with Pillow, store the result.
 
-The download goes through the SSRF guard (:func:`taskhub.net.guarded_client`) with a size
+The download goes through the SSRF guard (:func:`taskhub.safety.net.guarded_client`) with a size
 limit; the output is saved through Django's default storage (``MEDIA_ROOT`` — ``var/media`` —
 by default, or any django-storages backend such as S3). Bad input fails at once with a clear
 error: not an image, a truncated file, an image larger than ``IMAGE_MAX_PIXELS`` (a
@@ -21,10 +21,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
 from ..conf import taskhub_settings
+from ..definitions.registry import task
+from ..definitions.retry import Exponential
 from ..errors import PermanentError
-from ..net import guarded_client
-from ..registry import task
-from ..retry import Exponential
+from ..safety.net import guarded_client
 from .bodies import read_body
 
 FORMATS = {"webp": ("WEBP", "webp"), "png": ("PNG", "png"), "jpeg": ("JPEG", "jpg")}

@@ -24,9 +24,9 @@ from django.template import TemplateDoesNotExist
 from django.template.loader import get_template, render_to_string
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..definitions.registry import task
+from ..definitions.retry import Exponential
 from ..errors import PermanentError
-from ..registry import task
-from ..retry import Exponential
 
 TEMPLATE_DIR = "emails"
 _TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,99}$")
@@ -186,6 +186,7 @@ def deliver(message: EmailMultiAlternatives) -> None:
 
 def _classify_service_error(exc: Exception) -> None:
     """django-anymail errors: refused addresses and 4xx answers won't get better by retrying."""
+    # Imported on use: only a send through an e-mail service (ANYMAIL_ESP) gets here.
     try:
         from anymail.exceptions import (
             AnymailAPIError,

@@ -4,16 +4,17 @@ The crons only schedule these tasks; the work runs on workers with retries and h
 """
 
 from ..conf import taskhub_settings
-from ..cron import EVERY_5_MINUTES, EVERY_HOUR, cron
-from ..registry import task
+from ..definitions.registry import task
+from ..scheduler.cron import EVERY_5_MINUTES, EVERY_HOUR, cron
 
 
 @cron(EVERY_HOUR)
 @task("taskhub.prune", queue="default", max_attempts=3)
 def prune(payload: dict) -> dict:
     """Delete completed/cancelled tasks and schedule runs older than RETENTION_DAYS."""
-    from ..pruner import prune_finished_tasks
-    from ..scheduler import prune_schedule_runs
+    # Imported on use: Django imports this package (an installed app) before any model can load.
+    from ..engine.pruner import prune_finished_tasks
+    from ..scheduler.runs import prune_schedule_runs
 
     days = payload.get("older_than_days", taskhub_settings.RETENTION_DAYS)
     return {"tasks": prune_finished_tasks(days), "schedule_runs": prune_schedule_runs(days)}
@@ -23,7 +24,7 @@ def prune(payload: dict) -> dict:
 @task("taskhub.recover_stalled", queue="default", max_attempts=1)
 def recover_stalled(payload: dict) -> dict:
     """Run the lifeline once (dispatchers run it every few seconds; this is the safety net)."""
-    from ..lifeline import Lifeline
+    from ..engine.lifeline import Lifeline  # on use, as in prune()
 
     report = Lifeline().run_once()
     return {

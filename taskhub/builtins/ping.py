@@ -1,6 +1,6 @@
 """``taskhub.ping``: the smallest task there is; answers "pong". Good for checking a deployment."""
 
-from ..registry import task
+from ..definitions.registry import task
 
 
 @task("taskhub.ping", queue="default")

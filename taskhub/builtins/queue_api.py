@@ -12,7 +12,7 @@ of them; a deployment without one of those apps answers that endpoint with an un
 
 from __future__ import annotations
 
-from ..registry import TaskDefinition, get_definition
+from ..definitions.registry import TaskDefinition, get_definition
 
 #: endpoint suffix → task name
 QUEUE_API_TASKS = {

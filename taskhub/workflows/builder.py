@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..registry import TaskDefinition
-from .graph import Graph, InvalidWorkflow, Step, keys_of
+from ..definitions.registry import TaskDefinition
+from .graph import Graph, InvalidWorkflow, Step
 from .models import FailurePolicy
 
 TaskRef = str | TaskDefinition
@@ -42,6 +42,25 @@ class GroupRef:
     key: str
     member_keys: tuple[str, ...]
     upstream: tuple[str, ...] = ()
+
+
+def keys_of(refs: Any) -> list[str]:
+    """Normalise ``after=``: a key, a step/group reference, or a list of those."""
+    if refs is None:
+        return []
+    if isinstance(refs, str | StepRef | GroupRef):
+        refs = [refs]
+    keys: list[str] = []
+    for ref in refs:
+        if isinstance(ref, GroupRef):
+            keys.extend(ref.member_keys or keys_of(ref.upstream))
+        elif isinstance(ref, StepRef):
+            keys.append(ref.key)
+        elif isinstance(ref, str):
+            keys.append(ref)
+        else:
+            raise InvalidWorkflow(f"cannot depend on {ref!r}: give a step key or reference")
+    return list(dict.fromkeys(keys))
 
 
 def _task_name(task: TaskRef) -> str:

@@ -11,11 +11,11 @@ from typing import Any
 from django.utils import timezone
 
 from ..conf import taskhub_settings
+from ..definitions.payloads import validate_payload
+from ..definitions.registry import get_definition
+from ..engine.enqueue import _check_queue, _new_row, _resolve_options
 from ..errors import InvalidTaskRequest
 from ..models import EventKind, Task, TaskEvent, TaskStatus
-from ..payloads import validate_payload
-from ..registry import get_definition
-from ..scheduling import _check_queue, _new_row, _resolve_options
 from .models import StepEdge
 
 

@@ -25,10 +25,12 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from .. import claims, transitions
-from ..broker import wake_dispatcher
+from ..definitions.payloads import validate_payload
+from ..definitions.registry import get_definition
+from ..engine import claims, transitions
+from ..engine.broker import wake_dispatcher
+from ..engine.events import publish_on_commit
 from ..errors import InvalidTaskRequest
-from ..events import publish_on_commit
 from ..models import ACTIVE_STATUSES, EventKind, Task, TaskEvent, TaskStatus
 from .models import (
     FailurePolicy,
@@ -389,9 +391,6 @@ def begin_compensation(run: WorkflowRun, now: dt.datetime) -> None:
 def _compensation_rows(run: WorkflowRun, forward: list[Task], now: dt.datetime) -> list[Task]:
     """One compensation step per forward step, chained in the given order. Each gets the
     forward step's payload (ctx.forward has its result and idempotency key)."""
-    from ..payloads import validate_payload
-    from ..registry import get_definition
-
     rows = []
     for index, step in enumerate(forward):
         definition = get_definition(step.compensation)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..definitions.registry import all_definitions
 from ..errors import InvalidTaskRequest
 
 #: When a blocked step may run, decided once every dependency has ended.
@@ -71,8 +72,6 @@ class Graph:
 
     def validate(self) -> list[str]:
         """Check the graph's shape and task names; return the steps in dependency order."""
-        from ..registry import all_definitions
-
         if not self.steps:
             raise InvalidWorkflow(f"workflow {self.name!r} has no steps", field="steps")
         known = all_definitions()
@@ -125,24 +124,3 @@ class Graph:
                 for s in self.steps.values()
             ],
         }
-
-
-def keys_of(refs: Any) -> list[str]:
-    """Normalise ``after=``: a key, a step/group reference, or a list of those."""
-    from .builder import GroupRef, StepRef
-
-    if refs is None:
-        return []
-    if isinstance(refs, str | StepRef | GroupRef):
-        refs = [refs]
-    keys: list[str] = []
-    for ref in refs:
-        if isinstance(ref, GroupRef):
-            keys.extend(ref.member_keys or keys_of(ref.upstream))
-        elif isinstance(ref, StepRef):
-            keys.append(ref.key)
-        elif isinstance(ref, str):
-            keys.append(ref)
-        else:
-            raise InvalidWorkflow(f"cannot depend on {ref!r}: give a step key or reference")
-    return list(dict.fromkeys(keys))

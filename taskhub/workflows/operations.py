@@ -10,13 +10,13 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from .. import transitions
-from ..broker import wake_dispatcher
+from ..definitions.registry import all_definitions
+from ..engine import transitions
+from ..engine.broker import wake_dispatcher
+from ..engine.events import publish_on_commit
 from ..errors import InvalidTransition, TaskhubError
-from ..events import publish_on_commit
-from ..masking import mask
 from ..models import DeadLetter, EventKind, Task, TaskEvent, TaskStatus
-from ..registry import all_definitions
+from ..safety.masking import mask
 from . import coordinator
 from .coordinator import COMPENSATION, FORWARD, run_event
 from .models import StepEdge, WorkflowRun, WorkflowStatus

@@ -21,6 +21,7 @@ from django.utils import timezone
 from ..models import ACTIVE_STATUSES, Task, TaskStatus
 from . import coordinator
 from .models import OPEN_RUN_STATUSES, FailurePolicy, StepEdge, WorkflowRun, WorkflowStatus
+from .operations import cancel_run
 
 logger = logging.getLogger(__name__)
 LIMIT = 500
@@ -76,8 +77,6 @@ def reconcile() -> ReconcileReport:
 
 
 def _enforce_deadlines(now) -> int:
-    from .operations import cancel_run
-
     late = WorkflowRun.objects.filter(
         status=WorkflowStatus.RUNNING, deadline_at__lt=now
     ).values_list("id", "on_failure")[:LIMIT]

@@ -10,15 +10,16 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .. import transitions
-from ..broker import wake_dispatcher
+from ..definitions.payloads import encode_json, validate_payload
+from ..definitions.registry import get_definition
+from ..engine import transitions
+from ..engine.broker import wake_dispatcher
+from ..engine.enqueue import _check_queue, _new_row, _resolve_options
+from ..engine.events import publish_on_commit
 from ..errors import InvalidTaskRequest
-from ..events import publish_on_commit
 from ..models import EventKind, Task, TaskEvent, TaskStatus
-from ..payloads import encode_json, validate_payload
-from ..registry import get_definition
-from ..scheduling import _check_queue, _new_row, _resolve_options
 from .builder import WorkflowSpec, registered_workflows
+from .coordinator import run_event
 from .graph import Graph, InvalidWorkflow
 from .models import FailurePolicy, StepEdge, WorkflowDefinition, WorkflowRun
 from .stored import compile_stored
@@ -174,8 +175,6 @@ def _step_rows(graph: Graph, run: WorkflowRun, now: dt.datetime) -> dict[str, Ta
 
 
 def _insert(run: WorkflowRun, graph: Graph, rows: dict[str, Task], now: dt.datetime) -> None:
-    from .coordinator import run_event
-
     run.save(force_insert=True)
     Task.objects.bulk_create(rows.values(), batch_size=1000)
     StepEdge.objects.bulk_create(

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import all_definitions
+from ..definitions.registry import all_definitions
+from ..safety.masking import mask
 from .graph import Graph, InvalidWorkflow, Step
 
 _ON = {"success": "all_success", "failure": "any_failed", "done": "all_done"}
@@ -175,3 +176,28 @@ def substitute(value: Any, input: dict[str, Any], where: str) -> Any:
                 raise InvalidWorkflow(f"{where}: the input has no {value[7:]!r}", field="input")
         return found
     return value
+
+
+def mask_workflow_spec(spec: Any) -> Any:
+    """A stored workflow definition with each step's payload masked by that step's task
+    (taskhub.safety.masking, with the task's ``secret_fields``)."""
+    if not isinstance(spec, dict):
+        return mask(spec)
+    definitions = all_definitions()
+
+    def step(body: Any) -> Any:
+        if not isinstance(body, dict):
+            return mask(body)
+        definition = definitions.get(body.get("type"))
+        fields = definition.secret_fields if definition else ()
+        return {k: mask(v, fields) if k == "payload" else mask(v) for k, v in body.items()}
+
+    masked = mask({k: v for k, v in spec.items() if k not in ("initialTask", "transitions")})
+    if "initialTask" in spec:
+        masked["initialTask"] = step(spec["initialTask"])
+    transitions = spec.get("transitions")
+    if isinstance(transitions, dict):
+        masked["transitions"] = {key: step(body) for key, body in transitions.items()}
+    elif "transitions" in spec:
+        masked["transitions"] = mask(transitions)
+    return masked

@@ -1,7 +1,7 @@
 import pytest
 from django.test import Client
 
-from taskhub.roles import create_user
+from taskhub.console.roles import create_user
 
 
 @pytest.fixture

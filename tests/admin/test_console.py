@@ -7,8 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from taskhub.engine.enqueue import schedule
 from taskhub.models import DeadLetter, OperatorAction, QueueState, Task, TaskLog, TaskStatus
-from taskhub.scheduling import schedule
 
 pytestmark = pytest.mark.django_db
 

@@ -15,10 +15,10 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from taskhub import analytics
+from taskhub.console import analytics
+from taskhub.console.roles import create_user
+from taskhub.engine.enqueue import schedule
 from taskhub.models import QueueState, Task, TaskStatus
-from taskhub.roles import create_user
-from taskhub.scheduling import schedule
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [

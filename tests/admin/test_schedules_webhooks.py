@@ -2,8 +2,8 @@
 
 import pytest
 
-from taskhub import schedules
 from taskhub.models import OperatorAction, ScheduleRun, TaskSchedule
+from taskhub.scheduler import schedules
 from webhooks import services
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 

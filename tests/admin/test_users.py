@@ -5,7 +5,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from rest_framework.test import APIClient
 
-from taskhub.roles import create_first_admin, role_of
+from taskhub.console.roles import create_first_admin, role_of
 
 pytestmark = pytest.mark.django_db
 

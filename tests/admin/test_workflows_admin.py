@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from taskhub.admin import STATUS_COLOURS
+from taskhub.console.admin_tools import STATUS_COLOURS
 from taskhub.models import OperatorAction, TaskStatus
 from taskhub.workflows.models import WorkflowDefinition, WorkflowRun
 from taskhub.workflows.start import start_workflow

@@ -1,7 +1,7 @@
 import pytest
 from rest_framework.test import APIClient
 
-from taskhub.roles import create_user
+from taskhub.console.roles import create_user
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import pytest
 import redis
 from django.utils import timezone
 
-from taskhub import analytics, health
-from taskhub.analytics import fingerprint, normalise_error
+from taskhub.console import analytics, health
+from taskhub.console.analytics import fingerprint, normalise_error
+from taskhub.engine.enqueue import schedule
 from taskhub.models import Task, TaskStatus, WorkerProcess
-from taskhub.scheduling import schedule
 
 pytestmark = pytest.mark.django_db
 
@@ -142,7 +142,7 @@ def test_a_registered_scheduler_check_is_reported(viewer, monkeypatch):
 
 
 def test_prometheus_exposes_queue_and_task_metrics(viewer):
-    from taskhub.prometheus import snapshot
+    from taskhub.console.prometheus import snapshot
 
     finish(TaskStatus.COMPLETED, duration=0.2)
     finish(TaskStatus.FAILED, attempt=3, error="x")

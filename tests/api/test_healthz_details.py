@@ -3,7 +3,7 @@ status: the text of a database or Redis error (hosts, users, paths) is for authe
 
 import redis
 
-from taskhub import health
+from taskhub.console import health
 
 REDIS_ERROR = "Error 111 connecting to redis-7.internal.example:6379 as user ops-admin"
 DATABASE_ERROR = 'connection to server at "db.internal.example" failed: role "taskhub_rw"'

@@ -12,9 +12,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from taskhub.definitions.registry import all_definitions
+from taskhub.engine.enqueue import schedule
 from taskhub.models import Task, TaskSchedule
-from taskhub.registry import all_definitions
-from taskhub.scheduling import schedule
 
 pytestmark = pytest.mark.django_db
 
@@ -140,7 +140,7 @@ def test_a_stored_schedule_cannot_be_changed_to_an_internal_task(admin):
 
 
 def test_the_admin_refuses_a_schedule_of_an_internal_task_with_a_form_error(client):
-    from taskhub.roles import create_user
+    from taskhub.console.roles import create_user
 
     user, _, _ = create_user("admin-person", "admin")
     client.force_login(user)

@@ -10,7 +10,7 @@ import pytest
 
 from taskhub import schedule
 from taskhub.builtins.http import HttpRequest, http_request
-from taskhub.masking import mask, mask_url
+from taskhub.safety.masking import mask, mask_url
 from taskhub.workflows.definitions import create_definition
 
 pytestmark = pytest.mark.django_db

@@ -135,7 +135,7 @@ def test_starting_a_stored_definition_whose_compensation_is_an_object_is_400(cli
 
 @pytest.mark.parametrize("interval", [1.95e89, 1e15, 10 * 366 * 86400 + 1])
 def test_a_schedule_interval_beyond_any_calendar_is_400(client_of, interval):
-    from taskhub.schedules import create_schedule
+    from taskhub.scheduler.schedules import create_schedule
 
     create_schedule("hourly", "taskhub.ping", interval=3600)
     api = client_of("admin")
@@ -156,7 +156,7 @@ def test_a_schedule_interval_beyond_any_calendar_is_400(client_of, interval):
 
 
 def test_the_scheduler_refuses_an_interval_beyond_any_calendar():
-    from taskhub.cron import InvalidSchedule, ScheduleSpec, build_trigger
+    from taskhub.scheduler.cron import InvalidSchedule, ScheduleSpec, build_trigger
 
     with pytest.raises(InvalidSchedule, match="interval"):
         build_trigger(ScheduleSpec(interval=1e15))

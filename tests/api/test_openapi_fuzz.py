@@ -74,8 +74,8 @@ def existing(db):
     """Path parameter → the id or name of a row that exists (``id`` is per resource)."""
     from kyc.models import KycCase
     from notifications.services import create_notification
-    from taskhub.schedules import create_schedule
-    from taskhub.scheduling import schedule
+    from taskhub.engine.enqueue import schedule
+    from taskhub.scheduler.schedules import create_schedule
     from taskhub.workflows.definitions import create_definition
     from taskhub.workflows.start import start_workflow
     from webhooks.services import create_endpoint, publish

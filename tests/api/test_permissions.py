@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
+from taskhub.engine.enqueue import schedule
 from taskhub.models import Task, TaskStatus
-from taskhub.scheduling import schedule
 from tests.api.role_matrix import assert_answers_by_role, by_role
 
 pytestmark = pytest.mark.django_db
@@ -84,7 +84,7 @@ def test_a_wrong_token_is_401_not_403(as_role):
 
 
 def test_a_logged_in_browser_session_is_accepted(client, db):
-    from taskhub.roles import create_user
+    from taskhub.console.roles import create_user
 
     user, _, _ = create_user("sessions", "viewer")
     client.force_login(user)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from taskhub import schedules
 from taskhub.models import OperatorAction, ScheduleRun, Task, TaskSchedule
+from taskhub.scheduler import schedules
 from tests.api.role_matrix import assert_answers_by_role, by_role
 
 pytestmark = pytest.mark.django_db

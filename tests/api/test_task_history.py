@@ -6,9 +6,9 @@ import uuid
 import pytest
 from django.utils import timezone
 
-from taskhub.api.serializers import DETAIL_HISTORY
+from taskhub.console.api.serializers import DETAIL_HISTORY
+from taskhub.engine.enqueue import schedule
 from taskhub.models import TaskEvent, TaskLog
-from taskhub.scheduling import schedule
 
 pytestmark = pytest.mark.django_db
 

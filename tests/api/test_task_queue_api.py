@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 
 from taskhub.builtins.queue_api import definition_for
+from taskhub.engine.enqueue import schedule
 from taskhub.models import OperatorAction, QueueState, Task, TaskStatus
-from taskhub.scheduling import schedule
 
 pytestmark = pytest.mark.django_db
 

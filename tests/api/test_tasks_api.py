@@ -5,8 +5,8 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from taskhub.engine.enqueue import schedule
 from taskhub.models import DeadLetter, EventKind, OperatorAction, Task, TaskEvent, TaskStatus
-from taskhub.scheduling import schedule
 
 pytestmark = pytest.mark.django_db
 

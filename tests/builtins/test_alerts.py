@@ -5,7 +5,7 @@ import json
 import pytest
 
 from taskhub import schedule_many
-from taskhub.broker import get_redis, key
+from taskhub.engine.broker import get_redis, key
 from taskhub.models import DeadLetter
 from tests.builtins.conftest import ALERT_ENV
 from tests.support import wait_for

@@ -10,7 +10,7 @@ from web3 import Web3
 from blockchain.indexer import index_subscription, subscribe
 from blockchain.models import EventSubscription, IndexedEvent, ReportedEvent
 from taskhub import InvalidTaskRequest, schedule
-from taskhub.broker import get_redis, key
+from taskhub.engine.broker import get_redis, key
 from tests.support import wait_status
 
 pytestmark = [pytest.mark.e2e]

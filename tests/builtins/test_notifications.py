@@ -10,9 +10,9 @@ from rest_framework.test import APIClient
 from notifications.models import Notification
 from notifications.services import notify_user, set_preference
 from taskhub import InvalidTaskRequest, schedule
-from taskhub.broker import get_redis, key
+from taskhub.console.roles import create_user
+from taskhub.engine.broker import get_redis, key
 from taskhub.models import Task
-from taskhub.roles import create_user
 from tests.support import wait_for, wait_status
 
 pytestmark = [pytest.mark.e2e]

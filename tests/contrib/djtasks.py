@@ -7,7 +7,7 @@ what the worker process sent, in Redis under the session's key prefix.
 import asyncio
 import time
 
-from taskhub.broker import get_redis, key
+from taskhub.engine.broker import get_redis, key
 
 try:
     from django.tasks import TaskContext, task

@@ -9,10 +9,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from taskhub import schedule
-from taskhub.broker import get_redis, key
 from taskhub.contrib.django_tasks import TaskhubBackend
 from taskhub.contrib.django_tasks.compat import TaskResultStatus, task_backends
 from taskhub.contrib.django_tasks.results import RUN_TASK
+from taskhub.engine.broker import get_redis, key
 from taskhub.models import DeadLetter, TaskStatus
 from taskhub.models import Task as TaskRow
 from tests.contrib import djtasks

@@ -104,9 +104,9 @@ def probe(*flags):
 
 @pytest.mark.e2e
 def test_worker_and_dispatcher_probes_follow_the_processes(transactional_db):
-    from taskhub.broker import get_redis
-    from taskhub.dispatcher import dispatcher_alive_key
-    from taskhub.leadership import standby_key
+    from taskhub.engine.broker import get_redis
+    from taskhub.engine.dispatcher import dispatcher_alive_key
+    from taskhub.engine.leadership import standby_key
 
     # An earlier module's dispatcher candidates, now stopped.
     get_redis().delete(dispatcher_alive_key(), standby_key())

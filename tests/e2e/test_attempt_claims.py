@@ -13,9 +13,9 @@ from django.db import transaction
 from django.test import override_settings
 
 from taskhub import schedule, schedule_many
-from taskhub.broker import dramatiq_namespace, get_redis, key
-from taskhub.claims import claim_key
 from taskhub.conf import taskhub_settings
+from taskhub.engine.broker import dramatiq_namespace, get_redis, key
+from taskhub.engine.claims import claim_key
 from taskhub.models import Task, TaskEvent
 from tests.support import wait_all_finished, wait_for, wait_status
 
@@ -66,7 +66,7 @@ def test_a_task_asked_to_stop_whose_worker_is_lost_ends_cancelled(make_stack):
     asked to stop ends cancelled instead of running again (on the surviving worker)."""
     import os
 
-    from taskhub import services
+    from taskhub.console import services
     from taskhub.models import WorkerProcess
 
     stack = make_stack(processes=1, threads=1)

@@ -4,8 +4,9 @@ out (never ``retrying``, which would send round a task the operator cancelled)."
 
 import pytest
 
-from taskhub import schedule, services
-from taskhub.broker import get_redis, key
+from taskhub import schedule
+from taskhub.console import services
+from taskhub.engine.broker import get_redis, key
 from taskhub.models import Task
 from tests.support import wait_status
 

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test import override_settings
 
 from taskhub import schedule, schedule_many
-from taskhub.broker import get_broker, get_redis, key
+from taskhub.engine.broker import get_broker, get_redis, key
 from taskhub.models import Task, TaskEvent, WorkerProcess
 from tests.support import wait_all_finished, wait_for, wait_status
 
@@ -65,7 +65,7 @@ def test_kill_9_of_a_worker_mid_run_loses_nothing_and_reruns_only_its_in_flight(
 
 def claimed_by(worker_id: str) -> set[str]:
     """Unfinished attempts whose claim the worker holds: what it had in flight."""
-    from taskhub.claims import claim_holders
+    from taskhub.engine.claims import claim_holders
 
     rows = list(Task.objects.filter(status__in=["queued", "running"]).values_list("id", "attempt"))
     holders = claim_holders([(str(i), a) for i, a in rows])

@@ -1,8 +1,9 @@
 """`rundramatiq` is enough: worker units with EMBEDDED_DISPATCHER on and no dispatcher process run
-scheduled tasks; one of them leads dispatching and the lifeline at a time (taskhub/leadership.py);
-when the leading unit is killed with SIGKILL, another takes over within LIFELINE_TIMEOUT and
-recovers what the dead one held. Queue control holds in that shape: the cap, pause and priority
-drills of test_queue_control.py run again here on embedded stacks."""
+scheduled tasks; one of them leads dispatching and the lifeline at a time
+(taskhub/engine/leadership.py); when the leading unit is killed with SIGKILL, another takes over
+within LIFELINE_TIMEOUT and recovers what the dead one held; a SIGSTOPped leader loses the lead
+the same way. Queue control holds in that shape: the cap, pause and priority drills of
+test_queue_control.py run again here on embedded stacks."""
 
 import functools
 import os
@@ -12,9 +13,9 @@ import time
 import pytest
 
 from taskhub import schedule, schedule_many
-from taskhub.broker import get_redis, key
 from taskhub.conf import taskhub_settings
-from taskhub.leadership import current_leader
+from taskhub.engine.broker import get_redis, key
+from taskhub.engine.leadership import current_leader
 from taskhub.models import Task, TaskEvent, WorkerProcess
 from tests.e2e import test_queue_control as queue_control
 from tests.support import wait_all_finished, wait_for

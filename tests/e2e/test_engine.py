@@ -5,7 +5,8 @@ import time
 import pytest
 from django.db import transaction
 
-from taskhub import schedule, services
+from taskhub import schedule
+from taskhub.console import services
 from taskhub.models import DeadLetter, Task, TaskLog
 from tests.support import wait_for, wait_status
 
@@ -125,7 +126,7 @@ def test_a_task_scheduled_in_a_rolled_back_transaction_never_runs(e2e):
     wait_status(witness.id, "completed", timeout=15)
     time.sleep(0.5)
     assert not Task.objects.filter(id=ghost.id).exists()
-    from taskhub.broker import get_redis, key
+    from taskhub.engine.broker import get_redis, key
 
     assert get_redis().llen(key("test", "ghost", "order")) == 0
 

@@ -5,8 +5,9 @@ import time
 
 import pytest
 
-from taskhub import schedule, schedule_many, services
-from taskhub.broker import get_redis, key
+from taskhub import schedule, schedule_many
+from taskhub.console import services
+from taskhub.engine.broker import get_redis, key
 from taskhub.models import Task
 from tests.support import wait_all_finished, wait_for, wait_status
 

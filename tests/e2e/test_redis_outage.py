@@ -18,9 +18,9 @@ from django.test import override_settings
 from django.utils import timezone
 
 from taskhub import schedule
-from taskhub.broker import build_broker, get_redis
 from taskhub.conf import taskhub_settings
-from taskhub.lifeline import Lifeline
+from taskhub.engine.broker import build_broker, get_redis
+from taskhub.engine.lifeline import Lifeline
 from taskhub.models import Task, TaskEvent
 from tests.support import start_private_redis, wait_for, wait_status
 

@@ -14,8 +14,8 @@ import pytest
 from django.utils import timezone
 
 from taskhub import schedule_many
-from taskhub.dispatcher import live_workers
-from taskhub.leadership import current_leader
+from taskhub.engine.dispatcher import live_workers
+from taskhub.engine.leadership import current_leader
 from taskhub.models import Task, WorkerProcess
 from tests.support import ROOT, child_env, wait_for
 

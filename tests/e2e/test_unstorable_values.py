@@ -2,7 +2,7 @@
 refuses in text and jsonb; lone surrogates, which no database can encode as UTF-8): the values
 are stored with U+FFFD in their place, and the worker keeps recording the tasks after them.
 
-Before taskhub.storable, one such value failed every later outcome flush of the worker: its
+Before taskhub.safety.storable, one such value failed every later outcome flush of the worker: its
 tasks stayed queued/running, holding their queue's slots, while its heartbeat kept it "live".
 """
 
@@ -13,7 +13,7 @@ import pytest
 
 from taskhub import schedule
 from taskhub.models import Task, TaskLog
-from taskhub.storable import REPLACEMENT
+from taskhub.safety.storable import REPLACEMENT
 from tests.support import wait_all_finished, wait_status
 from tests.taskapp.tasks import NUL_TEXT, SURROGATE_TEXT
 

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.db import connection, transaction
 
 from taskhub import schedule
-from taskhub.health import check_workers
+from taskhub.console.health import check_workers
 from taskhub.models import Task
 from tests.support import wait_for, wait_status
 

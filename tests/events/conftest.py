@@ -177,7 +177,7 @@ def live(stack, web, transactional_db):
 
 @pytest.fixture
 def operator_token(transactional_db) -> str:
-    from taskhub.roles import OPERATOR, create_user
+    from taskhub.console.roles import OPERATOR, create_user
 
     _, _, token = create_user("events-operator", OPERATOR)
     return token

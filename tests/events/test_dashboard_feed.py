@@ -6,7 +6,7 @@ import pytest
 from django.db import connections
 
 import taskhub
-from taskhub.roles import VIEWER, create_user
+from taskhub.console.roles import VIEWER, create_user
 from tests.admin.test_dashboard_browser import CHROMIUM, FLAGS, _require_browser
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]

@@ -9,8 +9,8 @@ import redis
 from django.db import transaction
 
 import taskhub
-from taskhub import events
-from taskhub.broker import get_redis
+from taskhub.engine import events
+from taskhub.engine.broker import get_redis
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_a_redis_failure_is_logged_and_never_raised(db, monkeypatch, caplog):
         def pubsub_numsub(self, *a):
             raise redis.ConnectionError("redis is down")
 
-    monkeypatch.setattr("taskhub.broker.get_redis", lambda: Down())
+    monkeypatch.setattr("taskhub.engine.events.get_redis", lambda: Down())
     events._listeners["checked"] = 0.0
     task = taskhub.schedule("test.noop", {})
     events.publish_events(task.events.all())
@@ -80,7 +80,7 @@ def test_nothing_is_sent_while_nobody_listens(db, monkeypatch):
         def publish(self, *a):
             sent.append(a)
 
-    monkeypatch.setattr("taskhub.broker.get_redis", lambda: Quiet())
+    monkeypatch.setattr("taskhub.engine.events.get_redis", lambda: Quiet())
     events._listeners["checked"] = 0.0
     task = taskhub.schedule("test.noop", {})
     events.publish_events(task.events.all())

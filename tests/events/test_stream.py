@@ -111,7 +111,7 @@ def test_a_bad_expired_or_reused_ticket_is_refused_before_any_stream_byte(
 
 
 def test_only_operators_mint_tickets(live, transactional_db):
-    from taskhub.roles import VIEWER, create_user
+    from taskhub.console.roles import VIEWER, create_user
 
     _, _, viewer = create_user("events-viewer", VIEWER)
     url = f"{live.url}/api/events/tickets"

@@ -15,8 +15,8 @@ import threading
 import pytest
 from django.core.handlers.asgi import ASGIHandler
 
-from taskhub import stream
-from taskhub.roles import create_user
+from taskhub.console import stream
+from taskhub.console.roles import create_user
 
 pytestmark = [pytest.mark.timeout(60)]
 

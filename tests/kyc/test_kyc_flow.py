@@ -12,8 +12,8 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 from kyc.models import KycCase, KycProviderEvent, UserKycStatus
+from taskhub.console.roles import create_user
 from taskhub.models import Task
-from taskhub.roles import create_user
 from taskhub.workflows.models import WorkflowRun
 from tests.support import wait_for
 

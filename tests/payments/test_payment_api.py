@@ -4,8 +4,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from payments.models import Payment
+from taskhub.console.roles import create_user
 from taskhub.models import Task
-from taskhub.roles import create_user
 from taskhub.workflows.models import WorkflowRun
 
 pytestmark = pytest.mark.django_db

@@ -16,8 +16,8 @@ import taskhub
 from payments.chain.client import SafeOnChain
 from payments.chain.safe_tx import parse_safe_tx, safe_tx_hash
 from payments.models import Payment, ProviderEvent, SafeTransaction
+from taskhub.console.roles import create_user
 from taskhub.models import Task
-from taskhub.roles import create_user
 from taskhub.workflows.models import WorkflowRun
 from tests.support import wait_for, wait_status
 

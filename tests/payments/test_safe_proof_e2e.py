@@ -16,8 +16,8 @@ from rest_framework.test import APIClient
 
 from payments.chain.client import SafeOnChain
 from payments.models import Payment, SafeTransaction
+from taskhub.console.roles import create_user
 from taskhub.models import Task
-from taskhub.roles import create_user
 from tests.payments.rpc_proxy import RpcProxy
 from tests.payments.test_payment_flow import signed_safe_tx, steps_of, wait_quiet, wait_run
 from tests.payments.test_safe_execution_proof import execute_elsewhere

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from taskhub.cron import (
+from taskhub.scheduler.cron import (
     EVERY_5_MINUTES,
     EVERY_DAY_AT_MIDNIGHT,
     EVERY_WEEK,

@@ -4,9 +4,10 @@ import time
 
 import pytest
 
-from taskhub import health, schedules
-from taskhub.broker import get_redis
-from taskhub.scheduler import Scheduler, _heartbeat_key
+from taskhub.console import health
+from taskhub.engine.broker import get_redis
+from taskhub.scheduler import schedules
+from taskhub.scheduler.runner import Scheduler, _heartbeat_key
 
 pytestmark = pytest.mark.django_db
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from taskhub import schedules
 from taskhub.models import ScheduleRun, Task, TaskSchedule
+from taskhub.scheduler import schedules
 from tests.support import ROOT, child_env, wait_for
 
 pytestmark = [pytest.mark.e2e]

@@ -8,11 +8,13 @@ from django.core.management import call_command
 from django.db import IntegrityError
 from django.utils import timezone
 
-from taskhub import schedules
-from taskhub.cron import InvalidSchedule, declare, undeclare
 from taskhub.errors import UnknownTask
 from taskhub.models import RunStatus, ScheduleRun, Task, TaskSchedule
-from taskhub.scheduler import record_run, refresh_run_outcomes, sync_declared_schedules, tick
+from taskhub.scheduler import schedules
+from taskhub.scheduler.cron import InvalidSchedule, declare, undeclare
+from taskhub.scheduler.runner import tick
+from taskhub.scheduler.runs import record_run, refresh_run_outcomes
+from taskhub.scheduler.schedules import sync_declared_schedules
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,8 @@ from django.dispatch import receiver
 from blockchain.signals import blockchain_event
 from notifications.models import Notification
 from notifications.signals import notification_created, operator_alert
-from taskhub.broker import get_redis, key
 from taskhub.builtins.data import data_handler
+from taskhub.engine.broker import get_redis, key
 
 
 def _store_batch_items(outputs, chunk):

@@ -9,7 +9,7 @@ import time
 from pydantic import BaseModel, Field
 
 from taskhub import Exponential, Linear, PermanentError, Schedule, task
-from taskhub.broker import get_redis, key
+from taskhub.engine.broker import get_redis, key
 
 
 class Sleep(BaseModel):

@@ -8,7 +8,7 @@ from collections import defaultdict
 from pydantic import BaseModel
 
 from taskhub import PermanentError, schedule, task
-from taskhub.retry import Schedule
+from taskhub.definitions.retry import Schedule
 
 #: What each handler saw, by task name: (payload, attempt, ctx) per call.
 calls: dict[str, list] = defaultdict(list)

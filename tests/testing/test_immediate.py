@@ -11,9 +11,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from taskhub import InvalidTaskRequest, schedule, schedule_many
-from taskhub.context import TaskContext
+from taskhub.console.services import pause_queue, resume_queue
+from taskhub.engine.context import TaskContext
 from taskhub.models import DeadLetter, QueueState, Task, TaskEvent, TaskLog
-from taskhub.services import pause_queue, resume_queue
 from taskhub.testing import DrainLimitReached, drain, testing_mode, worker_id
 
 from .tasks import Greeting, calls
@@ -259,7 +259,7 @@ def test_schedule_many_runs_every_task_after_its_commit(taskhub_immediate):
 def test_nothing_is_sent_to_a_broker(taskhub_immediate, monkeypatch):
     import dramatiq
 
-    from taskhub import broker
+    from taskhub.engine import broker
 
     def refuse(*args, **kwargs):
         raise AssertionError("a message or a wake-up left the process")

@@ -201,7 +201,7 @@ def test_a_django_tasks_enqueue_waits_for_the_drain(taskhub_manual):
 
 @pytest.mark.parametrize("mode", ["", "manual"])
 def test_wake_ups_go_to_redis_only_while_no_testing_mode_is_set(mode, monkeypatch):
-    from taskhub import broker
+    from taskhub.engine import broker
 
     sent = []
     monkeypatch.setattr(broker._waker, "wake", lambda queues: sent.append(queues))

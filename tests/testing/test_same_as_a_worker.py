@@ -16,12 +16,13 @@ from django.utils import timezone
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.worker import WorkerThread
 
-from taskhub import schedule, worker
-from taskhub.broker import EXECUTE_ACTOR
-from taskhub.dispatcher import claim_ready_tasks, record_queued
-from taskhub.middleware import TaskTrackingMiddleware
+from taskhub import schedule
+from taskhub.engine import worker
+from taskhub.engine.broker import EXECUTE_ACTOR
+from taskhub.engine.dispatcher import claim_ready_tasks, record_queued
+from taskhub.engine.middleware import TaskTrackingMiddleware
+from taskhub.engine.outcomes import OutcomeWriter
 from taskhub.models import DeadLetter, Task, TaskEvent, TaskLog
-from taskhub.outcomes import OutcomeWriter
 from taskhub.testing import drain, worker_id
 
 from .tasks import calls

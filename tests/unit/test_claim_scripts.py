@@ -1,5 +1,5 @@
-"""The Redis scripts that guard an attempt (taskhub.claims), against the real Redis of the test
-settings and no worker process: who gets a claim, what a cancel or a pause flag decides, and
+"""The Redis scripts that guard an attempt (taskhub.engine.claims), against the real Redis of the
+test settings and no worker process: who gets a claim, what a cancel or a pause flag decides, and
 what release, re-assertion and the pause-flag repair leave in Redis.
 
 tests/unit/test_claims.py covers claims made by many threads at once, confirmation of a claim
@@ -13,9 +13,9 @@ import uuid
 
 import pytest
 
-from taskhub import claims
-from taskhub.claims import ClaimResult
 from taskhub.conf import taskhub_settings
+from taskhub.engine import claims, pause
+from taskhub.engine.claims import ClaimResult
 
 CLAIMED, DUPLICATE = ClaimResult.CLAIMED, ClaimResult.DUPLICATE
 CANCELLED, PAUSED = ClaimResult.CANCELLED, ClaimResult.PAUSED
@@ -30,7 +30,7 @@ def queue():
     """A queue of this test's own, its pause flag cleared afterwards."""
     name = f"q-{uuid.uuid4().hex[:8]}"
     yield name
-    claims.sync_pause_flags([], [name])
+    pause.sync_pause_flags([], [name])
 
 
 def claim_ttl_of(redis_client, task_id: str, attempt: int) -> int:
@@ -126,13 +126,13 @@ def test_cancel_flags_rise_only_and_expire_with_the_claims(redis_client):
 @claim_ways
 def test_a_paused_queue_hands_the_attempt_back_and_keeps_it_claimed(claim, queue):
     paused, later = new_task(), new_task()
-    claims.sync_pause_flags([queue], [queue])
+    pause.sync_pause_flags([queue], [queue])
 
     assert claim(paused, 1, queue, "w") is PAUSED
     assert claim(new_task(), 1, f"{queue}-other", "w") is CLAIMED  # other queues run on
     # The attempt number is not used again: another copy is a duplicate, whatever the flag.
     assert claim(paused, 1, queue, "copy") is DUPLICATE
-    claims.sync_pause_flags([], [queue])
+    pause.sync_pause_flags([], [queue])
     assert claim(paused, 1, queue, "copy") is DUPLICATE
     assert claim(later, 1, queue, "w") is CLAIMED
 
@@ -141,7 +141,7 @@ def test_a_cancel_is_decided_before_a_pause(queue):
     """A cancelled attempt in a paused queue ends: handed back, it would only wait to end."""
     task_id = new_task()
     claims.set_cancel_flags([(task_id, 1)])
-    claims.sync_pause_flags([queue], [queue])
+    pause.sync_pause_flags([queue], [queue])
 
     assert claims.claim_attempt(task_id, 1, queue, "w") is CANCELLED
 
@@ -149,33 +149,33 @@ def test_a_cancel_is_decided_before_a_pause(queue):
 def test_pause_flags_follow_the_database_and_keep_the_time_they_were_raised(queue, redis_client):
     other = f"{queue}-b"
     try:
-        claims.sync_pause_flags([queue, other], [queue, other])
-        raised_at = redis_client.get(claims.pause_key(queue))
+        pause.sync_pause_flags([queue, other], [queue, other])
+        raised_at = redis_client.get(pause.pause_key(queue))
         assert abs(float(raised_at) - time.time()) < 5
 
         # Re-applying a pause keeps its flag's time: a repair can tell a fresh pause.
         time.sleep(0.01)
-        claims.sync_pause_flags([queue], [queue])
-        assert redis_client.get(claims.pause_key(queue)) == raised_at
+        pause.sync_pause_flags([queue], [queue])
+        assert redis_client.get(pause.pause_key(queue)) == raised_at
 
         # Resuming clears the flag; the queues not named are left as they are.
-        claims.sync_pause_flags([], [queue])
-        assert not redis_client.exists(claims.pause_key(queue))
-        assert redis_client.exists(claims.pause_key(other))
+        pause.sync_pause_flags([], [queue])
+        assert not redis_client.exists(pause.pause_key(queue))
+        assert redis_client.exists(pause.pause_key(other))
     finally:
-        claims.sync_pause_flags([], [other])
+        pause.sync_pause_flags([], [other])
 
 
 def test_only_pause_flags_older_than_the_threshold_are_stale(queue, redis_client):
     old, new, never = queue, f"{queue}-new", f"{queue}-never"
     try:
-        redis_client.set(claims.pause_key(old), f"{time.time() - 10:.3f}")
-        claims.sync_pause_flags([new], [new])
+        redis_client.set(pause.pause_key(old), f"{time.time() - 10:.3f}")
+        pause.sync_pause_flags([new], [new])
 
-        assert claims.stale_pause_flags([old, new, never], older_than=2.0) == [old]
-        assert claims.stale_pause_flags([], older_than=2.0) == []
+        assert pause.stale_pause_flags([old, new, never], older_than=2.0) == [old]
+        assert pause.stale_pause_flags([], older_than=2.0) == []
     finally:
-        claims.sync_pause_flags([], [new])
+        pause.sync_pause_flags([], [new])
 
 
 # -- release and re-assertion -----------------------------------------------------------------

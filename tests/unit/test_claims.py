@@ -7,8 +7,8 @@ import uuid
 
 import redis
 
-from taskhub import claims
-from taskhub.claims import ClaimResult
+from taskhub.engine import claims, pause
+from taskhub.engine.claims import ClaimResult
 
 THREADS = 16
 
@@ -87,11 +87,11 @@ def test_a_claim_made_at_fetch_reads_a_cancel_or_pause_that_landed_before_it_sta
 
     assert claims.confirm_claim(kept, 1, queue, "me") is ClaimResult.CLAIMED
     assert claims.confirm_claim(cancelled, 1, queue, "me") is ClaimResult.CANCELLED
-    claims.sync_pause_flags([queue], [queue])
+    pause.sync_pause_flags([queue], [queue])
     try:
         assert claims.confirm_claim(paused, 1, queue, "me") is ClaimResult.PAUSED
     finally:
-        claims.sync_pause_flags([], [queue])
+        pause.sync_pause_flags([], [queue])
     # The claims stay ours: a cancelled attempt is ended and a paused one handed back by this
     # worker, and an attempt number is never used again, so no other copy may start them.
     for task_id in (kept, cancelled, paused):
@@ -127,14 +127,14 @@ def test_a_copy_of_a_claimed_attempt_is_a_duplicate_even_once_cancelled_or_pause
     running, queue = str(uuid.uuid4()), f"q-{uuid.uuid4().hex[:6]}"
     assert claims.claim_attempt(running, 1, queue, "runner") is ClaimResult.CLAIMED
     claims.set_cancel_flags([(running, 1)])
-    claims.sync_pause_flags([queue], [queue])
+    pause.sync_pause_flags([queue], [queue])
     try:
         assert claims.claim_attempt(running, 1, queue, "copy") is ClaimResult.DUPLICATE
         assert claims.claim_fetched([(running, 1, queue)], "copy") == [ClaimResult.DUPLICATE]
         rated = claims.claim_attempt(running, 1, queue, "copy", rate_limits={"t": 100})
         assert rated is ClaimResult.DUPLICATE
     finally:
-        claims.sync_pause_flags([], [queue])
+        pause.sync_pause_flags([], [queue])
     assert redis_client.get(claims.claim_key(running, 1)) == b"runner"
 
 

@@ -17,11 +17,12 @@ import pytest
 import redis
 from django.utils import timezone
 
-from taskhub import claims, schedule
-from taskhub.broker import get_redis, key
-from taskhub.claims import ClaimResult
+from taskhub import schedule
 from taskhub.conf import taskhub_settings
-from taskhub.dispatcher import Dispatcher, queue_windows
+from taskhub.engine import claims, pause
+from taskhub.engine.broker import get_redis, key
+from taskhub.engine.claims import ClaimResult
+from taskhub.engine.dispatcher import Dispatcher, queue_windows
 from taskhub.models import QueueState, Task, TaskEvent, WorkerProcess
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +41,7 @@ def sent(monkeypatch) -> list[dict]:
     def record(messages) -> None:
         envelopes.extend(m.args[0] for m in messages)
 
-    monkeypatch.setattr("taskhub.dispatcher.send_messages", record)
+    monkeypatch.setattr("taskhub.engine.dispatcher.send_messages", record)
     return envelopes
 
 
@@ -48,7 +49,7 @@ def sent(monkeypatch) -> list[dict]:
 def no_pause_flags_left_behind():
     """A cycle copies the database's pauses into Redis: clear them for the next test."""
     yield
-    claims.sync_pause_flags([], [CAPPED, RATED, "default", "single"])
+    pause.sync_pause_flags([], [CAPPED, RATED, "default", "single"])
 
 
 def cycle() -> list[dict]:
@@ -157,7 +158,7 @@ def test_nothing_of_a_paused_queue_is_dispatched_while_other_queues_flow(sent):
     assert {t.status for t in Task.objects.filter(id__in=[t.id for t in capped])} == {"pending"}
     assert [e["queue"] for e in sent] == ["default"]
     # The cycle also raised the pause flag workers read before starting an attempt.
-    assert get_redis().exists(claims.pause_key(CAPPED))
+    assert get_redis().exists(pause.pause_key(CAPPED))
 
     QueueState.objects.filter(name=CAPPED).update(paused=False)
     assert sorted(e["id"] for e in cycle()) == sorted(str(t.id) for t in capped)
@@ -263,7 +264,7 @@ def test_rows_whose_send_the_broker_refused_go_back_to_pending_and_their_attempt
     def refuse(messages):
         raise redis.ConnectionError("broker away")
 
-    monkeypatch.setattr("taskhub.dispatcher.send_messages", refuse)
+    monkeypatch.setattr("taskhub.engine.dispatcher.send_messages", refuse)
     task = schedule("test.noop", {})
     before = task.max_attempts
 
@@ -300,7 +301,7 @@ def test_a_refused_send_returns_only_its_own_queues_rows_to_pending(monkeypatch)
             raise redis.ConnectionError("capped's node away")
         delivered.extend(m.args[0]["id"] for m in messages)
 
-    monkeypatch.setattr("taskhub.dispatcher.send_messages", refuse_capped)
+    monkeypatch.setattr("taskhub.engine.dispatcher.send_messages", refuse_capped)
     live_worker(threads=4)
     capped = [schedule("test.sleep_capped", {}) for _ in range(2)]
     others = [schedule("test.noop", {}) for _ in range(2)]

@@ -14,11 +14,12 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import TimeLimitExceeded
 from dramatiq.worker import WorkerThread
 
-from taskhub import schedule, worker
-from taskhub.broker import EXECUTE_ACTOR
-from taskhub.middleware import TaskTrackingMiddleware
+from taskhub import schedule
+from taskhub.engine import worker
+from taskhub.engine.broker import EXECUTE_ACTOR
+from taskhub.engine.middleware import TaskTrackingMiddleware
+from taskhub.engine.outcomes import OutcomeWriter
 from taskhub.models import Task, TaskEvent
-from taskhub.outcomes import OutcomeWriter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,4 +1,4 @@
-"""The supervision loop of `taskhub up` (taskhub/launcher.py) on tiny real processes; the whole
+"""The supervision loop of `taskhub up` (taskhub/cli/launcher.py) on tiny real processes; the whole
 stack under kill -9 is tests/e2e/test_supervisor.py."""
 
 import sys
@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from taskhub import launcher
-from taskhub.launcher import Child, Stack
+from taskhub.cli import launcher
+from taskhub.cli.launcher import Child, Stack
 
 EXIT_AT_ONCE = [sys.executable, "-c", "raise SystemExit(3)"]
 RUN_LONG = [sys.executable, "-c", "import time; time.sleep(60)"]

@@ -1,5 +1,5 @@
-"""The dispatcher lease (taskhub/leadership.py), in this process on the real database: one holder
-at a time, a holder that stops renewing loses it, a leader that lost it starts no cycle.
+"""The dispatcher lease (taskhub/engine/leadership.py), in this process on the real database: one
+holder at a time, a holder that stops renewing loses it, a leader that lost it starts no cycle.
 
 A holder's death, as the database sees it, is a holder that stops renewing: these tests stop
 calling it. tests/e2e/test_embedded_dispatcher.py kills real worker processes.
@@ -15,9 +15,9 @@ from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 
-from taskhub import leadership
-from taskhub.dispatcher import Dispatcher
-from taskhub.leadership import (
+from taskhub.engine import leadership
+from taskhub.engine.dispatcher import Dispatcher
+from taskhub.engine.leadership import (
     DISPATCHER_LEASE,
     DispatcherCandidate,
     LeaderDispatcher,
@@ -202,8 +202,8 @@ def test_one_candidate_leads_and_a_stopped_leader_hands_over(short_lease, monkey
     monkeypatch.setattr(Dispatcher, "dispatch_once", cycle)
     monkeypatch.setattr(Dispatcher, "next_due_in", lambda self: 0.02)
     monkeypatch.setattr(Dispatcher, "_wait", lambda self, timeout: time.sleep(timeout))
-    monkeypatch.setattr("taskhub.lifeline.Lifeline.run_once", lambda self: None)
-    monkeypatch.setattr("taskhub.dispatcher.mark_dispatcher_alive", lambda: None)
+    monkeypatch.setattr("taskhub.engine.lifeline.Lifeline.run_once", lambda self: None)
+    monkeypatch.setattr("taskhub.engine.dispatcher.mark_dispatcher_alive", lambda: None)
     running = run_candidates(["x", "y", "z"])
     try:
         first = wait_for_leader()
@@ -247,9 +247,9 @@ def test_a_worker_process_runs_one_embedded_candidate_at_most(monkeypatch):
 @pytest.mark.django_db
 def test_the_dispatcher_probe_counts_a_standby_that_looked_at_the_lease(short_lease, redis_client):
     """`taskhub health --dispatcher` must not fail (and have systemd restart) a healthy standby."""
-    from taskhub.dispatcher import dispatcher_alive_key
-    from taskhub.leadership import standby_key
-    from taskhub.probes import check_dispatcher
+    from taskhub.cli.probes import check_dispatcher
+    from taskhub.engine.dispatcher import dispatcher_alive_key
+    from taskhub.engine.leadership import standby_key
 
     redis_client.delete(dispatcher_alive_key(), standby_key())
     assert check_dispatcher()["status"] == "down"

@@ -19,11 +19,12 @@ from django.utils import timezone
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from taskhub import claims, redis_memory, schedule
-from taskhub.broker import get_broker, get_redis
+from taskhub import schedule
 from taskhub.conf import taskhub_settings
-from taskhub.dispatcher import Dispatcher
-from taskhub.lifeline import Lifeline, live_worker_ids
+from taskhub.engine import claims, redis_memory
+from taskhub.engine.broker import get_broker, get_redis
+from taskhub.engine.dispatcher import Dispatcher
+from taskhub.engine.lifeline import Lifeline, live_worker_ids
 from taskhub.models import DeadLetter, Task, TaskEvent, WorkerProcess
 
 pytestmark = pytest.mark.django_db

@@ -8,13 +8,14 @@ import os
 import pytest
 from django.utils import timezone
 
-from taskhub import redis_memory, schedule
-from taskhub.broker import broker_url, dramatiq_namespace, get_broker, get_redis
+from taskhub import schedule
 from taskhub.conf import taskhub_settings
-from taskhub.dispatcher import Dispatcher
-from taskhub.lifeline import Lifeline
+from taskhub.engine import redis_memory
+from taskhub.engine.broker import broker_url, dramatiq_namespace, get_broker, get_redis
+from taskhub.engine.dispatcher import Dispatcher
+from taskhub.engine.lifeline import Lifeline
+from taskhub.engine.redis_transport import TaskhubRedisBroker
 from taskhub.models import Task, TaskEvent, WorkerProcess
-from taskhub.redis_transport import TaskhubRedisBroker
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -4,7 +4,7 @@ the limit, and writes no child; the worker's run of it is tests/e2e/test_childre
 import pytest
 
 from taskhub.conf import taskhub_settings
-from taskhub.context import TaskContext
+from taskhub.engine.context import TaskContext
 from taskhub.errors import InvalidTaskRequest
 
 

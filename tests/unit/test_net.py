@@ -4,7 +4,13 @@ import socket
 
 import pytest
 
-from taskhub.net import BlockedAddress, UnsupportedScheme, check_url, guarded_client, is_blocked
+from taskhub.safety.net import (
+    BlockedAddress,
+    UnsupportedScheme,
+    check_url,
+    guarded_client,
+    is_blocked,
+)
 
 
 @pytest.mark.parametrize(

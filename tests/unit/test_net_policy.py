@@ -4,7 +4,7 @@ are allowed, as the test suite and local development do)."""
 
 import pytest
 
-from taskhub.net import BlockedAddress, BlockedPort, guarded_client, is_blocked, port_allowed
+from taskhub.safety.net import BlockedAddress, BlockedPort, guarded_client, is_blocked, port_allowed
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """A batch the database refuses: the outcome writer against the real database (no worker).
 
-The boundary (taskhub.storable) makes handler values storable before they reach the writer;
+The boundary (taskhub.safety.storable) makes handler values storable before they reach the writer;
 these tests take it away to stand for a value it did not foresee, and check that such a record
 is isolated instead of failing every later flush. A lone surrogate is refused by PostgreSQL
 and by SQLite's driver alike.
@@ -13,9 +13,10 @@ from django.db import InterfaceError, OperationalError, ProgrammingError, connec
 from django.test import override_settings
 from django.utils import timezone
 
-from taskhub import outcomes, schedule
+from taskhub import schedule
+from taskhub.engine import outcomes
+from taskhub.engine.outcomes import Outcome, OutcomeWriter
 from taskhub.models import Task, TaskLog
-from taskhub.outcomes import Outcome, OutcomeWriter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

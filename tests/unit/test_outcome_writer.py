@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 
 from taskhub import schedule
+from taskhub.engine.outcomes import Outcome, OutcomeWriter
 from taskhub.models import Task, TaskLog
-from taskhub.outcomes import Outcome, OutcomeWriter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,7 +44,7 @@ def test_logs_of_a_deleted_task_do_not_stop_the_writer_for_good():
 def test_a_late_outcome_of_a_handed_back_attempt_never_lands_on_the_next_attempt():
     """A worker shutting down hands back an attempt whose thread still runs; the task is sent
     again. The thread's outcome, if it ever comes, belongs to the old attempt number."""
-    from taskhub.dispatcher import claim_ready_tasks
+    from taskhub.engine.dispatcher import claim_ready_tasks
 
     task = schedule("test.noop", {}, max_attempts=2)
     Task.objects.filter(id=task.id).update(status="running", attempt=1)

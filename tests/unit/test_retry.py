@@ -1,4 +1,4 @@
-from taskhub.retry import Exponential, Linear, Schedule, policy_from_config
+from taskhub.definitions.retry import Exponential, Linear, Schedule, policy_from_config
 
 
 def test_schedule_uses_its_delays_in_order_and_repeats_the_last():

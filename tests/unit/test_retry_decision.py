@@ -1,4 +1,4 @@
-"""How an attempt ended, turned into its outcome (taskhub.worker.decide_outcome): a table of
+"""How an attempt ended, turned into its outcome (taskhub.engine.worker.decide_outcome): a table of
 cases, from the handler's return or exception to the status, the error and the retry delay.
 
 The decision is a pure function of the attempt and how the handler ended (the task types are
@@ -21,13 +21,13 @@ from pydantic import BaseModel
 
 from taskhub import schedule
 from taskhub.conf import taskhub_settings
-from taskhub.context import TaskContext
+from taskhub.definitions.registry import get_definition
+from taskhub.definitions.retry import Exponential, policy_from_config
+from taskhub.engine.context import TaskContext
+from taskhub.engine.outcomes import OutcomeWriter, StartedAttempt
+from taskhub.engine.worker import MAX_RESULT_BYTES, Attempt, decide_outcome
 from taskhub.errors import InvalidTaskRequest, PermanentError, TaskCancelled
 from taskhub.models import DeadLetter, Task, TaskStatus
-from taskhub.outcomes import OutcomeWriter, StartedAttempt
-from taskhub.registry import get_definition
-from taskhub.retry import Exponential, policy_from_config
-from taskhub.worker import MAX_RESULT_BYTES, Attempt, decide_outcome
 
 
 def attempt_of(

@@ -1,11 +1,11 @@
-"""taskhub.storable: the one rule for values from outside (U+FFFD for NUL and lone surrogates),
-and payloads holding such characters refused at schedule time with nothing written."""
+"""taskhub.safety.storable: the one rule for values from outside (U+FFFD for NUL and lone
+surrogates), and payloads holding such characters refused at schedule time with nothing written."""
 
 import pytest
 
 from taskhub import InvalidTaskRequest, schedule, schedule_many
 from taskhub.models import Task, TaskEvent
-from taskhub.storable import REPLACEMENT, storable_json, storable_text, unstorable_reason
+from taskhub.safety.storable import REPLACEMENT, storable_json, storable_text, unstorable_reason
 
 
 @pytest.mark.parametrize(

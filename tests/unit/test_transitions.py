@@ -1,5 +1,5 @@
-"""taskhub.transitions is the one writer of status: each of its functions moves a real row only
-from the statuses its table allows (and only for the attempt it names), and no other module of
+"""taskhub.engine.transitions is the one writer of status: each of its functions moves a real row
+only from the statuses its table allows (and only for the attempt it names), and no other module of
 the source tree writes the status of a task or a workflow run."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from taskhub import transitions
+from taskhub.engine import transitions
+from taskhub.engine.transitions import RUN_FINISHES, RUN_TRANSITIONS, TASK_TRANSITIONS
 from taskhub.errors import InvalidTransition
 from taskhub.models import EventKind, Task, TaskEvent, TaskStatus
-from taskhub.transitions import RUN_FINISHES, RUN_TRANSITIONS, TASK_TRANSITIONS
 from taskhub.workflows.models import WorkflowRun, WorkflowStatus
 
 ATTEMPT = 2
@@ -310,7 +310,7 @@ def test_a_run_transition_checks_the_row_not_only_the_instance():
 # -- nobody else writes a status -----------------------------------------------------------------
 ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("taskhub", "payments", "kyc", "webhooks", "notifications", "blockchain")
-OWNER = ROOT / "taskhub" / "transitions.py"
+OWNER = ROOT / "taskhub" / "engine" / "transitions.py"
 _MODELS = {"Task", "WorkflowRun"}
 _STATUS_ENUMS = {"TaskStatus", "WorkflowStatus"}
 _ORM_WRITES = {"update", "bulk_update", "create", "update_or_create", "get_or_create"}
@@ -418,7 +418,7 @@ def _saves_status(tree: ast.AST, imports_models: bool) -> list[int]:
 
 def status_writes(path: Path) -> list[str]:
     """Where ``path`` writes the status of a task or a workflow run (other than by calling
-    taskhub.transitions): ORM writes of a ``status`` field through ``Task``/``WorkflowRun``,
+    taskhub.engine.transitions): ORM writes of a ``status`` field through ``Task``/``WorkflowRun``,
     a ``.status`` assigned a TaskStatus/WorkflowStatus, ``save(update_fields=[…"status"…])``
     of a task or run, and SQL setting a status column."""
     tree = ast.parse(path.read_text(), filename=str(path))

@@ -225,7 +225,7 @@ def test_retry_all_failed_redelivers_every_failed_delivery(receiver):
 
 
 def test_the_safety_net_reschedules_overdue_deliveries_whose_task_was_lost(receiver):
-    from taskhub.services import cancel_task
+    from taskhub.console.services import cancel_task
 
     endpoint_for(receiver)
     lost, kept = services.publish("invoice.paid", {}) + services.publish("invoice.sent", {})

@@ -7,8 +7,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from taskhub.engine.outcomes import Outcome
 from taskhub.models import TaskStatus
-from taskhub.outcomes import Outcome
 from webhooks import services
 from webhooks.events import publish_task_events
 from webhooks.models import WebhookDelivery, WebhookEndpoint

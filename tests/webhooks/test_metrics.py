@@ -3,7 +3,7 @@
 import pytest
 from django.utils import timezone
 
-from taskhub.roles import create_user
+from taskhub.console.roles import create_user
 from webhooks import services
 from webhooks.models import DeliveryAttempt, DeliveryStatus, WebhookDelivery
 

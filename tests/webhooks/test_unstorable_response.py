@@ -8,7 +8,7 @@ failed and was retried, and every retry sent the webhook again.
 import pytest
 
 from taskhub.errors import InvalidTaskRequest
-from taskhub.storable import REPLACEMENT
+from taskhub.safety.storable import REPLACEMENT
 from webhooks import services
 from webhooks.delivery import attempt_delivery
 from webhooks.models import DeliveryAttempt, WebhookDelivery

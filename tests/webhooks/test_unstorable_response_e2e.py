@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from taskhub.storable import REPLACEMENT
+from taskhub.safety.storable import REPLACEMENT
 from tests.support import Stack, wait_for, wait_status
 from webhooks import services
 from webhooks.models import DeliveryAttempt, WebhookDelivery

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taskhub.broker import get_redis, key
+from taskhub.engine.broker import get_redis, key
 from taskhub.models import StepEdge, Task, WorkflowRun
 from tests.support import wait_for
 

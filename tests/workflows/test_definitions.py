@@ -184,7 +184,7 @@ def test_settling_a_step_twice_resolves_its_edges_once():
 def test_pruning_takes_a_finished_run_with_all_its_steps_and_leaves_open_runs_alone():
     import datetime as dt
 
-    from taskhub.pruner import prune_finished_tasks
+    from taskhub.engine.pruner import prune_finished_tasks
 
     old = timezone.now() - dt.timedelta(days=30)
     done = start_workflow(graph(("a", None), ("b", ["a"])))

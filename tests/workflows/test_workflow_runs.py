@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from taskhub import start_workflow
-from taskhub.broker import get_redis, key
+from taskhub.engine.broker import get_redis, key
 from taskhub.models import Task, TaskEvent, WorkflowDefinition, WorkflowEvent
 from taskhub.workflows import operations
 from taskhub.workflows.builder import WorkflowBuilder

@@ -10,7 +10,7 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name == "TaskhubBackend":
-        from .backend import TaskhubBackend
+        from .backend import TaskhubBackend  # on use: see above
 
         return TaskhubBackend
     raise AttributeError(name)

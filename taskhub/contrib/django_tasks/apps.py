@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from taskhub.engine.signals import tasks_finished
+
 
 class DjangoTasksConfig(AppConfig):
     name = "taskhub.contrib.django_tasks"
@@ -7,9 +9,8 @@ class DjangoTasksConfig(AppConfig):
     verbose_name = "taskhub backend for Django's Tasks framework"
 
     def ready(self) -> None:
-        from taskhub.signals import tasks_finished
-
-        from .runner import register_configured_backends, send_task_finished
+        # Imported here: Django imports this module before any model can load.
+        from .backend import register_configured_backends, send_task_finished
 
         register_configured_backends()
         tasks_finished.connect(send_task_finished, dispatch_uid="taskhub_django_tasks_finished")

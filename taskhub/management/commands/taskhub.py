@@ -1,14 +1,16 @@
 """``manage.py taskhub``: enqueue, show, stats, pause, … (see ``manage.py taskhub --help``)."""
 
+from argparse import Namespace
+
 from django.core.management.base import BaseCommand
 
-from taskhub import (  # noqa: F401  (register the subcommands)
+from taskhub.cli import (  # noqa: F401  (register the subcommands)
     commands,
     schedule_commands,
     watch,
     workflow_commands,
 )
-from taskhub.cli import SUBCOMMANDS, run
+from taskhub.cli.subcommands import SUBCOMMANDS, run
 
 
 class Command(BaseCommand):
@@ -20,8 +22,6 @@ class Command(BaseCommand):
             spec.add_arguments(sub.add_parser(spec.name, help=spec.help))
 
     def handle(self, *args, **options):
-        from argparse import Namespace
-
         code = run(Namespace(**options))
         if code:
             raise SystemExit(code)

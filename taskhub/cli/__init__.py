@@ -1,0 +1,1 @@
+"""``manage.py taskhub``: the command line and the processes it runs (``taskhub up``)."""

