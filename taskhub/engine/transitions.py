@@ -377,15 +377,18 @@ def hand_back(
 def recover_lost(
     retry: Sequence[tuple[Any, int]], final: Sequence[tuple[Any, int]], error: str, now
 ) -> tuple[set[tuple[uuid.UUID, int]], set[tuple[uuid.UUID, int]]]:
-    """``queued``/``running`` → ``pending`` (``retry``: attempts left, due now) or ``failed``
+    """``queued``/``running`` → ``pending`` (``retry``: attempts left) or ``failed``
     (``final``: out of attempts), guarded by attempt, ``error`` recorded. Returns the pairs
-    sent round again and the pairs failed."""
+    sent round again and the pairs failed.
+
+    A row sent round again keeps its ``scheduled_at`` (already past: it was running): it takes
+    its old place in the dispatcher's order, ahead of work that became due after it, instead
+    of waiting behind a whole backlog for a second time."""
     sources = _sources("recover_lost", [TaskStatus.PENDING, TaskStatus.FAILED])
     again = guarded_update(
-        ("id", "attempt", "status", "error", "scheduled_at", "updated_at"),
-        [(t, a, TaskStatus.PENDING, error, now, now) for t, a in retry],
-        "status = v.status, error = v.error, scheduled_at = v.scheduled_at, "
-        "updated_at = v.updated_at",
+        ("id", "attempt", "status", "error", "updated_at"),
+        [(t, a, TaskStatus.PENDING, error, now) for t, a in retry],
+        "status = v.status, error = v.error, updated_at = v.updated_at",
         sources,
     )
     failed = guarded_update(

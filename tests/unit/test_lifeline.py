@@ -21,7 +21,7 @@ from redis.retry import Retry
 
 from taskhub import schedule
 from taskhub.conf import taskhub_settings
-from taskhub.engine import claims, redis_memory
+from taskhub.engine import claims, redis_memory, transitions
 from taskhub.engine.broker import get_broker, get_redis
 from taskhub.engine.dispatcher import Dispatcher
 from taskhub.engine.lifeline import Lifeline, live_worker_ids
@@ -136,6 +136,24 @@ def test_a_dead_workers_running_attempt_goes_back_to_pending_with_the_attempt_co
     assert status_of(task) == ("pending", 1)
     [envelope] = [d.envelope for d in Dispatcher().dispatch_once()]
     assert envelope["attempt"] == 2 and status_of(task) == ("queued", 2)
+
+
+def test_a_lost_attempt_keeps_its_place_ahead_of_work_due_after_it(redis_kept_its_data, resent):
+    """Sent to the back, a lost attempt waits behind every row that became due since it did:
+    the chaos run's recoveries took up to 291 s behind a backlog of 10,000 rows."""
+    task = running("test.fail_schedule", on=long_dead(), attempt=1)
+    due_at = ago(120)
+    Task.objects.filter(id=task.id).update(scheduled_at=due_at)
+    later = [schedule("test.fail_schedule", {}) for _ in range(3)]  # due now, after it
+
+    Lifeline().run_once()
+
+    task.refresh_from_db()
+    assert (task.status, task.scheduled_at) == ("pending", due_at)
+    # The dispatcher's pick (highest priority, then longest due) takes it before the later ones.
+    [picked] = transitions.mark_queued(task.queue, 1, timezone.now())
+    assert uuid.UUID(str(picked[0])) == task.id
+    assert all(status_of(t) == ("pending", 0) for t in later)
 
 
 def test_a_lost_last_attempt_fails_the_task_with_a_dead_letter(redis_kept_its_data, resent):
