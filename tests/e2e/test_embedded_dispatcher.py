@@ -35,7 +35,7 @@ def leads(proc) -> int:
 def test_worker_units_alone_run_tasks_and_a_killed_leader_is_replaced_in_time(make_stack):
     stack = make_stack(processes=1, threads=4, embedded=True)
     units = [stack.start_worker(), stack.start_worker()]
-    stack.wait_for_workers(2)
+    stack.wait_for_workers(2, timeout=90)  # two boots at once, on a loaded machine
     assert stack.dispatchers == []
 
     # Ready now, and due later (the leader's cycle finds a delayed row when it comes due).
@@ -86,7 +86,7 @@ def test_a_sigstopped_leader_loses_the_lead_and_stands_by_when_continued(make_st
     cycle."""
     stack = make_stack(processes=1, threads=2, embedded=True)
     units = [stack.start_worker(), stack.start_worker()]
-    stack.wait_for_workers(2)
+    stack.wait_for_workers(2, timeout=90)  # two boots at once, on a loaded machine
     leader_id = wait_for(current_leader, timeout=10, message="a leader")
     leader_pid = WorkerProcess.objects.get(id=leader_id).pid
     victim = next(u for u in units if leader_pid in stack.worker_children(u))
