@@ -73,6 +73,10 @@ redis.call('EXPIRE', KEYS[3], 5)
 """
 
 
+#: Keys SCAN looks at per round trip when the lifeline looks for a dead consumer's ack sets.
+SCAN_PAGE = 1000
+
+
 def notify_key(namespace: str, queue: str) -> str:
     return f"{namespace}:{queue}.notify"
 
@@ -218,7 +222,12 @@ class TaskhubRedisBroker(RedisBroker):
         """Forget a dead consumer: its ack sets and the bodies of the messages they list.
         Returns how many messages it had fetched and not acked."""
         dropped = 0
-        for name in self.client.scan_iter(match=f"{self.namespace}:__acks__.{broker_id}.*"):
+        # SCAN walks the whole keyspace (claims alone keep one key per attempt for CLAIM_TTL).
+        # At Redis's default page of 10 keys that was one round trip per 10 keys while the
+        # dispatcher, which runs the lifeline, dispatched nothing; a page of SCAN_PAGE keys is
+        # still a short step for Redis.
+        pattern = f"{self.namespace}:__acks__.{broker_id}.*"
+        for name in self.client.scan_iter(match=pattern, count=SCAN_PAGE):
             queue_name = name.decode().rsplit(f"__acks__.{broker_id}.", 1)[1]
             bodies = f"{self.namespace}:{queue_name}.msgs"
             dropped += self._drop_acks(keys=[name, bodies])

@@ -128,6 +128,38 @@ def test_a_dead_consumers_unacked_messages_leave_no_body_behind(redis_kept_its_d
     assert not get_redis().exists(f"{dramatiq_namespace()}:__acks__.{consumer.broker_id}.{QUEUE}")
 
 
+def test_a_dead_consumers_ack_sets_are_found_in_few_round_trips_among_many_keys(
+    redis_kept_its_data, monkeypatch
+):
+    # The lifeline runs inside the dispatcher: every round trip of its search is a moment with
+    # nothing dispatched. SCAN's default page (10 keys) took one per 10 keys of the keyspace.
+    task = dispatched_task()
+    consumer, message_id = dead_consumer_holding(task)
+    filler = [f"{dramatiq_namespace()}:unit-filler:{i}" for i in range(5000)]
+    pipe = get_redis().pipeline(transaction=False)
+    for name in filler:
+        pipe.set(name, 1, ex=60)
+    pipe.execute()
+    client = get_broker().client
+    scans = []
+    real_scan = client.scan
+
+    def counted_scan(*args, **kwargs):
+        scans.append(1)
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(client, "scan", counted_scan)
+    try:
+        keys = client.dbsize()
+        report = Lifeline().run_once()
+    finally:
+        get_redis().delete(*filler)
+
+    assert report.dead_workers == ["dead-consumer"]
+    assert not get_redis().hexists(f"{dramatiq_namespace()}:{QUEUE}.msgs", message_id)
+    assert 0 < len(scans) <= keys // 200 + 10
+
+
 def test_an_ack_removes_the_body_even_after_its_ack_set_was_dropped():
     task = dispatched_task()
     consumer, message_id = dead_consumer_holding(task)
