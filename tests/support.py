@@ -127,7 +127,9 @@ class Stack:
             self.wait_for_workers(self.processes)
         return self
 
-    def wait_for_workers(self, count: int, timeout: float = 30) -> None:
+    def wait_for_workers(self, count: int, timeout: float = 90) -> None:
+        # A readiness wait, not a measure: a worker unit took 12–30 s to boot at load average
+        # 10+ on 2 cores, and a 30 s bound failed test_crash_safety's kill -9 drill there.
         from django.utils import timezone
 
         from taskhub.engine.dispatcher import live_workers
