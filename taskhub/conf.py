@@ -56,8 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "HEARTBEAT_INTERVAL": 5.0,
     # A worker silent for this long is presumed dead and its tasks run again (seconds).
     "LIFELINE_TIMEOUT": 30.0,
-    # A queued row whose message was not picked up for this long is presumed lost (seconds): its
-    # attempt is retired and the next one sent.
+    # A queued row whose message was not picked up for this long is sent again (seconds).
     "REDISPATCH_AFTER": 30.0,
     "LIFELINE_INTERVAL": 5.0,
     # Worker processes (rundramatiq) also run the dispatcher and its lifeline: one of them at a time

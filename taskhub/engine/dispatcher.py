@@ -17,10 +17,7 @@ import math
 import socket
 import threading
 import time
-import uuid
 from collections import Counter, deque
-from dataclasses import dataclass
-from typing import Any
 
 import dramatiq
 import redis
@@ -32,16 +29,14 @@ from ..conf import taskhub_settings
 from ..definitions.registry import declared_queues
 from ..models import IN_FLIGHT_STATUSES, READY_STATUSES, EventKind, QueueState, Task, WorkerProcess
 from . import claims, pause, redis_memory, transitions
-from .broker import EXECUTE_ACTOR, get_broker, get_redis, key
+from .broker import get_redis, key
 from .events import publish_on_commit
 from .lifeline import Lifeline
-from .redis_transport import TaskhubRedisBroker
+from .messages import Dispatched, envelope, send_messages
 from .store import NewEvent, insert_events, server_cursor
 
 logger = logging.getLogger(__name__)
 
-#: Tokens pushed per queue per send: enough to wake every idle consumer of a few hosts.
-NUDGES_PER_SEND = 32
 #: pg_advisory_xact_lock key serialising dispatch cycles across dispatcher processes.
 DISPATCH_LOCK = 0x7461736B  # "task"
 
@@ -49,25 +44,6 @@ _NEXT_DUE_SQL = """
 SELECT scheduled_at FROM {table}
 WHERE status IN ('pending', 'retrying') AND scheduled_at > %s ORDER BY scheduled_at LIMIT 1
 """
-
-
-@dataclass(frozen=True)
-class Dispatched:
-    """A row this cycle moved to ``queued``, and the message that carries it."""
-
-    envelope: dict[str, Any]
-    priority: int
-
-    @property
-    def message(self) -> dramatiq.Message:
-        env = self.envelope
-        return dramatiq.Message(
-            queue_name=env["queue"],
-            actor_name=EXECUTE_ACTOR,
-            args=(env,),
-            kwargs={},
-            options={"time_limit": int(env["timeout"] * 1000)},
-        )
 
 
 def dispatcher_alive_key(hostname: str | None = None) -> str:
@@ -187,35 +163,6 @@ def _spend_rate(queue: str, now_s: int, count: int) -> None:
         pipe.incrby(key("rate", queue, now_s), count)
         pipe.expire(key("rate", queue, now_s), 5)
         pipe.execute()
-
-
-def envelope(
-    task_id: Any,
-    name: str,
-    queue: str,
-    attempt: int,
-    max_attempts: int,
-    payload: Any,
-    correlation_id: str,
-    user_id: str,
-    timeout: float,
-    coordinated: bool,
-) -> dict:
-    """The message body of one attempt: what a worker needs to run it without reading its row.
-    The one place it is built."""
-    return {
-        "id": str(uuid.UUID(str(task_id))),
-        "name": name,
-        "queue": queue,
-        "attempt": attempt,
-        "max_attempts": max_attempts,
-        "payload": payload,
-        "correlation_id": correlation_id,
-        "user_id": user_id,
-        "timeout": timeout,
-        # A workflow step or a child: its end must be settled by the coordinator.
-        "coordinated": bool(coordinated),
-    }
 
 
 def claim_ready_tasks(queue: str, limit: int, now: dt.datetime) -> list[Dispatched]:
@@ -416,22 +363,6 @@ class Dispatcher:
         pipe.delete(key("wake"))
         rest, _ = pipe.execute()
         self._woken.update(v.decode() for v in [first[1], *rest])
-
-
-def send_messages(messages: list[dramatiq.Message]) -> None:
-    """Send messages to the broker; on Redis, one script call per queue."""
-    broker = get_broker()
-    if not isinstance(broker, TaskhubRedisBroker):
-        for message in messages:
-            broker.enqueue(message)
-        return
-    by_queue: dict[str, list[dramatiq.Message]] = {}
-    for message in messages:
-        by_queue.setdefault(message.queue_name, []).append(message)
-    for batch in by_queue.values():
-        # Each send also wakes idle consumers of the queue (taskhub.engine.redis_transport): a token
-        # nobody takes expires, and one taken late only costs an empty fetch.
-        broker.enqueue_many(batch, nudges=NUDGES_PER_SEND)
 
 
 def unqueue(attempts: list[tuple[str, int]], *, reason: str) -> int:

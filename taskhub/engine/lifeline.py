@@ -5,11 +5,9 @@ What keeps "No loss" in docs/architecture.md.
 Deterministic and periodic, unlike Redis's own requeue of dead workers' messages (dramatiq#527).
 - An attempt whose worker stopped heart-beating is lost: the row goes back to pending (the lost
   attempt counts) or, if that was its last attempt, fails with a dead letter.
-- A queued row nobody claimed within REDISPATCH_AFTER lost its message (a flushed Redis, a dead
-  worker's prefetch) — unless it still waits in its queue, unconsumed. Its attempt is retired
-  (the lifeline takes its claim, so no copy of it can start any more: a worker killed after
-  starting it but before recording the start may have run it already) and the row goes back
-  to pending, not charged; the dispatcher sends the next attempt.
+- A queued row nobody claimed within REDISPATCH_AFTER is sent again: its message was lost (a
+  flushed Redis, a dead worker's prefetch) — unless it still waits in its queue, unconsumed.
+  A duplicate is harmless — the attempt claim drops it.
 
 The database heartbeat decides who is alive; Redis (a worker's liveness key, an attempt's
 claim) is read only for what the database cannot tell, and only once Redis has kept its data
@@ -32,7 +30,9 @@ from ..models import DeadLetter, EventKind, Task, TaskEvent, TaskStatus, WorkerP
 from . import claims, hooks, redis_memory, transitions
 from .broker import get_broker
 from .events import publish_on_commit
+from .messages import Dispatched, envelope, send_messages
 from .redis_transport import TaskhubRedisBroker
+from .store import guarded_update
 
 logger = logging.getLogger(__name__)
 LIFELINE_LOCK = 0x6C696665  # "life"
@@ -105,6 +105,7 @@ class Lifeline:
 
     def _run_once(self) -> LifelineReport:
         report = LifelineReport()
+        resend: list[Dispatched] = []
         dead_broker_ids: list[str] = []
         memory = redis_memory.observe()
         now = timezone.now()
@@ -114,11 +115,13 @@ class Lifeline:
             live = live_worker_ids(now, memory)
             dead_broker_ids = self._retire_dead_workers(now, live, report)
             lost = self._lost_running(now, live)
-            stale_lost, unclaimed = self._stale_queued(now, live, memory)
+            stale_lost, resend_rows = self._stale_queued(now, live, memory)
             self._recover(lost + stale_lost, now, report)
-            self._retire_unclaimed(unclaimed, now, report)
+            resend = self._redispatch(resend_rows, now, report)
             if memory.reachable:
                 self._reassert_cancel_flags()
+        if resend:
+            send_messages([d.message for d in resend])
         self._clean_broker(dead_broker_ids)
         hooks.reconcile()
         if report:
@@ -159,7 +162,7 @@ class Lifeline:
         holders = [v.decode() if v else None for v in values]
         lost, unclaimed = [], []
         for row, holder in zip(rows, holders, strict=True):
-            if holder is None or holder == claims.RETIRED:  # retired: a run that did not commit
+            if holder is None:
                 unclaimed.append(row)
             elif holder not in live:
                 lost.append({**row, "worker_id": holder})
@@ -224,14 +227,28 @@ class Lifeline:
         hooks.steps_ended(task_id for task_id, _ in cancelled)
         return [r for r in rows if not r["cancel_requested"]]
 
-    def _retire_unclaimed(self, rows: list[dict], now, report) -> None:
-        """Retire the attempts of queued rows whose message is gone and send the rows back to
-        pending (not charged). Never the same attempt again: the lost one may have started on a
-        worker killed before it recorded the start (docs/architecture.md, "No double start")."""
-        retired = claims.retire_attempts([(r["id"], r["attempt"]) for r in rows])
-        chosen = [(r["id"], r["attempt"]) for r, ok in zip(rows, retired, strict=True) if ok]
-        changed = transitions.unqueue(chosen, now, reason="message missing")
-        report.redispatched += len(changed)
+    def _redispatch(self, rows: list[dict], now, report) -> list[Dispatched]:
+        changed = guarded_update(
+            ("id", "attempt", "updated_at"),
+            [(r["id"], r["attempt"], now) for r in rows],
+            "queued_at = v.updated_at, updated_at = v.updated_at",
+            [TaskStatus.QUEUED],
+        )
+        chosen = [r for r in rows if (r["id"], r["attempt"]) in changed]
+        TaskEvent.objects.bulk_create(
+            [
+                TaskEvent(
+                    task_id=r["id"],
+                    kind=EventKind.RECOVERED,
+                    attempt=r["attempt"],
+                    at=now,
+                    data={"reason": "message missing"},
+                )
+                for r in chosen
+            ]
+        )
+        report.redispatched += len(chosen)
+        return [Dispatched(_envelope(r), r["priority"]) for r in chosen]
 
     def _reassert_cancel_flags(self) -> None:
         ids = Task.objects.filter(
@@ -260,3 +277,18 @@ def _not_waiting_in_broker(rows: list[dict]) -> list[dict]:
     for queue in {r["queue"] for r in rows}:
         waiting |= broker.waiting_attempts(queue)
     return [r for r in rows if (str(r["id"]), r["attempt"]) not in waiting]
+
+
+def _envelope(row: dict) -> dict:
+    return envelope(
+        row["id"],
+        row["name"],
+        row["queue"],
+        row["attempt"],
+        row["max_attempts"],
+        row["payload"],
+        row["correlation_id"],
+        row["user_id"],
+        row["timeout"],
+        coordinated=row["workflow_run_id"] is not None or row["parent_id"] is not None,
+    )

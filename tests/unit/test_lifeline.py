@@ -22,7 +22,7 @@ from redis.retry import Retry
 from taskhub import schedule
 from taskhub.conf import taskhub_settings
 from taskhub.engine import claims, redis_memory, transitions
-from taskhub.engine.broker import get_broker, get_redis
+from taskhub.engine.broker import get_redis
 from taskhub.engine.dispatcher import Dispatcher
 from taskhub.engine.lifeline import Lifeline, live_worker_ids
 from taskhub.models import DeadLetter, Task, TaskEvent, WorkerProcess
@@ -32,14 +32,12 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def resent(monkeypatch) -> list[dict]:
-    """The envelopes sent to the broker (captured, not sent): the lifeline itself sends none."""
+    """The envelopes the lifeline sends again."""
     envelopes: list[dict] = []
-    broker = get_broker()
-    monkeypatch.setattr(broker, "enqueue", lambda m, **kw: envelopes.append(m.args[0]))
-    if hasattr(broker, "enqueue_many"):
-        monkeypatch.setattr(
-            broker, "enqueue_many", lambda ms, **kw: envelopes.extend(m.args[0] for m in ms)
-        )
+    monkeypatch.setattr(
+        "taskhub.engine.lifeline.send_messages",
+        lambda ms: envelopes.extend(m.args[0] for m in ms),
+    )
     return envelopes
 
 
@@ -253,60 +251,41 @@ def test_while_redis_cannot_be_reached_no_worker_is_presumed_dead(monkeypatch):
 
 
 # -- queued rows ------------------------------------------------------------------------------
-def test_a_stale_queued_row_nobody_claimed_has_its_attempt_retired_and_the_next_one_sent(
+def test_a_stale_queued_row_nobody_claimed_is_sent_again_as_the_same_attempt(
     redis_kept_its_data, resent
 ):
-    """Its message is gone — but a worker killed after starting it, before recording the start,
-    may have run that attempt: never the same attempt again (the chaos run saw it start twice)."""
     lost = queued(waited=stale(), attempt=2)
-    budget = lost.max_attempts
     recent = queued(waited=0)
 
     report = Lifeline().run_once()
 
-    assert report.redispatched == 1 and resent == []
-    assert status_of(lost) == ("pending", 2) and status_of(recent) == ("queued", 1)
-    assert lost.max_attempts == budget + 1  # a message that went missing is not charged
+    assert report.redispatched == 1
+    assert [(e["id"], e["attempt"]) for e in resent] == [(str(lost.id), 2)]
+    assert status_of(lost) == ("queued", 2) and status_of(recent) == ("queued", 1)
+    assert resent[0]["payload"] == lost.payload and resent[0]["name"] == lost.name
     event = TaskEvent.objects.get(task_id=lost.id, kind="recovered")
     assert (event.attempt, event.data["reason"]) == (2, "message missing")
-    # No copy of attempt 2 can start any more: its claim is taken.
-    someone = fresh()
-    assert claims.claim_attempt(str(lost.id), 2, "default", someone) == claims.ClaimResult.DUPLICATE
-    # The dispatcher sends the next attempt, as it would for any pending row.
-    envelopes = {d.envelope["id"]: d.envelope for d in Dispatcher().dispatch_once()}
-    assert envelopes[str(lost.id)]["attempt"] == 3 and status_of(lost) == ("queued", 3)
-    assert claims.claim_attempt(str(lost.id), 3, "default", someone) == claims.ClaimResult.CLAIMED
+    # Its wait starts over: the next run leaves it alone.
+    assert lost.queued_at > ago(5)
+    assert Lifeline().run_once().redispatched == 0
 
 
-def test_a_retired_coordinated_step_is_sent_as_one_by_the_dispatcher(redis_kept_its_data, resent):
-    """A child's (or a workflow step's) end must be settled by the coordinator: its next
-    attempt's message says so, as its first one did."""
+def test_a_re_sent_message_is_the_dispatchers_envelope_coordinated_steps_included(
+    redis_kept_its_data, resent
+):
+    """A child's (or a workflow step's) end must be settled by the coordinator: the re-sent
+    message says so, as the dispatcher's first one did."""
     parent = schedule("test.noop", {})
     child = queued(waited=stale())
     plain = queued(waited=stale())
     Task.objects.filter(id=child.id).update(parent=parent)
 
     Lifeline().run_once()
-    fresh(), fresh()  # live workers whose threads open the queue's window to both rows
-    Dispatcher().dispatch_once()
 
     by_id = {e["id"]: e for e in resent}
     assert by_id[str(child.id)]["coordinated"] is True
     assert by_id[str(plain.id)]["coordinated"] is False
     assert set(by_id[str(plain.id)]) == set(by_id[str(child.id)])
-
-
-def test_an_attempt_the_lifeline_retired_in_a_run_that_did_not_commit_is_retired_again(
-    redis_kept_its_data, resent
-):
-    """Its claim was taken, then the transaction rolled back: the row still says queued."""
-    task = queued(waited=stale())
-    assert claims.retire_attempts([(task.id, 1)]) == [True]
-
-    report = Lifeline().run_once()
-
-    assert report.redispatched == 1 and report.lost_attempts == 0
-    assert status_of(task) == ("pending", 1)
 
 
 def test_an_attempt_a_worker_holds_is_not_retired(redis_kept_its_data):
