@@ -31,6 +31,7 @@ CallSender = Callable[[Any, list[Any]], Callable[[list[Any]], list[Any]]]
 NoteSender = Callable[[Any, dict[Hashable, list[Any]]], None]
 
 _RETRY_NOTES_AFTER = 0.5  # seconds, while Redis refuses them
+_FLUSH_WAIT = 5.0  # seconds flush() waits for the sender thread's round trip under way
 
 
 class _Call:
@@ -72,6 +73,7 @@ class SharedRoundTrips:
         self._calls: list[_Call] = []
         self._notes: dict[Hashable, list[Any]] = {}
         self._notes_failed = False
+        self._sending_notes = False  # the sender thread has taken notes and not yet sent them
         self._loaded = False
         self._thread: threading.Thread | None = None
 
@@ -94,8 +96,11 @@ class SharedRoundTrips:
             self._wake()
 
     def flush(self) -> None:
-        """Send the pending notes now, from the calling thread (at shutdown)."""
+        """Send the pending notes now, from the calling thread (at shutdown). Returns once the
+        notes handed over before the call are in Redis (or refused): notes the sender thread
+        already took are waited for, as a process that exits right after would lose them."""
         with self._cond:
+            self._cond.wait_for(lambda: not self._sending_notes, timeout=_FLUSH_WAIT)
             notes, self._notes = self._notes, {}
         if notes:
             try:
@@ -119,6 +124,7 @@ class SharedRoundTrips:
                 self._cond.wait(_RETRY_NOTES_AFTER)
             calls, self._calls = self._calls, []
             notes, self._notes = self._notes, {}
+            self._sending_notes = bool(notes)
             return calls, notes
 
     def _run(self) -> None:
@@ -138,6 +144,10 @@ class SharedRoundTrips:
             finally:
                 for call in calls:
                     call.done.set()
+                if notes:
+                    with self._cond:
+                        self._sending_notes = False
+                        self._cond.notify_all()
 
     def _keep(self, notes: dict[Hashable, list[Any]]) -> None:
         with self._cond:
