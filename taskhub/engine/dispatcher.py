@@ -321,6 +321,10 @@ class Dispatcher:
     def run_forever(self) -> None:
         lifeline = Lifeline()
         failures = 0
+        # Look at Redis before sending anything: on a Redis with no data yet, the time it has
+        # held its data from must come before every message sent to it (the lifeline retires
+        # the attempts of rows queued before that time as possibly lost with the data).
+        redis_memory.observe()
         logger.info("dispatcher started")
         while not self._stop.is_set():
             try:

@@ -5,9 +5,13 @@ What keeps "No loss" in docs/architecture.md.
 Deterministic and periodic, unlike Redis's own requeue of dead workers' messages (dramatiq#527).
 - An attempt whose worker stopped heart-beating is lost: the row goes back to pending (the lost
   attempt counts) or, if that was its last attempt, fails with a dead letter.
-- A queued row nobody claimed within REDISPATCH_AFTER is sent again: its message was lost (a
-  flushed Redis, a dead worker's prefetch) — unless it still waits in its queue, unconsumed.
-  A duplicate is harmless — the attempt claim drops it.
+- A queued row nobody claimed within REDISPATCH_AFTER lost its message (a flushed Redis, a
+  dead worker's prefetch) — unless it still waits in its queue, unconsumed. It is sent again as
+  the same attempt: a duplicate is harmless, the attempt's claim drops it. Unless it was queued
+  before Redis last lost its data: then its claim may have gone with the data, and a worker
+  killed after starting the attempt (before it recorded the start) may have run it. That
+  attempt is retired (the lifeline takes its claim, so no copy of it can start) and counts as
+  lost, like a dead worker's: the row goes back to pending, or fails if it was the last.
 
 The database heartbeat decides who is alive; Redis (a worker's liveness key, an attempt's
 claim) is read only for what the database cannot tell, and only once Redis has kept its data
@@ -35,11 +39,19 @@ from .redis_transport import TaskhubRedisBroker
 from .store import guarded_update
 
 logger = logging.getLogger(__name__)
+#: Why an attempt counts as lost: the recovered event's reason, the error the row records.
+_Cause = tuple[str, str]
+_WORKER_LOST: _Cause = ("worker lost", "worker lost while running this attempt")
+_LOST_WITH_DATA: _Cause = (
+    "message lost with Redis's data",
+    "message and claim lost with Redis's data; this attempt may have started",
+)
 LIFELINE_LOCK = 0x6C696665  # "life"
 SCAN_LIMIT = 5000
 
 _ROW_FIELDS = (
     "id",
+    "queued_at",
     "name",
     "queue",
     "attempt",
@@ -116,7 +128,9 @@ class Lifeline:
             dead_broker_ids = self._retire_dead_workers(now, live, report)
             lost = self._lost_running(now, live)
             stale_lost, resend_rows = self._stale_queued(now, live, memory)
+            resend_rows, retired = self._retire_claims_lost_with_data(resend_rows, memory)
             self._recover(lost + stale_lost, now, report)
+            self._recover(retired, now, report, _LOST_WITH_DATA)
             resend = self._redispatch(resend_rows, now, report)
             if memory.reachable:
                 self._reassert_cancel_flags()
@@ -168,11 +182,28 @@ class Lifeline:
                 lost.append({**row, "worker_id": holder})
         return lost, _not_waiting_in_broker(unclaimed)
 
-    def _recover(self, rows: list[dict], now, report) -> None:
+    def _retire_claims_lost_with_data(
+        self, rows: list[dict], memory: redis_memory.RedisMemory
+    ) -> tuple[list[dict], list[dict]]:
+        """Of the unclaimed rows whose message is gone: those queued since Redis has held its
+        current data (their claim would be there had any worker taken it), and those queued
+        before, whose attempts are now retired. A claim taken meanwhile (a worker fetched the
+        message just now) leaves its row alone."""
+        if memory.kept_since is None:
+            return rows, []
+        # Database time against Redis time: hosts whose clocks disagree by more than the
+        # REDISPATCH_AFTER a row waits first would misplace only rows queued around a data loss.
+        kept_since = dt.datetime.fromtimestamp(memory.kept_since, tz=dt.UTC)
+        younger = [r for r in rows if r["queued_at"] >= kept_since]
+        older = [r for r in rows if r["queued_at"] < kept_since]
+        taken = claims.retire_attempts([(r["id"], r["attempt"]) for r in older])
+        return younger, [r for r, ok in zip(older, taken, strict=True) if ok]
+
+    def _recover(self, rows: list[dict], now, report, cause: _Cause = _WORKER_LOST) -> None:
         rows = self._cancel_lost(rows, now)
         retry = [r for r in rows if has_attempts_left(r["attempt"], r["max_attempts"])]
         final = [r for r in rows if not has_attempts_left(r["attempt"], r["max_attempts"])]
-        error = "worker lost while running this attempt"
+        reason, error = cause
         changed, failed = transitions.recover_lost(
             [(r["id"], r["attempt"]) for r in retry],
             [(r["id"], r["attempt"]) for r in final],
@@ -188,7 +219,7 @@ class Lifeline:
                         kind=EventKind.RECOVERED,
                         attempt=r["attempt"],
                         at=now,
-                        data={"reason": "worker lost", "worker": r["worker_id"]},
+                        data={"reason": reason, "worker": r["worker_id"]},
                     )
                 )
             elif (r["id"], r["attempt"]) in failed:

@@ -12,6 +12,12 @@ its data. The marker is set afresh when it is missing (data lost), when Redis's 
 shorter than the marker's age (restarted from an older snapshot), and after this process's
 lifeline failed to reach Redis. Keys read for a judgement are read together with the marker,
 so data lost between the check and the read is noticed.
+
+A second key holds the Redis time since which Redis has held its current data: reset only when
+the data was lost (missing, or Redis restarted since), not when the lifeline lost sight of it.
+A claim made before that time may be gone with the data (``RedisMemory.kept_since``). The
+dispatcher looks at Redis before it sends anything, so on a new Redis every message it sends
+is younger than the data.
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ def marker_key() -> str:
     return key("lifeline", "watching-since")
 
 
+def kept_key() -> str:
+    return key("lifeline", "data-since")
+
+
 @dataclass(frozen=True)
 class RedisMemory:
     """What the lifeline saw of Redis at the start of a cycle."""
@@ -44,6 +54,9 @@ class RedisMemory:
     since: bytes | None
     #: Seconds Redis has kept its data while watched.
     age: float
+    #: The Redis time (epoch seconds) since which Redis has held its current data, or None if
+    #: Redis did not answer: a key written before it may have been lost.
+    kept_since: float | None = None
 
     @property
     def reachable(self) -> bool:
@@ -74,19 +87,26 @@ def observe() -> RedisMemory:
         pipe = client.pipeline(transaction=False)
         pipe.time()
         pipe.get(marker_key())
+        pipe.get(kept_key())
         pipe.info("server")
         # A Redis that refuses INFO (some hosted ones do) only loses the restart check.
-        (seconds, micros), since, info = pipe.execute(raise_on_error=False)
+        (seconds, micros), since, kept, info = pipe.execute(raise_on_error=False)
         now = seconds + micros / 1e6
         uptime = info.get("uptime_in_seconds") if isinstance(info, dict) else None
-        # Uptime is in whole seconds: a marker set in Redis's first second may look older.
-        restarted = since is not None and uptime is not None and uptime + 1 < now - float(since)
-        if since is None or restarted or _lost_sight:
+
+        def restarted_after(value: bytes | None) -> bool:
+            # Uptime is in whole seconds: a key set in Redis's first second may look older.
+            return value is not None and uptime is not None and uptime + 1 < now - float(value)
+
+        if kept is None or restarted_after(kept):
+            kept = f"{now:.6f}".encode()
+            client.set(kept_key(), kept)
+        if since is None or restarted_after(since) or _lost_sight:
             since = f"{now:.6f}".encode()
             client.set(marker_key(), since)
             logger.info("lifeline: watching Redis afresh (its data may be incomplete)")
         _lost_sight = False
-        return RedisMemory(since=since, age=now - float(since))
+        return RedisMemory(since=since, age=now - float(since), kept_since=float(kept))
     except (redis.RedisError, OSError) as exc:
         logger.warning("lifeline: no answer from Redis, judging nothing from it: %s", exc)
         lost_sight()

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import os
 import socket
+import time
 import uuid
 
 import pytest
@@ -43,12 +44,17 @@ def resent(monkeypatch) -> list[dict]:
 
 @pytest.fixture
 def redis_kept_its_data(monkeypatch):
-    """Redis has kept its data for longer than LIFELINE_TIMEOUT (as after a long quiet run)."""
+    """Redis has kept its data for longer than LIFELINE_TIMEOUT (as after a long quiet run),
+    since before any row of the test was queued."""
     observe = redis_memory.observe
 
     def long_watched():
         memory = observe()
-        return dataclasses.replace(memory, age=memory.age + taskhub_settings.LIFELINE_TIMEOUT)
+        return dataclasses.replace(
+            memory,
+            age=memory.age + taskhub_settings.LIFELINE_TIMEOUT,
+            kept_since=memory.kept_since - 3600,
+        )
 
     monkeypatch.setattr(redis_memory, "observe", long_watched)
 
@@ -286,6 +292,98 @@ def test_a_re_sent_message_is_the_dispatchers_envelope_coordinated_steps_include
     assert by_id[str(child.id)]["coordinated"] is True
     assert by_id[str(plain.id)]["coordinated"] is False
     assert set(by_id[str(plain.id)]) == set(by_id[str(child.id)])
+
+
+@pytest.fixture
+def redis_lost_its_data_a_while_ago(monkeypatch):
+    """Redis lost its data (a FLUSHALL, a restart without persistence) LOST_AGO seconds ago,
+    and has been watched for longer than LIFELINE_TIMEOUT since."""
+    observe = redis_memory.observe
+
+    def watched_since_the_loss():
+        memory = observe()
+        return dataclasses.replace(
+            memory,
+            age=memory.age + taskhub_settings.LIFELINE_TIMEOUT,
+            kept_since=time.time() - LOST_AGO,
+        )
+
+    monkeypatch.setattr(redis_memory, "observe", watched_since_the_loss)
+
+
+LOST_AGO = 1.5 * 2 * taskhub_settings.REDISPATCH_AFTER  # between stale() and 2 * stale()
+
+
+def test_a_queued_row_whose_claim_went_with_redis_data_has_that_attempt_retired_and_counted(
+    redis_lost_its_data_a_while_ago, resent
+):
+    """Queued before the loss, unclaimed now: a worker killed after starting the attempt, before
+    recording the start, may have run it — and its claim is gone with the data. The same attempt
+    again could start twice (the 10-minute chaos run saw it): the next attempt runs instead."""
+    before = queued(waited=2 * stale(), attempt=2)
+    after = queued(waited=stale())  # queued since the loss: a missing claim means unclaimed
+
+    report = Lifeline().run_once()
+
+    assert report.lost_attempts == 1 and report.redispatched == 1
+    assert [(e["id"], e["attempt"]) for e in resent] == [(str(after.id), 1)]
+    assert status_of(before) == ("pending", 2) and status_of(after) == ("queued", 1)
+    event = TaskEvent.objects.get(task_id=before.id, kind="recovered")
+    assert (event.attempt, event.data["reason"]) == (2, "message lost with Redis's data")
+    someone = fresh()
+    assert (
+        claims.claim_attempt(str(before.id), 2, "default", someone) == claims.ClaimResult.DUPLICATE
+    )
+    envelopes = {d.envelope["id"]: d.envelope for d in Dispatcher().dispatch_once()}
+    assert envelopes[str(before.id)]["attempt"] == 3
+
+
+def test_a_last_attempt_lost_with_redis_data_fails_the_task_with_a_dead_letter(
+    redis_lost_its_data_a_while_ago, resent
+):
+    task = queued(waited=2 * stale())
+    Task.objects.filter(id=task.id).update(max_attempts=1)
+
+    report = Lifeline().run_once()
+
+    assert report.failed == 1 and resent == []
+    assert status_of(task) == ("failed", 1)
+    assert "lost with Redis's data" in DeadLetter.objects.get(task_id=task.id).error
+
+
+def test_a_row_from_before_the_loss_that_a_worker_claims_meanwhile_is_left_to_it(
+    redis_lost_its_data_a_while_ago, resent, monkeypatch
+):
+    """Fetched between the lifeline's read of the claims and its retirement of them."""
+    task = queued(waited=2 * stale())
+    holder = fresh()
+    retire = claims.retire_attempts
+
+    def claimed_first(attempts):
+        attempts = list(attempts)
+        claims.claim_attempt(str(task.id), 1, "default", holder)
+        return retire(attempts)
+
+    monkeypatch.setattr(claims, "retire_attempts", claimed_first)
+
+    report = Lifeline().run_once()
+
+    assert not report and resent == []
+    assert status_of(task) == ("queued", 1)
+    assert claims.claim_holders([(task.id, 1)]) == [holder]
+
+
+def test_redis_first_looked_at_by_the_dispatcher_holds_its_data_from_before_its_first_send():
+    """A new Redis is no data loss: the messages the dispatcher sends after looking at it are
+    younger than its data, so their attempts are never retired as lost with it."""
+    get_redis().delete(redis_memory.kept_key(), redis_memory.marker_key())
+    first = redis_memory.observe()
+    assert first.kept_since is not None and first.kept_since <= time.time()
+    get_redis().delete(redis_memory.marker_key())  # the watch starts over...
+    redis_memory.lost_sight()
+    assert redis_memory.observe().kept_since == first.kept_since  # ...the data was kept
+    get_redis().delete(redis_memory.kept_key())  # a flush takes both
+    assert redis_memory.observe().kept_since > first.kept_since
 
 
 def test_an_attempt_a_worker_holds_is_not_retired(redis_kept_its_data):
