@@ -3,6 +3,7 @@ bench settings, and the database created and migrated if it is missing."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import subprocess
@@ -66,6 +67,24 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+_LIBRARIES = (
+    "dramatiq",
+    "redis",
+    "hiredis",
+    "django",
+    "psycopg",
+    "psycopg-binary",
+    "django-dramatiq",
+)
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def machine() -> dict:
     """What the run ran on, for the results file and the README."""
     info = {
@@ -85,6 +104,9 @@ def machine() -> dict:
                 break
     except OSError:
         pass
+    # The ratios against bare Dramatiq moved with the libraries and the CPU between runs (the
+    # same commit measured 1.07x on one machine and 0.64x on another): record both.
+    info["libraries"] = {name: _version(name) for name in _LIBRARIES}
     try:
         info["git_commit"] = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
