@@ -188,6 +188,8 @@ _TASKHUB_ENV = {
     "ALLOW_PRIVATE_TARGETS": lambda v: v.strip().lower() in {"1", "true", "yes", "on"},
     # TASKHUB_EMBEDDED_DISPATCHER=0: workers leave dispatching to `taskhub dispatcher` processes.
     "EMBEDDED_DISPATCHER": lambda v: v.strip().lower() in {"1", "true", "yes", "on"},
+    # TASKHUB_EMBEDDED_SCHEDULER=1: workers fire the crons too (no `runscheduler` process).
+    "EMBEDDED_SCHEDULER": lambda v: v.strip().lower() in {"1", "true", "yes", "on"},
     # e.g. TASKHUB_ALLOWED_PORTS=80,443,8443
     "ALLOWED_PORTS": lambda v: [int(p) for p in v.replace(" ", "").split(",") if p],
 }

@@ -39,13 +39,18 @@ class TaskhubConfig(AppConfig):
         from .cli.launcher import EXTRA_PROCESSES
         from .console.health import register_check, scheduler_check
         from .console.roles import ensure_role_groups
+        from .engine.signals import worker_started, worker_stopping
+        from .scheduler import embedded as embedded_scheduler
 
         # Unknown keys and wrong types in every settings namespace (taskhub's and the apps').
         checks.register(check_namespaces, checks.Tags.compatibility)
 
-        if taskhub_settings.ENABLE_SCHEDULING:
+        if taskhub_settings.ENABLE_SCHEDULING and not taskhub_settings.EMBEDDED_SCHEDULER:
             # `taskhub up` runs the scheduler as its own process, never inside web workers.
             EXTRA_PROCESSES.setdefault("scheduler", ["runscheduler"])
+        # With EMBEDDED_SCHEDULER on, worker processes fire the crons (taskhub.scheduler.embedded).
+        worker_started.connect(embedded_scheduler.start_embedded, dispatch_uid="taskhub-crons")
+        worker_stopping.connect(embedded_scheduler.stop_embedded, dispatch_uid="taskhub-crons")
 
         post_migrate.connect(ensure_role_groups, sender=self)
         register_check("scheduler", scheduler_check)

@@ -65,6 +65,10 @@ DEFAULTS: dict[str, Any] = {
     # process (one may still run: it contends for the same lease). False: only `taskhub dispatcher`
     # processes dispatch.
     "EMBEDDED_DISPATCHER": True,
+    # Worker processes also fire crons and stored schedules (taskhub.scheduler.embedded): every
+    # worker process polls, the database keeps each slot to one firing. A host then needs no
+    # `runscheduler` process, and `taskhub up` starts none.
+    "EMBEDDED_SCHEDULER": False,
     # How long attempt claims are remembered in Redis, which bounds duplicate detection (seconds).
     "CLAIM_TTL": 6 * 3600,
     # How long completed and cancelled tasks are kept before `taskhub prune` removes them.
