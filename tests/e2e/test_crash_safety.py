@@ -13,7 +13,7 @@ from django.test import override_settings
 from taskhub import schedule, schedule_many
 from taskhub.engine.broker import get_broker, get_redis, key
 from taskhub.models import Task, TaskEvent, WorkerProcess
-from tests.support import wait_all_finished, wait_for, wait_status
+from tests.support import override_taskhub, wait_all_finished, wait_for, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 COUNT = 2000
@@ -73,7 +73,7 @@ def claimed_by(worker_id: str) -> set[str]:
 
 
 def test_flushall_of_redis_mid_run_loses_nothing(make_stack, private_redis):
-    with override_settings(REDIS_URL=private_redis):
+    with override_taskhub(REDIS_URL=private_redis):
         stack = make_stack(processes=1, threads=8, env={"REDIS_URL": private_redis})
         stack.start()
         ids = [

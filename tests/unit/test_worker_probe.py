@@ -37,7 +37,7 @@ def redis_away():
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with override_settings(REDIS_URL=f"redis://127.0.0.1:{port}/0"):
+    with override_taskhub(REDIS_URL=f"redis://127.0.0.1:{port}/0"):
         yield
 
 
