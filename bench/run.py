@@ -222,7 +222,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def environment() -> dict:
-    from django.conf import settings
     from django.db import connection
 
     from taskhub.engine.broker import configured_redis_url, get_redis

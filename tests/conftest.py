@@ -4,7 +4,6 @@ import subprocess
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from django.conf import settings
 
 from taskhub.engine.broker import broker_url, ensure_redis, get_redis, key
 

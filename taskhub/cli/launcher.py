@@ -34,12 +34,11 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
-from .subcommands import fail
-
 from ..conf import taskhub_settings
 from ..console.roles import create_first_admin
 from ..engine import embedded
 from ..engine.broker import ensure_redis, redis_url, uses_embedded_redis
+from .subcommands import fail
 
 logger = logging.getLogger(__name__)
 

@@ -8,9 +8,7 @@ import signal
 
 import pytest
 import redis
-from django.conf import settings
 from django.db import transaction
-from django.test import override_settings
 
 from taskhub import schedule, schedule_many
 from taskhub.conf import taskhub_settings

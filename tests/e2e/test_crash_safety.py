@@ -8,7 +8,6 @@ import time
 
 import pytest
 from django.db import connection
-from django.test import override_settings
 
 from taskhub import schedule, schedule_many
 from taskhub.engine.broker import get_broker, get_redis, key

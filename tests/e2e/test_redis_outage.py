@@ -14,7 +14,6 @@ import time
 import dramatiq
 import pytest
 from django.core.management import call_command
-from django.test import override_settings
 from django.utils import timezone
 
 from taskhub import schedule

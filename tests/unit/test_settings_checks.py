@@ -215,9 +215,11 @@ def test_two_different_broker_urls_are_an_error():
 
 def test_a_project_without_django_dramatiq_is_told_to_add_it(monkeypatch):
     installed = checks_module.apps.is_installed
-    monkeypatch.setattr(
-        checks_module.apps, "is_installed", lambda name: name != "django_dramatiq" and installed(name)
-    )
+
+    def is_installed(name: str) -> bool:
+        return name != "django_dramatiq" and installed(name)
+
+    monkeypatch.setattr(checks_module.apps, "is_installed", is_installed)
     messages = check_broker()
     assert _ids(messages) == ["taskhub.E008"]
 

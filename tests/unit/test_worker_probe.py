@@ -8,10 +8,10 @@ import socket
 
 import pytest
 from django.core.management import call_command
-from django.test import override_settings
 from django.utils import timezone
 
 from taskhub.models import WorkerProcess
+from tests.support import override_taskhub
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
