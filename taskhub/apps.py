@@ -26,8 +26,9 @@ class TaskhubConfig(AppConfig):
         # A project need not configure django-dramatiq: taskhub puts its own DRAMATIQ_BROKER
         # (taskhub.conf) in the settings when the project has none. It must be there before
         # django_dramatiq's app config is created — that builds the broker, and without the
-        # setting builds a RabbitMQ one (which needs pika) — so the install docs list taskhub
-        # first. Listed after, ready() replaces the broker (engine.broker.install_default_broker).
+        # setting builds its RabbitMQ default, whose middleware list fails to import on
+        # dramatiq 2 — so the install docs list taskhub first (docs/settings.md). Where that
+        # default does load, ready() replaces it (engine.broker.install_default_broker).
         if not hasattr(settings, "DRAMATIQ_BROKER"):
             settings.DRAMATIQ_BROKER = DEFAULT_DRAMATIQ_BROKER
 
