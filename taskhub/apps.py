@@ -1,6 +1,5 @@
 from django.apps import AppConfig
 from django.core import checks
-from django.db.models.signals import post_migrate
 from django.utils.module_loading import autodiscover_modules
 
 from .conf import check_namespaces, taskhub_settings
@@ -38,7 +37,6 @@ class TaskhubConfig(AppConfig):
 
         from .cli.launcher import EXTRA_PROCESSES
         from .console.health import register_check, scheduler_check
-        from .console.roles import ensure_role_groups
 
         # Unknown keys and wrong types in every settings namespace (taskhub's and the apps').
         checks.register(check_namespaces, checks.Tags.compatibility)
@@ -47,7 +45,6 @@ class TaskhubConfig(AppConfig):
             # `taskhub up` runs the scheduler as its own process, never inside web workers.
             EXTRA_PROCESSES.setdefault("scheduler", ["runscheduler"])
 
-        post_migrate.connect(ensure_role_groups, sender=self)
         register_check("scheduler", scheduler_check)
 
         # Django's admin discovers `<app>.admin` modules; taskhub's admin pages live with the
