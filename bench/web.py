@@ -50,22 +50,19 @@ class Web:
 
 
 def credentials() -> tuple[str, str]:
-    """An API token and an admin session for a superuser (also in any role groups)."""
+    """An API token and an admin session for a superuser (a superuser holds every role)."""
     from django.contrib.auth import (
         BACKEND_SESSION_KEY,
         HASH_SESSION_KEY,
         SESSION_KEY,
         get_user_model,
     )
-    from django.contrib.auth.models import Group
     from django.contrib.sessions.backends.db import SessionStore
     from rest_framework.authtoken.models import Token
 
     user, _ = get_user_model().objects.get_or_create(
         username=USERNAME, defaults={"is_staff": True, "is_superuser": True}
     )
-    for group in Group.objects.filter(name__in=["admin", "operator", "viewer"]):
-        user.groups.add(group)
     token, _ = Token.objects.get_or_create(user=user)
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)

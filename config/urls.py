@@ -3,6 +3,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from taskhub.console.admin import brand_admin_site
+
+# This project's admin is the taskhub console: it opts in to the console's titles.
+brand_admin_site(admin.site)
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("taskhub.console.urls")),

@@ -10,11 +10,11 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from taskhub.console.api.parsers import FormBodyParser, JSONBodyParser, MultiPartBodyParser
 from taskhub.console.api.permissions import OPERATOR, VIEWER, RolePermission
 from taskhub.console.api.serializers import StrictSerializer
+from taskhub.console.api.views import TaskhubAPIView, TaskhubErrors
 from taskhub.console.audit import audited
 
 from . import services
@@ -66,7 +66,7 @@ def _error_body(exc: Exception, errors: dict) -> dict:
     return {"error": str(exc), "errors": errors}
 
 
-class KycDocumentCreate(APIView):
+class KycDocumentCreate(TaskhubAPIView):
     """``POST /api/kyc/documents``: multipart (user_id, document_type, provider?, email?, file)
     or JSON with ``document_ref`` instead of a file."""
 
@@ -95,7 +95,7 @@ class KycDocumentCreate(APIView):
         return Response(KycCaseSerializer(case).data, status=status.HTTP_201_CREATED)
 
 
-class KycCaseList(generics.ListAPIView):
+class KycCaseList(TaskhubErrors, generics.ListAPIView):
     """``GET /api/kyc/cases`` (filters: user_id, status, provider)."""
 
     permission_classes = [RolePermission]
@@ -111,14 +111,14 @@ class KycCaseList(generics.ListAPIView):
         return rows
 
 
-class KycCaseDetail(generics.RetrieveAPIView):
+class KycCaseDetail(TaskhubErrors, generics.RetrieveAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
     queryset = KycCase.objects.all()
     serializer_class = KycCaseSerializer
 
 
-class UserKycStatusDetail(APIView):
+class UserKycStatusDetail(TaskhubAPIView):
     """``GET /api/kyc/users/{user_id}``: the user's current KYC status."""
 
     permission_classes = [RolePermission]
@@ -136,7 +136,7 @@ class UserKycStatusDetail(APIView):
         )
 
 
-class KycRerun(APIView):
+class KycRerun(TaskhubAPIView):
     """``POST /api/kyc/cases/{id}/rerun``: submit the document again (operator action)."""
 
     permission_classes = [RolePermission]

@@ -11,9 +11,9 @@ from rest_framework.exceptions import NotFound
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from taskhub.console.api.permissions import OPERATOR, VIEWER, RolePermission
+from taskhub.console.api.views import TaskhubAPIView, TaskhubErrors
 from taskhub.console.audit import audited
 
 from . import services
@@ -42,7 +42,7 @@ class NotificationPagination(LimitOffsetPagination):
     max_limit = 500
 
 
-class NotificationList(generics.ListAPIView):
+class NotificationList(TaskhubErrors, generics.ListAPIView):
     """``GET /api/notifications?user_id=…&unread=true`` — newest first.
 
     Without ``user_id``, the signed-in user's own notifications."""
@@ -63,7 +63,7 @@ class NotificationList(generics.ListAPIView):
         return rows
 
 
-class MarkRead(APIView):
+class MarkRead(TaskhubAPIView):
     """``POST /api/notifications/{id}/read`` — idempotent; answers the notification."""
 
     permission_classes = [RolePermission]

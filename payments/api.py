@@ -15,9 +15,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from taskhub.console.api.permissions import OPERATOR, VIEWER, RolePermission
+from taskhub.console.api.views import TaskhubAPIView, TaskhubErrors
 from taskhub.console.audit import audited
 
 from . import safe, services
@@ -76,7 +76,7 @@ def _filtered(queryset, params, names):
     return queryset
 
 
-class PaymentListCreate(APIView):
+class PaymentListCreate(TaskhubAPIView):
     """``GET /api/payments`` (filters: status, user_id, currency, provider_payment_id) and
     ``POST /api/payments`` with an ``Idempotency-Key`` header."""
 
@@ -117,14 +117,14 @@ class PaymentListCreate(APIView):
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class PaymentDetail(generics.RetrieveAPIView):
+class PaymentDetail(TaskhubErrors, generics.RetrieveAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
     queryset = Payment.objects.all()
     serializer_class = PaymentDetailSerializer
 
 
-class SafeTransactionListCreate(APIView):
+class SafeTransactionListCreate(TaskhubAPIView):
     """``GET /api/safe-transactions`` (filters: status, user_id, safe_address, safe_tx_hash) and
     ``POST /api/safe-transactions`` ``{safe_address, transaction, user_signature, user_id}``."""
 
@@ -167,14 +167,14 @@ class SafeTransactionListCreate(APIView):
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class SafeTransactionDetail(generics.RetrieveAPIView):
+class SafeTransactionDetail(TaskhubErrors, generics.RetrieveAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
     queryset = SafeTransaction.objects.all()
     serializer_class = SafeTransactionSerializer
 
 
-class PaymentAction(APIView):
+class PaymentAction(TaskhubAPIView):
     """``POST /api/payments/{id}/retry`` and ``/reconcile``: operator actions."""
 
     permission_classes = [RolePermission]
@@ -210,7 +210,7 @@ class PaymentAction(APIView):
         return Response({"payment_id": str(payment.id), "status": new_status})
 
 
-class SafeTransactionReconcile(APIView):
+class SafeTransactionReconcile(TaskhubAPIView):
     """``POST /api/safe-transactions/{id}/reconcile``: re-read the outcome from the chain."""
 
     permission_classes = [RolePermission]

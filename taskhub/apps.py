@@ -1,7 +1,6 @@
 from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
-from django.db.models.signals import post_migrate
 from django.utils.module_loading import autodiscover_modules
 
 from .conf import DEFAULT_DRAMATIQ_BROKER, check_namespaces, taskhub_settings
@@ -55,7 +54,6 @@ class TaskhubConfig(AppConfig):
 
         from .cli.launcher import EXTRA_PROCESSES
         from .console.health import register_check, scheduler_check
-        from .console.roles import ensure_role_groups
         from .engine.signals import worker_started, worker_stopping
         from .scheduler import embedded as embedded_scheduler
 
@@ -72,7 +70,6 @@ class TaskhubConfig(AppConfig):
         worker_started.connect(embedded_scheduler.start_embedded, dispatch_uid="taskhub-crons")
         worker_stopping.connect(embedded_scheduler.stop_embedded, dispatch_uid="taskhub-crons")
 
-        post_migrate.connect(ensure_role_groups, sender=self)
         register_check("scheduler", scheduler_check)
 
         # Django's admin discovers `<app>.admin` modules; taskhub's admin pages live with the

@@ -40,6 +40,16 @@ FINISHED_STATUSES = (
 )
 
 
+#: The operator roles as permissions (``taskhub.role_viewer`` …): each names what its role may
+#: do, and includes the roles before it. taskhub/console/roles.py checks them; they sit on Task
+#: because a permission needs a model, and the console is mostly about tasks.
+ROLE_PERMISSIONS = [
+    ("role_viewer", "Viewer: read tasks, queues, workflows, schedules and webhooks"),
+    ("role_operator", "Operator: also schedule, retry and cancel tasks, pause and resume queues"),
+    ("role_admin", "Admin: also clear queues, remove tasks and edit schedules and webhooks"),
+]
+
+
 class Task(models.Model):
     """One unit of background work and the state of its latest attempt."""
 
@@ -109,6 +119,7 @@ class Task(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = ROLE_PERMISSIONS
         indexes = [
             # What the dispatcher scans: ready rows of a queue in priority order.
             models.Index(

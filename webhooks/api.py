@@ -12,10 +12,10 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from taskhub.console.api.permissions import ADMIN, OPERATOR, VIEWER, RolePermission
 from taskhub.console.api.serializers import StrictSerializer
+from taskhub.console.api.views import TaskhubAPIView
 from taskhub.console.audit import audited
 
 from . import services
@@ -137,7 +137,7 @@ def _audited(request, action: str, target_type: str, target_id="", **details):
     )
 
 
-class EndpointListCreate(APIView):
+class EndpointListCreate(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER, "POST": ADMIN}
 
@@ -165,7 +165,7 @@ class EndpointListCreate(APIView):
         )
 
 
-class EndpointDetail(APIView):
+class EndpointDetail(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER, "PATCH": ADMIN, "PUT": ADMIN, "DELETE": ADMIN}
 
@@ -201,7 +201,7 @@ class EndpointDetail(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class EndpointRotateSecret(APIView):
+class EndpointRotateSecret(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"POST": ADMIN}
 
@@ -223,7 +223,7 @@ class EndpointRotateSecret(APIView):
         return Response({"id": str(endpoint_id), "secret": secret})
 
 
-class DeliveryList(APIView):
+class DeliveryList(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
 
@@ -245,7 +245,7 @@ class DeliveryList(APIView):
         return paginator.get_paginated_response(DeliverySerializer(page, many=True).data)
 
 
-class DeliveryDetail(APIView):
+class DeliveryDetail(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
 
@@ -256,7 +256,7 @@ class DeliveryDetail(APIView):
         return Response(DeliveryDetailSerializer(services.get_delivery(delivery_id)).data)
 
 
-class Redeliver(APIView):
+class Redeliver(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
 
@@ -271,7 +271,7 @@ class Redeliver(APIView):
         return Response(DeliverySerializer(delivery).data)
 
 
-class RetryAll(APIView):
+class RetryAll(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
 

@@ -8,7 +8,14 @@ from typing import Any
 from django.contrib.auth import get_user_model
 
 from ..console import services
-from ..console.roles import ROLES, create_user, rotate_token
+from ..console.roles import (
+    GROUPS,
+    ROLES,
+    create_user,
+    ensure_role_groups,
+    permission_name,
+    rotate_token,
+)
 from ..definitions.payloads import redact
 from ..definitions.registry import all_definitions, get_external_definition
 from ..engine.broker import ensure_redis
@@ -216,6 +223,21 @@ def up(args) -> int:
     ).run()
 
 
+@subcommand(
+    "groups",
+    "create the ready-made role groups (taskhub viewer, operator, admin) with their permissions",
+)
+def groups(args) -> None:
+    try:
+        made = ensure_role_groups()
+    except LookupError as exc:  # the permissions are not there before the first migrate
+        raise fail(str(exc)) from None
+    for index, role in enumerate(ROLES):
+        _, created = made[role]
+        held = ", ".join(permission_name(r) for r in ROLES[: index + 1])
+        sys.stdout.write(f"{GROUPS[role]}: {'created' if created else 'already there'} ({held})\n")
+
+
 def _createuser_args(p) -> None:
     p.add_argument("username")
     p.add_argument("--role", choices=ROLES, default="viewer")
@@ -230,16 +252,20 @@ def _createuser_args(p) -> None:
 
 @subcommand(
     "createuser",
-    "create a console user with a role (viewer, operator, admin); prints an API token",
+    "create a console user with a role (viewer, operator, admin: joins its ready-made group); "
+    "prints an API token",
     _createuser_args,
 )
 def createuser(args) -> None:
     if not args.username.strip():
         raise fail("username must not be empty")
     existed = get_user_model().objects.filter(username=args.username).exists()
-    user, password, token = create_user(
-        args.username, args.role, password=args.password, email=args.email
-    )
+    try:
+        user, password, token = create_user(
+            args.username, args.role, password=args.password, email=args.email
+        )
+    except LookupError as exc:  # the role permissions are not there before the first migrate
+        raise fail(str(exc)) from None
     token_note = ""
     if existed and args.rotate_token:
         token = rotate_token(user)

@@ -53,9 +53,22 @@ from .admin_tools import (
 from .audit import audited
 from .roles import ADMIN, OPERATOR, VIEWER, has_role
 
-admin.site.site_header = "taskhub console"
-admin.site.site_title = "taskhub"
-admin.site.index_title = "Tasks, queues and operators"
+
+def brand_admin_site(site: admin.AdminSite | None = None) -> admin.AdminSite:
+    """Give an admin site the console's titles ("taskhub console"); returns the site.
+
+    Opt-in: importing taskhub changes no admin site, so a host's admin keeps its own name. A
+    project whose admin *is* the taskhub console calls this once, from its URLconf::
+
+        from taskhub.console.admin import brand_admin_site
+
+        brand_admin_site(admin.site)
+    """
+    site = admin.site if site is None else site
+    site.site_header = "taskhub console"
+    site.site_title = "taskhub"
+    site.index_title = "Tasks, queues and operators"
+    return site
 
 
 def progress_bar(value: int):

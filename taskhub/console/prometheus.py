@@ -21,12 +21,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from rest_framework.permissions import AllowAny
-from rest_framework.views import APIView
 
 from ..conf import taskhub_settings
 from ..models import Task, TaskStatus
 from . import analytics
 from .api.permissions import VIEWER, RolePermission
+from .api.views import TaskhubAPIView
 
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 ACTIVE_STATES = ("waiting", "delayed", "queued", "running")
@@ -152,7 +152,7 @@ registry = CollectorRegistry(auto_describe=False)
 registry.register(TaskhubCollector())
 
 
-class MetricsView(APIView):
+class MetricsView(TaskhubAPIView):
     """``GET /metrics`` in the Prometheus text format. Needs a viewer's token (Prometheus:
     ``authorization: {type: Token, credentials: ...}``) unless ``METRICS_PUBLIC`` is set."""
 

@@ -33,13 +33,13 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.authtoken.models import Token
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from ..conf import taskhub_settings
 from ..engine.broker import get_redis, key, redis_url
 from ..engine.events import channel, read_events
 from ..models import TaskEvent
 from .api.permissions import OPERATOR, VIEWER, RolePermission
+from .api.views import TaskhubAPIView
 from .roles import has_role
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class TicketResponse(serializers.Serializer):
     expires_at = serializers.DateTimeField()
 
 
-class EventTickets(APIView):
+class EventTickets(TaskhubAPIView):
     """Mint a short-lived, single-use ticket that lets a browser stream one user's events."""
 
     permission_classes = [RolePermission]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from .. import analytics
 from .permissions import VIEWER, RolePermission
 from .serializers import TimeRangeSerializer
+from .views import TaskhubAPIView
 
 _Metrics = inline_serializer(
     "TaskMetrics",
@@ -60,7 +60,7 @@ _Failures = inline_serializer(
 )
 
 
-class Metrics(APIView):
+class Metrics(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
 
@@ -75,7 +75,7 @@ class Metrics(APIView):
         return Response(analytics.task_metrics(**period.validated_data))
 
 
-class Failures(APIView):
+class Failures(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
 

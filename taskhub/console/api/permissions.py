@@ -2,12 +2,12 @@
 
 A view declares the role each action needs, by viewset action or by HTTP method::
 
-    class ScheduleViewSet(viewsets.ModelViewSet):
+    class ScheduleViewSet(TaskhubErrors, viewsets.ModelViewSet):
         permission_classes = [RolePermission]
         roles = {"list": VIEWER, "retrieve": VIEWER, "run_now": OPERATOR, "create": ADMIN,
                  "update": ADMIN, "partial_update": ADMIN, "destroy": ADMIN}
 
-    class PauseQueue(APIView):
+    class PauseQueue(TaskhubAPIView):
         roles = {"POST": OPERATOR}
 
 Anything not declared needs viewer for safe methods and admin otherwise. No credentials (or

@@ -10,7 +10,6 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from ...definitions.payloads import redact
 from ...definitions.registry import all_definitions
@@ -20,6 +19,7 @@ from ...scheduler.cron import MAX_INTERVAL
 from ..audit import audited
 from .permissions import ADMIN, OPERATOR, VIEWER, RolePermission
 from .serializers import StrictSerializer
+from .views import TaskhubAPIView
 
 
 class ScheduleSerializer(serializers.ModelSerializer):
@@ -83,7 +83,7 @@ def _audited(request, action: str, name: str, **details):
     )
 
 
-class ScheduleListCreate(APIView):
+class ScheduleListCreate(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER, "POST": ADMIN}
 
@@ -108,7 +108,7 @@ class ScheduleListCreate(APIView):
         return Response(ScheduleSerializer(row).data, status=status.HTTP_201_CREATED)
 
 
-class ScheduleDetail(APIView):
+class ScheduleDetail(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER, "PATCH": ADMIN, "PUT": ADMIN, "DELETE": ADMIN}
 
@@ -141,7 +141,7 @@ class ScheduleDetail(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ScheduleRunNow(APIView):
+class ScheduleRunNow(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
 

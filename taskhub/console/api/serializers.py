@@ -126,7 +126,7 @@ def _latest(rows, limit: int = DETAIL_HISTORY) -> list:
 
 
 def _history_url(serializer: serializers.Serializer, task, kind: str) -> str:
-    path = reverse(f"api:task-{kind}", kwargs={"task_id": task.id})
+    path = reverse(f"taskhub:task-{kind}", kwargs={"task_id": task.id})
     request = serializer.context.get("request")
     return request.build_absolute_uri(path) if request else path
 

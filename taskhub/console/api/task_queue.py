@@ -7,7 +7,6 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from ...builtins.queue_api import definition_for
 from ...definitions.payloads import redact
@@ -20,6 +19,7 @@ from ..audit import audited
 from .errors import QueueNotFound
 from .permissions import ADMIN, OPERATOR, VIEWER, RolePermission
 from .schema import error_serializer
+from .views import TaskhubAPIView
 
 MAX_FAILED_PAGE = 1000
 HEALTH_STATUSES = [health.OK, health.DEGRADED, health.DOWN]
@@ -59,7 +59,7 @@ def _done(message: str) -> Response:
     return Response({"success": True, "message": message, "timestamp": timezone.now()})
 
 
-class TaskQueueView(APIView):
+class TaskQueueView(TaskhubAPIView):
     permission_classes = [RolePermission]
     error_envelope = {"success": False}
 

@@ -8,7 +8,6 @@ from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from ...engine.enqueue import schedule
 from ...models import Task, TaskEvent, TaskLog
@@ -28,6 +27,7 @@ from .serializers import (
     TaskRequestSerializer,
     TaskSerializer,
 )
+from .views import TaskhubAPIView
 
 
 class TaskCursorPagination(CursorPagination):
@@ -63,7 +63,7 @@ def _filtered(params: dict):
     return tasks
 
 
-class TaskListCreate(APIView):
+class TaskListCreate(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER, "POST": OPERATOR}
 
@@ -96,7 +96,7 @@ class TaskListCreate(APIView):
         return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED)
 
 
-class TaskBulkCreate(APIView):
+class TaskBulkCreate(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
 
@@ -119,7 +119,7 @@ class TaskBulkCreate(APIView):
 _ID = OpenApiParameter("task_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 
-class TaskDetail(APIView):
+class TaskDetail(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER, "DELETE": ADMIN}
     error_codes = {"DELETE": [409]}  # a task not finished yet
@@ -144,7 +144,7 @@ class TaskDetail(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class TaskRetry(APIView):
+class TaskRetry(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
     error_codes = {"POST": [409]}  # only a failed or cancelled task, not a workflow step
@@ -163,7 +163,7 @@ class TaskRetry(APIView):
         return Response(TaskSerializer(task).data)
 
 
-class TaskCancel(APIView):
+class TaskCancel(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
     error_codes = {"POST": [409]}  # a task already finished
@@ -189,7 +189,7 @@ class HistoryPagination(TaskCursorPagination):
     page_size = 100
 
 
-def _history_page(view: APIView, request, rows, serializer):
+def _history_page(view: TaskhubAPIView, request, rows, serializer):
     query = HistoryPageQuerySerializer(data=request.query_params)
     query.is_valid(raise_exception=True)
     paginator = HistoryPagination()
@@ -197,7 +197,7 @@ def _history_page(view: APIView, request, rows, serializer):
     return paginator.get_paginated_response(serializer(page, many=True).data)
 
 
-class TaskEvents(APIView):
+class TaskEvents(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
 
@@ -213,7 +213,7 @@ class TaskEvents(APIView):
         )
 
 
-class TaskLogs(APIView):
+class TaskLogs(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
 

@@ -1,7 +1,6 @@
 """Routes of the REST API, mounted under ``/api/``."""
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView
 
 from .. import stream
 from . import analysis, docs, schedules, task_queue, tasks, workflows
@@ -66,6 +65,6 @@ urlpatterns = [
     path(f"{_queue}/remove/<str:job_id>", task_queue.RemoveJob.as_view(), name="task-queue-remove"),
     path("events/stream", stream.event_stream, name="event-stream"),
     path("events/tickets", stream.EventTickets.as_view(), name="event-tickets"),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", docs.SwaggerUI.as_view(url_name="api:schema"), name="swagger-ui"),
+    path("schema/", docs.Schema.as_view(), name="schema"),
+    path("docs/", docs.SwaggerUI.as_view(url_name="taskhub:schema"), name="swagger-ui"),
 ]

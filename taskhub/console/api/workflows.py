@@ -13,7 +13,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from ...workflows import definitions, operations
 from ...workflows.models import FailurePolicy, WorkflowDefinition, WorkflowRun, WorkflowStatus
@@ -23,6 +22,7 @@ from ..audit import audited
 from .permissions import ADMIN, OPERATOR, VIEWER, RolePermission
 from .serializers import StrictSerializer, TaskFilterSerializer
 from .tasks import TaskCursorPagination
+from .views import TaskhubAPIView
 
 MAX_DEADLINE = 366 * 86400
 
@@ -209,7 +209,7 @@ def _actor(request) -> str:
     return request.user.get_username()
 
 
-class WorkflowListCreate(APIView):
+class WorkflowListCreate(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER, "POST": OPERATOR}
 
@@ -246,7 +246,7 @@ class WorkflowListCreate(APIView):
 _ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 
-class WorkflowDetail(APIView):
+class WorkflowDetail(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
 
@@ -259,7 +259,7 @@ class WorkflowDetail(APIView):
         return Response(detail(operations.get_run(run_id)))
 
 
-class WorkflowCancel(APIView):
+class WorkflowCancel(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
     error_codes = {"POST": [409]}  # only a running run
@@ -281,7 +281,7 @@ class WorkflowCancel(APIView):
         return Response(detail(run))
 
 
-class WorkflowRetry(APIView):
+class WorkflowRetry(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"POST": OPERATOR}
     error_codes = {"POST": [409]}  # only a failed or cancelled run, never a compensated one
@@ -299,7 +299,7 @@ class WorkflowRetry(APIView):
         return Response(detail(run))
 
 
-class CompensationAction(APIView):
+class CompensationAction(TaskhubAPIView):
     """The ways out of ``compensation_failed``: retry the failed compensation, skip it and go
     on, or mark the run resolved (compensations not yet attempted are cancelled)."""
 
@@ -361,7 +361,7 @@ def _definition_audited(request, action: str, target="", **details):
     )
 
 
-class DefinitionListCreate(APIView):
+class DefinitionListCreate(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER, "POST": OPERATOR}
 
@@ -394,7 +394,7 @@ class DefinitionListCreate(APIView):
 _DEFINITION_ID = OpenApiParameter("definition_id", OpenApiTypes.INT, OpenApiParameter.PATH)
 
 
-class DefinitionDetail(APIView):
+class DefinitionDetail(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER, "PATCH": OPERATOR, "PUT": OPERATOR, "DELETE": ADMIN}
 
