@@ -221,19 +221,11 @@ if "WEBHOOKS_ALLOW_PRIVATE_TARGETS" in os.environ:
 WEBHOOKS.update(json.loads(os.environ.get("WEBHOOKS_SETTINGS_JSON", "{}")))
 
 # --- Web ------------------------------------------------------------------------------------------
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
-    ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    # JSON only, NUL characters refused; a view that takes forms or uploads says so itself.
-    "DEFAULT_PARSER_CLASSES": ["taskhub.console.api.parsers.JSONBodyParser"],
-    "DEFAULT_SCHEMA_CLASS": "taskhub.console.api.schema.ApiSchema",
-    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    # No EXCEPTION_HANDLER: taskhub's API views (and the domain apps', built on
-    # taskhub.console.api.views) answer errors in their own shape whatever is set here.
-}
+# Nothing else for taskhub: its API views (and the domain apps', built on
+# taskhub.console.api.views) authenticate, parse and answer errors in their own way whatever is
+# set here; a host's own API views keep the host's settings. drf-spectacular builds a view's
+# @extend_schema on DEFAULT_SCHEMA_CLASS, so the OpenAPI document needs taskhub's there.
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "taskhub.console.api.schema.ApiSchema"}
 SPECTACULAR_SETTINGS = {
     "TITLE": "taskhub API",
     "VERSION": "0.1.0",
