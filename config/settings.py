@@ -339,11 +339,24 @@ BLOCKCHAIN = {
     "RPC_TIMEOUT": float(os.environ.get("BLOCKCHAIN_RPC_TIMEOUT", 15)),
 }
 
+# LOG_FORMAT=json: one JSON object per line (taskhub.logging.JsonFormatter), each line written
+# while a task runs carrying its task id, attempt, queue, correlation id and user id.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower() or "plain"
+if LOG_FORMAT not in ("plain", "json"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "taskhub.logging.JsonFormatter"},
+    },
+    "filters": {"task": {"()": "taskhub.logging.TaskFieldsFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["task"]}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
