@@ -42,7 +42,7 @@ if PRODUCTION and not DEBUG:
     # The proxy (nginx, a load balancer) terminates TLS and says so in X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # probes speak plain HTTP to the process
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^api/health$"]  # probes speak plain HTTP
     SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
@@ -259,6 +259,7 @@ SPECTACULAR_SETTINGS = {
         "WorkflowStatusEnum": "taskhub.workflows.models.WorkflowStatus",
         "FailurePolicyEnum": "taskhub.workflows.models.FailurePolicy",
         "HealthStatusEnum": "taskhub.console.api.task_queue.HEALTH_STATUSES",
+        "HealthCheckStatusEnum": "taskhub.console.api.health.CHECK_STATUSES",
         "DeliveryStatusEnum": "webhooks.models.DeliveryStatus",
         "PaymentStatusEnum": "payments.models.PaymentStatus",
         "SafeTxStatusEnum": "payments.models.SafeTxStatus",

@@ -4,7 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from .. import stream
-from . import analysis, docs, schedules, task_queue, tasks, workflows
+from . import analysis, docs, health, schedules, task_queue, tasks, workflows
 
 _queue = "task-queue/<str:queue_name>"
 
@@ -45,6 +45,7 @@ urlpatterns = [
         workflows.DefinitionDetail.as_view(),
         name="workflow-definition-detail",
     ),
+    path("health", health.Health.as_view(), name="health"),
     path("metrics", analysis.Metrics.as_view(), name="metrics"),
     path("failures", analysis.Failures.as_view(), name="failures"),
     path("task-queue/health", task_queue.Health.as_view(), name="task-queue-health"),
