@@ -463,15 +463,16 @@ def run(
     level = engine_log.level
     engine_log.setLevel(logging.ERROR)
     try:
+        from django.conf import settings
+
         with (
             own_database(keep_database) as (db_name, db_url),
-            override_settings(REDIS_URL=server.url),
+            override_settings(
+                TASKHUB={**settings.TASKHUB, **SHORT_TIMINGS, "REDIS_URL": server.url}
+            ),
         ):
-            from django.conf import settings
-
-            with override_settings(TASKHUB={**settings.TASKHUB, **SHORT_TIMINGS}):
-                outcome = drill.run(db_name, db_url, server)
-                data = _collect(drill, outcome)
+            outcome = drill.run(db_name, db_url, server)
+            data = _collect(drill, outcome)
     finally:
         engine_log.setLevel(level)
         server.stop()

@@ -351,15 +351,19 @@ def run_taskhub(
     stall_timeout: float = 120.0,
     keep_rows: bool = False,
     tag: str | None = None,
+    embedded: bool = False,
 ) -> RunResult:
-    """``count`` tasks through rundramatiq (ctx.processes × ctx.threads) and one dispatcher."""
+    """``count`` tasks through rundramatiq (ctx.processes × ctx.threads) and one dispatcher —
+    or, ``embedded``, no dispatcher process: the worker processes dispatch (one leads)."""
     tag = tag or ctx.tag(label)
     preload(task, payload or {}, count, tag)
     commits_before = commit_counter()
+    if embedded:
+        env = {**(env or {}), "TASKHUB_EMBEDDED_DISPATCHER": "1"}
     stack = TaskhubStack(ctx.processes, ctx.threads, env)
     profilers: list[Profiler] = []
     started = time.time()
-    stack.start()
+    stack.start(dispatchers=0 if embedded else 1)
     finished = False
     try:
         if ctx.profile_dir is not None:
@@ -367,9 +371,9 @@ def run_taskhub(
                 Profiler(
                     stack.workers[0].pid, ctx.profile_dir / f"{label}-workers.speedscope.json"
                 ),
-                Profiler(
-                    stack.dispatchers[0].pid,
-                    ctx.profile_dir / f"{label}-dispatcher.speedscope.json",
+                *(
+                    Profiler(proc.pid, ctx.profile_dir / f"{label}-dispatcher.speedscope.json")
+                    for proc in stack.dispatchers
                 ),
             ]
         live = Live(count=count, done=0, elapsed=0.0, stack=stack, tag=tag, started_at=started)

@@ -254,11 +254,12 @@ def kill9(ctx: Context) -> list[Row]:
 
 
 def flushall(ctx: Context) -> list[Row]:
+    from django.conf import settings
     from django.test import override_settings
 
     server, url = start_private_redis()
     try:
-        with override_settings(REDIS_URL=url):
+        with override_settings(TASKHUB={**settings.TASKHUB, "REDIS_URL": url}):
             drill = Drill(ctx, "flushall", redis_url=url)
 
             def on_poll(live: Live) -> None:

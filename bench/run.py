@@ -222,15 +222,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def environment() -> dict:
-    from django.conf import settings
     from django.db import connection
 
-    from taskhub.engine.broker import get_redis
+    from taskhub.engine.broker import configured_redis_url, get_redis
 
     data = {
         "database": connection.vendor,
         "database_name": str(connection.settings_dict["NAME"]),
-        "redis_url": settings.REDIS_URL,
+        "redis_url": configured_redis_url(),
         "key_prefix": os.environ["TASKHUB_KEY_PREFIX"],
     }
     if connection.vendor == "postgresql":

@@ -8,11 +8,11 @@ import threading
 import time
 
 import redis
-from django.conf import settings
 from pydantic import BaseModel, Field
 
 from taskhub import Schedule, task
 from taskhub.builtins.http import HttpRequest, http_request
+from taskhub.engine.broker import redis_url
 from taskhub.errors import TaskCancelled
 
 QUEUE = "bench"
@@ -72,7 +72,7 @@ class FaultWork(BaseModel):
 @functools.cache
 def _recorder() -> redis.Redis:
     # Fault drills flush or stop the engine's own stores; the record of runs lives elsewhere.
-    url = os.environ.get("BENCH_RECORD_REDIS_URL") or settings.REDIS_URL
+    url = os.environ.get("BENCH_RECORD_REDIS_URL") or redis_url()
     return redis.Redis.from_url(url, socket_timeout=10)
 
 

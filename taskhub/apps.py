@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.conf import settings
 from django.core import checks
 from django.db.models.signals import post_migrate
 from django.utils.module_loading import autodiscover_modules
 
-from .conf import check_namespaces, taskhub_settings
+from .conf import DEFAULT_DRAMATIQ_BROKER, check_namespaces, taskhub_settings
 from .engine import hooks
 
 
@@ -20,10 +21,26 @@ class TaskhubConfig(AppConfig):
     verbose_name = "taskhub"
     default_auto_field = "django.db.models.BigAutoField"
 
+    def __init__(self, app_name, app_module) -> None:
+        super().__init__(app_name, app_module)
+        # A project need not configure django-dramatiq: taskhub puts its own DRAMATIQ_BROKER
+        # (taskhub.conf) in the settings when the project has none. It must be there before
+        # django_dramatiq's app config is created — that builds the broker, and without the
+        # setting builds its RabbitMQ default, whose middleware list fails to import on
+        # dramatiq 2 — so the install docs list taskhub first (docs/settings.md). Where that
+        # default does load, ready() replaces it (engine.broker.install_default_broker).
+        if not hasattr(settings, "DRAMATIQ_BROKER"):
+            settings.DRAMATIQ_BROKER = DEFAULT_DRAMATIQ_BROKER
+
     def ready(self) -> None:
         # taskhub's modules are imported here, not at the top: Django imports this module
         # before any model can load, and these reach the models.
+        from .engine.broker import install_default_broker
+        from .engine.checks import check_broker, check_sqlite
         from .workflows.hooks import register as register_workflow_hooks
+
+        # Before any actor is declared (autodiscover below): an actor binds to the global broker.
+        install_default_broker()
 
         # First, before anything can run: the engine reaches the workflows layer only through
         # hooks it registers (settling steps when tasks end, the lifeline's reconciliation, a
@@ -39,13 +56,21 @@ class TaskhubConfig(AppConfig):
         from .cli.launcher import EXTRA_PROCESSES
         from .console.health import register_check, scheduler_check
         from .console.roles import ensure_role_groups
+        from .engine.signals import worker_started, worker_stopping
+        from .scheduler import embedded as embedded_scheduler
 
         # Unknown keys and wrong types in every settings namespace (taskhub's and the apps').
         checks.register(check_namespaces, checks.Tags.compatibility)
+        # The broker, the Redis and SQLite (ids and hints in docs/settings.md).
+        checks.register(check_broker, checks.Tags.compatibility)
+        checks.register(check_sqlite, checks.Tags.compatibility)
 
-        if taskhub_settings.ENABLE_SCHEDULING:
+        if taskhub_settings.ENABLE_SCHEDULING and not taskhub_settings.EMBEDDED_SCHEDULER:
             # `taskhub up` runs the scheduler as its own process, never inside web workers.
             EXTRA_PROCESSES.setdefault("scheduler", ["runscheduler"])
+        # With EMBEDDED_SCHEDULER on, worker processes fire the crons (taskhub.scheduler.embedded).
+        worker_started.connect(embedded_scheduler.start_embedded, dispatch_uid="taskhub-crons")
+        worker_stopping.connect(embedded_scheduler.stop_embedded, dispatch_uid="taskhub-crons")
 
         post_migrate.connect(ensure_role_groups, sender=self)
         register_check("scheduler", scheduler_check)

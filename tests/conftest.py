@@ -4,9 +4,8 @@ import subprocess
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from django.conf import settings
 
-from taskhub.engine.broker import ensure_redis, get_redis, key
+from taskhub.engine.broker import broker_url, ensure_redis, get_redis, key
 
 # taskhub's fixtures for projects' tests (taskhub_manual, taskhub_immediate; docs/testing.md),
 # loaded the way docs/testing.md tells a project to. Fixtures only, nothing autouse: a test
@@ -21,7 +20,7 @@ def _rabbitmqctl(*args: str) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def _rabbitmq_vhost():
     """On RabbitMQ (config/settings_test.py), this session's own vhost, removed at the end."""
-    url = urlsplit(settings.BROKER_URL)
+    url = urlsplit(broker_url())
     if url.scheme not in ("amqp", "amqps") or not shutil.which("rabbitmqctl"):
         yield
         return

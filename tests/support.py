@@ -11,7 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
+from django.test import override_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +29,11 @@ def database_url_for_children() -> str:
     host = s.get("HOST") or "127.0.0.1"
     port = s.get("PORT") or 5432
     return f"postgres://{auth}{host}:{port}/{s['NAME']}"
+
+
+def override_taskhub(**values: Any) -> override_settings:
+    """override_settings of some TASKHUB keys, the others kept (e.g. REDIS_URL=a private one)."""
+    return override_settings(TASKHUB={**settings.TASKHUB, **values})
 
 
 def child_env(**extra: str) -> dict[str, str]:

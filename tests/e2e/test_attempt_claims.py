@@ -8,20 +8,18 @@ import signal
 
 import pytest
 import redis
-from django.conf import settings
 from django.db import transaction
-from django.test import override_settings
 
 from taskhub import schedule, schedule_many
 from taskhub.conf import taskhub_settings
-from taskhub.engine.broker import dramatiq_namespace, get_redis, key
+from taskhub.engine.broker import broker_url, dramatiq_namespace, get_redis, key
 from taskhub.engine.claims import claim_key
 from taskhub.models import Task, TaskEvent
-from tests.support import wait_all_finished, wait_for, wait_status
+from tests.support import override_taskhub, wait_all_finished, wait_for, wait_status
 
 pytestmark = [pytest.mark.e2e]
 on_rabbitmq = pytest.mark.skipif(
-    settings.BROKER_URL.startswith("amqp"), reason="drills the Redis broker's fetch and send"
+    broker_url().startswith("amqp"), reason="drills the Redis broker's fetch and send"
 )
 
 
@@ -104,7 +102,7 @@ def test_a_claim_that_cannot_be_confirmed_hands_the_attempt_back(make_stack, pri
     admin = redis.Redis.from_url(private_redis)
     prefix = taskhub_settings.KEY_PREFIX
     _acl(admin, "worker", "on", ">secret-worker", "~*", "+@all")
-    with override_settings(REDIS_URL=private_redis):
+    with override_taskhub(REDIS_URL=private_redis):
         # The workers must not dispatch (embedded=False): the dispatcher process keeps every key.
         workers = make_stack(
             processes=1,
@@ -151,7 +149,7 @@ def test_a_send_refused_for_one_queue_returns_only_that_queues_rows(make_stack, 
     admin = redis.Redis.from_url(private_redis)
     prefix = taskhub_settings.KEY_PREFIX
     _acl(admin, "dispatcher", "on", ">secret-dispatcher", "~*", "+@all")
-    with override_settings(REDIS_URL=private_redis):
+    with override_taskhub(REDIS_URL=private_redis):
         # Only the dispatcher process below dispatches (embedded=False): its sends are refused.
         make_stack(
             processes=1,

@@ -8,12 +8,11 @@ import time
 
 import pytest
 from django.db import connection
-from django.test import override_settings
 
 from taskhub import schedule, schedule_many
 from taskhub.engine.broker import get_broker, get_redis, key
 from taskhub.models import Task, TaskEvent, WorkerProcess
-from tests.support import wait_all_finished, wait_for, wait_status
+from tests.support import override_taskhub, wait_all_finished, wait_for, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 COUNT = 2000
@@ -73,7 +72,7 @@ def claimed_by(worker_id: str) -> set[str]:
 
 
 def test_flushall_of_redis_mid_run_loses_nothing(make_stack, private_redis):
-    with override_settings(REDIS_URL=private_redis):
+    with override_taskhub(REDIS_URL=private_redis):
         stack = make_stack(processes=1, threads=8, env={"REDIS_URL": private_redis})
         stack.start()
         ids = [
@@ -97,6 +96,35 @@ def test_flushall_of_redis_mid_run_loses_nothing(make_stack, private_redis):
             f"\nFLUSHALL drill: {recovered} messages re-sent; all {COUNT} done "
             f"{recovered_in:.1f}s after the flush"
         )
+
+
+def test_an_attempt_started_by_a_killed_worker_before_redis_was_flushed_never_starts_again(
+    make_stack, private_redis
+):
+    """The double start the 10-minute chaos run caught: a worker starts an attempt and dies
+    before it records the start (RUNNING_WRITE_AFTER_MS not yet reached: the row still says
+    queued), then Redis is flushed, taking the attempt's claim and its message. The lifeline
+    must not send that attempt again: it retires it, and the next attempt runs."""
+    quiet_start = {"TASKHUB_SETTINGS_JSON": '{"RUNNING_WRITE_AFTER_MS": 600000}'}
+    with override_taskhub(REDIS_URL=private_redis):
+        stack = make_stack(processes=1, threads=2, env={"REDIS_URL": private_redis, **quiet_start})
+        victim = stack.start_worker()
+        stack.start_dispatcher()
+        stack.wait_for_workers(1)
+        task = schedule("test.sleep", {"seconds": 3, "label": "killflush"})
+        wait_for(lambda: runs("killflush"), timeout=30, interval=0.02, message="the start")
+        assert Task.objects.get(id=task.id).status == "queued"  # the start is not recorded
+
+        stack.kill9_worker_process(victim)
+        get_redis().flushall()
+        stack.start_worker()
+        wait_status(task.id, "completed", timeout=90)
+
+        task.refresh_from_db()
+        assert task.attempt == 2 and task.result["attempt"] == 2
+        assert runs("killflush") == [str(task.id)]  # one start since the flush: attempt 2's
+        event = TaskEvent.objects.get(task_id=task.id, kind="recovered")
+        assert (event.attempt, event.data["reason"]) == (1, "message lost with Redis's data")
 
 
 @pytest.mark.skipif(

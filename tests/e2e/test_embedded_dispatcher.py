@@ -141,3 +141,38 @@ def test_a_paused_queue_starts_nothing_with_worker_processes_dispatching(embedde
 
 def test_a_critical_task_overtakes_a_backlog_with_worker_processes_dispatching(embedded_stack):
     queue_control.test_a_critical_task_overtakes_a_backlog_of_low_ones(embedded_stack)
+
+
+def test_worker_units_alone_fire_each_cron_slot_once_with_embedded_crons(make_stack):
+    """EMBEDDED_SCHEDULER: no `runscheduler` and no dispatcher process. Both units poll the
+    schedules; the database keeps each slot to one firing, and the fired tasks run."""
+    from taskhub.models import ScheduleRun
+    from taskhub.scheduler import schedules
+
+    stack = make_stack(
+        processes=1, threads=2, embedded=True, env={"TASKHUB_EMBEDDED_SCHEDULER": "1"}
+    )
+    units = [stack.start_worker(), stack.start_worker()]
+    stack.wait_for_workers(2, timeout=90)
+    row = schedules.create_schedule("embedded-every-2s", "taskhub.ping", cron="*/2 * * * * *")
+
+    wait_for(
+        lambda: ScheduleRun.objects.filter(schedule=row).count() >= 4,
+        timeout=30,
+        interval=0.2,
+        message="four slots to fire",
+    )
+    schedules.disable_schedule("embedded-every-2s")
+    time.sleep(1.5)  # let any poll that was under way finish
+
+    runs = list(ScheduleRun.objects.filter(schedule=row).order_by("slot"))
+    slots = [r.slot for r in runs]
+    assert len(set(slots)) == len(slots)
+    gaps = {(b - a).total_seconds() for a, b in zip(slots, slots[1:], strict=False)}
+    assert gaps == {2.0}  # no slot skipped, none doubled
+    fired = [r.task_id for r in runs]
+    wait_all_finished(fired, timeout=30)
+    assert completed(fired) == len(fired)
+    # Both units ran a scheduler: each log says it started one.
+    logs = [u.log_path.read_text(errors="replace") for u in units]
+    assert all("embedded scheduler started" in log for log in logs)

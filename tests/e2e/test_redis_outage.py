@@ -14,7 +14,6 @@ import time
 import dramatiq
 import pytest
 from django.core.management import call_command
-from django.test import override_settings
 from django.utils import timezone
 
 from taskhub import schedule
@@ -22,7 +21,7 @@ from taskhub.conf import taskhub_settings
 from taskhub.engine.broker import build_broker, get_redis
 from taskhub.engine.lifeline import Lifeline
 from taskhub.models import Task, TaskEvent
-from tests.support import start_private_redis, wait_for, wait_status
+from tests.support import override_taskhub, start_private_redis, wait_for, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -59,7 +58,7 @@ def restartable_redis():
 def on_redis(url: str):
     """This process's Redis client and broker on ``url`` (the lifeline here sends messages)."""
     previous = dramatiq.get_broker()
-    with override_settings(REDIS_URL=url):
+    with override_taskhub(REDIS_URL=url):
         dramatiq.set_broker(build_broker())
         try:
             yield

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from django.core.management.base import CommandError
 
 from taskhub.cli import launcher
 from taskhub.cli.launcher import Child, Stack
@@ -76,3 +77,54 @@ def test_a_child_that_ran_once_is_restarted_for_ever(fast_restarts, monkeypatch)
 
     assert supervise(stack, {}, seconds=2.0) == 0
     assert stack.children["flaky"].restarts >= 3
+
+
+# -- what `taskhub up` runs: the project's ASGI application and manage.py -------------------------
+
+
+def test_the_web_process_serves_the_projects_asgi_application(settings):
+    settings.ASGI_APPLICATION = "mysite.asgi.application"
+    assert launcher.asgi_target() == "mysite.asgi:application"
+    web = Stack().commands()["web"]
+    assert web[web.index("uvicorn") + 1] == "mysite.asgi:application"
+
+
+@pytest.mark.parametrize("value", [None, "", "application"])
+def test_no_asgi_application_is_a_clear_error_before_anything_starts(settings, value):
+    settings.ASGI_APPLICATION = value
+    with pytest.raises(CommandError) as error:
+        Stack().run()
+    assert error.value.returncode == 2
+    assert "ASGI_APPLICATION" in str(error.value) and "mysite.asgi.application" in str(error.value)
+
+
+def test_children_run_the_manage_py_that_started_the_stack(settings, tmp_path, monkeypatch):
+    project = (tmp_path / "project").resolve()
+    project.mkdir()
+    (project / "manage.py").write_text("")
+    monkeypatch.setattr(sys, "argv", [str(project / "manage.py"), "taskhub", "up"])
+    del settings.BASE_DIR
+    monkeypatch.chdir(tmp_path)
+
+    assert launcher.project_entry() == ([sys.executable, str(project / "manage.py")], project)
+
+
+def test_without_a_manage_py_script_children_find_the_one_in_base_dir_or_the_working_directory(
+    settings, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/django-admin", "taskhub", "up"])
+    tmp_path = tmp_path.resolve()
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "manage.py").write_text("")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    settings.BASE_DIR = tmp_path / "base"
+    assert launcher.project_entry()[1] == tmp_path / "base"
+
+    del settings.BASE_DIR
+    (tmp_path / "cwd" / "manage.py").write_text("")
+    assert launcher.project_entry()[1] == tmp_path / "cwd"
+
+    # No manage.py anywhere: Django's own entry point, with the inherited settings module.
+    (tmp_path / "cwd" / "manage.py").unlink()
+    assert launcher.project_entry() == ([sys.executable, "-m", "django"], tmp_path / "cwd")

@@ -8,10 +8,10 @@ import socket
 
 import pytest
 from django.core.management import call_command
-from django.test import override_settings
 from django.utils import timezone
 
 from taskhub.models import WorkerProcess
+from tests.support import override_taskhub
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,7 +37,7 @@ def redis_away():
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with override_settings(REDIS_URL=f"redis://127.0.0.1:{port}/0"):
+    with override_taskhub(REDIS_URL=f"redis://127.0.0.1:{port}/0"):
         yield
 
 

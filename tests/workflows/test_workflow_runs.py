@@ -11,7 +11,7 @@ from taskhub.engine.broker import get_redis, key
 from taskhub.models import Task, TaskEvent, WorkflowDefinition, WorkflowEvent
 from taskhub.workflows import operations
 from taskhub.workflows.builder import WorkflowBuilder
-from tests.support import wait_for, wait_status
+from tests.support import override_taskhub, wait_for, wait_status
 
 from .support import (
     assert_every_edge_resolved_once,
@@ -326,9 +326,7 @@ def test_every_message_duplicated_resolves_each_edge_once(make_stack):
 
 @pytest.mark.slow
 def test_kill_9_of_a_worker_and_flushall_mid_run_the_run_still_completes(make_stack, private_redis):
-    from django.test import override_settings
-
-    with override_settings(REDIS_URL=private_redis):
+    with override_taskhub(REDIS_URL=private_redis):
         # Two worker groups: Dramatiq stops a whole group when one of its processes dies.
         stack = make_stack(processes=1, threads=4, env={"REDIS_URL": private_redis})
         victim = stack.start_worker()
