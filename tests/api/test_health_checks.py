@@ -41,8 +41,10 @@ def _no_dispatcher_marks():
     client = get_redis()
     client.delete(dispatch_cycle_key(), dispatcher_alive_key())
     analytics.overview_snapshot.clear()
+    health.recent_finished.clear()
     yield
     client.delete(dispatch_cycle_key(), dispatcher_alive_key())
+    health.recent_finished.clear()  # cached per process: the next test's rows are its own
 
 
 def live_worker(worker_id="w1", queues=(), threads=4) -> WorkerProcess:
