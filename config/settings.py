@@ -44,7 +44,7 @@ if PRODUCTION and not DEBUG:
     # The proxy (nginx, a load balancer) terminates TLS and says so in X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # probes speak plain HTTP to the process
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^api/health$"]  # probes speak plain HTTP
     SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
@@ -241,6 +241,7 @@ SPECTACULAR_SETTINGS = {
         "WorkflowStatusEnum": "taskhub.workflows.models.WorkflowStatus",
         "FailurePolicyEnum": "taskhub.workflows.models.FailurePolicy",
         "HealthStatusEnum": "taskhub.console.api.task_queue.HEALTH_STATUSES",
+        "HealthCheckStatusEnum": "taskhub.console.api.health.CHECK_STATUSES",
         "DeliveryStatusEnum": "webhooks.models.DeliveryStatus",
         "PaymentStatusEnum": "payments.models.PaymentStatus",
         "SafeTxStatusEnum": "payments.models.SafeTxStatus",
@@ -321,11 +322,24 @@ BLOCKCHAIN = {
     "RPC_TIMEOUT": float(os.environ.get("BLOCKCHAIN_RPC_TIMEOUT", 15)),
 }
 
+# LOG_FORMAT=json: one JSON object per line (taskhub.logging.JsonFormatter), each line written
+# while a task runs carrying its task id, attempt, queue, correlation id and user id.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower() or "plain"
+if LOG_FORMAT not in ("plain", "json"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "taskhub.logging.JsonFormatter"},
+    },
+    "filters": {"task": {"()": "taskhub.logging.TaskFieldsFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["task"]}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }

@@ -125,6 +125,12 @@ DEFAULTS: dict[str, Any] = {
     # oldest waiting task has waited longer than this many seconds.
     "HEALTH_MAX_WAITING": 10_000,
     "HEALTH_MAX_WAITING_AGE": 600.0,
+    # Health turns "degraded" when, over the last HEALTH_FAILURE_WINDOW seconds, more than this
+    # share (0..1) of a queue's finished tasks failed for good — counted once at least
+    # HEALTH_FAILURE_MIN_FINISHED finished, so two failures out of three do not page anyone.
+    "HEALTH_MAX_FAILURE_RATE": 0.5,
+    "HEALTH_FAILURE_WINDOW": 300.0,
+    "HEALTH_FAILURE_MIN_FINISHED": 10,
     # Seconds /metrics reuses its database aggregates (one set of queries per interval).
     "METRICS_CACHE_SECONDS": 5.0,
     # Serve /metrics without authentication (otherwise: a viewer's token or session).

@@ -277,11 +277,23 @@ class RetryAll(TaskhubAPIView):
 
     @extend_schema(
         summary="Redeliver every failed delivery of an active endpoint now",
+        description="Answers 200 with how many were queued for redelivery: `count` and a "
+        "`message`, as a NestJS controller's bulk action answers, and `redelivered` (the same "
+        "number), which earlier clients read.",
         request=None,
-        responses=inline_serializer("RetryAllResult", {"redelivered": serializers.IntegerField()}),
+        responses=inline_serializer(
+            "RetryAllResult",
+            {
+                "count": serializers.IntegerField(),
+                "message": serializers.CharField(),
+                "redelivered": serializers.IntegerField(),
+            },
+        ),
     )
     def post(self, request):
         with _audited(request, "webhook_delivery.retry_all", "webhook_delivery") as extra:
             count = services.retry_all_failed()
             extra.update(count=count)
-        return Response({"redelivered": count})
+        noun = "delivery" if count == 1 else "deliveries"
+        message = f"{count} failed {noun} queued for redelivery"
+        return Response({"count": count, "message": message, "redelivered": count})

@@ -1,7 +1,8 @@
 """``manage.py taskhub health``: a probe for process supervisors (systemd, Kubernetes, Docker).
 
 Exit 0 when healthy, 1 when not, with one JSON line saying why. Every probe checks that the
-database and Redis answer, except ``--worker`` alone, which needs only the database (a Redis
+database takes a write (taskhub.console.health.check_database: a row written and rolled back)
+and Redis answers, except ``--worker`` alone, which needs only the database (a Redis
 outage is then reported as "degraded", exit 0; see health()). ``--worker`` also needs a live
 worker process on this host (its heartbeat within LIFELINE_TIMEOUT) and no live one there whose
 outcome writer is stuck (something it recorded waited longer than LIFELINE_TIMEOUT to be

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import logging
 import math
+import os
 import socket
 import threading
 import time
@@ -50,10 +51,38 @@ def dispatcher_alive_key(hostname: str | None = None) -> str:
     return key("dispatcher", "alive", hostname or socket.gethostname())
 
 
+def dispatch_cycle_key() -> str:
+    """The last cycle of whichever dispatcher leads, whatever its host: read by the health
+    report (taskhub.console.health), which runs on any host. It expires LIFELINE_TIMEOUT after
+    the cycle, so its remaining time says how long ago that was without comparing clocks."""
+    return key("dispatcher", "last-cycle")
+
+
 def mark_dispatcher_alive() -> None:
-    """Called after each cycle (at most once a second); read by ``taskhub health --dispatcher``."""
+    """Called after each cycle (at most once a second); read by ``taskhub health --dispatcher``
+    (this host's key) and by ``/healthz`` (the deployment's)."""
     ttl = max(1, int(taskhub_settings.LIFELINE_TIMEOUT))
-    get_redis().set(dispatcher_alive_key(), timezone.now().isoformat(), ex=ttl)
+    now = timezone.now().isoformat()
+    cycle = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "at": now})
+    pipe = get_redis().pipeline(transaction=False)  # one round trip for both
+    pipe.set(dispatcher_alive_key(), now, ex=ttl)
+    pipe.set(dispatch_cycle_key(), cycle, px=int(taskhub_settings.LIFELINE_TIMEOUT * 1000))
+    pipe.execute()
+
+
+def last_dispatch_cycle() -> dict | None:
+    """The leading dispatcher's last cycle — ``host``, ``pid``, ``at`` and ``seconds_ago`` — or
+    None when no dispatcher finished one within LIFELINE_TIMEOUT. Raises Redis's errors."""
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.get(dispatch_cycle_key())
+    pipe.pttl(dispatch_cycle_key())
+    value, remaining_ms = pipe.execute()
+    if value is None or remaining_ms < 0:
+        return None
+    cycle = json.loads(value)
+    elapsed = taskhub_settings.LIFELINE_TIMEOUT - remaining_ms / 1000
+    cycle["seconds_ago"] = round(max(0.0, elapsed), 1)
+    return cycle
 
 
 def live_workers(now: dt.datetime) -> list[WorkerProcess]:

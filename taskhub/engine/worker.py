@@ -26,6 +26,7 @@ from ..definitions.payloads import parse_payload, to_jsonable
 from ..definitions.registry import all_definitions, declared_queues, get_definition
 from ..definitions.retry import has_attempts_left
 from ..errors import InvalidTaskRequest, PermanentError, TaskCancelled
+from ..logging import bind_task, task_fields, unbind_task
 from ..models import TaskStatus, WorkerProcess
 from . import claims, leadership, signals
 from .broker import EXECUTE_ACTOR, ensure_redis, get_redis
@@ -57,6 +58,9 @@ class Attempt:
     returned: bool = False
     outcome: Outcome | None = None
     recorded: bool = False
+    #: The task's fields on this thread's log lines until the outcome is recorded
+    #: (taskhub.logging): Dramatiq's own line about a failed message comes after the handler.
+    log_binding: Any = None
 
 
 def current_attempt() -> Attempt:
@@ -87,14 +91,29 @@ def run_current_attempt() -> None:
     run_attempt(current_attempt())
 
 
+def log_fields(ctx: TaskContext) -> dict[str, Any]:
+    """What every log line written during the attempt carries (taskhub.logging)."""
+    return {
+        "task_id": ctx.task_id,
+        "task_name": ctx.name,
+        "attempt": ctx.attempt,
+        "queue": ctx.queue,
+        "correlation_id": ctx.correlation_id,
+        "user_id": ctx.user_id,
+    }
+
+
 def run_attempt(attempt: Attempt) -> None:
-    """Call the attempt's handler with its validated payload (and its context)."""
+    """Call the attempt's handler with its validated payload (and its context). Whatever it
+    logs, through any logger, carries the task's fields — here too, so that the in-process
+    runs of taskhub.testing log as a worker does."""
     definition = get_definition(attempt.envelope["name"])
-    payload = parse_payload(definition, attempt.envelope["payload"])
-    if definition.takes_context:
-        attempt.result = definition.func(payload, attempt.ctx)
-    else:
-        attempt.result = definition.func(payload)
+    with task_fields(**log_fields(attempt.ctx)):
+        payload = parse_payload(definition, attempt.envelope["payload"])
+        if definition.takes_context:
+            attempt.result = definition.func(payload, attempt.ctx)
+        else:
+            attempt.result = definition.func(payload)
     attempt.returned = True
 
 
@@ -170,7 +189,8 @@ class WorkerRuntime:
         if claim is not ClaimResult.CLAIMED:
             logger.debug("dropping message for %s attempt %s: %s", task_id, attempt, claim)
             raise SkipMessage(claim.value)
-        _current.attempt = begin_attempt(env, self.writer)
+        running = _current.attempt = begin_attempt(env, self.writer)
+        running.log_binding = bind_task(log_fields(running.ctx))
 
     def _claim(self, message_id: str, env: dict) -> ClaimResult:
         task_id, attempt, queue = env["id"], env["attempt"], env["queue"]
@@ -258,6 +278,9 @@ class WorkerRuntime:
             except Interrupt as late:
                 logger.warning("%s landed while recording an outcome; recording it again", late)
         _current.attempt = None
+        if attempt.log_binding is not None:
+            unbind_task(attempt.log_binding)
+            attempt.log_binding = None
 
     def _hand_back(self, env: dict, reason: str, retry_in: float = 0.0) -> None:
         """This attempt will not run here (its queue was paused after it was dispatched, or its

@@ -41,6 +41,21 @@ from .schedules import first_run_after, spec_of, sync_declared_schedules
 logger = logging.getLogger(__name__)
 REFRESH_EVERY = 5.0  # seconds between refreshes of run outcomes
 
+#: APScheduler's loggers that log every run of the poll job at INFO ("Running job …", "Job …
+#: executed successfully": two lines a second, 172,800 a day, saying nothing).
+APSCHEDULER_CHATTY_LOGGERS = ("apscheduler.executors.default", "apscheduler.scheduler")
+
+
+def quiet_apscheduler() -> None:
+    """Raise APScheduler's per-run loggers to WARNING (its warnings and errors — a missed run,
+    a job that raised — still show), unless the project's LOGGING set a level on them or on a
+    parent (``apscheduler``): an explicit choice is kept."""
+    for name in APSCHEDULER_CHATTY_LOGGERS:
+        parts = name.split(".")
+        chain = [logging.getLogger(".".join(parts[:n])) for n in range(len(parts), 0, -1)]
+        if all(each.level == logging.NOTSET for each in chain):
+            chain[0].setLevel(logging.WARNING)
+
 
 @dataclass
 class TickReport:
@@ -113,6 +128,7 @@ class Scheduler:
     """The long-running process: sync declarations, then poll on an APScheduler interval job."""
 
     def __init__(self, poll_interval: float | None = None) -> None:
+        quiet_apscheduler()
         self.poll_interval = poll_interval or taskhub_settings.SCHEDULER_POLL_INTERVAL
         self._aps = BlockingScheduler(timezone=dt.UTC)
         self._stopping = threading.Event()

@@ -10,8 +10,11 @@ from django.utils import timezone
 
 from taskhub.console import analytics, health
 from taskhub.console.analytics import fingerprint, normalise_error
+from taskhub.engine.broker import get_redis
+from taskhub.engine.dispatcher import dispatch_cycle_key, mark_dispatcher_alive
 from taskhub.engine.enqueue import schedule
-from taskhub.models import Task, TaskStatus, WorkerProcess
+from taskhub.engine.leadership import DISPATCHER_LEASE
+from taskhub.models import LeaderLease, Task, TaskStatus, WorkerProcess
 
 pytestmark = pytest.mark.django_db
 
@@ -99,9 +102,20 @@ def test_health_is_ok_with_a_live_worker_and_degraded_without(viewer):
     WorkerProcess.objects.create(
         id="w1", hostname="h", pid=1, threads=4, started_at=now, last_heartbeat_at=now
     )
+    # ... and a dispatcher that leads and cycles (tests/api/test_health_checks.py has the rest)
+    LeaderLease.objects.create(
+        name=DISPATCHER_LEASE,
+        holder="w1",
+        acquired_at=now,
+        expires_at=now + dt.timedelta(seconds=60),
+    )
+    mark_dispatcher_alive()
     analytics.overview_snapshot.clear()
-    data = viewer.get("/api/task-queue/health").json()
-    assert data["status"] == "ok"
+    try:
+        data = viewer.get("/api/task-queue/health").json()
+    finally:
+        get_redis().delete(dispatch_cycle_key())
+    assert data["status"] == "ok", data
     assert data["summary"]["liveWorkers"] == 1
     assert set(data["summary"]) >= {"activeJobs", "failedJobs", "waitingJobs"}
 
@@ -183,6 +197,7 @@ def test_the_schema_documents_every_endpoint(viewer):
         "/api/task-queue/email",
         "/api/task-queue/{queue_name}/failed",
         "/api/task-queue/health",
+        "/api/health",
         "/api/metrics",
         "/api/failures",
     ):

@@ -110,7 +110,12 @@ def test_redeliver_sends_a_failed_delivery_again_and_is_audited(operator):
 def test_retry_all_redelivers_every_failed_delivery(operator):
     failed = [failed_delivery() for _ in range(3)]
     response = operator.post("/api/webhooks/retry-all")
-    assert response.json() == {"redelivered": 3}
+    assert response.status_code == 200
+    assert response.json() == {
+        "count": 3,
+        "message": "3 failed deliveries queued for redelivery",
+        "redelivered": 3,
+    }
     assert set(
         WebhookDelivery.objects.filter(id__in=[d.id for d in failed]).values_list(
             "status", flat=True
@@ -184,3 +189,9 @@ def test_bad_filters_and_unknown_ids_write_nothing(admin, nothing_written):
         ).status_code
         == 404
     )
+
+
+def test_retry_all_with_nothing_failed_answers_a_count_of_zero(operator):
+    response = operator.post("/api/webhooks/retry-all")
+    assert response.status_code == 200
+    assert response.json()["count"] == 0 and response.json()["redelivered"] == 0

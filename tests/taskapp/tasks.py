@@ -4,6 +4,7 @@ Handlers record what happened in Redis (under the session's key prefix) so a tes
 order and overlap of starts across processes, not just final rows.
 """
 
+import logging
 import time
 
 from pydantic import BaseModel, Field
@@ -248,3 +249,23 @@ def unstorable_log(payload: dict, ctx) -> str:
     ctx.set_progress(50)
     time.sleep(0.3)  # long enough for the log lines to be flushed before the outcome
     return "logged"
+
+
+# -- log lines: a handler that logs through a plain logger (not ctx.logger) ----------------------
+handler_logger = logging.getLogger("tests.taskapp.handler")
+
+
+class LogLine(BaseModel):
+    marker: str
+
+
+@task("test.log_line", schema=LogLine)
+def log_line(payload: LogLine) -> str:
+    """Logs an INFO line and a caught exception through a module logger: under LOG_FORMAT=json
+    both carry the task's fields (taskhub.logging), though the handler never passes them."""
+    handler_logger.info("handler line %s", payload.marker)
+    try:
+        raise ValueError(f"caught {payload.marker}")
+    except ValueError:
+        handler_logger.exception("handler exception %s", payload.marker)
+    return payload.marker

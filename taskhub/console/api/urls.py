@@ -3,7 +3,7 @@
 from django.urls import path
 
 from .. import stream
-from . import analysis, docs, schedules, task_queue, tasks, workflows
+from . import analysis, docs, health, schedules, task_queue, tasks, workflows
 
 _queue = "task-queue/<str:queue_name>"
 
@@ -44,6 +44,7 @@ urlpatterns = [
         workflows.DefinitionDetail.as_view(),
         name="workflow-definition-detail",
     ),
+    path("health", health.Health.as_view(), name="health"),
     path("metrics", analysis.Metrics.as_view(), name="metrics"),
     path("failures", analysis.Failures.as_view(), name="failures"),
     path("task-queue/health", task_queue.Health.as_view(), name="task-queue-health"),
