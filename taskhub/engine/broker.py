@@ -18,6 +18,7 @@ from django.conf import settings
 from dramatiq import Broker
 
 from ..conf import taskhub_settings
+from ..errors import import_extra
 from . import embedded, hooks
 from .redis_transport import TaskhubRedisBroker
 
@@ -74,7 +75,8 @@ def build_broker(middleware=None, **options) -> Broker:
     """
     url = broker_url()
     if url.startswith(("amqp://", "amqps://")):
-        # Imported only when RabbitMQ carries the messages: it loads pika.
+        # Imported only when RabbitMQ carries the messages: it loads pika (the [rabbitmq] extra).
+        import_extra("pika", extra="rabbitmq", needed_by="RabbitMQ as taskhub's broker")
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
         return RabbitmqBroker(url=url, middleware=middleware, confirm_delivery=True, **options)
