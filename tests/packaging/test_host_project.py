@@ -193,7 +193,8 @@ def _postgres_database() -> Iterator[dict[str, str]]:
         "user": unquote(url.username or ""),
         "password": unquote(url.password or ""),
     }
-    admin = dict(server, dbname=url.path.lstrip("/") or "postgres", autocommit=True)
+    # The maintenance database: the one DATABASE_URL names may not exist (tests use test_<name>).
+    admin = dict(server, dbname="postgres", autocommit=True)
     with psycopg.connect(**admin) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
