@@ -267,7 +267,15 @@ def test_a_fresh_project_with_the_install_page_blocks_runs_a_task_with_rundramat
     try:
         _run([*manage, "migrate", "--noinput"], cwd=host_dir, env=env)
         _run(
-            [*manage, "createsuperuser", "--noinput", "--username", "admin", "--email", "a@b.c"],
+            [
+                *manage,
+                "createsuperuser",
+                "--noinput",
+                "--username",
+                "admin",
+                "--email",
+                "admin@example.com",
+            ],
             cwd=host_dir,
             env=env,
         )
