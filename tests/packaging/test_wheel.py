@@ -3,11 +3,16 @@ this repository, with every file the engine and the console read at run time."""
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
+import sys
 import zipfile
+from collections import defaultdict
 from email.parser import Parser
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.support import ROOT
 
@@ -23,6 +28,7 @@ CORE = {
     "apscheduler",
     "pydantic",
     "httpx",
+    "httpcore",
     "prometheus-client",
 }
 EXTRAS = {"postgres", "embedded", "server", "images", "rabbitmq", "django52"}
@@ -35,6 +41,12 @@ PROJECT_ONLY = {
     "dj-database-url",
     "servestatic",
     "drf-spectacular-sidecar",
+}
+#: Imported by taskhub without being a requirement of the package, and why that is right.
+NOT_REQUIRED = {
+    "asgiref": "Django's own ASGI layer, installed with Django",
+    "pytest": "taskhub.pytest_plugin runs inside the host's own pytest",
+    "django-anymail": "imported only when the host's EMAIL_BACKEND is one of anymail's",
 }
 #: Top-level packages of this repository that are not part of the distribution.
 PROJECT_PACKAGES = {"config", "webhooks", "notifications", "payments", "kyc", "blockchain"}
@@ -102,3 +114,38 @@ def test_the_metadata_names_the_distribution_its_licence_and_its_dependencies(wh
     # psycopg's binary build is the host's choice (the [postgres] extra), never forced.
     binary = [r for r in requirements if r.name == "psycopg" and "binary" in r.extras]
     assert binary and all(r.marker is not None for r in binary)
+
+
+def _third_party_imports() -> dict[str, set[str]]:
+    """Top-level modules outside the standard library that taskhub/ imports, anywhere in a
+    module (inside functions too), with the files that import them."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for path in (ROOT / "taskhub").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                top = module.partition(".")[0]
+                if top != "taskhub" and top not in sys.stdlib_module_names:
+                    found[top].add(path.relative_to(ROOT).as_posix())
+    return found
+
+
+def test_every_module_taskhub_imports_is_a_requirement_or_an_extra(wheel):
+    """The fresh-venv test borrows this venv's packages, so it cannot see an undeclared
+    dependency; this can: each import is mapped to the distribution that provides it here."""
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = Parser().parsestr(archive.read(f"{_dist_info(wheel)}/METADATA").decode())
+    declared = {canonicalize_name(Requirement(r).name) for r in metadata.get_all("Requires-Dist")}
+    providers = importlib.metadata.packages_distributions()
+    undeclared = {}
+    for module, files in sorted(_third_party_imports().items()):
+        names = {canonicalize_name(d) for d in providers.get(module, [])}
+        assert names, f"no installed distribution provides {module!r} (imported by {files})"
+        if not names & (declared | set(NOT_REQUIRED)):
+            undeclared[module] = sorted(files)
+    assert not undeclared, f"imported by taskhub but not a requirement or extra: {undeclared}"
