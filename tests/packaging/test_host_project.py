@@ -61,10 +61,10 @@ print(json.dumps({"id": str(row.id), "status": row.status, "result": row.result,
                   "error": row.error}))
 """
 
-#: The admin's task list, requested as a logged-in superuser; and where the console's static
-#: files are found.
+#: The admin's task list and the task through the REST API, requested as a logged-in
+#: superuser; and where the console's static files are found.
 ADMIN_TASK_LIST = """\
-import json
+import json, os
 from django.contrib.staticfiles import finders
 from django.test import Client
 from django.test.utils import setup_test_environment
@@ -74,12 +74,26 @@ setup_test_environment()  # lets the test client's host through ALLOWED_HOSTS
 client = Client()
 assert client.login(username="admin", password="host-project-password")
 response = client.get(reverse("admin:taskhub_task_changelist"))
+api = client.get(f"/api/tasks/{os.environ['HELLO_TASK_ID']}")
 print(json.dumps({
     "status": response.status_code,
     "lists_the_task": "hello.add" in response.content.decode(),
     "console_template": "taskhub/console.css" in response.content.decode(),
     "console_css": finders.find("taskhub/console.css"),
+    "api": [api.status_code, api.json().get("result") if api.status_code == 200 else None],
 }))
+"""
+
+#: The REST API's OpenAPI document (its Swagger UI reads it).
+API_SCHEMA = """\
+import json
+from django.test import Client
+from django.test.utils import setup_test_environment
+
+setup_test_environment()
+client = Client(raise_request_exception=False)
+assert client.login(username="admin", password="host-project-password")
+print(json.dumps({"status": client.get("/api/schema/").status_code}))
 """
 
 
@@ -233,11 +247,16 @@ def host_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_a_fresh_project_with_the_install_page_blocks_runs_a_task_with_rundramatiq_alone(
-    fresh_python: Path, backing, host_dir: Path
-):
-    database, redis_url = backing
-    key_prefix = f"th-host-{uuid.uuid4().hex[:8]}"
+def make_host_project(
+    fresh_python: Path,
+    host_dir: Path,
+    *,
+    database: dict[str, str] | None = None,
+    redis_url: str = "",
+    key_prefix: str = "",
+) -> tuple[list[str], dict[str, str]]:
+    """``startproject`` + an app with one task + the page's two blocks, migrated, with a
+    superuser; returns the ``manage.py`` command and the environment to run it in."""
     env = _clean_env(
         fresh_python,
         DJANGO_SETTINGS_MODULE="hostsite.settings",
@@ -256,28 +275,30 @@ def test_a_fresh_project_with_the_install_page_blocks_runs_a_task_with_rundramat
     own = ["", "# --- the host project's own settings (this test) ---"]
     if database is not None:
         own.append(f"DATABASES = {{'default': {database!r}}}")
-    own += ['INSTALLED_APPS += ["hello"]', f"TASKHUB = {{'KEY_PREFIX': {key_prefix!r}}}", ""]
+    own.append('INSTALLED_APPS += ["hello"]')
+    if key_prefix:
+        own.append(f"TASKHUB = {{'KEY_PREFIX': {key_prefix!r}}}")
     settings_py.write_text(
-        settings_py.read_text() + "\n".join(own) + "\n" + install_block("settings")
+        settings_py.read_text() + "\n".join(own) + "\n\n" + install_block("settings")
     )
     urls_py = host_dir / "hostsite" / "urls.py"
     urls_py.write_text(urls_py.read_text() + "\n" + install_block("urls"))
 
+    _run([*manage, "migrate", "--noinput"], cwd=host_dir, env=env)
+    superuser = ["createsuperuser", "--noinput", "--username", "admin"]
+    _run([*manage, *superuser, "--email", "admin@example.com"], cwd=host_dir, env=env)
+    return manage, env
+
+
+def test_a_fresh_project_with_the_install_page_blocks_runs_a_task_with_rundramatiq_alone(
+    fresh_python: Path, backing, host_dir: Path
+):
+    database, redis_url = backing
+    key_prefix = f"th-host-{uuid.uuid4().hex[:8]}"
     worker = None
     try:
-        _run([*manage, "migrate", "--noinput"], cwd=host_dir, env=env)
-        _run(
-            [
-                *manage,
-                "createsuperuser",
-                "--noinput",
-                "--username",
-                "admin",
-                "--email",
-                "admin@example.com",
-            ],
-            cwd=host_dir,
-            env=env,
+        manage, env = make_host_project(
+            fresh_python, host_dir, database=database, redis_url=redis_url, key_prefix=key_prefix
         )
         log = open(host_dir / "worker.log", "wb")  # noqa: SIM115 (closed in finally)
         worker = subprocess.Popen(
@@ -296,7 +317,8 @@ def test_a_fresh_project_with_the_install_page_blocks_runs_a_task_with_rundramat
             f"{outcome}\nworker log:\n{_tail(host_dir / 'worker.log')}"
         )
 
-        done = _run([*manage, "shell", "-c", ADMIN_TASK_LIST], cwd=host_dir, env=env)
+        env_with_id = {**env, "HELLO_TASK_ID": outcome["id"]}
+        done = _run([*manage, "shell", "-c", ADMIN_TASK_LIST], cwd=host_dir, env=env_with_id)
         page = json.loads(done.stdout.strip().splitlines()[-1])
         assert page["status"] == 200
         assert page["lists_the_task"]
@@ -304,6 +326,7 @@ def test_a_fresh_project_with_the_install_page_blocks_runs_a_task_with_rundramat
         assert page["console_css"] and Path(page["console_css"]).is_relative_to(
             fresh_python.parent.parent
         ), page["console_css"]
+        assert page["api"] == [200, 5]
     finally:
         if worker is not None:
             _stop(worker)
@@ -312,6 +335,23 @@ def test_a_fresh_project_with_the_install_page_blocks_runs_a_task_with_rundramat
             _delete_keys(redis_url, key_prefix)
         else:
             _stop_embedded_redis(host_dir / "var" / "redis.pid")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "GET /api/schema/ answers 500 in a host without REST_FRAMEWORK['DEFAULT_SCHEMA_CLASS'] "
+        "= a drf-spectacular AutoSchema: taskhub's API views take DRF's default schema class "
+        "(drf_spectacular AssertionError 'Incompatible AutoSchema used on View "
+        "taskhub.console.api.docs.SwaggerUI'). Only this repository's config/settings.py sets "
+        "it; taskhub's views should name their schema class themselves (issue 20 item 3, "
+        "API settings local to taskhub's views)"
+    ),
+)
+def test_a_fresh_project_serves_the_api_schema(fresh_python: Path, host_dir: Path):
+    manage, env = make_host_project(fresh_python, host_dir)
+    done = _run([*manage, "shell", "-c", API_SCHEMA], cwd=host_dir, env=env)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"status": 200}
 
 
 def _tail(path: Path, lines: int = 60) -> str:
