@@ -23,6 +23,7 @@ _NOT_SOURCE = {
     "dist",
     ".pytest_cache",
     ".ruff_cache",
+    ".import_linter_cache",
 }
 
 #: pyproject.toml's build-system requirement (PEP 639 licence metadata).
