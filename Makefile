@@ -4,12 +4,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit test-fast test-rabbitmq lint format bench clean browser drill-hosts
+.PHONY: run test test-unit test-fast test-rabbitmq lint format bench clean lock browser drill-hosts
 
-$(STAMP): pyproject.toml
+# The project's requirements (requirements/*.txt: the django-taskhub package editable with its
+# extras, and what only the project's apps and tests use), at the exact versions of
+# requirements/lock.txt, so that a fresh machine installs what was tested.
+# PIP_CONSTRAINT (not -c) so that the build of the editable package uses the locked setuptools too.
+LOCK := requirements/lock.txt
+PIP_LOCKED := PIP_CONSTRAINT=$(CURDIR)/$(LOCK) $(PY) -m pip install -q
+$(STAMP): pyproject.toml requirements/project.txt requirements/dev.txt $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PIP_LOCKED) --upgrade pip setuptools
+	$(PIP_LOCKED) -r requirements/dev.txt
 	touch $(STAMP)
 
 # Test-only tools from npm (package.json): anvil, the local EVM node of the blockchain tests.
@@ -54,8 +60,8 @@ format: $(STAMP)
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
-$(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(PY) -m pip install -q -e '.[dev,bench]'
+$(BENCH_STAMP): $(STAMP) requirements/bench.txt
+	$(PIP_LOCKED) -r requirements/bench.txt
 	touch $(BENCH_STAMP)
 
 # BENCH_ARGS="--quick" shrinks every count 10x; BENCH_FAULTS= leaves the fault drills out.
@@ -69,6 +75,16 @@ drill-hosts: $(STAMP)  ## (root) network-namespace hosts: caps, priorities, scal
 
 clean:
 	rm -rf $(VENV) var/*
+
+# After changing requirements/*.txt: install (make test) or `make bench`, run the tests, then pin
+# what was tested. Every package of the venv but the editable project itself, pip and setuptools
+# included.
+lock: $(STAMP)
+	{ echo "# Exact versions of a tested venv: make lock (Python $$($(PY) -c 'import platform; print(platform.python_version())'), $$(uname -m))."; \
+	  echo "# Constraints for requirements/*.txt (pip install -c); not a list of what to install."; \
+	  $(PY) -m pip freeze --all --exclude-editable | LC_ALL=C sort -f; } > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
+	touch $(STAMP)
 
 # --- payments / kyc: the local chain and the Safe contracts (npm packages, installed into the project) ---
 ANVIL := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil

@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
 from ..conf import taskhub_settings
 from ..definitions.registry import task
 from ..definitions.retry import Exponential
-from ..errors import PermanentError
+from ..errors import PermanentError, import_extra
 from ..safety.net import guarded_client
 from .bodies import read_body
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 FORMATS = {"webp": ("WEBP", "webp"), "png": ("PNG", "png"), "jpeg": ("JPEG", "jpg")}
 MAX_SIDE = 20_000
@@ -111,13 +113,23 @@ def download(url: str, limit: int) -> bytes:
         raise TemporaryDownloadError(f"cannot download {url}: {exc}") from exc
 
 
+def pillow() -> tuple[Any, Any, type[Exception]]:
+    """Pillow's ``Image``, ``ImageOps`` and ``UnidentifiedImageError``, imported on use: Pillow is
+    the ``[images]`` extra, and without it only this task fails (MissingExtra, at once)."""
+    import_extra("PIL", extra="images", needed_by="taskhub's image.process task", package="Pillow")
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    return Image, ImageOps, UnidentifiedImageError
+
+
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
     """Decode fully, turning every way a file can be bad into a PermanentError."""
+    pil_image, pil_ops, unidentified = pillow()
     try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
+        image = pil_image.open(io.BytesIO(data))
+    except unidentified:
         raise PermanentError("the file is not an image Pillow can read") from None
-    except Image.DecompressionBombError as exc:
+    except pil_image.DecompressionBombError as exc:
         raise PermanentError(f"refused as a decompression bomb: {exc}") from None
     width, height = image.size
     # Checked on the header, before decoding: a small file can declare billions of pixels.
@@ -128,11 +140,11 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         )
     try:
         image.load()
-    except Image.DecompressionBombError as exc:
+    except pil_image.DecompressionBombError as exc:
         raise PermanentError(f"refused as a decompression bomb: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise PermanentError(f"the image file is truncated or corrupt: {exc}") from None
-    upright = ImageOps.exif_transpose(image)
+    upright = pil_ops.exif_transpose(image)
     upright.format = image.format
     return upright
 
@@ -188,9 +200,10 @@ def check_output(image: Image.Image, step: Transformation, max_pixels: int) -> N
 
 
 def apply(image: Image.Image, step: Transformation) -> Image.Image:
+    pil_image, pil_ops, _ = pillow()
     o = step.options
     if step.type == "resize":
-        return image.resize(resize_target(image.size, o), Image.Resampling.LANCZOS)
+        return image.resize(resize_target(image.size, o), pil_image.Resampling.LANCZOS)
     if step.type == "crop":
         left, top = o.get("left", 0), o.get("top", 0)
         right, bottom = left + o["width"], top + o["height"]
@@ -203,7 +216,7 @@ def apply(image: Image.Image, step: Transformation) -> Image.Image:
     if step.type == "rotate":
         return image.rotate(o["degrees"], expand=o.get("expand", True))
     if step.type == "grayscale":
-        return ImageOps.grayscale(image)
+        return pil_ops.grayscale(image)
     thumb = image.copy()
     thumb.thumbnail((o["width"], o["height"]))
     return thumb
@@ -238,6 +251,7 @@ def store(data: bytes, name: str) -> str:
 )
 def process_image(payload: ProcessImage, ctx) -> dict:
     """Download, transform step by step (progress after each), encode and store the image."""
+    pillow()  # before the download: without Pillow nothing here can work
     steps = len(payload.transformations) + 3  # download, decode, transforms…, store
     data = download(str(payload.url), taskhub_settings.IMAGE_MAX_BYTES)
     ctx.set_progress(100 * 1 / steps)

@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError
 
 from ..console import services
 from ..console.roles import (
@@ -22,7 +23,7 @@ from ..engine.broker import ensure_redis
 from ..engine.enqueue import schedule, schedule_many
 from ..engine.leadership import DispatcherCandidate, standalone_holder
 from ..engine.pruner import prune_finished_tasks
-from ..errors import InvalidTaskRequest
+from ..errors import InvalidTaskRequest, MissingExtra, import_extra
 from . import probes  # noqa: F401  (probes registers `taskhub health`)
 from .launcher import Stack
 from .process import run_until_signalled
@@ -218,6 +219,12 @@ def _up_args(p) -> None:
 
 @subcommand("up", "run the whole stack until Ctrl-C / SIGTERM", _up_args)
 def up(args) -> int:
+    # The web process is uvicorn (the [server] extra): say so now, not by a child that keeps
+    # failing to start.
+    try:
+        import_extra("uvicorn", extra="server", needed_by="taskhub up (its web process)")
+    except MissingExtra as exc:
+        raise CommandError(str(exc)) from None
     return Stack(
         host=args.host, port=args.port, processes=args.processes, threads=args.threads
     ).run()

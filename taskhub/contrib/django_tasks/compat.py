@@ -11,6 +11,8 @@ from __future__ import annotations
 import traceback as _traceback
 from importlib.util import find_spec
 
+from taskhub.errors import import_extra
+
 if find_spec("django.tasks") is not None:  # Django >= 6.0
     from django.tasks import task_backends
     from django.tasks.backends.base import BaseTaskBackend
@@ -26,7 +28,13 @@ if find_spec("django.tasks") is not None:  # Django >= 6.0
         from django.tasks.exceptions import InvalidTaskError as InvalidTask
 
     TASKS_APP = None  # part of Django itself: nothing to add to INSTALLED_APPS
-else:  # the backport on Django 5.2
+else:  # the backport on Django 5.2: the [django52] extra
+    import_extra(
+        "django_tasks",
+        extra="django52",
+        needed_by="taskhub.contrib.django_tasks on Django 5.2",
+        package="django-tasks",
+    )
     from django_tasks import task_backends
     from django_tasks.backends.base import BaseTaskBackend
     from django_tasks.base import Task, TaskContext, TaskError, TaskResult, TaskResultStatus
