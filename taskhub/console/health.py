@@ -34,6 +34,7 @@ from ..engine.broker import get_broker, get_redis
 from ..engine.dispatcher import last_dispatch_cycle
 from ..engine.leadership import current_leader
 from ..engine.outcomes import stuck_writers
+from ..errors import import_extra
 from ..models import LeaderLease, QueueState, Task, TaskSchedule, TaskStatus, WorkerProcess
 from ..scheduler.runner import last_poll_age
 from .analytics import Snapshot, live_workers, overview_snapshot
@@ -110,8 +111,9 @@ def check_broker() -> dict:
 
 
 def _check_rabbitmq(broker) -> dict:
-    # pika only where RabbitMQ carries the messages (and so is already loaded by the broker).
-    import pika
+    # pika only where RabbitMQ carries the messages (and so is already loaded by the broker,
+    # from the [rabbitmq] extra).
+    pika = import_extra("pika", extra="rabbitmq", needed_by="the RabbitMQ health check")
 
     given = broker.parameters if isinstance(broker.parameters, list) else [broker.parameters]
     parameters = []
