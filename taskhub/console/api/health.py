@@ -9,15 +9,15 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from .. import health
+from .views import TaskhubAPIView
 
 HEALTH_STATUSES = [health.OK, health.DEGRADED, health.DOWN]
 CHECK_STATUSES = [health.OK, health.DEGRADED, health.DOWN, health.SKIPPED]
 
 
-class Health(APIView):
+class Health(TaskhubAPIView):
     # Probes carry no credentials, and a wrong token must not turn the answer into a 401:
     # health.public_report reads the session or token itself, only to decide on the details.
     authentication_classes: list = []
