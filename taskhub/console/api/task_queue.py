@@ -218,6 +218,12 @@ def enqueue_view(kind: str):
     view = type(f"Enqueue{kind.title().replace('-', '')}", (EnqueueJob,), {"kind": kind})
     view.post = extend_schema(
         summary=f"Schedule a {definition.name} job on the {definition.queue} queue",
+        description=(
+            "The body is the job's data with BullMQ's job options beside it (below), or "
+            '`queue.add(name, data, opts)`\'s parts: `{"name": …, "data": {…}, "opts": {…}}`. '
+            "`delay`, `backoff.delay` and `timeout` are milliseconds; a key that is neither a "
+            "field of the task nor a supported option is a 400 naming it."
+        ),
         request={"application/json": schema},
         responses={201: _Accepted, 400: _Failure},
         operation_id=f"task_queue_enqueue_{kind.replace('-', '_')}",
