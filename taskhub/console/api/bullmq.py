@@ -248,7 +248,7 @@ def _check_backoff(definition: TaskDefinition, value: Any) -> None:
 
 def _check_keep_jobs(name: str, value: Any) -> None:
     """BullMQ's ``true`` / a count / ``{age, count, limit}``: shape checked; finished jobs stay
-    until the retention prune (RETENTION_DAYS), as docs/api.md says."""
+    as the history operators read (until the retention prune or an admin), as docs/api.md says."""
     if isinstance(value, bool):
         return
     if isinstance(value, int):
@@ -291,7 +291,7 @@ def _dedup(definition: TaskDefinition, opts: dict[str, Any]) -> dict[str, Any]:
         if dedup_id is not None:
             raise _error("jobId", "and deduplication are both duplicate guards: send one")
         # BullMQ ignores a second add with the same jobId while the job exists; taskhub's
-        # finished jobs exist until the retention prune.
+        # completed jobs exist until the retention prune, hence the window.
         return {
             "dedup_key": f"bullmq:{queue}:job:{job_id}",
             "dedup_window": taskhub_settings.RETENTION_DAYS * 86400,

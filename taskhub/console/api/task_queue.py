@@ -181,7 +181,7 @@ def _inline_defs(schema: dict) -> dict:
 
 _KEEP_JOBS = {
     "oneOf": [{"type": "boolean"}, {"type": "integer", "minimum": 0}, {"type": "object"}],
-    "description": "accepted; finished jobs are kept until the retention prune (RETENTION_DAYS)",
+    "description": "accepted; finished jobs are kept as history (docs/api.md)",
 }
 #: BullMQ's job options as the body may carry them beside the data (docs/api.md)
 _OPTION_SCHEMA = {
