@@ -175,6 +175,13 @@ def test_job_id_and_deduplication_keep_one_job_per_id_within_a_queue(operator):
     assert Task.objects.count() == 3
 
 
+def test_a_job_id_keeps_guarding_after_the_job_completed_as_bullmqs_does(operator):
+    first = post(operator, "email", {**EMAIL, "jobId": "once"}).json()["jobId"]
+    Task.objects.filter(id=first).update(status=TaskStatus.COMPLETED, completed_at=timezone.now())
+    assert post(operator, "email", {**EMAIL, "jobId": "once"}).json()["jobId"] == first
+    assert Task.objects.count() == 1
+
+
 def test_a_deduplication_ttl_keeps_guarding_after_the_job_finished(operator):
     body = {"data": EMAIL, "opts": {"deduplication": {"id": "d", "ttl": 60_000}}}
     first = post(operator, "email", body).json()["jobId"]
