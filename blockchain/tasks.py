@@ -75,6 +75,9 @@ class HandleEvent(BaseModel):
     event_name: str = Field(alias="eventName", min_length=1, max_length=100)
     parameters: dict[str, Any]  # required: part of the established API contract
     network_id: int | None = Field(default=None, alias="networkId", ge=1)
+    #: what the reporter wants done with the event (the task-queue document's ``action``, e.g.
+    #: ``"process-transfer"``): carried to every ``blockchain.event`` subscriber and the result
+    action: str | None = Field(default=None, min_length=1, max_length=100)
 
     @field_validator("contract_address")
     @classmethod
@@ -88,8 +91,9 @@ class HandleEvent(BaseModel):
     "blockchain.handle_event",
     queue="blockchain-events",
     schema=HandleEvent,
+    # The task-queue document's blockchain queue: 5 attempts, exponential from 3 s (3 → 6 → 12 …).
     max_attempts=5,
-    retry=Exponential(base=2, cap=120),
+    retry=Exponential(initial=3, cap=120),
 )
 def handle_event(payload: HandleEvent, ctx) -> dict:
     """Store one reported event (once per task) and publish it as a ``blockchain.event``."""
@@ -115,7 +119,8 @@ def handle_event(payload: HandleEvent, ctx) -> dict:
                         "args": row.parameters,
                         "source": "reported",
                         "id": row.pk,
+                        "action": payload.action,
                     },
                 },
             )
-    return {"event_id": row.pk, "stored": created}
+    return {"event_id": row.pk, "stored": created, "action": payload.action}

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from PIL import Image
 
 FORMATS = {"webp": ("WEBP", "webp"), "png": ("PNG", "png"), "jpeg": ("JPEG", "jpg")}
+#: sharp's ``fit`` for a resize with both sides (https://sharp.pixelplumbing.com/api-resize)
+FITS = ("cover", "contain", "fill", "inside", "outside")
+RESIZE_OPTIONS = {"width", "height", "fit"}
 MAX_SIDE = 20_000
 
 
@@ -51,14 +54,20 @@ def _side(options: dict, name: str, *, required: bool = True) -> int | None:
 class Transformation(BaseModel):
     """One step. Options by type:
 
-    - ``resize``: ``width`` and/or ``height`` (the other keeps the aspect ratio)
+    - ``resize``: ``width`` and/or ``height`` (the other keeps the aspect ratio); with both,
+      ``fit`` as sharp means it: ``fill`` (the default: stretch to exactly that size), ``cover``
+      (keep the aspect ratio, crop to exactly that size, centred), ``contain`` (keep it,
+      letterbox to exactly that size), ``inside`` (keep it, as large as fits within),
+      ``outside`` (keep it, as small as covers both sides)
     - ``crop``: ``left``, ``top``, ``width``, ``height`` (pixels)
     - ``rotate``: ``degrees`` (counter-clockwise), ``expand`` (default true)
     - ``grayscale``: none
     - ``thumbnail``: ``width``, ``height`` — fit inside, keep the aspect ratio, never enlarge
+    - ``webp``, ``png``, ``jpeg``: the output format, as sharp's ``.webp()`` etc. say it (the
+      same as ``outputFormat``); ``quality`` in its options. It may come anywhere in the list.
     """
 
-    type: Literal["resize", "crop", "rotate", "grayscale", "thumbnail"]
+    type: Literal["resize", "crop", "rotate", "grayscale", "thumbnail", "webp", "png", "jpeg"]
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -70,6 +79,16 @@ class Transformation(BaseModel):
                 and _side(o, "height", required=False) is None
             ):
                 raise ValueError("resize needs width and/or height")
+            if unknown := sorted(set(o) - RESIZE_OPTIONS):
+                raise ValueError(f"resize has no option {', '.join(map(repr, unknown))}")
+            if o.get("fit", "fill") not in FITS:
+                raise ValueError(f"resize fit must be one of {', '.join(FITS)}")
+        elif self.type in FORMATS:
+            if unknown := sorted(set(o) - {"quality"}):
+                raise ValueError(f"{self.type} has no option {', '.join(map(repr, unknown))}")
+            quality = o.get("quality", 85)
+            if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+                raise ValueError("quality must be a whole number from 1 to 100")
         elif self.type in ("crop", "thumbnail"):
             _side(o, "width")
             _side(o, "height")
@@ -94,6 +113,23 @@ class ProcessImage(BaseModel):
     transformations: list[Transformation] = Field(default_factory=list, max_length=20)
     output_format: Literal["webp", "png", "jpeg"] = Field(default="webp", alias="outputFormat")
     quality: int = Field(default=85, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def one_output_format(self) -> ProcessImage:
+        """A format step (sharp's ``.webp()``) sets the output format and quality; two that
+        disagree, or one that contradicts an explicit ``outputFormat``, are refused rather
+        than one of them silently winning."""
+        formats = {step.type for step in self.transformations if step.type in FORMATS}
+        if "output_format" in self.model_fields_set:
+            formats.add(self.output_format)
+        if len(formats) > 1:
+            raise ValueError(f"conflicting output formats: {', '.join(sorted(formats))}")
+        for step in self.transformations:
+            if step.type in FORMATS:
+                self.output_format = step.type
+                if "quality" in step.options:
+                    self.quality = step.options["quality"]
+        return self
 
 
 def download(url: str, limit: int) -> bytes:
@@ -150,8 +186,15 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def resize_target(size: tuple[int, int], options: dict) -> tuple[int, int]:
-    """The size ``resize`` produces: the side not given keeps the aspect ratio."""
+    """The size ``resize`` produces: the side not given keeps the aspect ratio; with both,
+    ``inside`` / ``outside`` scale by the smaller / larger ratio, the other fits give exactly
+    the size asked for."""
     width, height = options.get("width"), options.get("height")
+    fit = options.get("fit", "fill")
+    if width is not None and height is not None and fit in ("inside", "outside"):
+        ratios = (width / size[0], height / size[1])
+        scale = min(ratios) if fit == "inside" else max(ratios)
+        return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
     if width is None:
         width = max(1, round(size[0] * height / size[1]))
     if height is None:
@@ -203,7 +246,15 @@ def apply(image: Image.Image, step: Transformation) -> Image.Image:
     pil_image, pil_ops, _ = pillow()
     o = step.options
     if step.type == "resize":
-        return image.resize(resize_target(image.size, o), pil_image.Resampling.LANCZOS)
+        target, lanczos = resize_target(image.size, o), pil_image.Resampling.LANCZOS
+        both = o.get("width") is not None and o.get("height") is not None
+        if both and o.get("fit") == "cover":
+            return pil_ops.fit(image, target, lanczos)  # scale to cover, crop the centre
+        if both and o.get("fit") == "contain":
+            return pil_ops.pad(image, target, lanczos)  # scale to fit, centre on black bars
+        return image.resize(target, lanczos)
+    if step.type in FORMATS:
+        return image  # the encoder's business (ProcessImage.one_output_format)
     if step.type == "crop":
         left, top = o.get("left", 0), o.get("top", 0)
         right, bottom = left + o["width"], top + o["height"]
@@ -245,8 +296,9 @@ def store(data: bytes, name: str) -> str:
     "image.process",
     queue="image-processing",
     schema=ProcessImage,
-    max_attempts=4,
-    retry=Exponential(base=2, cap=120),
+    # The task-queue document's image queue: 3 attempts, exponential from 2 s (2 → 4).
+    max_attempts=3,
+    retry=Exponential(initial=2, cap=120),
     timeout=120,
 )
 def process_image(payload: ProcessImage, ctx) -> dict:

@@ -29,6 +29,8 @@ from ..definitions.retry import Exponential
 from ..errors import PermanentError
 
 TEMPLATE_DIR = "emails"
+#: extensions a client may put on a template's name (see template_base_name)
+TEMPLATE_EXTENSIONS = frozenset({"hbs", "handlebars", "html", "txt", "ejs", "pug", "mjml"})
 _TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,99}$")
 
 
@@ -63,6 +65,16 @@ def _addresses(value: Any) -> list[str]:
         except ValidationError:
             raise ValueError(f"{address!r} is not a valid e-mail address") from None
     return items
+
+
+def template_base_name(template: str) -> str:
+    """``welcome-email.hbs`` names the same template as ``welcome-email``: clients written for a
+    Node mailer (Handlebars, EJS, Pug) name the file; taskhub's templates are the ``.txt`` and
+    ``.html`` pair of that name. Only the known template extensions are taken off."""
+    stem, dot, extension = template.rpartition(".")
+    if dot and stem and extension.lower() in TEMPLATE_EXTENSIONS:
+        return stem
+    return template
 
 
 def template_names(template: str) -> tuple[str, str]:
@@ -120,6 +132,7 @@ class SendEmail(BaseModel):
     @field_validator("template")
     @classmethod
     def template_exists(cls, value: str) -> str:
+        value = template_base_name(value)
         if not _TEMPLATE_NAME.match(value):
             raise ValueError("template must be a name like 'welcome' (a-z, 0-9, _ and -)")
         if not available_templates(value):
@@ -208,8 +221,9 @@ def _classify_service_error(exc: Exception) -> None:
     "email.send",
     queue="email",
     schema=SendEmail,
-    max_attempts=5,
-    retry=Exponential(base=2, cap=300),
+    # The task-queue document's email queue: 3 attempts, exponential from 2 s (2 → 4).
+    max_attempts=3,
+    retry=Exponential(initial=2, cap=300),
     timeout=60,
 )
 def send_email(payload: SendEmail, ctx) -> dict:

@@ -63,3 +63,21 @@ class BatchItemError(models.Model):
 
     def __str__(self) -> str:
         return f"item {self.position}: {self.error}"
+
+
+class AnalyticsEvent(models.Model):
+    """One event recorded by ``analytics.track``: one row per task (the task id is unique), so a
+    retried attempt never counts an event twice."""
+
+    task_id = models.UUIDField(unique=True)
+    event = models.CharField(max_length=200)
+    user_id = models.CharField(max_length=200, blank=True, default="")
+    properties = models.JSONField(default=dict)
+    occurred_at = models.DateTimeField()
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["event", "occurred_at"], name="analytics_event_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"

@@ -4,6 +4,7 @@
 - ``image-processing`` → ``image.process`` (taskhub.builtins.images)
 - ``blockchain-event`` → ``blockchain.handle_event`` (the blockchain app)
 - ``notification`` → ``notifications.deliver`` (the notifications app)
+- ``analytics`` → ``analytics.track`` (taskhub.builtins.analytics)
 
 Each is a real registered task whose pydantic schema validates the request body before anything
 is stored. They are looked up by name, so the engine never imports the domain apps that own two
@@ -21,6 +22,7 @@ QUEUE_API_TASKS = {
     "image-processing": "image.process",
     "blockchain-event": "blockchain.handle_event",
     "notification": "notifications.deliver",
+    "analytics": "analytics.track",
 }
 
 

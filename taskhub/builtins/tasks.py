@@ -1,3 +1,3 @@
 """Registers the built-in tasks that need Django's apps loaded (discovered in every process)."""
 
-from . import data, images, mail  # noqa: F401
+from . import analytics, data, images, mail  # noqa: F401

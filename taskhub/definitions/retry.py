@@ -36,14 +36,29 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Exponential:
-    """base, base², base³ … seconds (2 → 4 → 8 …), capped; optional jitter spreads a herd."""
+    """base, base², base³ … seconds (2 → 4 → 8 …), capped; optional jitter spreads a herd.
+
+    With ``initial`` the first wait is ``initial`` seconds and each later one ``base`` times the
+    one before: ``Exponential(initial=3)`` waits 3 → 6 → 12 … — BullMQ's exponential backoff
+    (``delay × 2^(attempt-1)``). Without it the old curve (base^attempt) is kept unchanged.
+    """
 
     base: float = 2.0
     cap: float = 3600.0
     jitter: float = 0.0
+    initial: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.base < 1 or self.cap < 0 or not 0 <= self.jitter < 1:
+            raise ValueError("Exponential needs base >= 1, cap >= 0 and 0 <= jitter < 1")
+        if self.initial is not None and self.initial < 0:
+            raise ValueError("Exponential's initial delay must not be negative")
 
     def delay(self, attempt: int) -> float:
-        value = min(self.cap, self.base**attempt)
+        if self.initial is None:
+            value = min(self.cap, self.base**attempt)
+        else:
+            value = min(self.cap, self.initial * self.base ** (attempt - 1))
         if self.jitter:
             value *= 1 + random.uniform(-self.jitter, self.jitter)
         return value

@@ -45,13 +45,19 @@ JOBS = [
         "notifications.deliver",
         "notifications",
     ),
+    (
+        "analytics",
+        {"event": "page_view", "userId": 42, "properties": {"path": "/"}},
+        "analytics.track",
+        "analytics",
+    ),
 ]
 
 
 @pytest.mark.parametrize("kind,body,name,queue", JOBS)
 def test_each_job_endpoint_schedules_its_registered_task(operator, kind, body, name, queue):
     response = operator.post(
-        f"/api/task-queue/{kind}", {**body, "priority": "high", "delay": 5}, format="json"
+        f"/api/task-queue/{kind}", {**body, "priority": "high", "delay": 5000}, format="json"
     )
     assert response.status_code == 201
     data = response.json()
@@ -60,7 +66,9 @@ def test_each_job_endpoint_schedules_its_registered_task(operator, kind, body, n
     task = Task.objects.get(id=data["jobId"])
     assert (task.name, task.queue, task.priority) == (name, queue, 5)
     assert task.payload == body  # priority and delay are options, not payload
-    assert task.scheduled_at > task.created_at + dt.timedelta(seconds=4)
+    # delay is in milliseconds, as BullMQ's: 5000 is five seconds
+    wait = task.scheduled_at - task.created_at
+    assert dt.timedelta(seconds=4.9) < wait < dt.timedelta(seconds=5.1)
 
 
 @pytest.mark.parametrize("kind,body,name,queue", JOBS)

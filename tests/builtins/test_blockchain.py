@@ -144,7 +144,7 @@ def test_a_reported_event_is_stored_once_and_published(e2e):
     done = wait_status(task.id, "completed", timeout=60)
 
     row = ReportedEvent.objects.get(task_id=task.id)
-    assert done.result == {"event_id": row.pk, "stored": True}
+    assert done.result == {"event_id": row.pk, "stored": True, "action": None}
     assert row.contract_address == "0x5FbDB2315678afecb367f032d93F642f64180aa3"
     (event,) = [e for e in chain_events() if e["data"].get("id") == row.pk]
     assert event["data"]["source"] == "reported" and event["data"]["args"]["value"] == "5"

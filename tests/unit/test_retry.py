@@ -20,3 +20,19 @@ def test_policies_can_be_built_from_settings():
     assert policy_from_config([1, 2]) == Schedule([1, 2])
     assert policy_from_config({"kind": "exponential", "base": 3, "cap": 10}).delay(2) == 9
     assert policy_from_config({"kind": "linear", "step": 1, "cap": 3}).delay(5) == 3
+
+
+def test_exponential_can_start_at_a_given_delay_and_double():
+    # BullMQ's exponential backoff: delay × 2^(attempt-1), here "start at 3 s, doubling"
+    policy = Exponential(initial=3, cap=20)
+    assert [policy.delay(n) for n in range(1, 6)] == [3, 6, 12, 20, 20]
+    assert [Exponential(initial=1, base=3).delay(n) for n in (1, 2, 3)] == [1, 3, 9]
+    assert policy_from_config({"kind": "exponential", "initial": 2}).delay(3) == 8
+
+
+def test_exponential_refuses_values_that_make_no_schedule():
+    import pytest
+
+    for bad in ({"initial": -1}, {"base": 0.5}, {"jitter": 1.5}, {"cap": -1}):
+        with pytest.raises(ValueError):
+            Exponential(**bad)

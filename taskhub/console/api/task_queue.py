@@ -6,16 +6,19 @@ from __future__ import annotations
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from ...builtins.queue_api import definition_for
 from ...definitions.payloads import redact
 from ...definitions.registry import all_definitions, declared_queues
 from ...engine.enqueue import schedule
-from ...errors import TaskNotFound
+from ...errors import InvalidTransition, TaskNotFound
 from ...models import DeadLetter, Task, TaskStatus
 from .. import health, services
 from ..audit import audited
+from ..roles import has_role
+from .bullmq import OPTIONS, bullmq_opts, delay_ms, split_request
 from .errors import QueueNotFound
 from .permissions import ADMIN, OPERATOR, VIEWER, RolePermission
 from .schema import error_serializer
@@ -29,8 +32,16 @@ def _ms(moment) -> int | None:
     return int(moment.timestamp() * 1000) if moment else None
 
 
+#: statuses whose current attempt has been handed out but has not ended
+_IN_FLIGHT = (TaskStatus.QUEUED, TaskStatus.RUNNING)
+
+
 def job_json(task: Task) -> dict:
-    """A task in the shape task-queue clients know as a job."""
+    """A task in the shape task-queue clients know as a job: the fields this API always had
+    (``attempts``, ``maxAttempts``, ``priority`` and ``result`` in taskhub's terms) and BullMQ's
+    Job fields beside them (``opts``, ``delay`` in ms, ``attemptsMade``, ``returnvalue``)."""
+    definition = all_definitions().get(task.name)
+    made = task.attempt - 1 if task.status in _IN_FLIGHT else task.attempt
     return {
         "id": str(task.id),
         "name": task.name,
@@ -40,12 +51,16 @@ def job_json(task: Task) -> dict:
         "attempts": task.attempt,
         "maxAttempts": task.max_attempts,
         "priority": task.priority,
-        "data": redact(all_definitions().get(task.name), task.payload),
+        "data": redact(definition, task.payload),
         "result": task.result,
         "failedReason": task.error or None,
         "timestamp": _ms(task.created_at),
         "processedOn": _ms(task.started_at),
         "finishedOn": _ms(task.completed_at),
+        "opts": bullmq_opts(task, definition),
+        "delay": delay_ms(task),
+        "attemptsMade": max(0, made),
+        "returnvalue": task.result,
     }
 
 
@@ -79,6 +94,13 @@ class JobSerializer(serializers.Serializer):
     timestamp = serializers.IntegerField(help_text="Created, Unix milliseconds.")
     processedOn = serializers.IntegerField(allow_null=True)
     finishedOn = serializers.IntegerField(allow_null=True)
+    opts = serializers.DictField(
+        help_text="BullMQ's JobsOptions as they apply: attempts, delay (ms), priority (BullMQ's "
+        "number, 0 = none), backoff, timeout (ms), jobId or deduplication."
+    )
+    delay = serializers.IntegerField(help_text="Milliseconds after creation it may start.")
+    attemptsMade = serializers.IntegerField()
+    returnvalue = serializers.JSONField(allow_null=True)
 
 
 _Accepted = inline_serializer(
@@ -102,19 +124,10 @@ _Done = inline_serializer(
 _Failure = error_serializer({"success": False})
 
 
-class _EnqueueOptions(serializers.Serializer):
-    priority = serializers.JSONField(required=False)
-    delay = serializers.FloatField(
-        required=False,
-        min_value=0,
-        max_value=366 * 86400,
-        help_text="Seconds before the job may start.",
-    )
-
-
 class EnqueueJob(TaskQueueView):
-    """``POST /api/task-queue/<kind>``: the body is the task's payload plus ``priority`` and
-    ``delay``; field errors are named as the client sent them."""
+    """``POST /api/task-queue/<kind>``: the body is the task's payload with BullMQ's job options
+    beside it, or ``{name, data, opts}`` as ``queue.add(name, data, opts)`` takes them
+    (console/api/bullmq.py); field errors are named as the client sent them."""
 
     roles = {"POST": OPERATOR}
     kind = ""  # set per URL: email, image-processing, blockchain-event, notification
@@ -125,17 +138,11 @@ class EnqueueJob(TaskQueueView):
 
     def post(self, request):
         definition = definition_for(self.kind)
-        if not isinstance(request.data, dict):
-            raise serializers.ValidationError("The body must be a JSON object.")
-        payload = dict(request.data)
-        options = _EnqueueOptions(
-            data={k: payload.pop(k) for k in ("priority", "delay") if k in payload}
-        )
-        options.is_valid(raise_exception=True)
+        job = split_request(definition, request.data)
         with audited(
             request.user, f"task-queue.{self.kind}", source="api", target_type="task"
         ) as extra:
-            task = schedule(definition, payload, **options.validated_data)
+            task = schedule(definition, job.payload, **job.options)
             extra["target_id"] = task.id
         body = {
             "success": True,
@@ -172,19 +179,38 @@ def _inline_defs(schema: dict) -> dict:
     return resolve(schema)
 
 
+_KEEP_JOBS = {
+    "oneOf": [{"type": "boolean"}, {"type": "integer", "minimum": 0}, {"type": "object"}],
+    "description": "accepted; finished jobs are kept as history (docs/api.md)",
+}
+#: BullMQ's job options as the body may carry them beside the data (docs/api.md)
+_OPTION_SCHEMA = {
+    "priority": {
+        "oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
+        "description": "BullMQ's number: 1 is the highest, 0 none; or critical, high, normal, "
+        "low, deferred",
+    },
+    "delay": {"type": "number", "minimum": 0, "description": "milliseconds before it may start"},
+    "attempts": {"type": "integer", "minimum": 1, "maximum": 100},
+    "backoff": {
+        "oneOf": [{"type": "number"}, {"type": "object"}],
+        "description": "{type: fixed|exponential, delay: ms}: must equal the queue's own",
+    },
+    "timeout": {"type": "number", "description": "milliseconds an attempt may run"},
+    "jobId": {"type": "string", "description": "a second add with the same jobId returns the job"},
+    "deduplication": {"type": "object", "description": "{id, ttl (ms)}"},
+    "deduplicationKey": {"type": "string"},
+    "removeOnComplete": _KEEP_JOBS,
+    "removeOnFail": _KEEP_JOBS,
+}
+assert set(_OPTION_SCHEMA) == OPTIONS
+
+
 def enqueue_view(kind: str):
     """The view for one kind, with its schema documented from the task's pydantic model."""
     definition = definition_for(kind)
     schema = _inline_defs(definition.schema.model_json_schema())
-    schema.setdefault("properties", {}).update(
-        {
-            "priority": {
-                "oneOf": [{"type": "string"}, {"type": "integer"}],
-                "description": "critical, high, normal, low, deferred or -100..100",
-            },
-            "delay": {"type": "number", "minimum": 0, "description": "seconds before it may start"},
-        }
-    )
+    schema.setdefault("properties", {}).update(_OPTION_SCHEMA)
 
     def post(self, request):
         return EnqueueJob.post(self, request)
@@ -192,6 +218,12 @@ def enqueue_view(kind: str):
     view = type(f"Enqueue{kind.title().replace('-', '')}", (EnqueueJob,), {"kind": kind})
     view.post = extend_schema(
         summary=f"Schedule a {definition.name} job on the {definition.queue} queue",
+        description=(
+            "The body is the job's data with BullMQ's job options beside it (below), or "
+            '`queue.add(name, data, opts)`\'s parts: `{"name": …, "data": {…}, "opts": {…}}`. '
+            "`delay`, `backoff.delay` and `timeout` are milliseconds; a key that is neither a "
+            "field of the task nor a supported option is a 400 naming it."
+        ),
         request={"application/json": schema},
         responses={201: _Accepted, 400: _Failure},
         operation_id=f"task_queue_enqueue_{kind.replace('-', '_')}",
@@ -393,6 +425,154 @@ class RemoveJob(TaskQueueView):
             task = _job_in_queue(queue_name, job_id)
             services.delete_task(task.id)
         return _done(f"Job {task.id} removed")
+
+
+class Job(TaskQueueView):
+    """``/api/task-queue/<queue>/jobs/<id>``: BullMQ's ``queue.getJob(id)`` (GET) and
+    ``job.remove()`` (DELETE)."""
+
+    roles = {"GET": VIEWER, "DELETE": OPERATOR}
+
+    @extend_schema(summary="A job of a queue", responses={200: JobSerializer, 404: _Failure})
+    def get(self, request, queue_name, job_id):
+        return Response(job_json(_job_in_queue(queue_name, job_id)))
+
+    @extend_schema(
+        summary="Remove a job: a waiting or delayed one is cancelled, a finished one deleted",
+        responses={200: _Done, 404: _Failure, 409: _Failure},
+    )
+    def delete(self, request, queue_name, job_id):
+        with audited(
+            request.user, "task.remove", source="api", target_type="task", target_id=job_id
+        ) as extra:
+            task = _job_in_queue(queue_name, job_id)
+            actor = request.user.get_username()
+            if task.status == TaskStatus.RUNNING:
+                # BullMQ refuses to remove a locked (active) job; taskhub's cancel of a running
+                # one is a request the handler may not honour at once, so it is its own action.
+                raise InvalidTransition(
+                    f"job {task.id} is running: cancel it (POST /api/tasks/{task.id}/cancel) "
+                    "and remove it once it has stopped"
+                )
+            if task.status in services.WAITING_STATUSES:
+                services.cancel_task(task.id, actor=actor)
+                extra["outcome"] = "cancelled"
+                message = f"Job {task.id} removed from the queue (cancelled)"
+            elif not has_role(request.user, ADMIN):
+                # Deleting history is the admin's, as POST …/remove/<id> and the console have it.
+                raise PermissionDenied(f"Deleting a {task.status} job needs the {ADMIN} role.")
+            else:
+                services.delete_task(task.id)
+                extra["outcome"] = "deleted"
+                message = f"Job {task.id} removed"
+        return _done(message)
+
+
+def dead_letter_json(letter: DeadLetter) -> dict:
+    """A dead letter as a failed job: BullMQ's fields, ``id`` being the dead letter's own."""
+    return {
+        "id": letter.id,
+        "jobId": str(letter.task_id),
+        "name": letter.task_name,
+        "queueName": letter.queue,
+        "data": redact(all_definitions().get(letter.task_name), letter.payload),
+        "failedReason": letter.error,
+        "stacktrace": [letter.traceback] if letter.traceback else [],
+        "attemptsMade": letter.attempts,
+        "timestamp": _ms(letter.created_at),
+    }
+
+
+class _DeadLetter(serializers.Serializer):
+    id = serializers.IntegerField()
+    jobId = serializers.UUIDField()
+    name = serializers.CharField()
+    queueName = serializers.CharField()
+    data = serializers.JSONField()
+    failedReason = serializers.CharField()
+    stacktrace = serializers.ListField(child=serializers.CharField())
+    attemptsMade = serializers.IntegerField()
+    timestamp = serializers.IntegerField(help_text="Dead-lettered, Unix milliseconds.")
+
+
+class DeadLetters(TaskQueueView):
+    """``GET /api/task-queue/<queue>/dead-letters``: the jobs that ran out of attempts or failed
+    permanently and wait for an operator, newest first (``start`` / ``end`` as getFailed)."""
+
+    roles = {"GET": VIEWER}
+
+    @extend_schema(
+        summary="Dead letters of a queue, newest first",
+        parameters=[_FailedRange],
+        responses=inline_serializer(
+            "DeadLetterJobs",
+            {
+                "queueName": serializers.CharField(),
+                "count": serializers.IntegerField(),
+                "jobs": _DeadLetter(many=True),
+            },
+        ),
+    )
+    def get(self, request, queue_name):
+        _queue_or_404(queue_name)
+        page = _FailedRange(data=request.query_params)
+        page.is_valid(raise_exception=True)
+        start, end = page.validated_data["start"], page.validated_data["end"]
+        letters = DeadLetter.objects.filter(queue=queue_name)
+        jobs = [
+            dead_letter_json(d) for d in letters.order_by("-created_at", "-id")[start : end + 1]
+        ]
+        return Response({"queueName": queue_name, "count": letters.count(), "jobs": jobs})
+
+
+def _letter_in_queue(queue_name: str, letter_id: str) -> DeadLetter:
+    _queue_or_404(queue_name)
+    letter = None
+    if letter_id.isdigit() and len(letter_id) < 19:
+        letter = DeadLetter.objects.filter(id=int(letter_id), queue=queue_name).first()
+    if letter is None:
+        raise TaskNotFound(f"no dead letter {letter_id} in queue {queue_name}")
+    return letter
+
+
+class DeadLetterRetry(TaskQueueView):
+    """``POST /api/task-queue/<queue>/dead-letters/<id>/retry``: run the job again with a fresh
+    budget; its dead letter is resolved (gone)."""
+
+    roles = {"POST": OPERATOR}
+
+    @_ACTION_SCHEMA
+    def post(self, request, queue_name, letter_id):
+        with audited(
+            request.user,
+            "dead_letter.retry",
+            source="api",
+            target_type="dead_letter",
+            target_id=letter_id,
+        ):
+            letter = _letter_in_queue(queue_name, letter_id)
+            task = services.retry_dead_letter(letter.id, actor=request.user.get_username())
+        return _done(f"Job {task.id} queued for retry")
+
+
+class DeadLetterRemove(TaskQueueView):
+    """``DELETE /api/task-queue/<queue>/dead-letters/<id>``: dismiss a dead letter; the failed
+    job stays in the history (``/failed``). An admin's, as in the console."""
+
+    roles = {"DELETE": ADMIN}
+
+    @_ACTION_SCHEMA
+    def delete(self, request, queue_name, letter_id):
+        with audited(
+            request.user,
+            "dead_letter.remove",
+            source="api",
+            target_type="dead_letter",
+            target_id=letter_id,
+        ):
+            letter = _letter_in_queue(queue_name, letter_id)
+            services.remove_dead_letter(letter.id)
+        return _done(f"Dead letter {letter.id} of job {letter.task_id} removed")
 
 
 def health_summary(report: dict) -> dict:

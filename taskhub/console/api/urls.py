@@ -66,6 +66,20 @@ urlpatterns = [
     path(f"{_queue}/clear", task_queue.ClearQueue.as_view(), name="task-queue-clear"),
     path(f"{_queue}/retry/<str:job_id>", task_queue.RetryJob.as_view(), name="task-queue-retry"),
     path(f"{_queue}/remove/<str:job_id>", task_queue.RemoveJob.as_view(), name="task-queue-remove"),
+    path(f"{_queue}/jobs/<str:job_id>", task_queue.Job.as_view(), name="task-queue-job"),
+    path(
+        f"{_queue}/dead-letters", task_queue.DeadLetters.as_view(), name="task-queue-dead-letters"
+    ),
+    path(
+        f"{_queue}/dead-letters/<str:letter_id>",
+        task_queue.DeadLetterRemove.as_view(),
+        name="task-queue-dead-letter",
+    ),
+    path(
+        f"{_queue}/dead-letters/<str:letter_id>/retry",
+        task_queue.DeadLetterRetry.as_view(),
+        name="task-queue-dead-letter-retry",
+    ),
     path("events/stream", stream.event_stream, name="event-stream"),
     path("events/tickets", stream.EventTickets.as_view(), name="event-tickets"),
     path("schema/", docs.Schema.as_view(), name="schema"),
