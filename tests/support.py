@@ -241,3 +241,27 @@ def wait_all_finished(ids, timeout: float = 120) -> None:
         interval=0.2,
         message=f"{len(ids)} tasks to finish",
     )
+
+
+def runs_of_an_every_2s_schedule(row, timeout: float, count: int = 4) -> list:
+    """Wait for ``count`` slots of ``row`` (a ``*/2 * * * * *`` schedule) to fire, disable it,
+    and return its runs in slot order — after checking that each slot fired once and none was
+    skipped, however many schedulers polled."""
+    from taskhub.models import ScheduleRun
+    from taskhub.scheduler import schedules
+
+    wait_for(
+        lambda: ScheduleRun.objects.filter(schedule=row).count() >= count,
+        timeout=timeout,
+        interval=0.2,
+        message=f"{count} slots to fire",
+    )
+    schedules.disable_schedule(row.name)
+    time.sleep(1.5)  # let any poll that was under way finish
+
+    runs = list(ScheduleRun.objects.filter(schedule=row).order_by("slot"))
+    slots = [r.slot for r in runs]
+    assert len(set(slots)) == len(slots)
+    gaps = {(b - a).total_seconds() for a, b in zip(slots, slots[1:], strict=False)}
+    assert gaps == {2.0}  # no slot skipped, none doubled
+    return runs

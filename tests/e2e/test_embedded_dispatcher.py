@@ -18,7 +18,7 @@ from taskhub.engine.broker import get_redis, key
 from taskhub.engine.leadership import current_leader
 from taskhub.models import Task, TaskEvent, WorkerProcess
 from tests.e2e import test_queue_control as queue_control
-from tests.support import wait_all_finished, wait_for
+from tests.support import runs_of_an_every_2s_schedule, wait_all_finished, wait_for
 
 pytestmark = [pytest.mark.e2e]
 
@@ -146,7 +146,6 @@ def test_a_critical_task_overtakes_a_backlog_with_worker_processes_dispatching(e
 def test_worker_units_alone_fire_each_cron_slot_once_with_embedded_crons(make_stack):
     """EMBEDDED_SCHEDULER: no `runscheduler` and no dispatcher process. Both units poll the
     schedules; the database keeps each slot to one firing, and the fired tasks run."""
-    from taskhub.models import ScheduleRun
     from taskhub.scheduler import schedules
 
     stack = make_stack(
@@ -156,20 +155,7 @@ def test_worker_units_alone_fire_each_cron_slot_once_with_embedded_crons(make_st
     stack.wait_for_workers(2, timeout=90)
     row = schedules.create_schedule("embedded-every-2s", "taskhub.ping", cron="*/2 * * * * *")
 
-    wait_for(
-        lambda: ScheduleRun.objects.filter(schedule=row).count() >= 4,
-        timeout=30,
-        interval=0.2,
-        message="four slots to fire",
-    )
-    schedules.disable_schedule("embedded-every-2s")
-    time.sleep(1.5)  # let any poll that was under way finish
-
-    runs = list(ScheduleRun.objects.filter(schedule=row).order_by("slot"))
-    slots = [r.slot for r in runs]
-    assert len(set(slots)) == len(slots)
-    gaps = {(b - a).total_seconds() for a, b in zip(slots, slots[1:], strict=False)}
-    assert gaps == {2.0}  # no slot skipped, none doubled
+    runs = runs_of_an_every_2s_schedule(row, timeout=30)
     fired = [r.task_id for r in runs]
     wait_all_finished(fired, timeout=30)
     assert completed(fired) == len(fired)
