@@ -265,3 +265,24 @@ def runs_of_an_every_2s_schedule(row, timeout: float, count: int = 4) -> list:
     gaps = {(b - a).total_seconds() for a, b in zip(slots, slots[1:], strict=False)}
     assert gaps == {2.0}  # no slot skipped, none doubled
     return runs
+
+
+def watch_redis_long_enough(monkeypatch, kept_since: Callable[[float], float]) -> None:
+    """Make every look at Redis say it has been watched for longer than LIFELINE_TIMEOUT and
+    has held its data since ``kept_since(the real kept_since)``."""
+    import dataclasses
+
+    from taskhub.conf import taskhub_settings
+    from taskhub.engine import redis_memory
+
+    observe = redis_memory.observe
+
+    def watched():
+        memory = observe()
+        return dataclasses.replace(
+            memory,
+            age=memory.age + taskhub_settings.LIFELINE_TIMEOUT,
+            kept_since=kept_since(memory.kept_since),
+        )
+
+    monkeypatch.setattr(redis_memory, "observe", watched)

@@ -7,7 +7,6 @@ anything here). tests/unit/test_lifeline_broker.py covers what it leaves in the 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
 import socket
@@ -27,6 +26,7 @@ from taskhub.engine.broker import get_redis
 from taskhub.engine.dispatcher import Dispatcher
 from taskhub.engine.lifeline import Lifeline, live_worker_ids
 from taskhub.models import DeadLetter, Task, TaskEvent, WorkerProcess
+from tests.support import watch_redis_long_enough
 
 pytestmark = pytest.mark.django_db
 
@@ -40,23 +40,6 @@ def resent(monkeypatch) -> list[dict]:
         lambda ms: envelopes.extend(m.args[0] for m in ms),
     )
     return envelopes
-
-
-@pytest.fixture
-def redis_kept_its_data(monkeypatch):
-    """Redis has kept its data for longer than LIFELINE_TIMEOUT (as after a long quiet run),
-    since before any row of the test was queued."""
-    observe = redis_memory.observe
-
-    def long_watched():
-        memory = observe()
-        return dataclasses.replace(
-            memory,
-            age=memory.age + taskhub_settings.LIFELINE_TIMEOUT,
-            kept_since=memory.kept_since - 3600,
-        )
-
-    monkeypatch.setattr(redis_memory, "observe", long_watched)
 
 
 @pytest.fixture
@@ -298,17 +281,7 @@ def test_a_re_sent_message_is_the_dispatchers_envelope_coordinated_steps_include
 def redis_lost_its_data_a_while_ago(monkeypatch):
     """Redis lost its data (a FLUSHALL, a restart without persistence) LOST_AGO seconds ago,
     and has been watched for longer than LIFELINE_TIMEOUT since."""
-    observe = redis_memory.observe
-
-    def watched_since_the_loss():
-        memory = observe()
-        return dataclasses.replace(
-            memory,
-            age=memory.age + taskhub_settings.LIFELINE_TIMEOUT,
-            kept_since=time.time() - LOST_AGO,
-        )
-
-    monkeypatch.setattr(redis_memory, "observe", watched_since_the_loss)
+    watch_redis_long_enough(monkeypatch, lambda real: time.time() - LOST_AGO)
 
 
 LOST_AGO = 1.5 * 2 * taskhub_settings.REDISPATCH_AFTER  # between stale() and 2 * stale()

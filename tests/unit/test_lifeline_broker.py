@@ -1,7 +1,6 @@
 """The lifeline against the real database and Redis, no worker process: what it re-sends, what
 it leaves in Redis, and what it judges from Redis after Redis lost its data."""
 
-import dataclasses
 import datetime as dt
 import os
 
@@ -24,23 +23,6 @@ pytestmark = [
     ),
 ]
 QUEUE = "capped"  # test.sleep_capped's; no worker runs in these tests
-
-
-@pytest.fixture
-def redis_kept_its_data(monkeypatch):
-    """Redis has kept its data for longer than LIFELINE_TIMEOUT (as after a long quiet run),
-    since before any row of the test was queued."""
-    observe = redis_memory.observe
-
-    def long_watched():
-        memory = observe()
-        return dataclasses.replace(
-            memory,
-            age=memory.age + taskhub_settings.LIFELINE_TIMEOUT,
-            kept_since=memory.kept_since - 3600,
-        )
-
-    monkeypatch.setattr(redis_memory, "observe", long_watched)
 
 
 def dispatched_task() -> Task:
