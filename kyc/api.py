@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from taskhub.console.api.parsers import FormBodyParser, JSONBodyParser, MultiPartBodyParser
 from taskhub.console.api.permissions import OPERATOR, VIEWER, RolePermission
 from taskhub.console.api.serializers import StrictSerializer
-from taskhub.console.api.views import TaskhubAPIView, TaskhubErrors
+from taskhub.console.api.views import TaskhubAPIMixin, TaskhubAPIView
 from taskhub.console.audit import audited
 
 from . import services
@@ -95,7 +95,7 @@ class KycDocumentCreate(TaskhubAPIView):
         return Response(KycCaseSerializer(case).data, status=status.HTTP_201_CREATED)
 
 
-class KycCaseList(TaskhubErrors, generics.ListAPIView):
+class KycCaseList(TaskhubAPIMixin, generics.ListAPIView):
     """``GET /api/kyc/cases`` (filters: user_id, status, provider)."""
 
     permission_classes = [RolePermission]
@@ -111,7 +111,7 @@ class KycCaseList(TaskhubErrors, generics.ListAPIView):
         return rows
 
 
-class KycCaseDetail(TaskhubErrors, generics.RetrieveAPIView):
+class KycCaseDetail(TaskhubAPIMixin, generics.RetrieveAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
     queryset = KycCase.objects.all()

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from taskhub.console.api.permissions import OPERATOR, VIEWER, RolePermission
-from taskhub.console.api.views import TaskhubAPIView, TaskhubErrors
+from taskhub.console.api.views import TaskhubAPIMixin, TaskhubAPIView
 from taskhub.console.audit import audited
 
 from . import services
@@ -42,7 +42,7 @@ class NotificationPagination(LimitOffsetPagination):
     max_limit = 500
 
 
-class NotificationList(TaskhubErrors, generics.ListAPIView):
+class NotificationList(TaskhubAPIMixin, generics.ListAPIView):
     """``GET /api/notifications?user_id=…&unread=true`` — newest first.
 
     Without ``user_id``, the signed-in user's own notifications."""

@@ -17,7 +17,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
 from taskhub.console.api.permissions import OPERATOR, VIEWER, RolePermission
-from taskhub.console.api.views import TaskhubAPIView, TaskhubErrors
+from taskhub.console.api.views import TaskhubAPIMixin, TaskhubAPIView
 from taskhub.console.audit import audited
 
 from . import safe, services
@@ -117,7 +117,7 @@ class PaymentListCreate(TaskhubAPIView):
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class PaymentDetail(TaskhubErrors, generics.RetrieveAPIView):
+class PaymentDetail(TaskhubAPIMixin, generics.RetrieveAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
     queryset = Payment.objects.all()
@@ -167,7 +167,7 @@ class SafeTransactionListCreate(TaskhubAPIView):
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class SafeTransactionDetail(TaskhubErrors, generics.RetrieveAPIView):
+class SafeTransactionDetail(TaskhubAPIMixin, generics.RetrieveAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER}
     queryset = SafeTransaction.objects.all()

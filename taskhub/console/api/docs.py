@@ -10,14 +10,14 @@ from django.contrib.auth.views import redirect_to_login
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.exceptions import NotAuthenticated
 
-from .views import TaskhubErrors
+from .views import TaskhubAPIMixin
 
 
-class Schema(TaskhubErrors, SpectacularAPIView):
+class Schema(TaskhubAPIMixin, SpectacularAPIView):
     """drf-spectacular's schema view, its 401 in the API's shape."""
 
 
-class SwaggerUI(TaskhubErrors, SpectacularSwaggerView):
+class SwaggerUI(TaskhubAPIMixin, SpectacularSwaggerView):
     def handle_exception(self, exc):
         if isinstance(exc, NotAuthenticated):
             return redirect_to_login(self.request.get_full_path(), login_url="admin:login")

@@ -2,7 +2,7 @@
 
 A view declares the role each action needs, by viewset action or by HTTP method::
 
-    class ScheduleViewSet(TaskhubErrors, viewsets.ModelViewSet):
+    class ScheduleViewSet(TaskhubAPIMixin, viewsets.ModelViewSet):
         permission_classes = [RolePermission]
         roles = {"list": VIEWER, "retrieve": VIEWER, "run_now": OPERATOR, "create": ADMIN,
                  "update": ADMIN, "partial_update": ADMIN, "destroy": ADMIN}

@@ -7,9 +7,9 @@ them. (The OpenAPI document alone needs ``DEFAULT_SCHEMA_CLASS``: drf-spectacula
 ``@extend_schema`` on it; docs/install.md.)
 
 Domain apps building their API on the console use the same: ``TaskhubAPIView`` in place of DRF's
-``APIView``, or ``TaskhubErrors`` first among the bases of a generic view::
+``APIView``, or ``TaskhubAPIMixin`` first among the bases of a generic view::
 
-    class PaymentDetail(TaskhubErrors, generics.RetrieveAPIView): ...
+    class PaymentDetail(TaskhubAPIMixin, generics.RetrieveAPIView): ...
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .errors import handle_exception
 from .parsers import JSONBodyParser
 
 
-class TaskhubErrors:
+class TaskhubAPIMixin:
     """Mixin for a DRF view: exceptions become taskhub's error bodies (``{"error": …}``, with
     ``errors`` for bad input); token or session authentication, an authenticated user, JSON
     bodies only (NUL refused). It must come before the DRF view class among the bases."""
@@ -38,5 +38,5 @@ class TaskhubErrors:
         return handle_exception
 
 
-class TaskhubAPIView(TaskhubErrors, APIView):
+class TaskhubAPIView(TaskhubAPIMixin, APIView):
     """DRF's ``APIView`` answering errors in taskhub's shape."""
