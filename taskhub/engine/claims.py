@@ -16,6 +16,11 @@ task was cancelled (``cancelled``). A copy finding the claim taken is always a `
 and does nothing. Attempt numbers are never reused, so a claim is never given back to be
 taken again: a handed-back attempt stays claimed and its task's next dispatch is a new attempt.
 
+A claim can go with Redis's data (a flush, a restart without persistence) while the attempt's
+message survives in RabbitMQ. When RabbitMQ delivers such a message again (its consumer was
+killed), the attempt may have started before the loss; ``retire_if_lost`` retires it instead of
+letting it be claimed afresh, and the lifeline counts it lost (taskhub.engine.lifeline).
+
 A cancel flag holds the highest attempt it covers: a retried task's next attempt is above it.
 The scripts are in lua/, beside this module.
 """
@@ -32,6 +37,7 @@ from ..conf import taskhub_settings
 from .broker import get_redis, key
 from .pause import STOPPED_CHECK, pause_key
 from .redis_batch import SharedRoundTrips
+from .redis_memory import kept_key
 
 _LUA = Path(__file__).with_name("lua")
 
@@ -48,6 +54,7 @@ _CLAIM_SCRIPT = _lua("claim.lua")  # one attempt, waiting for rate-limit slots
 _CLAIM_MANY_SCRIPT = _lua("claim_many.lua")  # a batch of attempts without rate limits
 _CONFIRM_SCRIPT = _lua("confirm_claim.lua")  # a claim made at fetch, checked again at start
 _RAISE_CANCEL_SCRIPT = _lua("raise_cancel.lua", checks=False)
+_RETIRE_IF_LOST_SCRIPT = _lua("retire_if_lost.lua", checks=False)
 
 
 class ClaimResult(StrEnum):
@@ -55,6 +62,9 @@ class ClaimResult(StrEnum):
     DUPLICATE = "duplicate"  # another copy of the message already claimed it: drop this one
     CANCELLED = "cancelled"  # claimed, but the task was cancelled after it was queued: end it
     PAUSED = "paused"  # claimed, but its queue was paused after it was queued: hand it back
+    # Its claim may have gone with Redis's data after the attempt started: it never runs, and
+    # the lifeline counts it lost (``retire_if_lost``).
+    RETIRED = "retired"
 
 
 def claim_key(task_id: uuid.UUID | str, attempt: int) -> str:
@@ -180,6 +190,21 @@ def retire_attempts(attempts: Iterable[tuple[str, int]]) -> list[bool]:
     holders = claim_holders(held)
     retired_before = {pair for pair, h in zip(held, holders, strict=True) if h == RETIRED}
     return [bool(ok) or pair in retired_before for pair, ok in zip(attempts, taken, strict=True)]
+
+
+def retire_if_lost(task_id: str, attempt: int, sent_at_ms: int) -> bool:
+    """Retire an unclaimed attempt whose message was sent before Redis last lost its data.
+
+    For a message a broker other than Redis delivers again: its first delivery may have started
+    the attempt and taken a claim that Redis has since lost, so an absent claim proves nothing.
+    Returns whether the attempt is retired (its claim now held by :data:`RETIRED`). The send
+    time is the sending host's clock, compared with Redis's: hosts whose clocks run behind
+    Redis's retire messages they sent just after a loss (each costs an attempt)."""
+    keys = [claim_key(task_id, attempt), kept_key()]
+    answer = _registered(_RETIRE_IF_LOST_SCRIPT)(
+        keys=keys, args=[int(sent_at_ms), int(taskhub_settings.CLAIM_TTL)]
+    )
+    return (answer.decode() if isinstance(answer, bytes) else answer) == RETIRED
 
 
 def claim_holders(attempts: Iterable[tuple[str, int]]) -> list[str | None]:

@@ -11,7 +11,9 @@ Deterministic and periodic, unlike Redis's own requeue of dead workers' messages
   before Redis last lost its data: then its claim may have gone with the data, and a worker
   killed after starting the attempt (before it recorded the start) may have run it. That
   attempt is retired (the lifeline takes its claim, so no copy of it can start) and counts as
-  lost, like a dead worker's: the row goes back to pending, or fails if it was the last.
+  lost, like a dead worker's: the row goes back to pending, or fails if it was the last. A
+  worker retires such an attempt itself when RabbitMQ, which kept the message, delivers it
+  again (taskhub.engine.claims.retire_if_lost); the lifeline then counts it lost the same way.
 
 The database heartbeat decides who is alive; Redis (a worker's liveness key, an attempt's
 claim) is read only for what the database cannot tell, and only once Redis has kept its data
@@ -127,10 +129,10 @@ class Lifeline:
             live = live_worker_ids(now, memory)
             dead_broker_ids = self._retire_dead_workers(now, live, report)
             lost = self._lost_running(now, live)
-            stale_lost, resend_rows = self._stale_queued(now, live, memory)
-            resend_rows, retired = self._retire_claims_lost_with_data(resend_rows, memory)
+            stale_lost, retired, resend_rows = self._stale_queued(now, live, memory)
+            resend_rows, retired_now = self._retire_claims_lost_with_data(resend_rows, memory)
             self._recover(lost + stale_lost, now, report)
-            self._recover(retired, now, report, _LOST_WITH_DATA)
+            self._recover(retired + retired_now, now, report, _LOST_WITH_DATA)
             resend = self._redispatch(resend_rows, now, report)
             if memory.reachable:
                 self._reassert_cancel_flags()
@@ -158,12 +160,13 @@ class Lifeline:
         )
         return list(rows)
 
-    def _stale_queued(self, now, live, memory) -> tuple[list[dict], list[dict]]:
-        """Queued rows nobody claimed within REDISPATCH_AFTER (their message is presumed lost),
-        and those whose claim a dead worker holds. Claims are read only from a Redis that kept
+    def _stale_queued(self, now, live, memory) -> tuple[list[dict], list[dict], list[dict]]:
+        """Of the queued rows older than REDISPATCH_AFTER: those whose claim a dead worker
+        holds, those a worker retired (taskhub.engine.claims.retire_if_lost), and those nobody
+        claimed (their message is presumed lost). Claims are read only from a Redis that kept
         its data long enough for every live worker to have re-asserted its own."""
         if not memory.trusted:
-            return [], []
+            return [], [], []
         horizon = now - dt.timedelta(seconds=taskhub_settings.REDISPATCH_AFTER)
         rows = list(
             Task.objects.filter(status=TaskStatus.QUEUED, queued_at__lt=horizon).values(
@@ -172,15 +175,17 @@ class Lifeline:
         )
         values = memory.read([claims.claim_key(r["id"], r["attempt"]) for r in rows])
         if values is None:
-            return [], []
+            return [], [], []
         holders = [v.decode() if v else None for v in values]
-        lost, unclaimed = [], []
+        lost, retired, unclaimed = [], [], []
         for row, holder in zip(rows, holders, strict=True):
             if holder is None:
                 unclaimed.append(row)
+            elif holder == claims.RETIRED:
+                retired.append(row)
             elif holder not in live:
                 lost.append({**row, "worker_id": holder})
-        return lost, _not_waiting_in_broker(unclaimed)
+        return lost, retired, _not_waiting_in_broker(unclaimed)
 
     def _retire_claims_lost_with_data(
         self, rows: list[dict], memory: redis_memory.RedisMemory

@@ -181,21 +181,33 @@ class WorkerRuntime:
             return
         env = message.args[0]
         task_id, attempt = env["id"], env["attempt"]
-        claim = self._claim(message.message_id, env)
+        claim = self._claim(message, env)
         if claim is ClaimResult.PAUSED:
             self._hand_back(env, "queue paused")
         elif claim is ClaimResult.CANCELLED:
             self._end_cancelled(env)
+        elif claim is ClaimResult.RETIRED:
+            logger.warning(
+                "not running %s attempt %s: delivered again, sent before Redis lost its data"
+                " (with the claim that would say whether it started); the lifeline counts it lost",
+                task_id,
+                attempt,
+            )
         if claim is not ClaimResult.CLAIMED:
             logger.debug("dropping message for %s attempt %s: %s", task_id, attempt, claim)
             raise SkipMessage(claim.value)
         running = _current.attempt = begin_attempt(env, self.writer)
         running.log_binding = bind_task(log_fields(running.ctx))
 
-    def _claim(self, message_id: str, env: dict) -> ClaimResult:
+    def _claim(self, message: dramatiq.Message, env: dict) -> ClaimResult:
         task_id, attempt, queue = env["id"], env["attempt"], env["queue"]
-        fetched = self._fetched.pop(message_id, None)
+        fetched = self._fetched.pop(message.message_id, None)
         try:
+            # RabbitMQ keeps a message whose claim Redis may have lost since it was first
+            # delivered (the Redis broker loses both together).
+            redelivered = getattr(message, "redelivered", False)
+            if redelivered and claims.retire_if_lost(task_id, attempt, message.message_timestamp):
+                return ClaimResult.RETIRED
             if fetched is None:
                 return claims.claim_attempt(
                     task_id, attempt, queue, self.worker_id, rate_limits(queue, env["name"])

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import redis
 
-from taskhub.engine import claims, pause
+from taskhub.engine import claims, pause, redis_memory
 from taskhub.engine.claims import ClaimResult
 
 THREADS = 16
@@ -148,3 +149,46 @@ def test_an_un_queued_attempt_is_retired_so_a_copy_that_reached_the_broker_never
 
     assert claims.claim_attempt(sent_anyway, 1, "default", "w") is ClaimResult.DUPLICATE
     assert redis_client.get(claims.claim_key(held, 1)) == b"worker"
+
+
+# -- a message RabbitMQ delivers again after Redis lost its data ------------------------------
+def _data_began(redis_client, at: float) -> None:
+    redis_client.set(redis_memory.kept_key(), f"{at:.6f}")
+
+
+def test_a_message_sent_before_redis_lost_its_data_has_its_unclaimed_attempt_retired(
+    redis_client,
+):
+    """Its first delivery may have started the attempt and taken a claim the loss erased: no
+    copy of it may be claimed afresh."""
+    task_id, now = str(uuid.uuid4()), time.time()
+    _data_began(redis_client, now)
+
+    assert claims.retire_if_lost(task_id, 1, int((now - 5) * 1000)) is True
+
+    assert claims.claim_holders([(task_id, 1)]) == [claims.RETIRED]
+    assert claims.claim_attempt(task_id, 1, "default", "w") is ClaimResult.DUPLICATE
+
+
+def test_a_message_sent_since_redis_data_began_or_an_attempt_held_is_not_retired(redis_client):
+    sent_since, held, now = str(uuid.uuid4()), str(uuid.uuid4()), time.time()
+    _data_began(redis_client, now - 5)
+    claims.claim_attempt(held, 1, "default", "runner")
+
+    assert claims.retire_if_lost(sent_since, 1, int(now * 1000)) is False
+    assert claims.retire_if_lost(held, 1, int((now - 60) * 1000)) is False
+
+    assert claims.claim_attempt(sent_since, 1, "default", "w") is ClaimResult.CLAIMED
+    assert claims.claim_holders([(held, 1)]) == ["runner"]
+
+
+def test_with_no_word_of_when_redis_data_began_it_begins_at_the_first_look(redis_client):
+    """Right after a flush nobody has marked the loss: a message already sent is older."""
+    redis_client.delete(redis_memory.kept_key())
+    task_id, sent = str(uuid.uuid4()), int(time.time() * 1000) - 1
+
+    assert claims.retire_if_lost(task_id, 1, sent) is True
+
+    began = float(redis_client.get(redis_memory.kept_key()))
+    assert sent / 1000 < began <= time.time() + 1
+    assert redis_memory.observe().kept_since == began  # the lifeline reads the same mark

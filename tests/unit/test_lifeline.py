@@ -346,6 +346,22 @@ def test_a_row_from_before_the_loss_that_a_worker_claims_meanwhile_is_left_to_it
     assert claims.claim_holders([(task.id, 1)]) == [holder]
 
 
+def test_a_queued_row_a_worker_retired_as_lost_with_redis_data_is_counted_lost(
+    redis_kept_its_data, resent
+):
+    """RabbitMQ delivered its message again after Redis lost its data: the worker retired the
+    attempt (taskhub.engine.claims.retire_if_lost) and the lifeline counts it lost."""
+    task = queued(waited=stale())
+    assert claims.retire_if_lost(str(task.id), 1, int(time.time() * 1000) - 3_600_000)
+
+    report = Lifeline().run_once()
+
+    assert report.lost_attempts == 1 and resent == []
+    assert status_of(task) == ("pending", 1)
+    event = TaskEvent.objects.get(task_id=task.id, kind="recovered")
+    assert (event.attempt, event.data["reason"]) == (1, "message lost with Redis's data")
+
+
 def test_redis_first_looked_at_by_the_dispatcher_holds_its_data_from_before_its_first_send():
     """A new Redis is no data loss: the messages the dispatcher sends after looking at it are
     younger than its data, so their attempts are never retired as lost with it."""
