@@ -4,6 +4,7 @@ beside today's ``spec`` / ``is_active``; a transition without ``after`` follows 
 it; a compensation with its own payload, checked against its task's schema when it is saved."""
 
 import pytest
+from django.utils import timezone
 
 from taskhub.models import OperatorAction, StepEdge, Task
 from taskhub.workflows.models import WorkflowDefinition
@@ -457,3 +458,15 @@ def test_a_compensations_own_payload_is_masked_by_its_tasks_secret_fields(operat
     assert shown["spec"]["initialTask"]["compensation"]["payload"]["headers"] == "***"
     undo_shown = shown["definition"]["transitions"][0]["compensation"]["payload"]
     assert undo_shown["headers"] == "***" and undo_shown["method"] == "DELETE"
+
+
+def test_a_row_written_by_hand_in_no_known_shape_is_shown_without_a_document(viewer):
+    now = timezone.now()
+    row = WorkflowDefinition.objects.create(
+        name="legacy", version=1, spec=[1, 2], created_at=now, updated_at=now
+    )
+
+    shown = viewer.get(f"{URL}/{row.id}")
+
+    assert shown.status_code == 200
+    assert (shown.json()["spec"], shown.json()["definition"]) == ([1, 2], None)
