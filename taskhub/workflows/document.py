@@ -140,7 +140,9 @@ def _run_order(initial: str, afters: dict[str, list[Any]]) -> list[str]:
     dependencies do not make a graph (they always do for a definition that was checked)."""
     graph = Graph(name="order")
     graph.steps = {
-        name: Step(key=name, task="", after=[a for a in after if a in afters])
+        name: Step(
+            key=name, task="", after=[a for a in after if isinstance(a, str) and a in afters]
+        )
         for name, after in afters.items()
     }
     try:

@@ -99,7 +99,7 @@ def _step(key: str, body: Any, input: dict | None, *, initial: bool) -> Step:
     _refuse_internal(where, body["type"], compensation)
     if undo_payload is not None:
         if input is None:
-            check_payload_as_written(compensation, undo_payload, f"{where}.compensation")
+            _check_payload_as_written(compensation, undo_payload, f"{where}.compensation")
         else:
             undo_payload = substitute(undo_payload, input, f"{where}.compensation")
     trigger, when = _trigger(body.get("on", "success"), where)
@@ -139,7 +139,7 @@ def _is_compensation(value: Any) -> bool:
     )
 
 
-def check_payload_as_written(task: str | None, payload: dict, where: str) -> None:
+def _check_payload_as_written(task: str | None, payload: dict, where: str) -> None:
     """Check a payload against its task's schema as the definition writes it, before any
     input fills it: a value that is a ``$input`` reference is taken on trust (the run's start
     checks the filled payload), everything else — a missing field, an unknown one, a literal
