@@ -84,6 +84,7 @@ class WorkflowBuilder:
         when: dict[str, Any] | None = None,
         allow_failure: bool = False,
         compensation: TaskRef | None = None,
+        compensation_payload: dict[str, Any] | None = None,
         compensate_failed: bool = False,
         priority: str | int | None = None,
         max_attempts: int | None = None,
@@ -94,7 +95,8 @@ class WorkflowBuilder:
         ``trigger``: ``all_success`` (default; every dependency succeeded, and matched
         ``when`` if given), ``all_done`` (whatever they did — a cleanup or finalizer) or
         ``any_failed`` (an error branch). ``compensation`` names the task that undoes this step
-        if the run compensates; ``compensate_failed`` compensates it even if it failed.
+        if the run compensates; it gets this step's payload, or ``compensation_payload`` when
+        given; ``compensate_failed`` compensates it even if it failed.
         """
         if when is not None and not isinstance(when, dict):
             raise InvalidWorkflow(f"step {key!r}: when must be an object of result values")
@@ -108,6 +110,9 @@ class WorkflowBuilder:
                 when=when,
                 allow_failure=allow_failure,
                 compensation=_task_name(compensation) if compensation else None,
+                compensation_payload=(
+                    None if compensation_payload is None else dict(compensation_payload)
+                ),
                 compensate_failed=compensate_failed,
                 priority=priority,
                 max_attempts=max_attempts,

@@ -389,18 +389,25 @@ def begin_compensation(run: WorkflowRun, now: dt.datetime) -> None:
 
 
 def _compensation_rows(run: WorkflowRun, forward: list[Task], now: dt.datetime) -> list[Task]:
-    """One compensation step per forward step, chained in the given order. Each gets the
-    forward step's payload (ctx.forward has its result and idempotency key)."""
+    """One compensation step per forward step, chained in the given order. Each gets its own
+    payload if its definition gave one, else the forward step's (ctx.forward has the forward
+    step's payload, result and idempotency key either way)."""
+    own_payloads = {
+        s["key"]: s["compensation_payload"]
+        for s in run.graph.get("steps", [])
+        if "compensation_payload" in s
+    }
     rows = []
     for index, step in enumerate(forward):
         definition = get_definition(step.compensation)
+        payload = own_payloads.get(step.step_key, step.payload)
         rows.append(
             transitions.insert_new(
                 Task(
                     id=uuid.uuid4(),
                     name=definition.name,
                     queue=definition.queue,
-                    payload=validate_payload(definition, step.payload),
+                    payload=validate_payload(definition, payload),
                     priority=step.priority,
                     max_attempts=definition.effective_max_attempts,
                     timeout=definition.effective_timeout,

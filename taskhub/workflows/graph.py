@@ -36,6 +36,8 @@ class Step:
     when: dict[str, Any] | None = None
     allow_failure: bool = False
     compensation: str | None = None
+    #: the compensation's own payload; ``None``: it gets the forward step's payload
+    compensation_payload: dict[str, Any] | None = None
     compensate_failed: bool = False
     priority: str | int | None = None
     max_attempts: int | None = None
@@ -81,6 +83,14 @@ class Graph:
                     raise InvalidWorkflow(
                         f"step {step.key!r}: unknown task {task!r}", field="steps"
                     )
+            if step.compensation_payload is not None and (
+                not step.compensation or not isinstance(step.compensation_payload, dict)
+            ):
+                raise InvalidWorkflow(
+                    f"step {step.key!r}: a compensation payload must be an object, given with "
+                    "the compensation task",
+                    field="steps",
+                )
             for upstream in step.after:
                 if upstream not in self.steps:
                     raise InvalidWorkflow(
@@ -120,7 +130,14 @@ class Graph:
             "name": self.name,
             "version": self.version,
             "steps": [
-                {k: v for k, v in asdict(s).items() if v not in (None, False, [], {})}
-                for s in self.steps.values()
+                {k: v for k, v in asdict(s).items() if _kept(k, v)} for s in self.steps.values()
             ],
         }
+
+
+def _kept(field_name: str, value: Any) -> bool:
+    """Defaults are left out of a run's graph, except an empty compensation payload: ``{}``
+    there means "this payload", not "the forward step's" (what a missing one means)."""
+    if field_name == "compensation_payload":
+        return value is not None
+    return value not in (None, False, [], {})

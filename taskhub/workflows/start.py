@@ -20,7 +20,7 @@ from ..errors import InvalidTaskRequest
 from ..models import EventKind, Task, TaskEvent, TaskStatus
 from .builder import WorkflowSpec, registered_workflows
 from .coordinator import run_event
-from .graph import Graph, InvalidWorkflow
+from .graph import Graph, InvalidWorkflow, Step
 from .models import FailurePolicy, StepEdge, WorkflowDefinition, WorkflowRun
 from .stored import compile_stored
 
@@ -147,8 +147,7 @@ def _step_rows(graph: Graph, run: WorkflowRun, now: dt.datetime) -> dict[str, Ta
             _check_queue(definition)
             payload = validate_payload(definition, step.payload)
             if step.compensation:
-                # The compensation gets the forward payload: it must accept it, checked now.
-                validate_payload(get_definition(step.compensation), payload)
+                _check_compensation(step, payload)
             opts = _resolve_options(
                 definition,
                 priority=step.priority,
@@ -172,6 +171,20 @@ def _step_rows(graph: Graph, run: WorkflowRun, now: dt.datetime) -> dict[str, Ta
         row.deps_remaining = len(step.after)
         rows[key] = transitions.insert_new(row, waiting=bool(step.after))
     return rows
+
+
+def _check_compensation(step: Step, forward_payload: dict[str, Any]) -> None:
+    """The compensation gets its own payload, else the forward step's: it must accept it,
+    checked now rather than when the run is already unwinding."""
+    definition = get_definition(step.compensation)
+    if step.compensation_payload is None:
+        validate_payload(definition, forward_payload)
+        return
+    try:
+        validate_payload(definition, step.compensation_payload)
+    except InvalidTaskRequest as exc:
+        errors = {f"compensation.{field}": m for field, m in exc.errors.items()}
+        raise InvalidTaskRequest(f"compensation: {exc}", errors=errors) from None
 
 
 def _insert(run: WorkflowRun, graph: Graph, rows: dict[str, Task], now: dt.datetime) -> None:

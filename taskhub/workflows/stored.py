@@ -11,14 +11,21 @@
 ``initialTask`` is the step ``initial`` (or its ``key``); each transition is a step named by its
 key. ``after`` is a step key or a list; ``on`` is ``success`` (default), ``failure``, ``done`` or
 ``{"result": {...}}`` (success with a result matching those values). ``compensation``,
-``allowFailure`` and ``compensateFailed`` mean what they mean in the Python builder. A string
-``"$input"`` or ``"$input.a.b"`` anywhere in a payload is replaced by the run's input (or that
-part of it) when the run starts.
+``allowFailure`` and ``compensateFailed`` mean what they mean in the Python builder;
+``compensation`` is a task name (it gets the forward step's payload) or
+``{"type": <task name>, "payload": {...}}`` (its own payload, checked against the task's schema
+when the definition is saved). A string ``"$input"`` or ``"$input.a.b"`` anywhere in a payload
+is replaced by the run's input (or that part of it) when the run starts.
+
+The Queue Worker document writes the same definition as a list of named steps
+(``taskhub.workflows.document`` translates it to this shape).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from pydantic import ValidationError
 
 from ..definitions.registry import all_definitions
 from ..safety.masking import mask
@@ -88,7 +95,13 @@ def _step(key: str, body: Any, input: dict | None, *, initial: bool) -> Step:
     if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
         raise InvalidWorkflow(f"{where}: after must be a step key or a list of them", field=where)
     _check_options(body, where)
-    _refuse_internal(where, body["type"], body.get("compensation"))
+    compensation, undo_payload = _compensation(body.get("compensation"))
+    _refuse_internal(where, body["type"], compensation)
+    if undo_payload is not None:
+        if input is None:
+            _check_payload_as_written(compensation, undo_payload, f"{where}.compensation")
+        else:
+            undo_payload = substitute(undo_payload, input, f"{where}.compensation")
     trigger, when = _trigger(body.get("on", "success"), where)
     return Step(
         key=key,
@@ -98,12 +111,75 @@ def _step(key: str, body: Any, input: dict | None, *, initial: bool) -> Step:
         trigger=trigger,
         when=when,
         allow_failure=bool(body.get("allowFailure", False)),
-        compensation=body.get("compensation"),
+        compensation=compensation,
+        compensation_payload=undo_payload,
         compensate_failed=bool(body.get("compensateFailed", False)),
         priority=body.get("priority"),
         max_attempts=body.get("maxAttempts"),
         timeout=body.get("timeout"),
     )
+
+
+def _compensation(value: Any) -> tuple[str | None, dict | None]:
+    """A step's ``compensation`` (already type-checked) as the task and its own payload."""
+    if isinstance(value, dict):
+        return value["type"], value["payload"]
+    return value, None
+
+
+def _is_compensation(value: Any) -> bool:
+    if isinstance(value, str):
+        return value != ""
+    return (
+        isinstance(value, dict)
+        and set(value) == {"type", "payload"}
+        and isinstance(value["type"], str)
+        and value["type"] != ""
+        and isinstance(value["payload"], dict)
+    )
+
+
+def _check_payload_as_written(task: str | None, payload: dict, where: str) -> None:
+    """Check a payload against its task's schema as the definition writes it, before any
+    input fills it: a value that is a ``$input`` reference is taken on trust (the run's start
+    checks the filled payload), everything else — a missing field, an unknown one, a literal
+    of the wrong type — is refused now."""
+    definition = all_definitions().get(task) if isinstance(task, str) else None
+    if definition is None or definition.schema is None:
+        return  # an unknown task is reported by Graph.validate; a schemaless one takes any
+    try:
+        definition.schema.model_validate(payload)
+    except ValidationError as exc:
+        errors: dict[str, list[str]] = {}
+        for error in exc.errors():
+            if _is_input_reference_at(payload, error["loc"]):
+                continue
+            location = ".".join(str(part) for part in error["loc"])
+            errors.setdefault(".".join(filter(None, (where, "payload", location))), []).append(
+                error["msg"]
+            )
+        if errors:
+            summary = "; ".join(f"{k}: {', '.join(v)}" for k, v in errors.items())
+            raise InvalidWorkflow(
+                f"invalid payload for {definition.name}: {summary}", errors=errors
+            ) from None
+
+
+def _is_input_reference_at(payload: Any, location: tuple) -> bool:
+    """Whether the value at ``location`` (or a value on the way to it) is a ``$input`` string."""
+    value = payload
+    for part in location:
+        if _is_input_reference(value):
+            return True
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return False  # the error is about something missing, not a reference
+    return _is_input_reference(value)
+
+
+def _is_input_reference(value: Any) -> bool:
+    return isinstance(value, str) and (value == "$input" or value.startswith("$input."))
 
 
 def _refuse_internal(where: str, *names: Any) -> None:
@@ -130,7 +206,10 @@ def _is_whole(value: Any) -> bool:
 #: The optional step fields with their type: what the engine would otherwise fail on when it
 #: reads them (a compensation that is not a task name, a max_attempts that is not a number …).
 _OPTIONS: dict[str, tuple[str, Any]] = {
-    "compensation": ("a task name", lambda v: isinstance(v, str) and v != ""),
+    "compensation": (
+        'a task name or {"type": <task name>, "payload": {...}}',
+        _is_compensation,
+    ),
     "allowFailure": ("true or false", lambda v: isinstance(v, bool)),
     "compensateFailed": ("true or false", lambda v: isinstance(v, bool)),
     "priority": (
@@ -168,7 +247,7 @@ def substitute(value: Any, input: dict[str, Any], where: str) -> Any:
         return {k: substitute(v, input, where) for k, v in value.items()}
     if isinstance(value, list):
         return [substitute(v, input, where) for v in value]
-    if isinstance(value, str) and (value == "$input" or value.startswith("$input.")):
+    if _is_input_reference(value):
         found: Any = input
         for part in value.split(".")[1:]:
             found = found.get(part, _MISSING) if isinstance(found, dict) else _MISSING
@@ -190,7 +269,10 @@ def mask_workflow_spec(spec: Any) -> Any:
             return mask(body)
         definition = definitions.get(body.get("type"))
         fields = definition.secret_fields if definition else ()
-        return {k: mask(v, fields) if k == "payload" else mask(v) for k, v in body.items()}
+        masked = {k: mask(v, fields) if k == "payload" else mask(v) for k, v in body.items()}
+        if isinstance(body.get("compensation"), dict):  # its own payload, by its own task
+            masked["compensation"] = step(body["compensation"])
+        return masked
 
     masked = mask({k: v for k, v in spec.items() if k not in ("initialTask", "transitions")})
     if "initialTask" in spec:

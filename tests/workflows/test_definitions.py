@@ -200,3 +200,49 @@ def test_pruning_takes_a_finished_run_with_all_its_steps_and_leaves_open_runs_al
     assert not Task.objects.filter(workflow_run_id=done.id).exists()
     assert Task.objects.filter(workflow_run=open_run).count() == 2  # its run is still open
     assert StepEdge.objects.filter(run=open_run).count() == 1
+
+
+def test_a_compensation_payload_is_kept_in_the_runs_graph_even_when_empty():
+    """``{}`` is a payload of its own; only a missing one means "the forward step's"."""
+    wf = WorkflowBuilder("t")
+    wf.step(
+        "a", "test.wf.step", {"name": "a"}, compensation="taskhub.ping", compensation_payload={}
+    )
+    wf.step("b", "test.wf.step", {"name": "b"}, after="a", compensation="test.wf.undo")
+
+    run = start_workflow(wf.graph)
+
+    steps = {s["key"]: s for s in run.graph["steps"]}
+    assert steps["a"]["compensation_payload"] == {}
+    assert "compensation_payload" not in steps["b"]
+
+
+def test_a_compensation_payload_without_a_compensation_or_one_its_task_refuses_is_refused():
+    wf = WorkflowBuilder("t")
+    wf.step("a", "test.wf.step", {"name": "a"}, compensation_payload={"name": "undo"})
+    with pytest.raises(InvalidWorkflow, match="given with the compensation task"):
+        start_workflow(wf.graph)
+    wf = WorkflowBuilder("t")
+    wf.step(
+        "a",
+        "test.wf.step",
+        {"name": "a"},
+        compensation="test.sleep",
+        compensation_payload={"seconds": "lots"},
+    )
+    with pytest.raises(InvalidWorkflow, match="step 'a': compensation: invalid payload") as err:
+        start_workflow(wf.graph)
+    assert "steps.a.compensation.payload.seconds" in err.value.errors
+    assert nothing_written()
+
+
+def test_a_stored_compensation_payload_is_filled_from_the_input_when_the_run_starts():
+    undo = {"type": "test.wf.undo", "payload": {"order": "$input.order", "why": "saga"}}
+    spec = {"initialTask": {"type": "test.wf.step", "compensation": undo}}
+
+    as_saved = compile_stored("d", 1, spec)
+    started = compile_stored("d", 1, spec, {"order": 42})
+
+    assert as_saved.steps["initial"].compensation == "test.wf.undo"
+    assert as_saved.steps["initial"].compensation_payload == undo["payload"]
+    assert started.steps["initial"].compensation_payload == {"order": 42, "why": "saga"}

@@ -10,11 +10,12 @@ handler; every mutation is recorded in the audit log in the transaction that per
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from ...workflows import definitions, operations
+from ...workflows.document import document_from_spec, spec_from_document
 from ...workflows.models import FailurePolicy, WorkflowDefinition, WorkflowRun, WorkflowStatus
 from ...workflows.start import start_workflow
 from ...workflows.stored import mask_workflow_spec
@@ -71,20 +72,59 @@ class WorkflowFilterSerializer(TaskFilterSerializer):
     task = None
 
 
+SPEC_HELP = '{"initialTask": {...}, "transitions": {"step": {...}}}'
+DOCUMENT_HELP = (
+    'Instead of spec, the Queue Worker document\'s shape: {"initialTask": "<step name>", '
+    '"transitions": [{"name": "<step name>", "type": "<task>", ...}]}; a transition without '
+    "after follows the step before it."
+)
+#: The document's spelling of a field → the one it stands for. A body gives one or the other.
+DOCUMENT_ALIASES = {"definition": "spec", "isActive": "is_active"}
+
+
 class DefinitionChangeSerializer(StrictSerializer):
+    """Today's fields, and the document's ``definition`` / ``isActive`` in their place;
+    validated data is in today's names, a document-shaped definition translated to a spec."""
+
     name = serializers.CharField(max_length=200, required=False)
     version = serializers.IntegerField(min_value=1, required=False)
     description = serializers.CharField(required=False, allow_blank=True)
-    spec = serializers.JSONField(
-        required=False, help_text='{"initialTask": {...}, "transitions": {"step": {...}}}'
-    )
+    spec = serializers.JSONField(required=False, help_text=SPEC_HELP)
+    definition = serializers.JSONField(required=False, help_text=DOCUMENT_HELP)
     is_active = serializers.BooleanField(required=False)
+    isActive = serializers.BooleanField(
+        required=False, help_text="is_active, as the document spells it"
+    )
     on_failure = serializers.ChoiceField(choices=FailurePolicy.choices, required=False)
+
+    def validate(self, data):
+        for alias, name in DOCUMENT_ALIASES.items():
+            if alias in data and name in data:
+                message = f"give {name} or {alias} (the document's shape), not both"
+                raise serializers.ValidationError({alias: [message], name: [message]})
+        data = dict(data)
+        if "definition" in data:
+            # Translated here, at the API's edge: one shape is stored, compiled and run.
+            data["spec"] = spec_from_document(data.pop("definition"))
+        if "isActive" in data:
+            data["is_active"] = data.pop("isActive")
+        return data
 
 
 class DefinitionCreateSerializer(DefinitionChangeSerializer):
     name = serializers.CharField(max_length=200)
-    spec = serializers.JSONField(help_text='{"initialTask": {...}, "transitions": {"step": {...}}}')
+
+    def validate(self, data):
+        if "spec" not in data and "definition" not in data:
+            raise serializers.ValidationError(
+                {
+                    "non_field_errors": [
+                        "a definition needs its steps: spec (the initialTask / transitions "
+                        "object) or definition (the document's shape)"
+                    ]
+                }
+            )
+        return super().validate(data)
 
 
 # -- response shapes (what the services return, documented for the schema) -------------------
@@ -156,6 +196,15 @@ class WorkflowRunListSerializer(serializers.Serializer):
 
 
 class WorkflowDefinitionSerializer(serializers.ModelSerializer):
+    """A stored definition in both shapes: ``spec`` / ``is_active`` and the document's
+    ``definition`` / ``isActive`` (the same steps, secrets masked in both)."""
+
+    definition = serializers.SerializerMethodField(
+        help_text="The spec in the document's shape: steps in the order they can run, after "
+        "left out where it is the step before."
+    )
+    isActive = serializers.BooleanField(source="is_active", read_only=True)
+
     class Meta:
         model = WorkflowDefinition
         fields = (
@@ -164,7 +213,9 @@ class WorkflowDefinitionSerializer(serializers.ModelSerializer):
             "version",
             "description",
             "spec",
+            "definition",
             "is_active",
+            "isActive",
             "on_failure",
             "created_at",
             "updated_at",
@@ -174,6 +225,10 @@ class WorkflowDefinitionSerializer(serializers.ModelSerializer):
         shown = super().to_representation(instance)
         shown["spec"] = mask_workflow_spec(shown["spec"])  # its steps' secrets never leave
         return shown
+
+    @extend_schema_field({"type": "object", "nullable": True})
+    def get_definition(self, row: WorkflowDefinition) -> dict | None:
+        return document_from_spec(mask_workflow_spec(row.spec))
 
 
 def detail(run: WorkflowRun) -> dict:
