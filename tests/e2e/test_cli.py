@@ -2,7 +2,6 @@
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -10,7 +9,7 @@ import time
 import pytest
 
 from taskhub.models import Task, TaskEvent
-from tests.support import ROOT, child_env, wait_for
+from tests.support import ROOT, child_env, free_port, healthz_ok, wait_for
 
 pytestmark = [pytest.mark.e2e]
 
@@ -149,12 +148,6 @@ def test_prune_deletes_old_finished_tasks_with_their_history_and_keeps_failures(
     assert TaskEvent.objects.filter(task_id__in=[r.id for r in rows[:3]]).count() == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _descendants(pid: int) -> set[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     children = {int(p) for p in out}
@@ -172,7 +165,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_up_runs_the_whole_stack_and_stops_cleanly_with_no_orphans(transactional_db):
-    port = _free_port()
+    port = free_port()
     up = subprocess.Popen(
         [
             sys.executable,
@@ -193,7 +186,7 @@ def test_up_runs_the_whole_stack_and_stops_cleanly_with_no_orphans(transactional
         text=True,
     )
     try:
-        wait_for(lambda: _http_ok(port), timeout=60, message="the web server")
+        wait_for(lambda: healthz_ok(port), timeout=60, message="the web server")
         task_id = taskhub("enqueue", "taskhub.ping", "--payload", "{}", check=True).stdout.strip()
         wait_for(
             lambda: json.loads(taskhub("show", task_id).stdout)["status"] == "completed",
@@ -209,12 +202,3 @@ def test_up_runs_the_whole_stack_and_stops_cleanly_with_no_orphans(transactional
         up.wait(timeout=60)
     time.sleep(0.5)
     assert [p for p in family if _alive(p)] == []
-
-
-def _http_ok(port: int) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False

@@ -4,7 +4,6 @@ Its workers dispatch (one leads at a time): the one killed here is the leader.""
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,9 @@ from taskhub import schedule_many
 from taskhub.engine.dispatcher import live_workers
 from taskhub.engine.leadership import current_leader
 from taskhub.models import Task, WorkerProcess
-from tests.support import ROOT, child_env, wait_for
+from tests.support import ROOT, child_env, free_port, healthz_ok, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _children(pid: int) -> list[int]:
@@ -68,22 +61,13 @@ def _dramatiq_processes(up_pid: int) -> list[int]:
     return [p for main in _worker_mains(up_pid) for p in _children(main)]
 
 
-def _http_ok(port: int) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def _finished_or_stack_gone(ids: list, up: subprocess.Popen) -> bool:
     done = Task.objects.filter(id__in=ids, status="completed").count() == len(ids)
     return done or up.poll() is not None
 
 
 def test_up_restarts_a_killed_worker_and_the_other_children_keep_running(transactional_db):
-    port = _free_port()
+    port = free_port()
     log_path = ROOT / "var" / "test-logs" / f"up-{time.time_ns()}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
@@ -97,7 +81,7 @@ def test_up_restarts_a_killed_worker_and_the_other_children_keep_running(transac
         )
     family: set[int] = set()
     try:
-        wait_for(lambda: _http_ok(port), timeout=90, message="the web server")
+        wait_for(lambda: healthz_ok(port), timeout=90, message="the web server")
         wait_for(lambda: len(live_workers(timezone.now())) >= 2, timeout=60, message="2 workers")
         others = {p: _cmdline(p) for p in _children(up.pid) if not _is_worker_main(p)}
         assert len(others) >= 2  # web and scheduler (the scheduler is enabled in the tests)
