@@ -42,6 +42,7 @@ from ..workflows.coordinator import settle
 from .audit import actor_name, record
 from .roles import ADMIN, OPERATOR
 from .services import WAITING_STATUSES
+from .task_filters import describe
 
 #: The actions, each with the role it needs (``roles.py``).
 ACTIONS = {"retry": OPERATOR, "cancel": OPERATOR, "delete": ADMIN}
@@ -140,8 +141,9 @@ def run(
     progress: Progress | None = None,
 ) -> BulkResult:
     """Apply ``action`` (retry, cancel, delete) to every task of ``tasks`` whose status allows
-    it, in batches, and record it once in the audit log (``filters`` as the caller describes
-    them, the counts, ``user`` and ``source``).
+    it, in batches, and record it once in the audit log (``filters``, the filter as the caller
+    received it, kept by :func:`~taskhub.console.task_filters.describe`; the counts; ``user``
+    and ``source``).
 
     ``expected_count``: the count the operator confirmed; another count raises
     :class:`CountChanged` and changes nothing. ``as_of``: when that count was taken (rows
@@ -160,7 +162,7 @@ def run(
             f"task.bulk_{action}",
             source=source,
             target_type="task",
-            filter=filters,
+            filter=describe(filters),
             matched=counted.matched,
             eligible=counted.eligible,
             acted=acted,

@@ -14,7 +14,7 @@ from ...engine.enqueue import schedule
 from ...models import TaskEvent, TaskLog
 from .. import bulk, services
 from ..audit import audited
-from ..task_filters import describe, filtered_tasks
+from ..task_filters import filtered_tasks
 from .permissions import ADMIN, OPERATOR, VIEWER, RolePermission
 from .serializers import (
     BulkActionRequestSerializer,
@@ -130,7 +130,7 @@ class TaskBulkAction(TaskhubAPIView):
                     tasks,
                     user=request.user,
                     source="api",
-                    filters={**describe(data["filter"]), **({"all": True} if data["all"] else {})},
+                    filters={**data["filter"], **({"all": True} if data["all"] else {})},
                     expected_count=data.get("expected_count"),
                 )
         except bulk.CountChanged as exc:
