@@ -86,9 +86,9 @@ def tasks(args) -> int | None:
     counted = bulk.count(args.action, matching)
     done = _DONE[args.action]
     sys.stdout.write(
-        f"{counted.matched} tasks match; {counted.eligible} can be {done} "
-        f"({bulk.RULES[args.action]}), the other {counted.matched - counted.eligible} "
-        "are skipped\n"
+        f"{counted.matched} tasks match; {counted.eligible} can be {done}, "
+        f"{counted.matched - counted.eligible} skipped\n"
+        f"({args.action} acts on {bulk.RULES[args.action]})\n"
     )
     if args.dry_run or counted.eligible == 0:
         return None

@@ -49,11 +49,12 @@ ACTIONS = {"retry": OPERATOR, "cancel": OPERATOR, "delete": ADMIN}
 
 #: Which of the matched rows each action may touch, in words (for confirmations and docs).
 RULES = {
-    "retry": "failed or cancelled tasks that are not workflow steps (retry those with their run)",
-    "cancel": "waiting, queued, retrying and blocked tasks (cancelled now) and running ones "
-    "(asked to stop; those already asked are skipped)",
-    "delete": "finished tasks (completed, failed, cancelled, skipped) that are not workflow "
-    "steps, whose parent and spawned tasks have all finished too",
+    "retry": "failed or cancelled tasks that are not workflow steps (those are retried with "
+    "their run)",
+    "cancel": "waiting, queued, retrying and blocked tasks, cancelled now, and running ones, "
+    "asked to stop (unless already asked)",
+    "delete": "finished tasks that are not workflow steps, whose parent and spawned tasks have "
+    "all finished too",
 }
 
 Progress = Callable[[int, int], None]
