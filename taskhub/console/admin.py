@@ -17,6 +17,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR, TO_FIELD_VAR, IncorrectLookupParameters
 from django.contrib.admin.views.main import ALL_VAR, ERROR_FLAG, ORDER_VAR, PAGE_VAR
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Q
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
@@ -327,7 +328,8 @@ class TaskAdmin(RoleAdmin):
             # Before the object URLs, which "bulk/retry/" would match as an id too.
             path(
                 "bulk/<str:action>/",
-                self.admin_site.admin_view(self.bulk_action),
+                # Each batch commits on its own, even in a project with ATOMIC_REQUESTS.
+                transaction.non_atomic_requests(self.admin_site.admin_view(self.bulk_action)),
                 name="taskhub_task_bulk",
             ),
             path(

@@ -5,8 +5,10 @@ import datetime as dt
 import re
 
 import pytest
+from django.db import connection, connections
 from django.utils import timezone
 
+from taskhub.console import bulk
 from taskhub.engine.enqueue import schedule
 from taskhub.models import OperatorAction, Task, TaskStatus
 
@@ -134,3 +136,24 @@ def test_a_tampered_confirmation_changes_nothing(login):
 
     assert Task.objects.get().status == TaskStatus.FAILED and not OperatorAction.objects.exists()
     assert browser.get(f"{LIST}bulk/explode/").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_batches_commit_on_their_own_even_with_atomic_requests(login, monkeypatch):
+    monkeypatch.setitem(connections.settings["default"], "ATOMIC_REQUESTS", True)
+    inside_a_transaction = []
+    real_run = bulk.run
+
+    def spy(*args, **kwargs):
+        inside_a_transaction.append(connection.in_atomic_block)
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(bulk, "run", spy)
+    task_in(TaskStatus.FAILED)
+    browser = login("operator")
+    url = f"{LIST}bulk/retry/?status=failed"
+
+    browser.post(url, hidden(browser.get(url).content.decode()))
+
+    assert inside_a_transaction == [False]
+    assert Task.objects.get().status == TaskStatus.PENDING

@@ -2,8 +2,10 @@
 first, by role, audited once; bad input or a changed count changes nothing."""
 
 import pytest
+from django.db import connection, connections
 from django.utils import timezone
 
+from taskhub.console import bulk
 from taskhub.engine.enqueue import schedule
 from taskhub.models import OperatorAction, Task, TaskStatus
 from tests.api.role_matrix import assert_answers_by_role, by_role
@@ -179,3 +181,21 @@ def test_the_actions_are_in_the_openapi_schema_with_their_409(viewer):
     for action in ("retry", "cancel", "delete"):
         operation = paths[f"/api/tasks/actions/{action}"]["post"]
         assert {"200", "400", "403", "409"} <= set(operation["responses"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_batches_commit_on_their_own_even_with_atomic_requests(operator, monkeypatch):
+    # A project with ATOMIC_REQUESTS would otherwise make the whole action one transaction.
+    monkeypatch.setitem(connections.settings["default"], "ATOMIC_REQUESTS", True)
+    inside_a_transaction = []
+    real_run = bulk.run
+
+    def spy(*args, **kwargs):
+        inside_a_transaction.append(connection.in_atomic_block)
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(bulk, "run", spy)
+    task_in("failed")
+
+    assert post(operator, "retry", {"filter": {"status": ["failed"]}}).json()["acted"] == 1
+    assert inside_a_transaction == [False]
