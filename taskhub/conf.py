@@ -88,6 +88,8 @@ DEFAULTS: dict[str, Any] = {
     # How long completed and cancelled tasks are kept before `taskhub prune` removes them.
     "RETENTION_DAYS": 7.0,
     "PRUNE_BATCH": 5000,
+    # Rows one transaction of a bulk action by filter (retry, cancel, delete) acts on.
+    "BULK_ACTION_BATCH": 500,
     "KEY_PREFIX": "taskhub",
     # Live event streams (GET /api/events/stream): seconds a stream lasts before the client
     # reconnects (and is authorised again), keep-alive comment interval, ticket lifetime,

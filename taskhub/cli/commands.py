@@ -27,7 +27,7 @@ from ..errors import InvalidTaskRequest, MissingExtra, import_extra
 from . import probes  # noqa: F401  (probes registers `taskhub health`)
 from .launcher import Stack
 from .process import run_until_signalled
-from .subcommands import fail, parse_json, print_json, subcommand
+from .subcommands import fail, parse_json, print_json, progress_bar, subcommand
 
 
 def _enqueue_args(p) -> None:
@@ -56,15 +56,6 @@ def _read_jsonl(path: str) -> list[Any]:
     return payloads
 
 
-def _progress_bar(done: int, total: int) -> None:
-    width = 30
-    filled = width * done // max(total, 1)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    if done >= total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
 @subcommand("enqueue", "schedule a task (or a JSONL file of them); prints the id(s)", _enqueue_args)
 def enqueue(args) -> None:
     get_external_definition(args.name)  # an internal task is the application's to schedule
@@ -85,7 +76,7 @@ def enqueue(args) -> None:
         for done, row in enumerate(rows, start=1):
             sys.stdout.write(f"{row.id}\n")
             if done % 500 == 0 or done == len(rows):
-                _progress_bar(done, len(rows))
+                progress_bar(done, len(rows))
         return
     payload = parse_json(args.payload, "--payload")
     row = schedule(args.name, payload, dedup_key=args.dedup_key, **options)

@@ -55,6 +55,17 @@ def parse_json(text: str, what: str) -> Any:
         raise fail(f"{what} is not valid JSON: {exc}") from None
 
 
+def progress_bar(done: int, total: int) -> None:
+    """Draw ``done``/``total`` as one line on stderr, redrawn in place (``\\r``); the line ends
+    once ``done`` reaches ``total``."""
+    width = 30
+    filled = width * min(done, total) // max(total, 1)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
 def run(args: Any) -> int | None:
     try:
         return SUBCOMMANDS[args.subcommand].handle(args)

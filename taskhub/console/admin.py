@@ -14,13 +14,18 @@ import uuid
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR, TO_FIELD_VAR, IncorrectLookupParameters
+from django.contrib.admin.views.main import ALL_VAR, ERROR_FLAG, ORDER_VAR, PAGE_VAR
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Q
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 
 from ..conf import taskhub_settings
 from ..definitions.payloads import redact
@@ -40,7 +45,7 @@ from ..models import (
     WorkerProcess,
 )
 from ..scheduler import schedules as schedule_services
-from . import analytics, services
+from . import analytics, bulk, services
 from .admin_tools import (
     SHOWN_HISTORY,
     CreatedFilter,
@@ -52,6 +57,7 @@ from .admin_tools import (
 )
 from .audit import audited
 from .roles import ADMIN, OPERATOR, VIEWER, has_role
+from .task_filters import selects_everything
 
 
 def brand_admin_site(site: admin.AdminSite | None = None) -> admin.AdminSite:
@@ -133,6 +139,19 @@ class PriorityFilter(admin.SimpleListFilter):
 
 
 # --- tasks ------------------------------------------------------------------------------------
+
+#: Query parameters of the changelist that are not filters: page, ordering, error flag, popups.
+_NOT_FILTERS = {PAGE_VAR, ORDER_VAR, ERROR_FLAG, ALL_VAR, TO_FIELD_VAR, IS_POPUP_VAR}
+
+
+def _confirmed_count(form) -> tuple[int, dt.datetime] | None:
+    """The count a confirmation page showed and when it was taken, or None if the form lacks
+    them (or was tampered with)."""
+    as_of = parse_datetime(form.get("as_of", ""))
+    count = form.get("expected_count", "")
+    if as_of is None or not count.isdigit():
+        return None
+    return int(count), as_of
 
 
 @admin.register(Task)
@@ -306,6 +325,13 @@ class TaskAdmin(RoleAdmin):
 
     def get_urls(self):
         return [
+            # Before the object URLs, which "bulk/retry/" would match as an id too.
+            path(
+                "bulk/<str:action>/",
+                # Each batch commits on its own, even in a project with ATOMIC_REQUESTS.
+                transaction.non_atomic_requests(self.admin_site.admin_view(self.bulk_action)),
+                name="taskhub_task_bulk",
+            ),
             path(
                 "<path:object_id>/do/<str:verb>/",
                 self.admin_site.admin_view(self.task_action),
@@ -352,6 +378,80 @@ class TaskAdmin(RoleAdmin):
     def render_change_form(self, request, context, *args, **kwargs):
         context["can_operate"] = has_role(request.user, OPERATOR)
         return super().render_change_form(request, context, *args, **kwargs)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            # the buttons acting on every row the list's filters match (bulk_action)
+            "bulk_actions": [a for a, role in bulk.ACTIONS.items() if has_role(request.user, role)],
+        }
+        return super().changelist_view(request, extra_context)
+
+    def bulk_action(self, request, action: str):
+        """Retry, cancel or delete every task the changelist's current filters match (the query
+        string it was opened with), not only a page: a confirmation showing the count, then
+        the action in batches (taskhub.console.bulk), audited once."""
+        if action not in bulk.ACTIONS:
+            raise Http404
+        if not has_role(request.user, bulk.ACTIONS[action]):
+            raise PermissionDenied
+        listing = reverse("admin:taskhub_task_changelist")
+        filters = {k: v for k, v in request.GET.items() if k not in _NOT_FILTERS}
+        back = f"{listing}?{urlencode(filters)}" if filters else listing
+        try:
+            tasks = self.get_changelist_instance(request).queryset
+        except IncorrectLookupParameters:
+            self.message_user(request, "Those filters are not valid.", messages.ERROR)
+            return HttpResponseRedirect(listing)
+        everything = selects_everything(tasks)
+        problem = ""
+        if request.method == "POST":
+            confirmed = _confirmed_count(request.POST)
+            if everything and request.POST.get("all") != "yes":
+                problem = "No filter is set: tick the box to act on every task."
+            elif confirmed is None:
+                problem = "The confirmation was incomplete; check the count and confirm again."
+            else:
+                expected, as_of = confirmed
+                try:
+                    result = bulk.run(
+                        action,
+                        tasks,
+                        user=request.user,
+                        source="admin",
+                        filters={**filters, **({"all": True} if everything else {})},
+                        expected_count=expected,
+                        as_of=as_of,
+                    )
+                except bulk.CountChanged as exc:
+                    problem = str(exc)
+                else:
+                    done = {"retry": "retried", "cancel": "cancelled", "delete": "deleted"}[action]
+                    self.message_user(
+                        request,
+                        f"{result.matched} tasks matched: {result.acted} {done}, "
+                        f"{result.skipped} skipped.",
+                        messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(back)
+        counted = bulk.count(action, tasks)
+        return TemplateResponse(
+            request,
+            "admin/taskhub/task/confirm_bulk.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Confirm: {action} every matching task",
+                "opts": self.model._meta,
+                "action": action,
+                "counted": counted,
+                "skipped": counted.matched - counted.eligible,
+                "rule": bulk.RULES[action],
+                "filters": filters,
+                "everything": everything,
+                "problem": problem,
+                "back": back,
+            },
+        )
 
 
 @admin.register(TaskEvent)

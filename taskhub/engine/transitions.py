@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
+from django.db.models import F
 
 from ..errors import InvalidTransition
 from ..models import EventKind, Task, TaskEvent, TaskStatus, WorkflowRun, WorkflowStatus
@@ -466,6 +467,23 @@ def retry(task: Task, now: dt.datetime, *, budget: int) -> None:
         raise InvalidTransition(f"task {task.id} is not failed or cancelled")
     for name, value in fields.items():
         setattr(task, name, value)
+
+
+def retry_many(ids: Iterable[Any], now: dt.datetime) -> int:
+    """:func:`retry` of many rows at once (an operator's retry by filter): each
+    ``failed``/``cancelled`` row → ``pending``, due now, no cancel request, with as many fresh
+    attempts as it had in all (max_attempts = attempt + max_attempts), as a single retry gives
+    one task. The caller holds the rows' locks. Returns the count written."""
+    return Task.objects.filter(
+        id__in=list(ids), status__in=_sources("retry", [TaskStatus.PENDING])
+    ).update(
+        status=TaskStatus.PENDING,
+        max_attempts=F("attempt") + F("max_attempts"),
+        scheduled_at=now,
+        updated_at=now,
+        completed_at=None,
+        cancel_requested=False,
+    )
 
 
 def rearm_steps(steps: Sequence[Task], now: dt.datetime) -> int:

@@ -177,3 +177,34 @@ def test_an_operator_watches_and_steers_queues_on_the_dashboard(live_server_url,
     # an operator has no Clear button: that is for admins
     assert page.locator('tr[data-queue="email"] a', has_text="Clear").count() == 0
     assert errors == []
+
+
+def test_an_operator_retries_every_failed_task_of_a_filtered_list(live_server_url, browser):
+    create_user("omar", "operator", password="correct horse battery")
+    now = timezone.now()
+    for _ in range(60):  # more than a page of the list (50)
+        task = schedule("email.send", EMAIL)
+        Task.objects.filter(id=task.id).update(status=TaskStatus.FAILED, completed_at=now)
+    schedule("email.send", EMAIL, delay=3600)
+    page = browser.new_page(viewport={"width": 1500, "height": 900})
+    page.goto(f"{live_server_url}/admin/login/?next=/admin/taskhub/task/%3Fstatus%3Dfailed")
+    page.fill("#id_username", "omar")
+    page.fill("#id_password", "correct horse battery")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#result_list")
+
+    # When the operator asks to retry all that the filtered list matches, the count comes first
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "bulk-list.png"))
+    page.click("text=Retry all matching…")
+    page.wait_for_selector(".th-confirm")
+    assert "60 tasks match" in page.inner_text(".th-confirm")
+    page.screenshot(path=str(ARTIFACTS / "bulk-confirm.png"), full_page=True)
+    assert Task.objects.filter(status=TaskStatus.FAILED).count() == 60
+
+    # Then, confirmed, every one of them is retried, not only the page shown
+    page.click("input[type=submit][value^='Yes']")
+    page.wait_for_selector(".messagelist")
+    assert "60 tasks matched: 60 retried, 0 skipped." in page.inner_text(".messagelist")
+    assert not Task.objects.filter(status=TaskStatus.FAILED).exists()
+    assert Task.objects.filter(status=TaskStatus.PENDING).count() == 61

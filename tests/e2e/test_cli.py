@@ -14,11 +14,12 @@ from tests.support import ROOT, child_env, free_port, healthz_ok, wait_for
 pytestmark = [pytest.mark.e2e]
 
 
-def taskhub(*args, check=False):
+def taskhub(*args, check=False, stdin=None):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "taskhub", *args],
         cwd=ROOT,
         env=child_env(),
+        stdin=stdin,
         capture_output=True,
         text=True,
         timeout=60,
@@ -146,6 +147,26 @@ def test_prune_deletes_old_finished_tasks_with_their_history_and_keeps_failures(
     remaining = set(Task.objects.values_list("status", flat=True))
     assert remaining == {"failed", "completed", "pending"}
     assert TaskEvent.objects.filter(task_id__in=[r.id for r in rows[:3]]).count() == 0
+
+
+def test_a_bulk_action_asks_first_and_a_script_must_say_yes(transactional_db):
+    from taskhub import schedule_many
+
+    rows = schedule_many("test.noop", [{}] * 3, delay=3600)  # nothing here may run
+    Task.objects.filter(id__in=[r.id for r in rows]).update(status="failed")
+    flags = ("tasks", "retry", "--status", "failed", "--name", "test.noop")
+
+    unattended = taskhub(*flags, stdin=subprocess.DEVNULL)
+
+    assert unattended.returncode == 2 and "--yes" in unattended.stderr
+    assert "3 tasks match" in unattended.stdout
+    assert set(Task.objects.values_list("status", flat=True)) == {"failed"}
+
+    done = taskhub(*flags, "--yes", "--batch", "2", check=True)
+
+    assert "retried 3 tasks; 0 skipped" in done.stdout
+    assert "3/3" in done.stderr  # the progress bar
+    assert set(Task.objects.values_list("status", flat=True)) == {"pending"}
 
 
 def _descendants(pid: int) -> set[int]:

@@ -139,6 +139,12 @@ CASES: dict[str, tuple[Callable[[Task, int], object], str, tuple | None, bool]] 
         None,
         False,
     ),
+    "retry (many)": (
+        lambda t, a: transitions.retry_many([t.id], NOW()),
+        TaskStatus.PENDING,
+        None,
+        False,
+    ),
     "rearm_step": (
         lambda t, a: transitions.rearm_steps([t], NOW()),
         TaskStatus.BLOCKED,
@@ -215,12 +221,23 @@ def test_the_counters_each_transition_promises():
     transitions.hand_back([(handed.id, ATTEMPT, None)], NOW(), started=True)
     retried = make_task(TaskStatus.FAILED)
     transitions.retry(retried, NOW(), budget=3)
+    retried_by_filter = make_task(TaskStatus.CANCELLED)
+    Task.objects.filter(id=retried_by_filter.id).update(cancel_requested=True, completed_at=NOW())
+    transitions.retry_many([retried_by_filter.id], NOW())
 
     # Not charged: the limit moves up with the attempt handed back.
     assert Task.objects.get(id=unqueued.id).max_attempts == 6
     assert Task.objects.get(id=handed.id).max_attempts == 6
     row = Task.objects.get(id=retried.id)
     assert (row.status, row.max_attempts) == (TaskStatus.PENDING, ATTEMPT + 3)
+    # a retry by filter gives each row as many attempts as it had in all (5 here)
+    row = Task.objects.get(id=retried_by_filter.id)
+    assert (row.status, row.max_attempts, row.cancel_requested) == (
+        TaskStatus.PENDING,
+        ATTEMPT + 5,
+        False,
+    )
+    assert row.completed_at is None
 
 
 @pytest.mark.django_db

@@ -13,6 +13,7 @@ from rest_framework import serializers
 from ...definitions.payloads import redact
 from ...definitions.registry import InternalTask, all_definitions, get_external_definition
 from ...models import TaskStatus
+from ..task_filters import filtered_tasks, selects_everything
 
 MAX_BULK = 1000
 
@@ -206,6 +207,74 @@ class TaskFilterSerializer(serializers.Serializer):
             if not data["status"]:
                 data.pop("status")
         return super().to_internal_value(data)
+
+
+class BulkTaskFilterSerializer(StrictSerializer, TaskFilterSerializer):
+    """The task list's filter as a JSON object, without its paging. An unknown key is refused:
+    a misspelt condition must never widen what a bulk action touches."""
+
+    cursor = None
+    limit = None
+
+    def to_internal_value(self, data):
+        if not isinstance(data, Mapping):
+            raise serializers.ValidationError("Must be an object of the task list's filters.")
+        status = data.get("status")
+        if isinstance(status, str):  # "failed,cancelled" as in the list's query string
+            data = {**data, "status": [s for s in status.split(",") if s]}
+        return super().to_internal_value(data)
+
+
+class BulkActionRequestSerializer(StrictSerializer):
+    filter = BulkTaskFilterSerializer(
+        required=False,
+        help_text="The tasks to act on: the same keys as GET /api/tasks's query "
+        "(status as a list or comma-separated).",
+    )
+    all = serializers.BooleanField(
+        default=False,
+        help_text="Required (true) when the filter is empty: the action then covers every task.",
+    )
+    expected_count = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        help_text="The count the caller confirmed; if the filter now matches another number of "
+        "tasks the answer is 409 and nothing changes.",
+    )
+    dry_run = serializers.BooleanField(
+        default=False, help_text="Only count: what would be matched and acted on."
+    )
+
+    def validate(self, attrs):
+        attrs.setdefault("filter", {})
+        if not attrs["all"] and selects_everything(filtered_tasks(attrs["filter"])):
+            raise serializers.ValidationError(
+                {
+                    "filter": [
+                        'The filter is empty: it matches every task. Send "all": true to act '
+                        "on every task."
+                    ]
+                }
+            )
+        return attrs
+
+
+class BulkActionResultSerializer(serializers.Serializer):
+    matched = serializers.IntegerField(help_text="Tasks the filter matched when counted.")
+    eligible = serializers.IntegerField(
+        help_text="Of those, the tasks whose status allowed the action when counted."
+    )
+    acted = serializers.IntegerField(help_text="Tasks retried, cancelled or deleted (0: dry run).")
+    skipped = serializers.IntegerField(
+        help_text="matched - acted: not allowed by their status, changed meanwhile, or busy."
+    )
+    dry_run = serializers.BooleanField()
+
+
+class BulkCountChangedSerializer(serializers.Serializer):
+    error = serializers.CharField()
+    matched = serializers.IntegerField(help_text="What the filter matches now.")
+    expected_count = serializers.IntegerField()
 
 
 class TimeRangeField(serializers.DateTimeField):

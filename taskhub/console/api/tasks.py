@@ -1,7 +1,9 @@
-"""``/api/tasks``: schedule, list, inspect, retry, cancel and delete tasks."""
+"""``/api/tasks``: schedule, list, inspect, retry, cancel and delete tasks, one by one or every
+task a filter matches."""
 
 from __future__ import annotations
 
+from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -10,11 +12,15 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from ...engine.enqueue import schedule
-from ...models import Task, TaskEvent, TaskLog
-from .. import services
+from ...models import TaskEvent, TaskLog
+from .. import bulk, services
 from ..audit import audited
+from ..task_filters import filtered_tasks
 from .permissions import ADMIN, OPERATOR, VIEWER, RolePermission
 from .serializers import (
+    BulkActionRequestSerializer,
+    BulkActionResultSerializer,
+    BulkCountChangedSerializer,
     BulkTaskRequestSerializer,
     HistoryPageQuerySerializer,
     TaskDetailSerializer,
@@ -45,24 +51,6 @@ class TaskCursorPagination(CursorPagination):
             raise ValidationError({"cursor": ["Invalid cursor."]}) from exc
 
 
-def _filtered(params: dict):
-    tasks = Task.objects.all()
-    lookups = {
-        "status": "status__in",
-        "queue": "queue",
-        "task": "name",
-        "correlation_id": "correlation_id",
-        "user_id": "user_id",
-        "created_after": "created_at__gte",
-        "created_before": "created_at__lt",
-    }
-    for param, lookup in lookups.items():
-        if params.get(param) not in (None, "", set()):
-            value = params[param]
-            tasks = tasks.filter(**{lookup: list(value) if param == "status" else value})
-    return tasks
-
-
 class TaskListCreate(TaskhubAPIView):
     permission_classes = [RolePermission]
     roles = {"GET": VIEWER, "POST": OPERATOR}
@@ -77,7 +65,9 @@ class TaskListCreate(TaskhubAPIView):
         filters = TaskFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         paginator = TaskCursorPagination()
-        page = paginator.paginate_queryset(_filtered(filters.validated_data), request, view=self)
+        page = paginator.paginate_queryset(
+            filtered_tasks(filters.validated_data), request, view=self
+        )
         return paginator.get_paginated_response(TaskSerializer(page, many=True).data)
 
     @extend_schema(
@@ -114,6 +104,70 @@ class TaskBulkCreate(TaskhubAPIView):
         ):
             tasks = services.schedule_batch(requests)
         return Response(TaskSerializer(tasks, many=True).data, status=status.HTTP_201_CREATED)
+
+
+class TaskBulkAction(TaskhubAPIView):
+    """``POST /api/tasks/actions/<retry|cancel|delete>``: the action on every task a filter
+    matches, in batches (taskhub.console.bulk). Made per action by :func:`bulk_action_view`."""
+
+    permission_classes = [RolePermission]
+    action_name = ""
+
+    def post(self, request):
+        body = BulkActionRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        tasks = filtered_tasks(data["filter"])
+        try:
+            if data["dry_run"]:
+                counted = bulk.count(self.action_name, tasks)
+                expected = data.get("expected_count")
+                if expected is not None and expected != counted.matched:
+                    raise bulk.CountChanged(expected, counted.matched)
+                result = bulk.BulkResult(counted.matched, counted.eligible, 0, 0)
+            else:
+                result = bulk.run(
+                    self.action_name,
+                    tasks,
+                    user=request.user,
+                    source="api",
+                    filters={**data["filter"], **({"all": True} if data["all"] else {})},
+                    expected_count=data.get("expected_count"),
+                )
+        except bulk.CountChanged as exc:
+            body = {"error": str(exc), "matched": exc.matched, "expected_count": exc.expected}
+            return Response(body, status=status.HTTP_409_CONFLICT)
+        return Response({**result.as_dict(), "dry_run": data["dry_run"]})
+
+
+_BULK_SUMMARIES = {
+    "retry": "Retry every failed or cancelled task a filter matches",
+    "cancel": "Cancel every waiting task a filter matches; ask running ones to stop",
+    "delete": "Delete every finished task a filter matches, with its history",
+}
+
+
+def bulk_action_view(action: str):
+    view = type(
+        f"TaskBulk{action.title()}",
+        (TaskBulkAction,),
+        {"action_name": action, "roles": {"POST": bulk.ACTIONS[action]}},
+    )
+
+    def post(self, request):
+        return TaskBulkAction.post(self, request)
+
+    view.post = extend_schema(
+        summary=_BULK_SUMMARIES[action],
+        description=f"Acts on {bulk.RULES[action]}; the other matched tasks are skipped. "
+        "Counts first: with expected_count, another count is a 409 and nothing changes; "
+        "dry_run only counts.",
+        request=BulkActionRequestSerializer,
+        responses={200: BulkActionResultSerializer, 409: BulkCountChangedSerializer},
+        operation_id=f"tasks_actions_{action}",
+    )(post)
+    # Each batch commits on its own, even in a project with ATOMIC_REQUESTS.
+    return transaction.non_atomic_requests(view.as_view())
 
 
 _ID = OpenApiParameter("task_id", OpenApiTypes.UUID, OpenApiParameter.PATH)

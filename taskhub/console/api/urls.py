@@ -11,6 +11,11 @@ _queue = "task-queue/<str:queue_name>"
 urlpatterns = [
     path("tasks", tasks.TaskListCreate.as_view(), name="task-list"),
     path("tasks/bulk", tasks.TaskBulkCreate.as_view(), name="task-bulk"),
+    # Before tasks/<task_id>/…, which "actions/retry" would match too.
+    *[
+        path(f"tasks/actions/{action}", tasks.bulk_action_view(action), name=f"task-bulk-{action}")
+        for action in ("retry", "cancel", "delete")
+    ],
     path("tasks/<str:task_id>", tasks.TaskDetail.as_view(), name="task-detail"),
     path("tasks/<str:task_id>/events", tasks.TaskEvents.as_view(), name="task-events"),
     path("tasks/<str:task_id>/logs", tasks.TaskLogs.as_view(), name="task-logs"),

@@ -5,6 +5,7 @@ from argparse import Namespace
 from django.core.management.base import BaseCommand
 
 from taskhub.cli import (  # noqa: F401  (register the subcommands)
+    bulk_commands,
     commands,
     schedule_commands,
     watch,

@@ -1,0 +1,54 @@
+"""Which tasks a filter selects: one function from the task list's validated filter (the keys
+of ``api.serializers.TaskFilterSerializer``) to a queryset, shared by ``GET /api/tasks`` and the
+bulk actions of the API and the command line, so a key added to the filter reaches all three."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from django.db.models import QuerySet
+
+from ..models import Task
+
+
+def filtered_tasks(params: Mapping[str, Any]) -> QuerySet[Task]:
+    """The tasks matching ``params`` (validated filter values; an empty one filters nothing)."""
+    tasks = Task.objects.all()
+    lookups = {
+        "status": "status__in",
+        "queue": "queue",
+        "task": "name",
+        "correlation_id": "correlation_id",
+        "user_id": "user_id",
+        "created_after": "created_at__gte",
+        "created_before": "created_at__lt",
+    }
+    for param, lookup in lookups.items():
+        if params.get(param) not in (None, "", set()):
+            value = params[param]
+            tasks = tasks.filter(**{lookup: list(value) if param == "status" else value})
+    return tasks
+
+
+def selects_everything(tasks: QuerySet) -> bool:
+    """True when a queryset has no condition at all: a bulk action on it would touch every task.
+
+    Asked of the query, not of the filter's keys, so that a key added to the filter later
+    counts as a condition without a change here."""
+    return not tasks.query.where
+
+
+def describe(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The filter as the audit log keeps it: the keys given a value, as JSON values."""
+    described: dict[str, Any] = {}
+    for name, value in params.items():
+        if value in (None, "") or (isinstance(value, set | frozenset | list | tuple) and not value):
+            continue
+        if isinstance(value, set | frozenset | list | tuple):
+            value = sorted(str(v) for v in value)
+        elif isinstance(value, dt.datetime | dt.date):
+            value = value.isoformat()
+        described[name] = value
+    return described
