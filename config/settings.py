@@ -238,6 +238,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "TaskStatusEnum": "taskhub.models.TaskStatus",
+        "TaskTypeEnum": "taskhub.definitions.task_types.TaskType",
         "WorkflowStatusEnum": "taskhub.workflows.models.WorkflowStatus",
         "FailurePolicyEnum": "taskhub.workflows.models.FailurePolicy",
         "HealthStatusEnum": "taskhub.console.api.task_queue.HEALTH_STATUSES",

@@ -51,6 +51,7 @@ def _filtered(params: dict):
         "status": "status__in",
         "queue": "queue",
         "task": "name",
+        "type": "task_type",
         "correlation_id": "correlation_id",
         "user_id": "user_id",
         "created_after": "created_at__gte",
