@@ -9,7 +9,7 @@ from django.db import transaction
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from web3 import Web3
 
-from taskhub import task
+from taskhub import TaskType, task
 from taskhub.definitions.retry import Exponential
 from taskhub.scheduler.cron import cron
 
@@ -34,6 +34,7 @@ class IndexingFailed(Exception):
 @task(
     "blockchain.index_subscriptions",
     queue="blockchain-events",
+    type=TaskType.BLOCKCHAIN_TRANSACTION,
     schema=IndexSubscriptions,
     max_attempts=3,
     retry=Exponential(base=2, cap=60),
@@ -90,6 +91,7 @@ class HandleEvent(BaseModel):
 @task(
     "blockchain.handle_event",
     queue="blockchain-events",
+    type=TaskType.BLOCKCHAIN_TRANSACTION,
     schema=HandleEvent,
     # The task-queue document's blockchain queue: 5 attempts, exponential from 3 s (3 → 6 → 12 …).
     max_attempts=5,

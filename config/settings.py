@@ -18,11 +18,14 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TASKHUB_VAR_DIR", BASE_DIR / "var"))
 
 
+_TRUE = {"1", "true", "yes", "on"}
+
+
 def env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     if value is None:
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    return value.strip().lower() in _TRUE
 
 
 def env_int(name: str, default: int) -> int:
@@ -178,7 +181,22 @@ _TASKHUB_ENV = {
     "EMBEDDED_SCHEDULER": lambda v: v.strip().lower() in {"1", "true", "yes", "on"},
     # e.g. TASKHUB_ALLOWED_PORTS=80,443,8443
     "ALLOWED_PORTS": lambda v: [int(p) for p in v.replace(" ", "").split(",") if p],
+    # e.g. TASKHUB_DEFAULT_RETRY_SCHEDULE=1,5,15,60 (seconds before each retry)
+    "DEFAULT_RETRY_SCHEDULE": lambda v: [float(d) for d in v.replace(" ", "").split(",") if d],
 }
+# The names Wafra's task-management document gives these settings, for the keys they set. Its
+# maxRetries counts attempts (a task fails once its failures reach it), so DEFAULT_MAX_RETRIES is
+# DEFAULT_MAX_ATTEMPTS; TASK_TIMEOUT is in seconds, as every taskhub duration. A TASKHUB_<key>
+# variable of the same key wins. PERSIST_TASKS=false is refused at startup (taskhub.E009).
+_DOCUMENT_ENV = {
+    "DEFAULT_MAX_RETRIES": ("DEFAULT_MAX_ATTEMPTS", int),
+    "TASK_TIMEOUT": ("DEFAULT_TIMEOUT", float),
+    "ENABLE_TASK_PRIORITY": ("ENABLE_PRIORITY", lambda v: v.strip().lower() in _TRUE),
+    "PERSIST_TASKS": ("PERSIST_TASKS", lambda v: v.strip().lower() in _TRUE),
+}
+for _name, (_key, _type) in _DOCUMENT_ENV.items():
+    if _name in os.environ:
+        TASKHUB[_key] = _type(os.environ[_name])
 for _key, _type in _TASKHUB_ENV.items():
     if f"TASKHUB_{_key}" in os.environ:
         TASKHUB[_key] = _type(os.environ[f"TASKHUB_{_key}"])
@@ -238,6 +256,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "TaskStatusEnum": "taskhub.models.TaskStatus",
+        "TaskTypeEnum": "taskhub.definitions.task_types.TaskType",
         "WorkflowStatusEnum": "taskhub.workflows.models.WorkflowStatus",
         "FailurePolicyEnum": "taskhub.workflows.models.FailurePolicy",
         "HealthStatusEnum": "taskhub.console.api.task_queue.HEALTH_STATUSES",

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from pydantic import BaseModel, Field, field_validator
 
-from taskhub import PermanentError, Schedule, task
+from taskhub import PermanentError, Schedule, TaskType, task
 
 from . import services
 from .conf import kyc_settings
@@ -43,6 +43,7 @@ class Notification(BaseModel):
 @task(
     "kyc.process_document",
     queue="kyc_verification",
+    type=TaskType.KYC_VERIFICATION,
     schema=CaseRef,
     max_attempts=6,
     retry=Schedule([2, 5, 15, 60, 300]),
@@ -74,6 +75,7 @@ class NotDecided(Exception):
 @task(
     "kyc.notify_decision",
     queue="notifications",
+    type=TaskType.NOTIFICATION_DELIVERY,
     schema=CaseRef,
     max_attempts=6,
     retry=Schedule([2, 5, 15, 60, 300]),
@@ -89,6 +91,7 @@ def notify_decision(payload: CaseRef, ctx) -> dict:
 @task(
     "kyc.refresh_case",
     queue="kyc_verification",
+    type=TaskType.KYC_VERIFICATION,
     schema=CallbackRef,
     max_attempts=8,
     retry=Schedule([1, 2, 5, 15, 60]),

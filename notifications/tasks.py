@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from taskhub import PermanentError, schedule, task
+from taskhub import PermanentError, TaskType, schedule, task
 from taskhub.builtins.mail import available_templates
 from taskhub.definitions.retry import Exponential
 
@@ -175,6 +175,7 @@ def _load(payload: DeliverNotification, ctx) -> Notification:
 @task(
     "notifications.deliver",
     queue="notifications",
+    type=TaskType.NOTIFICATION_DELIVERY,
     schema=DeliverNotification,
     max_attempts=6,
     retry=Exponential(base=2, cap=600),
@@ -207,6 +208,7 @@ class OperatorAlert(BaseModel):
 @task(
     "notifications.operator_alert",
     queue="notifications",
+    type=TaskType.NOTIFICATION_DELIVERY,
     schema=OperatorAlert,
     max_attempts=5,
     retry=Exponential(base=2, cap=300),

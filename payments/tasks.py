@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from taskhub import Linear, PermanentError, Schedule, task
+from taskhub import Linear, PermanentError, Schedule, TaskType, task
 from taskhub.scheduler.cron import EVERY_5_MINUTES, cron
 
 from . import safe, services
@@ -38,6 +38,7 @@ class Reconcile(BaseModel):
 @task(
     "payments.process_dtr_payment",
     queue="payment_processing",
+    type=TaskType.PAYMENT_PROCESSING,
     schema=PaymentRef,
     max_attempts=6,
     retry=Schedule([1, 5, 15, 60, 300]),
@@ -82,6 +83,7 @@ class PaymentNotFinal(Exception):
 @task(
     "payments.refund_dtr_payment",
     queue="payment_processing",
+    type=TaskType.PAYMENT_PROCESSING,
     schema=PaymentRef,
     max_attempts=8,
     retry=Schedule([2, 5, 15, 60, 300]),
@@ -112,6 +114,7 @@ def refund_dtr_payment(payload: PaymentRef, ctx) -> dict:
 @task(
     "payments.refresh_dtr_payment",
     queue="payment_processing",
+    type=TaskType.PAYMENT_PROCESSING,
     schema=ProviderPaymentRef,
     max_attempts=8,
     retry=Schedule([1, 2, 5, 15, 60]),
@@ -125,7 +128,13 @@ def refresh_dtr_payment(payload: ProviderPaymentRef, ctx) -> dict:
 
 
 @cron(EVERY_5_MINUTES)
-@task("payments.reconcile_stuck", queue="payment_processing", schema=Reconcile, max_attempts=1)
+@task(
+    "payments.reconcile_stuck",
+    queue="payment_processing",
+    type=TaskType.PAYMENT_PROCESSING,
+    schema=Reconcile,
+    max_attempts=1,
+)
 def reconcile_stuck(payload: Reconcile, ctx) -> dict:
     """Re-read payments stuck in ``processing`` from the provider (a cron, every 5 minutes)."""
     older_than = payload.older_than
@@ -139,6 +148,7 @@ def reconcile_stuck(payload: Reconcile, ctx) -> dict:
 @task(
     "payments.execute_safe_transaction",
     queue="blockchain_transaction",
+    type=TaskType.BLOCKCHAIN_TRANSACTION,
     schema=SafeTxRef,
     max_attempts=8,
     retry=Schedule([2, 5, 15, 30, 60, 120, 300]),
@@ -157,6 +167,7 @@ def execute_safe_transaction(payload: SafeTxRef, ctx) -> dict:
 @task(
     "payments.track_safe_transaction",
     queue="blockchain_transaction",
+    type=TaskType.BLOCKCHAIN_TRANSACTION,
     schema=SafeTxRef,
     max_attempts=60,
     retry=Linear(2, cap=30),

@@ -6,6 +6,7 @@ Public API::
     from taskhub import Schedule, Exponential, Linear
     from taskhub import workflow, start_workflow, WorkflowBuilder
     from taskhub import TaskStatus, WorkflowStatus  # the states of a task and of a workflow run
+    from taskhub import TaskType  # what kind of work a task is: @task(..., type=TaskType.DATA_SYNC)
 
 Domain apps read tasks and runs through taskhub.console.services (the "seams" section there),
 never through taskhub.models or the engine's modules (.importlinter).
@@ -30,6 +31,7 @@ __all__ = [
     "WorkflowBuilder",
     "TaskStatus",
     "WorkflowStatus",
+    "TaskType",
 ]
 
 _EXPORTS = {
@@ -48,11 +50,13 @@ _EXPORTS = {
     "WorkflowBuilder": "taskhub.workflows.builder",
     "TaskStatus": "taskhub.models",
     "WorkflowStatus": "taskhub.models",
+    "TaskType": "taskhub.definitions.task_types",
 }
 
 if TYPE_CHECKING:
     from .definitions.registry import task
     from .definitions.retry import Exponential, Linear, Schedule
+    from .definitions.task_types import TaskType
     from .engine.context import TaskContext
     from .engine.enqueue import schedule, schedule_many
     from .errors import InvalidTaskRequest, PermanentError, TaskCancelled

@@ -35,7 +35,7 @@ class TaskhubConfig(AppConfig):
         # taskhub's modules are imported here, not at the top: Django imports this module
         # before any model can load, and these reach the models.
         from .engine.broker import install_default_broker
-        from .engine.checks import check_broker, check_sqlite
+        from .engine.checks import check_broker, check_sqlite, check_task_settings
         from .workflows.hooks import register as register_workflow_hooks
 
         # Before any actor is declared (autodiscover below): an actor binds to the global broker.
@@ -62,6 +62,8 @@ class TaskhubConfig(AppConfig):
         # The broker, the Redis and SQLite (ids and hints in docs/settings.md).
         checks.register(check_broker, checks.Tags.compatibility)
         checks.register(check_sqlite, checks.Tags.compatibility)
+        # Task settings taskhub cannot keep: out of range, or PERSIST_TASKS=False.
+        checks.register(check_task_settings, checks.Tags.compatibility)
 
         if taskhub_settings.ENABLE_SCHEDULING and not taskhub_settings.EMBEDDED_SCHEDULER:
             # `taskhub up` runs the scheduler as its own process, never inside web workers.

@@ -44,8 +44,11 @@ DEFAULTS: dict[str, Any] = {
     # Folder of the embedded Redis's socket, pid file and log. None: BASE_DIR / "var" when the
     # project has a BASE_DIR setting (every startproject has), else "var" in the working directory.
     "VAR_DIR": None,
-    # Upper bound on tasks running at once in one worker process (its thread count).
-    "MAX_CONCURRENT_TASKS": 8,
+    # Most tasks in flight (queued or running) at once across every queue, worker process and
+    # host: the dispatcher sends no more while that many are (taskhub.engine.dispatcher). None:
+    # each queue's own cap (QUEUES) only.
+    "MAX_CONCURRENT_TASKS": None,
+    # Attempts of a task that declares none.
     "DEFAULT_MAX_ATTEMPTS": 5,
     # Seconds a single attempt may run before it is interrupted and counted as failed.
     "DEFAULT_TIMEOUT": 300.0,
@@ -54,6 +57,13 @@ DEFAULTS: dict[str, Any] = {
     # The default retry schedule, in seconds, when a task declares no policy.
     "DEFAULT_RETRY_SCHEDULE": [1, 5, 15, 60],
     "QUEUES": DEFAULT_QUEUES,
+    # Within a queue the dispatcher sends the highest priority first. False: the longest due
+    # first, whatever the priority (rows keep the priority they were given).
+    "ENABLE_PRIORITY": True,
+    # Every task is a row before it is a message: that is how taskhub keeps what it promises
+    # (docs/architecture.md). There is nothing to turn off; False is refused at startup
+    # (taskhub.E009), so that a deployment believing otherwise learns it.
+    "PERSIST_TASKS": True,
     # Messages kept in the broker per queue, per live worker thread serving it. Small keeps
     # priority and pause effective at once; large keeps very short tasks flowing.
     "DISPATCH_PREFETCH": 2,
@@ -304,7 +314,9 @@ class TaskhubSettings(AppSettings):
 
 
 taskhub_settings = TaskhubSettings(
-    "TASKHUB", DEFAULTS, types={"VAR_DIR": (str, os.PathLike, type(None))}
+    "TASKHUB",
+    DEFAULTS,
+    types={"VAR_DIR": (str, os.PathLike, type(None)), "MAX_CONCURRENT_TASKS": (int, type(None))},
 )
 
 #: The DRAMATIQ_BROKER taskhub installs when the project sets none (taskhub.apps): the broker

@@ -55,6 +55,10 @@ class Task(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
+    #: what kind of work it is, as its definition declares (taskhub.definitions.task_types):
+    #: written once, when the row is inserted. The database default lets a process still running
+    #: the previous version insert rows while a deployment migrates.
+    task_type = models.CharField(max_length=32, default="other", db_default="other")
     queue = models.CharField(max_length=100, default="default")
     status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.PENDING)
     payload = models.JSONField(default=dict)
@@ -143,6 +147,8 @@ class Task(models.Model):
             models.Index(fields=["status", "-created_at"], name="task_status_created_idx"),
             models.Index(fields=["queue", "-created_at"], name="task_queue_created_idx"),
             models.Index(fields=["name", "-created_at"], name="task_name_created_idx"),
+            # ?type= in the API and the admin, newest first; never updated after the insert.
+            models.Index(fields=["task_type", "-created_at"], name="task_type_created_idx"),
             models.Index(fields=["status", "completed_at"], name="task_finished_idx"),
             models.Index(fields=["correlation_id"], name="task_correlation_idx"),
             # Partial where most rows hold nothing: every row version written (insert, dispatch,

@@ -129,9 +129,9 @@ def drain(
     raise_errors: bool = False,
 ) -> Drained:
     """Run due tasks of ``queue`` (a name, several, or None: every queue) in this thread, one
-    attempt at a time — highest priority first, then the longest due, as the dispatcher picks —
-    until none is due; tasks those attempts schedule in the same queues run too. Paused queues
-    are left alone.
+    attempt at a time — highest priority first (unless ENABLE_PRIORITY is off), then the longest
+    due, as the dispatcher picks — until none is due; tasks those attempts schedule in the same
+    queues run too. Paused queues are left alone.
 
     ``include_delayed``: time passes — a task not due yet (a delay, an eta, a retry waiting for
     its policy's delay) is made due when nothing else is, in the order they would come due, so
@@ -180,9 +180,11 @@ def _next_queue(queues: set[str], delayed: set[str], now) -> str | None:
         QueueState.objects.filter(paused=True, name__in=queues).values_list("name", flat=True)
     )
     ready = Task.objects.filter(status__in=READY_STATUSES)
+    # The dispatcher's order: priority first unless ENABLE_PRIORITY is off.
+    order = ("-priority", "scheduled_at") if taskhub_settings.ENABLE_PRIORITY else ("scheduled_at",)
     due = (
         ready.filter(queue__in=queues - paused, scheduled_at__lte=now)
-        .order_by("-priority", "scheduled_at")
+        .order_by(*order)
         .values_list("queue", flat=True)
         .first()
     )

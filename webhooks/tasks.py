@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel
 
-from taskhub import Schedule, task
+from taskhub import Schedule, TaskType, task
 
 
 class DeliveryAttemptRequest(BaseModel):
@@ -15,6 +15,7 @@ class DeliveryAttemptRequest(BaseModel):
 @task(
     "webhooks.deliver",
     queue="webhooks",
+    type=TaskType.NOTIFICATION_DELIVERY,
     schema=DeliveryAttemptRequest,
     max_attempts=3,
     retry=Schedule([5, 30]),

@@ -41,6 +41,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, 
 from ..conf import taskhub_settings
 from ..definitions.registry import task
 from ..definitions.retry import Exponential
+from ..definitions.task_types import TaskType
 from ..errors import PermanentError
 from ..safety.net import guarded_client
 from .bodies import read_body, read_excerpt, text_of
@@ -329,6 +330,7 @@ def _guard_unparseable(handler: DataHandler) -> DataHandler:
 @task(
     "data.process_batch",
     queue="data",
+    type=TaskType.DATA_SYNC,
     schema=ProcessBatch,
     max_attempts=5,
     retry=Exponential(base=2, cap=120),
@@ -414,6 +416,7 @@ def fetch_page(payload: SyncData, cursor: str) -> tuple[list[Any], str, int | No
 @task(
     "data.sync",
     queue="data",
+    type=TaskType.DATA_SYNC,
     schema=SyncData,
     max_attempts=6,
     retry=Exponential(base=2, cap=300),

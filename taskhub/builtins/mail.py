@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..definitions.registry import task
 from ..definitions.retry import Exponential
+from ..definitions.task_types import TaskType
 from ..errors import PermanentError
 
 TEMPLATE_DIR = "emails"
@@ -220,6 +221,7 @@ def _classify_service_error(exc: Exception) -> None:
 @task(
     "email.send",
     queue="email",
+    type=TaskType.NOTIFICATION_DELIVERY,
     schema=SendEmail,
     # The task-queue document's email queue: 3 attempts, exponential from 2 s (2 → 4).
     max_attempts=3,

@@ -98,6 +98,7 @@ def task_as_json(task) -> dict[str, Any]:
     return {
         "id": str(task.id),
         "name": task.name,
+        "type": task.task_type,
         "queue": task.queue,
         "status": task.status,
         "attempt": task.attempt,

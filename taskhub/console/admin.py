@@ -31,6 +31,7 @@ from ..conf import taskhub_settings
 from ..definitions.payloads import redact
 from ..definitions.priorities import PRIORITIES
 from ..definitions.registry import all_definitions, declared_queues, get_external_definition
+from ..definitions.task_types import TaskType
 from ..errors import InvalidTaskRequest
 from ..models import (
     DeadLetter,
@@ -126,6 +127,19 @@ class TaskNameFilter(admin.SimpleListFilter):
         return queryset.filter(name=self.value()) if self.value() else queryset
 
 
+class TaskTypeFilter(admin.SimpleListFilter):
+    title, parameter_name = "type", "type"
+
+    def lookups(self, request, model_admin):
+        return [(value, value) for value in TaskType.values]
+
+    def queryset(self, request, queryset):
+        # Only a known type filters: an edited URL with another value lists every task.
+        if self.value() in TaskType.values:
+            return queryset.filter(task_type=self.value())
+        return queryset
+
+
 class PriorityFilter(admin.SimpleListFilter):
     title, parameter_name = "priority", "priority"
 
@@ -159,6 +173,7 @@ class TaskAdmin(RoleAdmin):
     list_display = (
         "short_id",
         "name",
+        "task_type",
         "queue",
         "badge",
         "attempts",
@@ -166,7 +181,14 @@ class TaskAdmin(RoleAdmin):
         "created_at",
         "took",
     )
-    list_filter = (StatusFilter, QueueFilter, TaskNameFilter, PriorityFilter, CreatedFilter)
+    list_filter = (
+        StatusFilter,
+        QueueFilter,
+        TaskTypeFilter,
+        TaskNameFilter,
+        PriorityFilter,
+        CreatedFilter,
+    )
     search_fields = ("id",)
     search_help_text = "Exact task id, correlation id, user id or dedup key."
     sortable_by = ("created_at",)
@@ -175,7 +197,18 @@ class TaskAdmin(RoleAdmin):
     fieldsets = (
         (
             None,
-            {"fields": ("id", "name", "queue", "badge", "attempts", "priority", "progress_bar")},
+            {
+                "fields": (
+                    "id",
+                    "name",
+                    "task_type",
+                    "queue",
+                    "badge",
+                    "attempts",
+                    "priority",
+                    "progress_bar",
+                )
+            },
         ),
         ("Payload and result", {"fields": ("payload_json", "result_json")}),
         ("Error", {"fields": ("error", "traceback_text")}),
@@ -198,6 +231,7 @@ class TaskAdmin(RoleAdmin):
     readonly_fields = (
         "id",
         "name",
+        "task_type",
         "queue",
         "badge",
         "attempts",

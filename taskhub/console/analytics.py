@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from ..conf import taskhub_settings
 from ..definitions.registry import declared_queues
+from ..definitions.task_types import TaskType
 from ..models import ACTIVE_STATUSES, DeadLetter, QueueState, Task, TaskStatus, WorkerProcess
 
 READY = (TaskStatus.PENDING, TaskStatus.RETRYING)
@@ -148,12 +149,13 @@ def dead_letters_by_queue() -> dict[str, int]:
 
 def task_metrics(start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
     """Tasks created in [start, end): totals, average execution time (ms), retry and success
-    rates (percent), and counts by type and by status."""
+    rates (percent), and counts by type (the type each task declares: TaskType, every one
+    listed) and by status."""
     # One scan grouped by (status, type) gives every figure: a million rows a day is read once,
     # not once per figure.
     groups = (
         Task.objects.filter(created_at__gte=start, created_at__lt=end)
-        .values("status", "name")
+        .values("status", "task_type")
         .annotate(
             n=Count("id"),
             duration_sum=Sum("duration", filter=Q(status=TaskStatus.COMPLETED)),
@@ -168,7 +170,7 @@ def task_metrics(start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
     duration_sum, duration_n, started, retried = 0.0, 0, 0, 0
     for row in groups:
         by_status[row["status"]] += row["n"]
-        by_type[row["name"]] += row["n"]
+        by_type[row["task_type"]] += row["n"]
         duration_sum += row["duration_sum"] or 0.0
         duration_n += row["duration_n"]
         started += row["started"]
@@ -185,7 +187,11 @@ def task_metrics(start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
         "averageExecutionTime": round(average * 1000, 2),
         "retryRate": _percent(retried, started),
         "successRate": _percent(completed, completed + failed),
-        "tasksByType": dict(sorted(by_type.items())),
+        # Every type, then any other value a row holds (a type this code no longer declares).
+        "tasksByType": {
+            **{t: by_type.get(t, 0) for t in TaskType.values},
+            **dict(sorted(by_type.items())),
+        },
         "tasksByStatus": {s: by_status.get(s, 0) for s in TaskStatus.values},
     }
 
@@ -198,6 +204,9 @@ def _percent(part: int, whole: int) -> float:
 
 #: The most failed tasks one analysis reads (newest first); beyond it the result says truncated.
 FAILURE_SCAN_LIMIT = 50_000
+#: The most user ids one failure group lists (the most recently affected first); its
+#: affectedUsersCount counts them all.
+AFFECTED_USERS_LIMIT = 100
 
 _TYPE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exceeded|Timeout|Warning|Exit|Interrupt)?$")
 _NOISE = [
@@ -320,24 +329,29 @@ def suggested_action(kind: str, error: str) -> str:
 
 
 def failure_groups(start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
-    """Tasks that failed in [start, end), grouped by task type and error fingerprint, most
-    frequent first, each with its last occurrence, affected users and a suggested action."""
+    """Tasks that failed in [start, end), grouped by task and error fingerprint, most frequent
+    first, each with its task's type, its last occurrence, the users it affected (ids, at most
+    AFFECTED_USERS_LIMIT, and their count) and a suggested action."""
     rows = (
         Task.objects.filter(status=TaskStatus.FAILED, completed_at__gte=start, completed_at__lt=end)
         .order_by("-completed_at")
-        .values_list("id", "name", "error", "user_id", "completed_at")[: FAILURE_SCAN_LIMIT + 1]
+        .values_list("id", "name", "task_type", "error", "user_id", "completed_at")[
+            : FAILURE_SCAN_LIMIT + 1
+        ]
     )
     rows = list(rows)
     truncated = len(rows) > FAILURE_SCAN_LIMIT
     groups: dict[tuple[str, str, str], dict[str, Any]] = {}
-    users: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    for task_id, name, error, user_id, finished in rows[:FAILURE_SCAN_LIMIT]:
+    # Insertion-ordered sets: rows come newest first, so the most recently affected lead.
+    users: dict[tuple[str, str, str], dict[str, None]] = defaultdict(dict)
+    for task_id, name, task_type, error, user_id, finished in rows[:FAILURE_SCAN_LIMIT]:
         kind, message = normalise_error(error)
         group_key = (name, kind, message)
         group = groups.get(group_key)
         if group is None:  # rows come newest first: the first one seen is the latest
             group = groups[group_key] = {
-                "taskType": name,
+                "taskType": task_type,
+                "taskName": name,
                 "errorType": kind,
                 "message": message,
                 "fingerprint": fingerprint(name, error),
@@ -349,14 +363,17 @@ def failure_groups(start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
             }
         group["frequency"] += 1
         if user_id:
-            users[group_key].add(user_id)
+            users[group_key][user_id] = None
     for group_key, group in groups.items():
-        group["affectedUsers"] = len(users[group_key])
-    failures = sorted(groups.values(), key=lambda g: (-g["frequency"], g["taskType"]))
+        affected = list(users[group_key])
+        group["affectedUsers"] = affected[:AFFECTED_USERS_LIMIT]
+        group["affectedUsersCount"] = len(affected)
+    failures = sorted(groups.values(), key=lambda g: (-g["frequency"], g["taskName"]))
     return {
         "from": start,
         "to": end,
         "totalFailures": min(len(rows), FAILURE_SCAN_LIMIT),
         "truncated": truncated,
+        "affectedUsersLimit": AFFECTED_USERS_LIMIT,
         "failures": failures,
     }

@@ -20,6 +20,7 @@ def filtered_tasks(params: Mapping[str, Any]) -> QuerySet[Task]:
         "status": "status__in",
         "queue": "queue",
         "task": "name",
+        "type": "task_type",
         "correlation_id": "correlation_id",
         "user_id": "user_id",
         "created_after": "created_at__gte",

@@ -13,15 +13,18 @@ from ..conf import taskhub_settings
 from ..errors import InvalidTaskRequest, UnknownTask
 from .priorities import parse_priority
 from .retry import RetryPolicy, Schedule
+from .task_types import TaskType, parse_task_type
 
 
 @dataclass(frozen=True, kw_only=True)
 class TaskDefinition:
-    """A registered task type. Created by the :func:`task` decorator; immutable."""
+    """A registered task. Created by the :func:`task` decorator; immutable."""
 
     name: str
     func: Callable[..., Any]
     queue: str = "default"
+    #: what kind of work it is, stored on each of its rows (``Task.task_type``)
+    task_type: TaskType = TaskType.OTHER
     schema: type[BaseModel] | None = None
     priority: int = 0
     max_attempts: int | None = None
@@ -61,6 +64,7 @@ def task(
     name: str,
     *,
     queue: str = "default",
+    type: TaskType | str | None = None,  # the name the API and the document use
     schema: type[BaseModel] | None = None,
     priority: str | int = 0,
     max_attempts: int | None = None,
@@ -70,7 +74,12 @@ def task(
     secret_fields: tuple[str, ...] = (),
     external: bool = True,
 ) -> Callable[[Callable[..., Any]], TaskDefinition]:
-    """Register a handler as a task type.
+    """Register a handler as a task.
+
+    ``type`` says what kind of work it is (:class:`TaskType`: ``payment_processing``,
+    ``blockchain_transaction``, ``kyc_verification``, ``notification_delivery``,
+    ``data_sync``); a task that declares none is ``other``. An unknown type is a ValueError
+    here, when the module declaring the task is imported.
 
     ``external=False`` makes it internal: the API, the CLI and the admin refuse to schedule it
     (see :func:`get_external_definition`); the application's own code schedules it as usual.
@@ -81,12 +90,15 @@ def task(
     result.
     """
 
+    task_type = parse_task_type(type)
+
     def register(func: Callable[..., Any]) -> TaskDefinition:
         params = inspect.signature(func).parameters
         definition = TaskDefinition(
             name=name,
             func=func,
             queue=queue,
+            task_type=task_type,
             schema=schema,
             priority=parse_priority(priority),
             max_attempts=max_attempts,
@@ -140,7 +152,7 @@ def all_definitions() -> dict[str, TaskDefinition]:
 
 
 def unregister(name: str) -> None:
-    """Remove a task type (tests and reloads only)."""
+    """Remove a task (tests and reloads only)."""
     _registry.pop(name, None)
 
 

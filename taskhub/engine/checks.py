@@ -1,5 +1,6 @@
 """System checks of what the engine needs from a project's settings: a broker it can build, a
-Redis, a worker that runs taskhub's middleware, SQLite set up for several processes.
+Redis, a worker that runs taskhub's middleware, SQLite set up for several processes, and task
+settings it can keep (defaults in range, no PERSIST_TASKS=False).
 
 Registered by taskhub.apps; they read settings only (no connection is made: a check runs before
 every management command, and a server being down is not a misconfiguration — ``taskhub
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.core import checks
 from django.db import DEFAULT_DB_ALIAS
 
-from ..conf import DEFAULT_DRAMATIQ_BROKER, SQLITE_OPTIONS
+from ..conf import DEFAULT_DRAMATIQ_BROKER, DEFAULTS, SQLITE_OPTIONS
 from . import embedded
 from .broker import (
     AMQP_SCHEMES,
@@ -183,3 +184,66 @@ def check_sqlite(app_configs=None, databases=None, **kwargs) -> list[checks.Chec
             id="taskhub.W002",
         )
     ]
+
+
+def check_task_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """taskhub.E009: PERSIST_TASKS set to False; taskhub.E010: a task setting out of range.
+
+    Each is refused at startup rather than found out later: a default out of range would fail
+    every task that relies on it (schedule() refusing its attempts or timeout, the worker unable
+    to build its retry schedule), and PERSIST_TASKS=False asks for what taskhub cannot do."""
+    user = getattr(settings, "TASKHUB", None) or {}
+    if not isinstance(user, Mapping):
+        return []  # taskhub.E001
+    messages: list[checks.CheckMessage] = []
+    if user.get("PERSIST_TASKS") is False:
+        messages.append(
+            checks.Error(
+                "TASKHUB['PERSIST_TASKS'] is False, but taskhub cannot run a task that is not "
+                "stored: every task is a row in the database before it is a message, and that "
+                "row is what survives a killed worker, a flushed Redis or a rolled-back "
+                "transaction",
+                hint="remove PERSIST_TASKS (or set it to True); to keep fewer rows, lower "
+                "RETENTION_DAYS: `taskhub prune` deletes finished tasks",
+                id="taskhub.E009",
+            )
+        )
+    for name, (in_range, expected) in _RANGES.items():
+        if name in user and not in_range(user[name]):
+            messages.append(
+                checks.Error(
+                    f"TASKHUB[{name!r}] is {user[name]!r}: it must be {expected}",
+                    hint=f"the default is {DEFAULTS[name]!r}",
+                    id="taskhub.E010",
+                )
+            )
+    return messages
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# A value of the wrong type is taskhub.E001 already: each rule passes it.
+_RANGES: dict[str, tuple[Any, str]] = {
+    "MAX_CONCURRENT_TASKS": (
+        lambda v: not _whole(v) or v >= 1,
+        "None (no cap across queues) or a whole number of at least 1",
+    ),
+    "DEFAULT_MAX_ATTEMPTS": (
+        lambda v: not _whole(v) or 1 <= v <= 100,
+        "a whole number from 1 to 100, as schedule() accepts",
+    ),
+    "DEFAULT_TIMEOUT": (lambda v: not _number(v) or v > 0, "a positive number of seconds"),
+    "DEFAULT_RETRY_SCHEDULE": (
+        lambda v: (
+            not isinstance(v, list | tuple)
+            or (len(v) > 0 and all(_number(d) and d >= 0 for d in v))
+        ),
+        "a non-empty list of delays in seconds, none negative",
+    ),
+}

@@ -1,15 +1,17 @@
 """The dispatcher: moves ready rows to the broker, in priority order, within each queue's window.
 
 One cycle is one short transaction: lock out other dispatchers, count what each queue has in
-flight, claim up to (window − in flight) ready rows per unpaused queue — highest priority first —
-mark them ``queued`` with attempt + 1, and record the events. Messages are sent after commit, in
-one pipelined round trip. Keeping only a small window in the broker is what makes priorities,
-pause and concurrency caps hold while Redis itself knows nothing about them (docs/architecture.md,
-"Pause, priority and caps hold").
+flight, claim up to (window − in flight) ready rows per unpaused queue — highest priority first
+(unless ENABLE_PRIORITY is off), and never more in flight across every queue than
+MAX_CONCURRENT_TASKS when it is set — mark them ``queued`` with attempt + 1, and record the
+events. Messages are sent after commit, in one pipelined round trip. Keeping only a small window
+in the broker is what makes priorities, pause and concurrency caps hold while Redis itself knows
+nothing about them (docs/architecture.md, "Pause, priority and caps hold").
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 import logging
@@ -178,6 +180,15 @@ def _cycle_state() -> tuple[set[str], Counter]:
     return {q for q, n in rows if n < 0}, Counter({q: n for q, n in rows if n >= 0})
 
 
+def global_room(in_flight: Counter) -> int | None:
+    """How many more tasks may be in flight (queued or running) across every queue under
+    MAX_CONCURRENT_TASKS; None when it is not set (each queue's own cap only)."""
+    cap = taskhub_settings.MAX_CONCURRENT_TASKS
+    if cap is None:
+        return None
+    return max(0, cap - sum(in_flight.values()))
+
+
 def _rate_budget(queue: str, now_s: int) -> int | None:
     rate = taskhub_settings.queue_config(queue).get("rate")
     if not rate:
@@ -195,11 +206,13 @@ def _spend_rate(queue: str, now_s: int, count: int) -> None:
 
 
 def claim_ready_tasks(queue: str, limit: int, now: dt.datetime) -> list[Dispatched]:
-    """Move up to ``limit`` ready rows of ``queue`` to queued (inside the caller's transaction)."""
-    rows = transitions.mark_queued(queue, limit, now)
+    """Move up to ``limit`` ready rows of ``queue`` to queued (inside the caller's transaction):
+    highest priority first, or the longest due first while ENABLE_PRIORITY is off."""
+    by_priority = taskhub_settings.ENABLE_PRIORITY
+    rows = transitions.mark_queued(queue, limit, now, by_priority=by_priority)
     # The order rows were picked in, on the wire too (highest priority, then the longest due),
     # so a worker's prefetch takes them in that order; RETURNING keeps none.
-    rows.sort(key=lambda row: (-row[9], row[11]))
+    rows.sort(key=(lambda row: (-row[9], row[11])) if by_priority else (lambda row: row[11]))
     claimed = []
     for tid, name, q, attempt, max_attempts, payload, corr, user, timeout, priority, wf, _ in rows:
         payload = json.loads(payload) if isinstance(payload, str) else payload
@@ -237,6 +250,10 @@ class Dispatcher:
         self._woken: set[str] = {"*"}
         self._active: set[str] = set()
         self._last_full_scan = 0.0
+        # Under MAX_CONCURRENT_TASKS, the last queue a cycle sent from: the next cycle starts
+        # after it, so the slots that free up go to each queue with work in turn rather than
+        # always to the first in name order. None: name order.
+        self._served_last: str | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -252,17 +269,20 @@ class Dispatcher:
         """One cycle: claim within every queue's budget, commit, then send."""
         now = timezone.now()
         now_s = int(time.time())
-        queues = self._queues_to_check(declared_queues())
+        queues = self._in_turn(self._queues_to_check(declared_queues()))
         with transaction.atomic():
             _lock_dispatch()
             paused, in_flight = _cycle_state()
             windows = queue_windows(queues, self._workers(now), self._rates.per_second())
+            room = global_room(in_flight)
             claimed: list[Dispatched] = []
             for queue in queues:
                 budget = min(windows[queue] - in_flight[queue], taskhub_settings.DISPATCH_BATCH)
                 rate = _rate_budget(queue, now_s)
                 if rate is not None:
                     budget = min(budget, rate)
+                if room is not None:
+                    budget = min(budget, room)
                 if queue in paused:
                     self._active.discard(queue)
                     continue
@@ -270,6 +290,9 @@ class Dispatcher:
                     self._active.add(queue)  # full: look again when a slot frees
                     continue
                 batch = claim_ready_tasks(queue, budget, now)
+                if room is not None and batch:
+                    room -= len(batch)
+                    self._served_last = queue
                 # A short batch drained the queue; a full one may have left more behind.
                 (self._active.add if len(batch) == budget else self._active.discard)(queue)
                 _spend_rate(queue, now_s, len(batch))
@@ -288,6 +311,14 @@ class Dispatcher:
             self._last_full_scan = time.monotonic()
             return queues
         return [q for q in queues if q in woken or q in self._active]
+
+    def _in_turn(self, queues: list[str]) -> list[str]:
+        """``queues`` (in name order) starting after the last one served under
+        MAX_CONCURRENT_TASKS, wrapping round."""
+        if self._served_last is None:
+            return queues
+        at = bisect.bisect_right(queues, self._served_last)
+        return queues[at:] + queues[:at]
 
     def _send(self, claimed: list[Dispatched]) -> None:
         """Send each queue's messages; return to pending only the rows whose send failed (the

@@ -111,6 +111,7 @@ def _new_row(
     return Task(
         id=uuid.uuid4(),
         name=definition.name,
+        task_type=definition.task_type,
         queue=definition.queue,
         payload=payload,
         priority=opts.priority,

@@ -61,7 +61,7 @@ TASK_TRANSITIONS: dict[str, Transition] = {
             "mark_queued",
             (S.PENDING, S.RETRYING),
             (S.QUEUED,),
-            "queue matches, scheduled_at <= now, highest priority first; attempt + 1",
+            "queue matches, scheduled_at <= now, highest priority (unless off) first; attempt + 1",
             "queued (caller, one insert per dispatch cycle)",
         ),
         Transition(
@@ -240,9 +240,12 @@ def insert_new(row: Task, *, waiting: bool) -> Task:
 _PICK = """
     SELECT id FROM {table}
     WHERE queue = %s AND status IN ('pending', 'retrying') AND scheduled_at <= %s
-    ORDER BY priority DESC, scheduled_at
+    ORDER BY {order}
     LIMIT %s {lock}
 """
+#: The order ready rows are picked in: highest priority, then the longest due; or, with
+#: priorities off (TASKHUB["ENABLE_PRIORITY"]), the longest due alone.
+_BY_PRIORITY, _BY_DUE_TIME = "priority DESC, scheduled_at", "scheduled_at"
 _CLAIM_SQL = """
 UPDATE {table} SET status = 'queued', attempt = attempt + 1, queued_at = %s, updated_at = %s
 WHERE {pick}
@@ -258,21 +261,25 @@ def _coordinated(rows: list[tuple]) -> list[tuple]:
     return [(*r[:10], r[10] is not None or r[11] is not None, r[12]) for r in rows]
 
 
-def mark_queued(queue: str, limit: int, now: dt.datetime) -> list[tuple]:
+def mark_queued(
+    queue: str, limit: int, now: dt.datetime, *, by_priority: bool = True
+) -> list[tuple]:
     """``pending``/``retrying`` → ``queued``, attempt + 1: up to ``limit`` rows of ``queue``
-    due by ``now``, highest priority first (one statement, in the caller's transaction).
+    due by ``now``, highest priority first — or, ``by_priority`` False, the longest due first —
+    (one statement, in the caller's transaction).
 
     Returns (id, name, queue, attempt, max_attempts, payload, correlation_id, user_id,
     timeout, priority, coordinated, scheduled_at) per row, in no particular order (UPDATE …
     RETURNING keeps none); the caller records the ``queued`` events.
     """
     params = [now, now, queue, now, limit]
+    order = _BY_PRIORITY if by_priority else _BY_DUE_TIME
     if connection.vendor == "postgresql":
-        pick = _PICK.format(table=_TABLE, lock="FOR UPDATE SKIP LOCKED")
+        pick = _PICK.format(table=_TABLE, order=order, lock="FOR UPDATE SKIP LOCKED")
         with server_cursor() as cursor:
             cursor.execute(_CLAIM_SQL.format(table=_TABLE, pick=f"id = ANY(ARRAY({pick}))"), params)
             return _coordinated(cursor.fetchall())
-    pick = _PICK.format(table=_TABLE, lock="")
+    pick = _PICK.format(table=_TABLE, order=order, lock="")
     with connection.cursor() as cursor:
         cursor.execute(_CLAIM_SQL.format(table=_TABLE, pick=f"id IN ({pick})"), params)
         return _coordinated(cursor.fetchall())

@@ -406,6 +406,7 @@ def _compensation_rows(run: WorkflowRun, forward: list[Task], now: dt.datetime) 
                 Task(
                     id=uuid.uuid4(),
                     name=definition.name,
+                    task_type=definition.task_type,
                     queue=definition.queue,
                     payload=validate_payload(definition, payload),
                     priority=step.priority,

@@ -58,6 +58,25 @@ def test_search_finds_tasks_by_exact_ids(login):
         assert body.count('class="th-badge"') == 1, term
 
 
+def test_the_task_list_filters_by_type_and_shows_each_tasks_type(login):
+    payment = schedule("test.typed.payment", {})
+    schedule("test.typed.kyc", {})
+    schedule("taskhub.ping", {})
+    browser = login("viewer")
+
+    page = browser.get("/admin/taskhub/task/?type=payment_processing").content.decode()
+
+    assert page.count('class="th-badge"') == 1 and str(payment.id)[:8] in page
+    assert "payment_processing" in page
+    assert (
+        browser.get("/admin/taskhub/task/?type=other").content.decode().count('class="th-badge"')
+        == 1
+    )
+    # The filter lists every type, whether any task has it or not.
+    unfiltered = browser.get("/admin/taskhub/task/").content.decode()
+    assert all(f"?type={t}" in unfiltered for t in ("data_sync", "blockchain_transaction"))
+
+
 def test_the_task_page_shows_json_timeline_logs_traceback_and_masks_secrets(login):
     task = failed(
         "http.request",

@@ -40,7 +40,8 @@ def test_metrics_count_rates_and_average_time(viewer):
     assert data["averageExecutionTime"] == pytest.approx(300.0)  # ms
     assert data["successRate"] == pytest.approx(66.67)
     assert data["retryRate"] == pytest.approx(66.67)  # 2 of the 3 started needed retries
-    assert data["tasksByType"] == {"taskhub.ping": 4}
+    assert data["tasksByType"]["other"] == 4  # taskhub.ping declares no type
+    assert sum(data["tasksByType"].values()) == 4
     assert data["tasksByStatus"]["pending"] == 1
     past = viewer.get("/api/metrics?from=2001-01-01T00:00:00Z&to=2001-01-02T00:00:00Z").json()
     assert past["totalTasks"] == 0 and past["successRate"] == 0.0
@@ -75,12 +76,13 @@ def test_failures_are_grouped_with_frequency_users_and_advice(viewer):
     data = viewer.get("/api/failures").json()
     assert data["totalFailures"] == 5
     top = data["failures"][0]
-    assert (top["taskType"], top["errorType"], top["frequency"], top["affectedUsers"]) == (
+    assert (top["taskName"], top["errorType"], top["frequency"], top["affectedUsersCount"]) == (
         "http.request",
         "HttpServerError",
         3,
         2,
     )
+    assert top["taskType"] == "other" and sorted(top["affectedUsers"]) == ["u0", "u1"]
     assert "unavailable" in top["suggestedAction"]
     assert "(req 2)" in top["lastError"]  # the latest occurrence
     advice = {f["errorType"]: f["suggestedAction"] for f in data["failures"]}

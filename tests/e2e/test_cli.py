@@ -48,6 +48,7 @@ def test_enqueue_prints_only_the_new_tasks_id_and_show_prints_it_as_json(e2e):
     shown = json.loads(taskhub("show", task_id, check=True).stdout)
     assert shown["status"] == "completed" and shown["result"] == "pong"
     assert shown["priority"] == 5 and shown["correlation_id"] == "order-7"
+    assert shown["type"] == "other"  # taskhub.ping declares none
     assert [e["kind"] for e in shown["events"]] == ["created", "queued", "started", "completed"]
     for field in (
         "id",

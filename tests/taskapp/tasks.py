@@ -9,7 +9,7 @@ import time
 
 from pydantic import BaseModel, Field
 
-from taskhub import Exponential, Linear, PermanentError, Schedule, task
+from taskhub import Exponential, Linear, PermanentError, Schedule, TaskType, task
 from taskhub.engine.broker import get_redis, key
 
 
@@ -40,6 +40,16 @@ def track_end(label: str, task_id: str) -> None:
 
 @task("test.noop")
 def noop(payload: dict) -> None:
+    return None
+
+
+@task("test.typed.payment", type=TaskType.PAYMENT_PROCESSING)
+def typed_payment(payload: dict) -> None:
+    return None
+
+
+@task("test.typed.kyc", type="kyc_verification")
+def typed_kyc(payload: dict) -> None:
     return None
 
 

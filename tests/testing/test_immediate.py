@@ -224,6 +224,18 @@ def test_tasks_run_highest_priority_first(taskhub_manual):
     assert [call[0].to for call in calls["testing.greet"]] == ["critical", "normal", "low"]
 
 
+def test_with_priorities_off_a_drain_runs_tasks_in_the_order_they_became_due(
+    taskhub_manual, settings
+):
+    settings.TASKHUB = {**settings.TASKHUB, "ENABLE_PRIORITY": False}
+    for name, priority in (("low", "low"), ("critical", "critical"), ("normal", None)):
+        schedule("testing.greet", {"to": name}, priority=priority)
+
+    drain()
+
+    assert [call[0].to for call in calls["testing.greet"]] == ["low", "critical", "normal"]
+
+
 def test_a_paused_queue_starts_nothing_until_it_is_resumed(taskhub_immediate):
     pause_queue("testing")
     task = schedule("testing.greet", {"to": "ada"})

@@ -145,6 +145,55 @@ def test_a_cap_below_the_minimum_window_still_holds(sent):
     assert in_flight("single") == 1
 
 
+def test_max_concurrent_tasks_caps_what_is_in_flight_across_every_queue(sent, settings):
+    settings.TASKHUB = {**settings.TASKHUB, "MAX_CONCURRENT_TASKS": 4}
+    live_worker(threads=20)
+    running = schedule("test.noop", {})
+    Task.objects.filter(id=running.id).update(status="running", attempt=1)
+    for _ in range(5):
+        schedule("test.noop", {})
+        schedule("test.sleep_capped", {})
+
+    first = cycle()
+
+    assert len(first) == 3  # 4 in flight, counting the one already running
+    assert in_flight("default") + in_flight(CAPPED) == 4
+    assert cycle() == []
+    # A slot frees in one queue: exactly one more goes, to whichever queue.
+    Task.objects.filter(id=running.id).update(status="completed")
+    assert len(cycle()) == 1
+    assert in_flight("default") + in_flight(CAPPED) == 4
+
+
+def test_under_max_concurrent_tasks_the_queues_take_the_freed_slots_in_turn(sent, settings):
+    settings.TASKHUB = {**settings.TASKHUB, "MAX_CONCURRENT_TASKS": 1}
+    live_worker(threads=20)
+    for _ in range(3):
+        schedule("test.noop", {})
+        schedule("test.sleep_capped", {})
+    dispatcher = Dispatcher()
+
+    served = []
+    for _ in range(6):
+        (envelope,) = [d.envelope for d in dispatcher.dispatch_once()]
+        served.append(envelope["queue"])
+        Task.objects.filter(id=envelope["id"]).update(status="completed")
+
+    assert served == [CAPPED, "default"] * 3
+
+
+def test_without_max_concurrent_tasks_only_each_queues_cap_holds(sent):
+    assert taskhub_settings.MAX_CONCURRENT_TASKS is None
+    live_worker(threads=20)
+    for _ in range(10):
+        schedule("test.noop", {})
+        schedule("test.sleep_capped", {})
+
+    cycle()
+
+    assert (in_flight("default"), in_flight(CAPPED)) == (10, CAP)
+
+
 # -- paused queues ----------------------------------------------------------------------------
 def test_nothing_of_a_paused_queue_is_dispatched_while_other_queues_flow(sent):
     live_worker(threads=4)
@@ -188,6 +237,24 @@ def test_higher_priority_goes_first_then_the_earlier_scheduled(sent):
     assert order == [str(t.id) for t in expected]
     # Within a cycle the wire carries the higher priority first too.
     assert [e["id"] for e in sent] == order
+
+
+def test_with_priorities_off_the_longest_due_goes_first_whatever_its_priority(sent, settings):
+    settings.TASKHUB = {**settings.TASKHUB, "ENABLE_PRIORITY": False}
+    now = timezone.now()
+    low = ready_since(schedule("test.noop", {}, priority=-10), now - dt.timedelta(hours=1))
+    high = ready_since(schedule("test.noop", {}, priority=90), now - dt.timedelta(minutes=1))
+    normal = ready_since(schedule("test.noop", {}), now - dt.timedelta(minutes=30))
+
+    first = cycle()  # the minimum window: two of the three
+    order = [e["id"] for e in first]
+    Task.objects.filter(id__in=order).update(status="completed")
+    order += [e["id"] for e in cycle()]
+
+    assert order == [str(t.id) for t in (low, normal, high)]
+    assert [e["id"] for e in sent] == order
+    # The rows keep the priority they were given.
+    assert Task.objects.get(id=high.id).priority == 90
 
 
 def test_a_delayed_row_is_not_dispatched_before_its_time(sent):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import runpy
 from pathlib import Path
 
 import dramatiq
@@ -29,11 +30,12 @@ from taskhub.engine.broker import (
     redis_url,
     uses_embedded_redis,
 )
-from taskhub.engine.checks import check_broker, check_sqlite
+from taskhub.engine.checks import check_broker, check_sqlite, check_task_settings
 from taskhub.engine.redis_transport import TaskhubRedisBroker
 from tests.support import ROOT, override_taskhub
 
 TRACKING = "taskhub.engine.middleware.TaskTrackingMiddleware"
+PROJECT_SETTINGS = ROOT / "config" / "settings.py"
 TIME_LIMIT = "dramatiq.middleware.TimeLimit"
 
 
@@ -161,6 +163,7 @@ def test_this_projects_settings_pass_every_check():
     assert check_broker() == []
     assert check_sqlite() == []
     assert check_namespaces() == []
+    assert check_task_settings() == []
 
 
 def test_a_project_broker_that_is_not_taskhubs_is_an_error():
@@ -257,6 +260,78 @@ def test_postgresql_needs_no_sqlite_options():
     databases["default"] = {"ENGINE": "django.db.backends.postgresql", "NAME": "x"}
     with override_settings(DATABASES=databases):
         assert check_sqlite() == []
+
+
+def test_persist_tasks_false_is_refused_saying_why():
+    with override_taskhub(PERSIST_TASKS=False):
+        messages = check_task_settings()
+    assert _ids(messages) == ["taskhub.E009"]
+    assert "row in the database before it is a message" in messages[0].msg
+    assert "RETENTION_DAYS" in messages[0].hint
+    with override_taskhub(PERSIST_TASKS=True):
+        assert check_task_settings() == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("MAX_CONCURRENT_TASKS", 0),
+        ("DEFAULT_MAX_ATTEMPTS", 0),
+        ("DEFAULT_MAX_ATTEMPTS", 101),
+        ("DEFAULT_TIMEOUT", 0),
+        ("DEFAULT_TIMEOUT", -5.0),
+        ("DEFAULT_RETRY_SCHEDULE", []),
+        ("DEFAULT_RETRY_SCHEDULE", [1, -1]),
+        ("DEFAULT_RETRY_SCHEDULE", [1, "5"]),
+    ],
+)
+def test_a_task_setting_out_of_range_is_refused_naming_the_key(key, value):
+    with override_taskhub(**{key: value}):
+        messages = check_task_settings()
+    assert _ids(messages) == ["taskhub.E010"]
+    assert key in messages[0].msg and repr(DEFAULTS[key]) in messages[0].hint
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("MAX_CONCURRENT_TASKS", None),
+        ("MAX_CONCURRENT_TASKS", 1),
+        ("DEFAULT_MAX_ATTEMPTS", 100),
+        ("DEFAULT_TIMEOUT", 0.5),
+        ("DEFAULT_RETRY_SCHEDULE", (0, 2.5)),
+        ("ENABLE_PRIORITY", False),
+    ],
+)
+def test_a_task_setting_in_range_passes(key, value):
+    with override_taskhub(**{key: value}):
+        assert check_task_settings() == []
+        assert check_namespaces() == []
+
+
+def test_a_task_setting_of_the_wrong_type_is_reported_once_by_the_type_check():
+    with override_taskhub(DEFAULT_TIMEOUT="300", MAX_CONCURRENT_TASKS=2.5):
+        assert check_task_settings() == []
+        assert _ids(check_namespaces()) == ["taskhub.E001", "taskhub.E001"]
+
+
+def test_the_documents_environment_names_set_taskhubs_keys(monkeypatch):
+    monkeypatch.setenv("DEFAULT_MAX_RETRIES", "3")
+    monkeypatch.setenv("TASK_TIMEOUT", "45")
+    monkeypatch.setenv("ENABLE_TASK_PRIORITY", "false")
+    monkeypatch.setenv("PERSIST_TASKS", "false")
+    monkeypatch.setenv("TASKHUB_MAX_CONCURRENT_TASKS", "10")
+    monkeypatch.setenv("TASKHUB_DEFAULT_RETRY_SCHEDULE", "1, 5,15,60")
+    project = runpy.run_path(str(PROJECT_SETTINGS))["TASKHUB"]
+    assert project["DEFAULT_MAX_ATTEMPTS"] == 3
+    assert project["DEFAULT_TIMEOUT"] == 45.0
+    assert project["ENABLE_PRIORITY"] is False
+    assert project["PERSIST_TASKS"] is False  # which taskhub.E009 then refuses
+    assert project["MAX_CONCURRENT_TASKS"] == 10
+    assert project["DEFAULT_RETRY_SCHEDULE"] == [1.0, 5.0, 15.0, 60.0]
+    # taskhub's own variable of the same key wins
+    monkeypatch.setenv("TASKHUB_DEFAULT_MAX_ATTEMPTS", "7")
+    assert runpy.run_path(str(PROJECT_SETTINGS))["TASKHUB"]["DEFAULT_MAX_ATTEMPTS"] == 7
 
 
 def test_a_misspelt_new_key_is_reported_with_the_right_one():

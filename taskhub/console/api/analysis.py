@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from ...definitions.task_types import TaskType
 from .. import analytics
 from .permissions import VIEWER, RolePermission
 from .serializers import TimeRangeSerializer
@@ -28,7 +29,11 @@ _Metrics = inline_serializer(
         "successRate": serializers.FloatField(
             help_text="Percent of finished tasks that completed."
         ),
-        "tasksByType": serializers.DictField(child=serializers.IntegerField()),
+        "tasksByType": serializers.DictField(
+            child=serializers.IntegerField(),
+            help_text="Tasks created in the range by the type their task declares (every type, "
+            "0 when none; other: declares none).",
+        ),
         "tasksByStatus": serializers.DictField(child=serializers.IntegerField()),
     },
 )
@@ -40,10 +45,16 @@ _Failures = inline_serializer(
         "to": serializers.DateTimeField(),
         "totalFailures": serializers.IntegerField(),
         "truncated": serializers.BooleanField(help_text="More failures than one analysis reads."),
+        "affectedUsersLimit": serializers.IntegerField(
+            help_text="The most user ids a group's affectedUsers lists."
+        ),
         "failures": inline_serializer(
             "FailureGroup",
             {
-                "taskType": serializers.CharField(),
+                "taskType": serializers.ChoiceField(
+                    choices=TaskType.choices, help_text="The type the task declares."
+                ),
+                "taskName": serializers.CharField(),
                 "errorType": serializers.CharField(),
                 "message": serializers.CharField(help_text="Normalised: ids and numbers replaced."),
                 "fingerprint": serializers.CharField(),
@@ -51,7 +62,14 @@ _Failures = inline_serializer(
                 "lastOccurrence": serializers.DateTimeField(),
                 "lastTaskId": serializers.UUIDField(),
                 "lastError": serializers.CharField(),
-                "affectedUsers": serializers.IntegerField(),
+                "affectedUsers": serializers.ListField(
+                    child=serializers.CharField(),
+                    help_text="Distinct user ids of the failed tasks, the most recently affected "
+                    "first; at most affectedUsersLimit.",
+                ),
+                "affectedUsersCount": serializers.IntegerField(
+                    help_text="How many distinct users, all of them."
+                ),
                 "suggestedAction": serializers.CharField(),
             },
             many=True,
@@ -80,7 +98,7 @@ class Failures(TaskhubAPIView):
     roles = {"GET": VIEWER}
 
     @extend_schema(
-        summary="Failures grouped by task type and error fingerprint",
+        summary="Failures grouped by task and error fingerprint",
         parameters=[TimeRangeSerializer],
         responses=_Failures,
     )

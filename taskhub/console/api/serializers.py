@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from ...definitions.payloads import redact
 from ...definitions.registry import InternalTask, all_definitions, get_external_definition
+from ...definitions.task_types import TaskType
 from ...models import TaskStatus
 from ..task_filters import filtered_tasks, selects_everything
 
@@ -94,6 +95,11 @@ class TaskSerializer(serializers.Serializer):
 
     id = serializers.UUIDField()
     name = serializers.CharField()
+    type = serializers.ChoiceField(
+        choices=TaskType.choices,
+        source="task_type",
+        help_text="What kind of work it is, as its task declares (other: declares none).",
+    )
     queue = serializers.CharField()
     status = serializers.ChoiceField(choices=TaskStatus.choices)
     priority = serializers.IntegerField()
@@ -192,6 +198,9 @@ class TaskFilterSerializer(serializers.Serializer):
     status = serializers.MultipleChoiceField(choices=TaskStatus.choices, required=False)
     queue = serializers.CharField(required=False, max_length=100)
     task = serializers.CharField(required=False, max_length=200)
+    type = serializers.ChoiceField(
+        choices=TaskType.choices, required=False, help_text="What kind of work (other: none)."
+    )
     correlation_id = serializers.CharField(required=False, max_length=200)
     user_id = serializers.CharField(required=False, max_length=200)
     created_after = serializers.DateTimeField(required=False)

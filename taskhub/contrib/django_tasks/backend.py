@@ -112,6 +112,7 @@ class TaskhubBackend(compat.BaseTaskBackend):
         row = TaskRow(
             id=uuid.uuid4(),
             name=definition.name,
+            task_type=definition.task_type,
             queue=task.queue_name,
             payload=payload,
             priority=task.priority,
