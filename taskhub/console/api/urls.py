@@ -47,6 +47,7 @@ urlpatterns = [
     ),
     path("health", health.Health.as_view(), name="health"),
     path("metrics", analysis.Metrics.as_view(), name="metrics"),
+    path("metrics/timeseries", analysis.Timeseries.as_view(), name="metrics-timeseries"),
     path("failures", analysis.Failures.as_view(), name="failures"),
     path("task-queue/health", task_queue.Health.as_view(), name="task-queue-health"),
     path("task-queue/stats", task_queue.QueueStats.as_view(), name="task-queue-stats"),
