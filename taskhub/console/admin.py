@@ -203,6 +203,10 @@ class TaskAdmin(RoleAdmin):
     )
     change_form_template = "admin/taskhub/task/change_form.html"
 
+    class Media:
+        # j / k, Enter / o, r, / and ? on the task list (it does nothing on a task's page)
+        js = ("taskhub/task_shortcuts.js",)
+
     def get_search_results(self, request, queryset, search_term):
         fields = ("id", "correlation_id", "user_id", "dedup_key")
         return exact_search(queryset, search_term, fields), False
