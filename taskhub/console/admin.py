@@ -71,6 +71,17 @@ def brand_admin_site(site: admin.AdminSite | None = None) -> admin.AdminSite:
     return site
 
 
+def image_result_url(task: Task) -> str | None:
+    """The url of the image an ``image.process`` task stored, if it is one a page may link to
+    (a path of this site, or http(s)) — a result is the handler's output, not trusted markup."""
+    result = task.result if task.name == "image.process" else None
+    url = result.get("url") if isinstance(result, dict) else None
+    if not isinstance(url, str):
+        return None
+    local = url.startswith("/") and not url.startswith("//")
+    return url if local or url.startswith(("https://", "http://")) else None
+
+
 def progress_bar(value: int):
     return format_html(
         '<span class="th-progress" title="{}%"><span style="width:{}%"></span></span>',
@@ -237,7 +248,16 @@ class TaskAdmin(RoleAdmin):
 
     @admin.display(description="result")
     def result_json(self, task):
-        return pretty_json(task.result)
+        url = image_result_url(task)
+        if url is None:
+            return pretty_json(task.result)
+        return format_html(
+            '{}<a href="{}" target="_blank" rel="noopener">Open the image</a>'
+            '<img class="th-image-preview" src="{}" alt="the processed image" loading="lazy">',
+            pretty_json(task.result),
+            url,
+            url,
+        )
 
     @admin.display(description="traceback")
     def traceback_text(self, task):
