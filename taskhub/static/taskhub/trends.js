@@ -93,7 +93,8 @@
     var values = p95.concat(p50).filter(function (v) { return v !== null; });
     var top = roundUp(Math.max.apply(null, values.concat([0.001])));
     var at = frame(svg, data, top, seconds);
-    [["p50", p50], ["p95", p95]].forEach(function (pair) {
+    // p95 first, so that where both are equal (one task in a bucket) the p50 shows on top
+    [["p95", p95], ["p50", p50]].forEach(function (pair) {
       var name = pair[0], series = pair[1], run = [];
       function flush() {
         if (run.length === 1) {
