@@ -42,7 +42,7 @@ class Window:
 
 WINDOWS = {
     "1h": Window("1h", bucket_seconds=60, buckets=60, cache_seconds=10.0),
-    "1d": Window("1d", bucket_seconds=900, buckets=96, cache_seconds=60.0),
+    "1d": Window("1d", bucket_seconds=900, buckets=96, cache_seconds=300.0),
 }
 PERCENTILES = (("P50", 0.5), ("P95", 0.95))
 SERIES = ("completed", "failed", "waitP50", "waitP95", "runP50", "runP95")
