@@ -156,6 +156,10 @@ DEFAULTS: dict[str, Any] = {
     "IMAGE_MAX_PIXELS": 40_000_000,
     # Folder, inside Django's default storage, that processed images are saved under.
     "IMAGE_STORAGE_DIR": "images",
+    # The url in image.process's result: False, taskhub's authenticated GET /api/images/<name>
+    # (it reads the file through the storage); True, the storage's own url() — for a storage that
+    # serves its files itself (a public bucket, a CDN, a MEDIA_URL the web server serves).
+    "IMAGE_URLS_FROM_STORAGE": False,
     # data.sync / data.process_batch: items per committed chunk, the share of failed items
     # (0..1) above which a batch fails, and the largest input file downloaded (bytes).
     "BATCH_CHUNK_SIZE": 100,

@@ -2,21 +2,25 @@
 
 The download goes through the SSRF guard (:func:`taskhub.safety.net.guarded_client`) with a size
 limit; the output is saved through Django's default storage (``MEDIA_ROOT`` — ``var/media`` —
-by default, or any django-storages backend such as S3). Bad input fails at once with a clear
-error: not an image, a truncated file, an image larger than ``IMAGE_MAX_PIXELS`` (a
-decompression bomb) — or a step whose output would be (each step's output size is worked out
-before the step runs) — a crop outside the image. Server errors and network trouble are retried.
+by default, or any django-storages backend such as S3) and the result's url is taskhub's
+authenticated ``/api/images/<name>``, or the storage's own url (``IMAGE_URLS_FROM_STORAGE``).
+Bad input fails at once with a clear error: not an image, a truncated file, an image larger than
+``IMAGE_MAX_PIXELS`` (a decompression bomb) — or a step whose output would be (each step's
+output size is worked out before the step runs) — a crop outside the image. Server errors and
+network trouble are retried.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import posixpath
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.urls import NoReverseMatch, reverse
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
 from ..conf import taskhub_settings
@@ -285,6 +289,22 @@ def encode(image: Image.Image, output_format: str, quality: int) -> bytes:
     return out.getvalue()
 
 
+def result_url(name: str) -> str:
+    """Where the stored image can be fetched: taskhub's authenticated ``/api/images/<name>``
+    (taskhub/console/api/files.py), unless ``IMAGE_URLS_FROM_STORAGE`` says the storage serves
+    its files itself — or the project's URLconf has no taskhub API to point to."""
+    folder, filename = posixpath.split(name)
+    if (
+        not taskhub_settings.IMAGE_URLS_FROM_STORAGE
+        and folder == taskhub_settings.IMAGE_STORAGE_DIR.strip("/")
+    ):
+        try:
+            return reverse("taskhub:image-file", args=[filename])
+        except NoReverseMatch:
+            pass
+    return default_storage.url(name)
+
+
 def store(data: bytes, name: str) -> str:
     """Save under ``name``, replacing what an earlier attempt of the same task left."""
     if default_storage.exists(name):
@@ -325,7 +345,7 @@ def process_image(payload: ProcessImage, ctx) -> dict:
     _, extension = FORMATS[payload.output_format]
     name = store(encoded, f"{taskhub_settings.IMAGE_STORAGE_DIR}/{ctx.task_id}.{extension}")
     return {
-        "url": default_storage.url(name),
+        "url": result_url(name),
         "path": name,
         "size": len(encoded),
         "width": image.width,

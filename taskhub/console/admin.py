@@ -78,6 +78,17 @@ def brand_admin_site(site: admin.AdminSite | None = None) -> admin.AdminSite:
     return site
 
 
+def image_result_url(task: Task) -> str | None:
+    """The url of the image an ``image.process`` task stored, if it is one a page may link to
+    (a path of this site, or http(s)) — a result is the handler's output, not trusted markup."""
+    result = task.result if task.name == "image.process" else None
+    url = result.get("url") if isinstance(result, dict) else None
+    if not isinstance(url, str):
+        return None
+    local = url.startswith("/") and not url.startswith("//")
+    return url if local or url.startswith(("https://", "http://")) else None
+
+
 def progress_bar(value: int):
     return format_html(
         '<span class="th-progress" title="{}%"><span style="width:{}%"></span></span>',
@@ -256,6 +267,10 @@ class TaskAdmin(RoleAdmin):
     )
     change_form_template = "admin/taskhub/task/change_form.html"
 
+    class Media:
+        # j / k, Enter / o, r, / and ? on the task list (it does nothing on a task's page)
+        js = ("taskhub/task_shortcuts.js",)
+
     def get_search_results(self, request, queryset, search_term):
         fields = ("id", "correlation_id", "user_id", "dedup_key")
         return exact_search(queryset, search_term, fields), False
@@ -286,7 +301,16 @@ class TaskAdmin(RoleAdmin):
 
     @admin.display(description="result")
     def result_json(self, task):
-        return pretty_json(task.result)
+        url = image_result_url(task)
+        if url is None:
+            return pretty_json(task.result)
+        return format_html(
+            '{}<a href="{}" target="_blank" rel="noopener">Open the image</a>'
+            '<img class="th-image-preview" src="{}" alt="the processed image" loading="lazy">',
+            pretty_json(task.result),
+            url,
+            url,
+        )
 
     @admin.display(description="traceback")
     def traceback_text(self, task):

@@ -1,6 +1,6 @@
 """Building blocks of the operator console: role-based admin permissions, a paginator that never
 counts millions of rows, confirmed, audited actions, and what the task and workflow pages share
-(status colours, JSON display, the created filter, exact search)."""
+(status badges, JSON display, the created filter, exact search)."""
 
 from __future__ import annotations
 
@@ -136,23 +136,28 @@ def confirm_then(
 
 # -- shared by the task and workflow pages --------------------------------------------------------
 
-STATUS_COLOURS = {
-    TaskStatus.PENDING: "#6c757d",
-    TaskStatus.QUEUED: "#0d6efd",
-    TaskStatus.RUNNING: "#6610f2",
-    TaskStatus.RETRYING: "#fd7e14",
-    TaskStatus.COMPLETED: "#198754",
-    TaskStatus.FAILED: "#dc3545",
-    TaskStatus.CANCELLED: "#495057",
-    TaskStatus.BLOCKED: "#0aa2c0",
-    TaskStatus.SKIPPED: "#adb5bd",
+#: Each status's hue: a class (``th-hue-<hue>``) whose colours, light and dark, are variables of
+#: console.css — no colour is written here, so the admin's theme (dark or light) applies.
+STATUS_HUES = {
+    TaskStatus.PENDING: "grey",
+    TaskStatus.QUEUED: "blue",
+    TaskStatus.RUNNING: "purple",
+    TaskStatus.RETRYING: "orange",
+    TaskStatus.COMPLETED: "green",
+    TaskStatus.FAILED: "red",
+    TaskStatus.CANCELLED: "slate",
+    TaskStatus.BLOCKED: "teal",
+    TaskStatus.SKIPPED: "silver",
 }
 SHOWN_HISTORY = 500
 
 
+def hue_badge(label: str, hue: str):
+    return format_html('<span class="th-badge th-hue-{}">{}</span>', hue, label)
+
+
 def status_badge(status: str):
-    colour = STATUS_COLOURS.get(status, "#6c757d")
-    return format_html('<span class="th-badge" style="background:{}">{}</span>', colour, status)
+    return hue_badge(status, STATUS_HUES.get(status, "grey"))
 
 
 def pretty_json(value):

@@ -28,26 +28,28 @@ from ..workflows.graph import InvalidWorkflow
 from ..workflows.models import OPEN_RUN_STATUSES, WorkflowDefinition, WorkflowRun, WorkflowStatus
 from .admin_tools import (
     SHOWN_HISTORY,
-    STATUS_COLOURS,
+    STATUS_HUES,
     CreatedFilter,
     RoleAdmin,
     confirm_then,
     exact_search,
+    hue_badge,
     pretty_json,
     status_badge,
 )
 from .audit import audited
 from .roles import OPERATOR, has_role
 
-RUN_COLOURS = {
-    WorkflowStatus.RUNNING: "#6610f2",
-    WorkflowStatus.SUCCEEDED: "#198754",
-    WorkflowStatus.FAILED: "#dc3545",
-    WorkflowStatus.CANCELLING: "#fd7e14",
-    WorkflowStatus.CANCELLED: "#495057",
-    WorkflowStatus.COMPENSATING: "#d63384",
-    WorkflowStatus.COMPENSATED: "#0d6efd",
-    WorkflowStatus.COMPENSATION_FAILED: "#842029",
+#: Each run status's hue (console.css ``th-hue-<hue>``), as admin_tools.STATUS_HUES for tasks.
+RUN_HUES = {
+    WorkflowStatus.RUNNING: "purple",
+    WorkflowStatus.SUCCEEDED: "green",
+    WorkflowStatus.FAILED: "red",
+    WorkflowStatus.CANCELLING: "orange",
+    WorkflowStatus.CANCELLED: "slate",
+    WorkflowStatus.COMPENSATING: "pink",
+    WorkflowStatus.COMPENSATED: "blue",
+    WorkflowStatus.COMPENSATION_FAILED: "darkred",
 }
 
 
@@ -108,8 +110,7 @@ RUN_ACTIONS = {
 
 
 def run_badge(status: str):
-    colour = RUN_COLOURS.get(status, "#6c757d")
-    return format_html('<span class="th-badge" style="background:{}">{}</span>', colour, status)
+    return hue_badge(status, RUN_HUES.get(status, "grey"))
 
 
 class RunStatusFilter(admin.SimpleListFilter):
@@ -215,11 +216,10 @@ class WorkflowRunAdmin(RoleAdmin):
         )
         note = format_html(
             '<p class="th-muted">{} Compensation steps and their chain are dashed '
-            '<span style="color:{}">pink</span>, below the step each undoes.</p>',
+            '<span class="th-compensation-note">pink</span>, below the step each undoes.</p>',
             legend,
-            diagram.COMPENSATION_EDGE,
         )
-        svg = diagram.draw(self._detail(run), STATUS_COLOURS)  # every text in it is escaped
+        svg = diagram.draw(self._detail(run), STATUS_HUES)  # every text in it is escaped
         return format_html('<div class="th-wf-graph-box">{}</div>{}', mark_safe(svg), note)
 
     @admin.display(description="steps")

@@ -3,6 +3,10 @@
 Forward steps are laid out left to right by dependency depth (the longest chain of edges
 leading to them); compensation steps sit in a band below, each under the step it undoes, with
 dashed outlines and their own edge colour. Nodes are filled with their status's colour.
+
+No colour is written here: each element has a class (a node its status's ``th-hue-<hue>``, edges
+and arrows their kind) and the console's stylesheet (taskhub/static/taskhub/console.css) colours
+them, light or dark with the admin's theme.
 """
 
 from __future__ import annotations
@@ -17,8 +21,7 @@ NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 150, 44, 60, 18, 16
 BAND_GAP = 40
 #: Above this many steps the drawing would be unreadable; the steps table says it all.
 MAX_DRAWN_STEPS = 300
-COMPENSATION_EDGE = "#d63384"
-FALLBACK_COLOUR = "#6c757d"
+FALLBACK_HUE = "grey"
 
 
 def depths(keys: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
@@ -70,8 +73,9 @@ def _label(text: str, limit: int = 22) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def draw(detail: Mapping[str, Any], colours: Mapping[str, str]) -> str:
-    """The SVG markup (every text escaped), or a short note when there is nothing to draw."""
+def draw(detail: Mapping[str, Any], hues: Mapping[str, str]) -> str:
+    """The SVG markup (every text escaped), or a short note when there is nothing to draw.
+    ``hues`` names each status's hue (a ``th-hue-<hue>`` class of the console's stylesheet)."""
     steps = detail["steps"]
     if not steps:
         return '<p class="th-muted">No steps.</p>'
@@ -87,11 +91,11 @@ def draw(detail: Mapping[str, Any], colours: Mapping[str, str]) -> str:
         f'aria-label="workflow graph">',
         "<defs>"
         '<marker id="th-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
-        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-        'fill="#888"/></marker>'
+        'markerHeight="7" orient="auto-start-reverse"><path class="th-wf-arrow" '
+        'd="M0,0 L10,5 L0,10 z"/></marker>'
         '<marker id="th-arrow-comp" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
-        f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-        f'fill="{COMPENSATION_EDGE}"/></marker>'
+        'markerHeight="7" orient="auto-start-reverse"><path class="th-wf-arrow-compensation" '
+        'd="M0,0 L10,5 L0,10 z"/></marker>'
         "</defs>",
     ]
     for edge in detail["edges"]:
@@ -103,7 +107,7 @@ def draw(detail: Mapping[str, Any], colours: Mapping[str, str]) -> str:
         if step["kind"] == "compensation" and undoes in where:
             parts.append(_undoes(where[undoes], where[step["key"]]))
     for step in steps:
-        parts.append(_node(step, where[step["key"]], colours))
+        parts.append(_node(step, where[step["key"]], hues))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -120,21 +124,20 @@ def _edge(start: tuple[int, int], end: tuple[int, int], edge: Mapping, compensat
             b = (x2 + NODE_W // 2, y2 + (0 if below else NODE_H))
         return (
             f'<line class="th-wf-edge th-wf-edge-compensation" x1="{a[0]}" y1="{a[1]}" '
-            f'x2="{b[0]}" y2="{b[1]}" stroke="{COMPENSATION_EDGE}" stroke-width="1.5" '
+            f'x2="{b[0]}" y2="{b[1]}" stroke-width="1.5" '
             f'stroke-dasharray="6 3" marker-end="url(#th-arrow-comp)"/>'
         )
     state = "pending"
     if edge.get("resolved"):
         state = "satisfied" if edge.get("satisfied") else "unsatisfied"
     dash = ' stroke-dasharray="2 3"' if state == "unsatisfied" else ""
-    colour = "#bbb" if state == "unsatisfied" else "#888"
     title = f"<title>{escape(edge['from'])} → {escape(edge['to'])}"
     if edge.get("when"):
         title += f" when {escape(edge['when'])}"
     return (
         f'<g class="th-wf-edge th-wf-edge-{state}">{title}</title>'
         f'<line x1="{x1 + NODE_W}" y1="{y1 + NODE_H // 2}" x2="{x2}" y2="{y2 + NODE_H // 2}" '
-        f'stroke="{colour}" stroke-width="1.5"{dash} marker-end="url(#th-arrow)"/></g>'
+        f'stroke-width="1.5"{dash} marker-end="url(#th-arrow)"/></g>'
     )
 
 
@@ -143,33 +146,25 @@ def _undoes(forward: tuple[int, int], compensation: tuple[int, int]) -> str:
     (fx, fy), (cx, cy) = forward, compensation
     return (
         f'<line class="th-wf-undoes" x1="{cx + NODE_W // 2}" y1="{cy}" x2="{fx + NODE_W // 2}" '
-        f'y2="{fy + NODE_H}" stroke="{COMPENSATION_EDGE}" stroke-width="1" '
-        f'stroke-dasharray="1 3" opacity="0.6"/>'
+        f'y2="{fy + NODE_H}" stroke-width="1" stroke-dasharray="1 3" opacity="0.6"/>'
     )
 
 
-def _node(step: Mapping[str, Any], at: tuple[int, int], colours: Mapping[str, str]) -> str:
+def _node(step: Mapping[str, Any], at: tuple[int, int], hues: Mapping[str, str]) -> str:
     x, y = at
     status = step["status"]
-    colour = colours.get(status, FALLBACK_COLOUR)
-    compensation = step["kind"] == "compensation"
-    outline = (
-        f'stroke="{COMPENSATION_EDGE}" stroke-width="2" stroke-dasharray="5 3"'
-        if compensation
-        else 'stroke="#333" stroke-width="0.5"'
-    )
-    kind = "compensation" if compensation else "forward"
+    hue = hues.get(status, FALLBACK_HUE)
+    kind = "compensation" if step["kind"] == "compensation" else "forward"
     tip = f"{step['key']} — {step['task']} — {status}, attempt {step['attempts']}"
     if step.get("error"):
         tip += f"\n{step['error'][:300]}"
     return (
-        f'<g class="th-wf-node th-wf-{kind} th-wf-status-{escape(status)}" '
+        f'<g class="th-wf-node th-wf-{kind} th-wf-status-{escape(status)} th-hue-{escape(hue)}" '
         f'data-step="{escape(step["key"])}" data-status="{escape(status)}">'
         f"<title>{escape(tip)}</title>"
-        f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6" fill="{colour}" '
-        f"{outline}/>"
-        f'<text x="{x + 8}" y="{y + 17}" fill="#fff" font-size="12" font-weight="600">'
+        f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6"/>'
+        f'<text x="{x + 8}" y="{y + 17}" font-size="12" font-weight="600">'
         f"{escape(_label(step['key']))}</text>"
-        f'<text x="{x + 8}" y="{y + 33}" fill="#fff" font-size="10">'
+        f'<text x="{x + 8}" y="{y + 33}" font-size="10">'
         f"{escape(_label(step['task'], 18))} · {escape(status)}</text></g>"
     )

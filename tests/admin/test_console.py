@@ -46,7 +46,7 @@ def test_the_task_list_never_counts_the_whole_table(login):
         q["sql"] for q in queries if "COUNT(" in q["sql"].upper() and "taskhub_task" in q["sql"]
     ]
     assert counts and all(re.search(r"LIMIT \d+", sql) for sql in counts), counts
-    assert page.content.decode().count('class="th-badge"') == 3
+    assert page.content.decode().count('class="th-badge th-hue-') == 3
 
 
 def test_search_finds_tasks_by_exact_ids(login):
@@ -55,7 +55,7 @@ def test_search_finds_tasks_by_exact_ids(login):
     browser = login("viewer")
     for term in (str(task.id), "order-7", "u-9"):
         body = browser.get(f"/admin/taskhub/task/?q={term}").content.decode()
-        assert body.count('class="th-badge"') == 1, term
+        assert body.count('class="th-badge th-hue-') == 1, term
 
 
 def test_the_task_list_filters_by_type_and_shows_each_tasks_type(login):

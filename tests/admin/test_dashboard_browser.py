@@ -1,90 +1,23 @@
 """What an operator sees in a real browser: headless Chromium against a real uvicorn server
-serving the project (static files included) on the test database with real rows."""
+serving the project (static files included) on the test database with real rows (the
+``live_server_url`` and ``browser`` fixtures of tests/admin/conftest.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
-import socket
-import threading
-import time
-from pathlib import Path
 
 import pytest
-from django.db import connection, connections
 from django.utils import timezone
 
 from taskhub.console import analytics
 from taskhub.console.roles import create_user
 from taskhub.engine.enqueue import schedule
 from taskhub.models import QueueState, Task, TaskStatus
+from tests.admin.browser_support import ARTIFACTS
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts"
 EMAIL = {"to": "a@example.com", "subject": "Hi", "template": "welcome"}
 
 pytestmark = pytest.mark.e2e
-
-
-def _require_browser():
-    if Path(CHROMIUM).exists():
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"Chromium not found at {CHROMIUM}: `make test` installs it (apt chromium)")
-    pytest.skip("Chromium is not installed here (apt-get install chromium); CI runs this test")
-
-
-@pytest.fixture
-def live_server_url(transactional_db, monkeypatch):
-    """The project's ASGI app on uvicorn in a thread, on a free port."""
-    import uvicorn
-
-    from config.asgi import application
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
-    # between browser steps are still plain synchronous calls.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    # The server's request threads close their connections after each request, so none is left
-    # holding the test database when it is dropped.
-    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        application, lifespan="off", log_level="warning", timeout_graceful_shutdown=1
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(5)
-
-
-@pytest.fixture
-def browser():
-    _require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield chromium
-        chromium.close()
-        # ORM calls made while Playwright's loop ran may hold a connection of their own
-        # (Django keeps connections per async context); close it before the database goes.
-        connections.close_all()
 
 
 def _rows():

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from taskhub.console.admin_tools import STATUS_COLOURS
+from taskhub.console.admin_tools import STATUS_HUES
 from taskhub.models import OperatorAction, TaskStatus
 from taskhub.workflows.models import WorkflowDefinition, WorkflowRun
 from taskhub.workflows.start import start_workflow
@@ -27,14 +27,15 @@ def page(run) -> str:
     return f"/admin/taskhub/workflowrun/{run.id}/change/"
 
 
-def nodes(body: str) -> dict[str, tuple[str, str]]:
-    """step key → (status, fill colour) of each node drawn in the SVG."""
+def nodes(body: str) -> dict[str, tuple[str, str, str]]:
+    """step key → (kind, status, hue) of each node drawn in the SVG; the hue is the class the
+    console's stylesheet colours it by."""
     found = re.findall(
-        r'<g class="th-wf-node th-wf-(\w+) [^"]*" data-step="([^"]+)" data-status="(\w+)">'
-        r'<title>[^<]*</title><rect [^>]*fill="(#[0-9a-f]{6})"',
+        r'<g class="th-wf-node th-wf-(\w+) th-wf-status-\w+ th-hue-(\w+)" data-step="([^"]+)" '
+        r'data-status="(\w+)"><title>[^<]*</title><rect ',
         body,
     )
-    return {key: (kind, status, fill) for kind, key, status, fill in found}
+    return {key: (kind, status, hue) for kind, hue, key, status in found}
 
 
 def test_the_run_list_filters_by_status_and_searches_exact_ids(login, orders):
@@ -67,9 +68,9 @@ def test_the_run_page_draws_the_graph_coloured_by_step_status_with_steps_and_tim
     assert response.status_code == 200
     assert '<svg class="th-wf-graph"' in body and "cdn" not in body.lower()
     assert nodes(body) == {
-        "charge": ("forward", "completed", STATUS_COLOURS[TaskStatus.COMPLETED]),
-        "ship": ("forward", "pending", STATUS_COLOURS[TaskStatus.PENDING]),
-        "notify": ("forward", "blocked", STATUS_COLOURS[TaskStatus.BLOCKED]),
+        "charge": ("forward", "completed", STATUS_HUES[TaskStatus.COMPLETED]),
+        "ship": ("forward", "pending", STATUS_HUES[TaskStatus.PENDING]),
+        "notify": ("forward", "blocked", STATUS_HUES[TaskStatus.BLOCKED]),
     }
     assert body.count('class="th-wf-edge th-wf-edge-') == 2
     assert "th-wf-edge-satisfied" in body and "th-wf-edge-pending" in body
@@ -98,10 +99,10 @@ def test_compensation_steps_and_their_chain_are_drawn_apart(login, orders):
     assert drawn["compensate:ship"] == (
         "compensation",
         "pending",
-        STATUS_COLOURS[TaskStatus.PENDING],
+        STATUS_HUES[TaskStatus.PENDING],
     )
     assert drawn["compensate:charge"][:2] == ("compensation", "blocked")
-    assert drawn["notify"] == ("forward", "failed", STATUS_COLOURS[TaskStatus.FAILED])
+    assert drawn["notify"] == ("forward", "failed", STATUS_HUES[TaskStatus.FAILED])
     assert body.count("th-wf-edge-compensation") == 1  # compensate:ship → compensate:charge
     assert body.count('class="th-wf-undoes"') == 2
     assert "compensating" in body

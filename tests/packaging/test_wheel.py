@@ -89,6 +89,7 @@ def test_the_wheel_holds_every_file_of_the_package(wheel):
         ("Lua scripts (read when taskhub.engine.claims is imported)", "taskhub/engine/lua/"),
         ("console templates", "taskhub/templates/admin/taskhub/"),
         ("static files", "taskhub/static/taskhub/"),
+        ("the Grafana dashboard", "taskhub/console/grafana/taskhub-dashboard.json"),
         ("migrations", "taskhub/migrations/0001_initial.py"),
         ("built-ins' migrations", "taskhub/builtins/migrations/0001_initial.py"),
     ]:

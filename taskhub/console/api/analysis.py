@@ -1,4 +1,5 @@
-"""``/api/metrics`` and ``/api/failures``: what happened over a time range."""
+"""``/api/metrics``, ``/api/metrics/timeseries`` and ``/api/failures``: what happened over a
+time range."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from ...definitions.task_types import TaskType
-from .. import analytics
+from .. import analytics, timeseries
 from .permissions import VIEWER, RolePermission
 from .serializers import TimeRangeSerializer
 from .views import TaskhubAPIView
@@ -76,6 +77,74 @@ _Failures = inline_serializer(
         ),
     },
 )
+
+
+_SERIES = serializers.ListField(child=serializers.FloatField(allow_null=True))
+_Timeseries = inline_serializer(
+    "TaskTimeseries",
+    {
+        "window": serializers.ChoiceField(choices=list(timeseries.WINDOWS)),
+        "bucketSeconds": serializers.IntegerField(help_text="60 for 1h, 900 for 1d."),
+        "from": serializers.DateTimeField(help_text="Start of the first bucket."),
+        "to": serializers.DateTimeField(help_text="End of the last bucket (it holds now)."),
+        "buckets": serializers.ListField(
+            child=serializers.DateTimeField(), help_text="Start of each bucket, oldest first."
+        ),
+        "queues": inline_serializer(
+            "QueueTimeseries",
+            {
+                "queue": serializers.CharField(),
+                "completed": serializers.ListField(
+                    child=serializers.IntegerField(), help_text="Tasks completed in each bucket."
+                ),
+                "failed": serializers.ListField(
+                    child=serializers.IntegerField(), help_text="Tasks failed for good."
+                ),
+                "waitP50": _SERIES,
+                "waitP95": _SERIES,
+                "runP50": _SERIES,
+                "runP95": _SERIES,
+            },
+            many=True,
+        ),
+    },
+)
+
+
+class TimeseriesQuery(serializers.Serializer):
+    window = serializers.ChoiceField(
+        choices=list(timeseries.WINDOWS),
+        default="1h",
+        help_text="1h: 60 one-minute buckets; 1d: 96 buckets of 15 minutes.",
+    )
+    queue = serializers.CharField(
+        required=False, max_length=100, help_text="One queue; default: every queue."
+    )
+
+    def validate_queue(self, value: str) -> str:
+        if not timeseries.known_queue(value):
+            raise serializers.ValidationError("No such queue.")
+        return value
+
+
+class Timeseries(TaskhubAPIView):
+    permission_classes = [RolePermission]
+    roles = {"GET": VIEWER}
+
+    @extend_schema(
+        summary="Per-queue throughput, wait and run time over the last hour or day",
+        description=(
+            "Tasks that finished in each bucket: how many completed and failed, their wait "
+            "(queued → started) and run time (completed tasks' last attempt) at p50 and p95, "
+            "in seconds; null where a bucket has none."
+        ),
+        parameters=[TimeseriesQuery],
+        responses=_Timeseries,
+    )
+    def get(self, request):
+        query = TimeseriesQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(timeseries.series(**query.validated_data))
 
 
 class Metrics(TaskhubAPIView):

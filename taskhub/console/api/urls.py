@@ -4,7 +4,7 @@ from django.urls import path
 
 from ...builtins.queue_api import installed_kinds
 from .. import stream
-from . import analysis, docs, health, schedules, task_queue, tasks, workflows
+from . import analysis, docs, files, health, schedules, task_queue, tasks, workflows
 
 _queue = "task-queue/<str:queue_name>"
 
@@ -52,6 +52,7 @@ urlpatterns = [
     ),
     path("health", health.Health.as_view(), name="health"),
     path("metrics", analysis.Metrics.as_view(), name="metrics"),
+    path("metrics/timeseries", analysis.Timeseries.as_view(), name="metrics-timeseries"),
     path("failures", analysis.Failures.as_view(), name="failures"),
     path("task-queue/health", task_queue.Health.as_view(), name="task-queue-health"),
     path("task-queue/stats", task_queue.QueueStats.as_view(), name="task-queue-stats"),
@@ -85,6 +86,7 @@ urlpatterns = [
         task_queue.DeadLetterRetry.as_view(),
         name="task-queue-dead-letter-retry",
     ),
+    path("images/<str:name>", files.ImageFile.as_view(), name="image-file"),
     path("events/stream", stream.event_stream, name="event-stream"),
     path("events/tickets", stream.EventTickets.as_view(), name="event-tickets"),
     path("schema/", docs.Schema.as_view(), name="schema"),
