@@ -7,7 +7,8 @@ Terms are separated by spaces and must all match. A term is ``qualifier:value`` 
 double quotes keep spaces in a value (``error:"connection refused"``) or make a word with a colon
 a bare word (``"https://x"``). The qualifiers (docs/api.md):
 
-- ``name:`` / ``error:`` — the task name / its last error contains the value, ignoring case;
+- ``name:`` / ``error:`` — the task name / its last error contains the value, ignoring case
+  (3 letters or digits in a row at least: what a trigram index can look up);
 - ``status:`` / ``queue:`` — one of a comma-separated list, exactly;
 - ``id:`` — the id starts with these hex digits (dashes optional; all 32: that id);
 - ``correlation_id:``, ``user_id:``, ``dedup_key:`` — exactly;
@@ -15,8 +16,9 @@ a bare word (``"https://x"``). The qualifiers (docs/api.md):
   as a string or as the JSON number, ``true``, ``false`` or ``null`` it spells
   (``payload.user_id:42`` finds ``42`` and ``"42"``).
 
-A bare word matches when the name or the error contains it, or the id (a full one), correlation
-id, user id or dedup key equals it — so the admin's search box still finds a pasted id.
+A bare word matches when the name or the error contains it (if it has 3 letters or digits in a
+row), or the id (a full one), correlation id, user id or dedup key equals it — so the admin's
+search box still finds a pasted id.
 
 :func:`parse` needs no database and raises :class:`SearchError` (the API answers it 400);
 :func:`filter_tasks` turns a search into conditions each index serves on PostgreSQL (migration
@@ -60,6 +62,11 @@ QUALIFIERS = {
     "dedup_key": "the dedup key is",
 }
 PAYLOAD = "payload"
+#: Words searched inside the name and the error need 3 letters or digits in a row: pg_trgm
+#: indexes text in threes of them, and a shorter word makes PostgreSQL read the whole index and
+#: recheck every row (seconds on a million rows, where a 3-letter word takes milliseconds).
+#: ``name:`` and ``error:`` refuse a shorter one; a shorter bare word is only compared exactly.
+_INDEXABLE = re.compile(r"[^\W_]{3}")
 
 # A run of unquoted characters or quoted strings, glued together: one term.
 _TERM = re.compile(r'(?:[^\s"]+|"[^"]*")+')
@@ -125,6 +132,8 @@ def _term(word: str) -> Term:
             )
     if qualifier == "id":
         _id_range(value)  # checked here, so that a bad id is a parse error
+    if qualifier in ("name", "error"):
+        _check_indexable(f"{qualifier}:{value}", value)
     return Term(qualifier, value)
 
 
@@ -133,6 +142,14 @@ def _bare(word: str) -> Term:
     if not value:
         raise SearchError('"" searches for nothing: put a word between the quotes.')
     return Term("text", value)
+
+
+def _check_indexable(term: str, value: str) -> None:
+    if not _INDEXABLE.search(value):
+        raise SearchError(
+            f"{term}: a word searched in names and errors needs 3 letters or digits in a row; "
+            "for a short exact value use user_id:, correlation_id:, queue: or id:."
+        )
 
 
 def _payload_term(head: str, value: str) -> Term:
@@ -220,13 +237,9 @@ def _error_contains(value: str) -> Q:
 
 
 def _bare_condition(value: str) -> Q:
-    condition = (
-        _contains("name", value)
-        | _error_contains(value)
-        | Q(correlation_id=value)
-        | Q(user_id=value)
-        | Q(dedup_key=value)
-    )
+    condition = Q(correlation_id=value) | Q(user_id=value) | Q(dedup_key=value)
+    if _INDEXABLE.search(value):  # a shorter word ("u-9") is only looked for as an exact value
+        condition |= _contains("name", value) | _error_contains(value)
     try:
         condition |= Q(pk=uuid.UUID(value))
     except ValueError:

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from ...engine.enqueue import schedule
 from ...models import Task, TaskEvent, TaskLog
-from .. import services
+from .. import search, services
 from ..audit import audited
 from .permissions import ADMIN, OPERATOR, VIEWER, RolePermission
 from .serializers import (
@@ -46,6 +46,7 @@ class TaskCursorPagination(CursorPagination):
 
 
 def _filtered(params: dict):
+    """The tasks a validated TaskFilterSerializer's data selects (the list, its export)."""
     tasks = Task.objects.all()
     lookups = {
         "status": "status__in",
@@ -60,6 +61,8 @@ def _filtered(params: dict):
         if params.get(param) not in (None, "", set()):
             value = params[param]
             tasks = tasks.filter(**{lookup: list(value) if param == "status" else value})
+    if params.get("q"):
+        tasks = search.filter_tasks(tasks, params["q"])  # checked by the serializer: parses
     return tasks
 
 

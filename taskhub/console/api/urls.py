@@ -4,13 +4,14 @@ from django.urls import path
 
 from ...builtins.queue_api import installed_kinds
 from .. import stream
-from . import analysis, docs, health, schedules, task_queue, tasks, workflows
+from . import analysis, docs, health, schedules, task_export, task_queue, tasks, workflows
 
 _queue = "task-queue/<str:queue_name>"
 
 urlpatterns = [
     path("tasks", tasks.TaskListCreate.as_view(), name="task-list"),
     path("tasks/bulk", tasks.TaskBulkCreate.as_view(), name="task-bulk"),
+    path("tasks/export", task_export.TaskExport.as_view(), name="task-export"),
     path("tasks/<str:task_id>", tasks.TaskDetail.as_view(), name="task-detail"),
     path("tasks/<str:task_id>/events", tasks.TaskEvents.as_view(), name="task-events"),
     path("tasks/<str:task_id>/logs", tasks.TaskLogs.as_view(), name="task-logs"),
