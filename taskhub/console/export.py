@@ -50,7 +50,7 @@ COLUMNS = (
     "user_id",
 )
 TIMESTAMPS = ("created_at", "scheduled_at", "queued_at", "started_at", "completed_at")
-PAGE = 1000
+PAGE = 5000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 _datetime = serializers.DateTimeField()  # the API's format for times

@@ -61,6 +61,8 @@ class TaskExport(TaskhubAPIView):
             source="api",
             target_type="task",
             format=file_format,
-            filters={k: sorted(v) if isinstance(v, set) else str(v) for k, v in filters.items()},
+            filters={
+                k: sorted(v) if isinstance(v, set | list) else str(v) for k, v in filters.items()
+            },
         )
         return export_response(_filtered(filters), file_format)
