@@ -105,7 +105,7 @@ SELECT
     r.created,
     r.created + interval '220 ms',
     '', '', '', false, 0, '', false
-FROM generate_series(%(first)s, %(last)s) AS i,
+FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS i,
 LATERAL (
     SELECT
         CASE WHEN roll < 0.88 THEN 'completed' WHEN roll < 0.97 THEN 'failed'
