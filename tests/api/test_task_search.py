@@ -152,3 +152,17 @@ def test_each_kind_of_term_is_a_condition_its_index_serves(rows):
             cursor.execute("EXPLAIN " + sql, params)
             plan = "\n".join(row[0] for row in cursor.fetchall())
             assert index in plan, f"{q}:\n{plan}"
+
+
+def test_a_search_no_serializer_checked_is_still_a_400_not_a_500():
+    """``_filtered`` is shared (the list, its export, bulk actions): a view that hands it an
+    unchecked ``q`` gets the same 400 from the API's error handler."""
+    from taskhub.console.api.errors import handle_exception
+    from taskhub.console.api.tasks import _filtered
+    from taskhub.console.search import SearchError
+
+    with pytest.raises(SearchError) as raised:
+        _filtered({"q": "colour:red"})
+    response = handle_exception(raised.value, {"view": None})
+    assert response.status_code == 400
+    assert response.data["errors"]["q"][0].startswith("Unknown qualifier colour:")
