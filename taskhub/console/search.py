@@ -50,17 +50,17 @@ from ..models import TaskStatus
 MAX_LENGTH = 1000
 MAX_TERMS = 20
 
-#: qualifier → what its value is compared with (``payload.…`` is handled apart)
-QUALIFIERS = {
-    "name": "the task name contains (ignoring case)",
-    "error": "the last error contains (ignoring case)",
-    "status": "one of these statuses (comma-separated)",
-    "queue": "one of these queues (comma-separated)",
-    "id": "the id starts with these hex digits",
-    "correlation_id": "the correlation id is",
-    "user_id": "the user id is",
-    "dedup_key": "the dedup key is",
-}
+#: The qualifiers besides ``payload.<key>``; what each means: the module's docstring.
+QUALIFIERS = (
+    "name",
+    "error",
+    "status",
+    "queue",
+    "id",
+    "correlation_id",
+    "user_id",
+    "dedup_key",
+)
 PAYLOAD = "payload"
 #: Words searched inside the name and the error need 3 letters or digits in a row: pg_trgm
 #: indexes text in threes of them, and a shorter word makes PostgreSQL read the whole index and
@@ -70,7 +70,7 @@ _INDEXABLE = re.compile(r"[^\W_]{3}")
 
 # A run of unquoted characters or quoted strings, glued together: one term.
 _TERM = re.compile(r'(?:[^\s"]+|"[^"]*")+')
-_QUALIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_QUALIFIER = re.compile(r"[A-Za-z_][\w.-]*")  # payload keys may hold "-" (payload.order-id)
 
 
 class SearchError(TaskhubError, ValueError):
@@ -125,6 +125,7 @@ def _term(word: str) -> Term:
             "put a word with a colon in quotes."
         )
     if qualifier == "status":
+        value = value.lower()
         unknown = [s for s in _listed(value) if s not in TaskStatus.values]
         if unknown:
             raise SearchError(

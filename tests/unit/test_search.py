@@ -39,8 +39,9 @@ def test_nested_payload_keys_and_exact_qualifiers():
     )
 
 
-def test_qualifier_names_ignore_case_and_an_empty_search_has_no_terms():
-    assert parse("Status:failed").terms == (Term("status", "failed"),)
+def test_qualifier_names_and_statuses_ignore_case_payload_keys_keep_it():
+    assert parse("Status:FAILED").terms == (Term("status", "failed"),)
+    assert parse("Payload.Order-Id:A1").terms == (Term("payload", "A1", ("Order-Id",)),)
     assert not parse("   ")
 
 
