@@ -138,8 +138,9 @@ def _latencies(ax, ctx: Context) -> None:
 
 
 def _web(ax, rows: list[Row]) -> None:
-    ax.set_title("API and scale (ms)")
-    web = [r for r in rows if r.measure in ("api", "scale") and isinstance(r.value, int | float)]
+    ax.set_title("API, scale and search (ms)")
+    web = [r for r in rows if r.measure in ("api", "scale", "search")]
+    web = [r for r in web if isinstance(r.value, int | float)]
     web = [r for r in web if r.unit == "ms"]
     if not web:
         ax.text(0.5, 0.5, "API / admin / dashboard: not available yet", ha="center", va="center")

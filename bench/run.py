@@ -30,6 +30,7 @@ MEASURES = {
     "table_growth": "bench.table_growth",
     "api": "bench.api",
     "scale": "bench.scale",
+    "search": "bench.search",
     "events": "bench.events",
     "workflow": "bench.workflow",
     "faults": "bench.faults",

@@ -3,7 +3,8 @@ actions, and the queues dashboard (the Queues page).
 
 Lists stay fast on millions of rows: no full COUNT(*) (EstimatedCountPaginator), sorting only
 along created_at (indexed, alone and after status, queue and name), filters that need no query
-to draw, and search by exact id / correlation id / user id / dedup key (each indexed).
+to draw, and search by exact id / correlation id / user id / dedup key (each indexed) — the
+task list's box takes the API's search language (taskhub.console.search), which indexes serve.
 """
 
 from __future__ import annotations
@@ -46,17 +47,17 @@ from ..models import (
     WorkerProcess,
 )
 from ..scheduler import schedules as schedule_services
-from . import analytics, bulk, services
+from . import analytics, bulk, search, services
 from .admin_tools import (
     SHOWN_HISTORY,
     CreatedFilter,
     RoleAdmin,
     confirm_then,
-    exact_search,
     pretty_json,
     status_badge,
 )
-from .audit import audited
+from .audit import audited, record
+from .export import FORMATS, export_response
 from .roles import ADMIN, OPERATOR, VIEWER, has_role
 from .task_filters import selects_everything
 
@@ -201,7 +202,11 @@ class TaskAdmin(RoleAdmin):
         CreatedFilter,
     )
     search_fields = ("id",)
-    search_help_text = "Exact task id, correlation id, user id or dedup key."
+    search_help_text = (
+        "name:… error:… payload.key:value status:… queue:… id:prefix, or words found in the "
+        "name or error (3 letters or more) or equal to an id, correlation id, user id or dedup "
+        "key. Example: name:emails error:timeout payload.user_id:42"
+    )
     sortable_by = ("created_at",)
     ordering = ("-created_at",)
     actions = ("retry_tasks", "cancel_tasks")
@@ -272,8 +277,11 @@ class TaskAdmin(RoleAdmin):
         js = ("taskhub/task_shortcuts.js",)
 
     def get_search_results(self, request, queryset, search_term):
-        fields = ("id", "correlation_id", "user_id", "dedup_key")
-        return exact_search(queryset, search_term, fields), False
+        try:
+            return search.filter_tasks(queryset, search_term), False
+        except search.SearchError as exc:
+            self.message_user(request, f"Search: {exc}", messages.ERROR)
+            return queryset.none(), False
 
     @admin.display(description="id")
     def short_id(self, task):
@@ -391,12 +399,43 @@ class TaskAdmin(RoleAdmin):
                 name="taskhub_task_bulk",
             ),
             path(
+                "export/<str:file_format>/",
+                self.admin_site.admin_view(self.export),
+                name="taskhub_task_export",
+            ),
+            path(
                 "<path:object_id>/do/<str:verb>/",
                 self.admin_site.admin_view(self.task_action),
                 name="taskhub_task_do",
             ),
             *super().get_urls(),
         ]
+
+    def export(self, request, file_format):
+        """The list as shown — its filters and search, every page — as a CSV or JSONL
+        download (the links above the list carry its query string here)."""
+        if file_format not in FORMATS:
+            raise Http404
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        changelist = reverse("admin:taskhub_task_changelist")
+        try:
+            search.parse(request.GET.get("q", ""))
+            tasks = self.get_changelist_instance(request).get_queryset(request)
+        except search.SearchError as exc:
+            self.message_user(request, f"Search: {exc}", messages.ERROR)
+            return HttpResponseRedirect(f"{changelist}?{request.GET.urlencode()}")
+        except IncorrectLookupParameters:
+            return HttpResponseRedirect(f"{changelist}?e=1")
+        record(
+            request.user,
+            "task.export",
+            source="admin",
+            target_type="task",
+            format=file_format,
+            filters=request.GET.dict(),
+        )
+        return export_response(tasks, file_format)
 
     def task_action(self, request, object_id, verb):
         """Retry or cancel from the task's own page: a confirmation, then the audited action."""

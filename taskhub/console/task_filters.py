@@ -1,6 +1,7 @@
 """Which tasks a filter selects: one function from the task list's validated filter (the keys
-of ``api.serializers.TaskFilterSerializer``) to a queryset, shared by ``GET /api/tasks`` and the
-bulk actions of the API and the command line, so a key added to the filter reaches all three."""
+of ``api.serializers.TaskFilterSerializer``, the search ``q`` among them) to a queryset, shared
+by ``GET /api/tasks``, its export and the bulk actions of the API and the command line, so a
+key added to the filter reaches all of them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from ..models import Task
+from . import search
 
 
 def filtered_tasks(params: Mapping[str, Any]) -> QuerySet[Task]:
@@ -30,6 +32,8 @@ def filtered_tasks(params: Mapping[str, Any]) -> QuerySet[Task]:
         if params.get(param) not in (None, "", set()):
             value = params[param]
             tasks = tasks.filter(**{lookup: list(value) if param == "status" else value})
+    if params.get("q"):
+        tasks = search.filter_tasks(tasks, params["q"])  # the serializer checked that it parses
     return tasks
 
 

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from ...errors import InvalidTaskRequest, InvalidTransition, TaskhubError, TaskNotFound
+from ..search import SearchError
 
 
 class QueueNotFound(exceptions.NotFound):
@@ -56,6 +57,9 @@ def _handle(exc, context):
         isinstance(exc, TaskhubError) and isinstance(exc, LookupError)
     ):  # ScheduleNotFound, and domain apps' lookups (EndpointNotFound …) alike
         return Response({**envelope, "error": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, SearchError):  # a search a view did not validate first (?q=)
+        body = {"error": f"q: {exc}", "errors": {"q": [str(exc)]}}
+        return Response({**envelope, **body}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, InvalidTransition):
         return Response({**envelope, "error": str(exc)}, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, exceptions.ValidationError):

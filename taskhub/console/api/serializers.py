@@ -14,6 +14,7 @@ from ...definitions.payloads import redact
 from ...definitions.registry import InternalTask, all_definitions, get_external_definition
 from ...definitions.task_types import TaskType
 from ...models import TaskStatus
+from .. import search
 from ..task_filters import filtered_tasks, selects_everything
 
 MAX_BULK = 1000
@@ -195,6 +196,13 @@ class TaskListSerializer(serializers.Serializer):
 
 
 class TaskFilterSerializer(serializers.Serializer):
+    q = serializers.CharField(
+        required=False,
+        max_length=search.MAX_LENGTH,
+        help_text="A search: `name:emails error:timeout payload.user_id:42 status:failed,"
+        "cancelled queue:email id:6f0c` and bare words (the name or the error contains them, "
+        "or an id, correlation id, user id or dedup key equals them); docs/api.md.",
+    )
     status = serializers.MultipleChoiceField(choices=TaskStatus.choices, required=False)
     queue = serializers.CharField(required=False, max_length=100)
     task = serializers.CharField(required=False, max_length=200)
@@ -207,6 +215,13 @@ class TaskFilterSerializer(serializers.Serializer):
     created_before = serializers.DateTimeField(required=False)
     cursor = serializers.CharField(required=False)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=500)
+
+    def validate_q(self, value: str) -> str:
+        try:
+            search.parse(value)
+        except search.SearchError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
 
     def to_internal_value(self, data):
         # ?status=failed&status=cancelled or ?status=failed,cancelled

@@ -4,13 +4,14 @@ from django.urls import path
 
 from ...builtins.queue_api import installed_kinds
 from .. import stream
-from . import analysis, docs, files, health, schedules, task_queue, tasks, workflows
+from . import analysis, docs, files, health, schedules, task_export, task_queue, tasks, workflows
 
 _queue = "task-queue/<str:queue_name>"
 
 urlpatterns = [
     path("tasks", tasks.TaskListCreate.as_view(), name="task-list"),
     path("tasks/bulk", tasks.TaskBulkCreate.as_view(), name="task-bulk"),
+    path("tasks/export", task_export.TaskExport.as_view(), name="task-export"),
     # Before tasks/<task_id>/…, which "actions/retry" would match too.
     *[
         path(f"tasks/actions/{action}", tasks.bulk_action_view(action), name=f"task-bulk-{action}")
