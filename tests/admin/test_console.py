@@ -66,10 +66,12 @@ def test_the_task_list_filters_by_type_and_shows_each_tasks_type(login):
 
     page = browser.get("/admin/taskhub/task/?type=payment_processing").content.decode()
 
-    assert page.count('class="th-badge"') == 1 and str(payment.id)[:8] in page
+    assert page.count('class="th-badge th-hue-') == 1 and str(payment.id)[:8] in page
     assert "payment_processing" in page
     assert (
-        browser.get("/admin/taskhub/task/?type=other").content.decode().count('class="th-badge"')
+        browser.get("/admin/taskhub/task/?type=other")
+        .content.decode()
+        .count('class="th-badge th-hue-')
         == 1
     )
     # The filter lists every type, whether any task has it or not.

@@ -32,7 +32,7 @@ def tasks():
 
 
 def badges(page) -> int:
-    return page.content.decode().count('class="th-badge"')
+    return page.content.decode().count('class="th-badge th-hue-')
 
 
 def test_the_search_box_takes_qualifiers_and_bare_words(login, tasks):
