@@ -17,6 +17,12 @@ from ..console.roles import (
     permission_name,
     rotate_token,
 )
+from ..console.search_indexes import (
+    SearchIndexesUnsupported,
+    create_search_indexes,
+    drop_search_indexes,
+    index_states,
+)
 from ..definitions.payloads import redact
 from ..definitions.registry import all_definitions, get_external_definition
 from ..engine.broker import ensure_redis
@@ -235,6 +241,36 @@ def groups(args) -> None:
         _, created = made[role]
         held = ", ".join(permission_name(r) for r in ROLES[: index + 1])
         sys.stdout.write(f"{GROUPS[role]}: {'created' if created else 'already there'} ({held})\n")
+
+
+def _search_indexes_args(p) -> None:
+    p.add_argument("--drop", action="store_true", help="drop them instead")
+    p.add_argument("--status", action="store_true", help="only say which exist")
+
+
+@subcommand(
+    "search-indexes",
+    "create (or --drop) the PostgreSQL indexes that make task search fast on a large table",
+    _search_indexes_args,
+)
+def search_indexes(args) -> None:
+    try:
+        if args.status:
+            states = index_states()
+        elif args.drop:
+            dropped = drop_search_indexes()
+            sys.stdout.write(f"dropped: {', '.join(dropped) or 'none were there'}\n")
+            return
+        else:
+            report = lambda line: sys.stderr.write(line + "\n")  # noqa: E731
+            built = create_search_indexes(report=report)
+            sys.stdout.write(f"built: {', '.join(built) or 'all were there'}\n")
+            states = index_states()
+    except SearchIndexesUnsupported as exc:
+        raise fail(str(exc)) from None
+    for name, state in states.items():
+        shown = {True: "ready", False: "invalid (run again to rebuild)", None: "absent"}[state]
+        sys.stdout.write(f"{name}: {shown}\n")
 
 
 def _createuser_args(p) -> None:

@@ -5,6 +5,7 @@ serving the project (static files included) on the test database with real rows 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -141,3 +142,42 @@ def test_an_operator_retries_every_failed_task_of_a_filtered_list(live_server_ur
     assert "60 tasks matched: 60 retried, 0 skipped." in page.inner_text(".messagelist")
     assert not Task.objects.filter(status=TaskStatus.FAILED).exists()
     assert Task.objects.filter(status=TaskStatus.PENDING).count() == 61
+
+
+def test_an_operator_searches_the_task_list_and_exports_what_it_found(live_server_url, browser):
+    """The search box takes the search language; the export links carry the search along."""
+    create_user("sara", "viewer", password="correct horse battery")
+    now = timezone.now()
+    wanted = schedule("email.send", {**EMAIL, "to": "ada@example.com"}, user_id="42")
+    Task.objects.filter(id=wanted.id).update(
+        status=TaskStatus.FAILED, error="SMTP timeout after 30 s", completed_at=now
+    )
+    for error in ("SMTP timeout after 30 s", "mailbox full"):  # one term short of a match each
+        other = schedule("email.send", EMAIL)
+        Task.objects.filter(id=other.id).update(status=TaskStatus.FAILED, error=error)
+    schedule("email.send", {**EMAIL, "to": "ada@example.com"})  # pending: no error at all
+    page = browser.new_page(viewport={"width": 1500, "height": 900})
+    page.goto(f"{live_server_url}/admin/login/?next=/admin/taskhub/task/")
+    page.fill("#id_username", "sara")
+    page.fill("#id_password", "correct horse battery")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#result_list")
+    assert page.locator("#result_list tbody tr").count() == 4
+
+    page.fill("#searchbar", "error:timeout payload.to:ada@example.com status:failed")
+    page.press("#searchbar", "Enter")
+    page.wait_for_url("**q=*")
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 1 and str(wanted.id)[:8] in rows.first.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "search.png"))
+
+    with page.expect_download() as download:
+        page.click("text=Export CSV")
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 and str(wanted.id) in lines[1]  # the header, then the one match
+
+    page.fill("#searchbar", "error:ti")  # too short to search by: told why, nothing listed
+    page.press("#searchbar", "Enter")
+    page.wait_for_selector(".messagelist")
+    assert page.inner_text(".messagelist").startswith("Search:")
+    assert page.locator("#result_list tbody tr").count() == 0

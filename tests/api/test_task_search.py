@@ -4,10 +4,12 @@ database (PostgreSQL's containment and ILIKE, or SQLite's JSON lookups and LIKE)
 says why for a search it can't read."""
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
 from taskhub.console.search import filter_tasks
+from taskhub.console.search_indexes import SEARCH_INDEXES, create_search_indexes, index_states
 from taskhub.engine.enqueue import schedule
 from taskhub.models import Task, TaskStatus
 
@@ -134,9 +136,12 @@ def test_a_search_over_the_length_limit_is_a_400(viewer):
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's search indexes")
 def test_each_kind_of_term_is_a_condition_its_index_serves(rows):
-    """Migration 0010's indexes only help if the SQL has their form (ILIKE, not Django's
+    """The search indexes only help if the SQL has their form (ILIKE, not Django's
     UPPER(…) LIKE; the error index's partial condition; @> for the GIN index). With sequential
     scans priced out, an empty test table shows which index each term can use."""
+    with connection.cursor() as cursor:  # the rows' deferred checks, or no index may be built
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    create_search_indexes(concurrently=False)  # inside the test's transaction, rolled back
     cases = {
         "payload.user_id:42": "task_payload_gin",
         "payload.order.currency:CHF": "task_payload_gin",
@@ -155,14 +160,34 @@ def test_each_kind_of_term_is_a_condition_its_index_serves(rows):
 
 
 def test_a_search_no_serializer_checked_is_still_a_400_not_a_500():
-    """``_filtered`` is shared (the list, its export, bulk actions): a view that hands it an
-    unchecked ``q`` gets the same 400 from the API's error handler."""
+    """``filtered_tasks`` is shared (the list, its export, bulk actions): a view that hands it
+    an unchecked ``q`` gets the same 400 from the API's error handler."""
     from taskhub.console.api.errors import handle_exception
-    from taskhub.console.api.tasks import _filtered
     from taskhub.console.search import SearchError
+    from taskhub.console.task_filters import filtered_tasks
 
     with pytest.raises(SearchError) as raised:
-        _filtered({"q": "colour:red"})
+        filtered_tasks({"q": "colour:red"})
     response = handle_exception(raised.value, {"view": None})
     assert response.status_code == 400
     assert response.data["errors"]["q"][0].startswith("Unknown qualifier colour:")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_search_indexes_are_built_and_dropped_on_request_and_only_on_postgresql(capsys):
+    """Opt-in (they cost every task write): ``manage.py taskhub search-indexes``."""
+    if connection.vendor != "postgresql":
+        with pytest.raises(CommandError) as refused:
+            call_command("taskhub", "search-indexes")
+        assert refused.value.returncode == 2 and "PostgreSQL" in str(refused.value)
+        return
+    assert set(index_states().values()) == {None}  # migrate builds none of them
+    try:
+        call_command("taskhub", "search-indexes")
+        assert index_states() == dict.fromkeys(SEARCH_INDEXES, True)
+        capsys.readouterr()
+        call_command("taskhub", "search-indexes")  # again: nothing to build
+        assert "built: all were there" in capsys.readouterr().out
+    finally:
+        call_command("taskhub", "search-indexes", "--drop")
+    assert set(index_states().values()) == {None}
