@@ -7,7 +7,7 @@ from django.db import connections
 
 import taskhub
 from taskhub.console.roles import VIEWER, create_user
-from tests.admin.test_dashboard_browser import CHROMIUM, FLAGS, _require_browser
+from tests.admin.browser_support import CHROMIUM, FLAGS, require_browser
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 def test_the_dashboard_feed_shows_a_task_finishing_without_a_reload(
     live, transactional_db, monkeypatch
 ):
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API runs an event loop in this thread; the ORM calls between browser
