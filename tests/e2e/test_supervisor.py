@@ -5,7 +5,6 @@ Its workers dispatch (one leads at a time): the one killed here is the leader.""
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from taskhub import schedule_many
 from taskhub.engine.dispatcher import live_workers
 from taskhub.engine.leadership import current_leader
 from taskhub.models import Task, WorkerProcess
-from tests.support import ROOT, child_env, free_port, healthz_ok, wait_for
+from tests.support import free_port, healthz_ok, start_taskhub_up, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -68,17 +67,8 @@ def _finished_or_stack_gone(ids: list, up: subprocess.Popen) -> bool:
 
 def test_up_restarts_a_killed_worker_and_the_other_children_keep_running(transactional_db):
     port = free_port()
-    log_path = ROOT / "var" / "test-logs" / f"up-{time.time_ns()}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        argv = ["taskhub", "up", "--port", str(port), "--processes", "2", "--threads", "2"]
-        up = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), *argv],
-            cwd=ROOT,
-            env=child_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    up = start_taskhub_up(port, "--processes", "2", "--threads", "2")
+    log_path = up.log_path
     family: set[int] = set()
     try:
         wait_for(lambda: healthz_ok(port), timeout=90, message="the web server")
