@@ -14,7 +14,7 @@ from taskhub.console import analytics
 from taskhub.console.roles import create_user
 from taskhub.engine.enqueue import schedule
 from taskhub.models import QueueState, Task, TaskStatus
-from tests.admin.browser_support import ARTIFACTS
+from tests.admin.browser_support import ARTIFACTS, collect_errors, log_in
 
 EMAIL = {"to": "a@example.com", "subject": "Hi", "template": "welcome"}
 
@@ -49,22 +49,10 @@ def test_an_operator_watches_and_steers_queues_on_the_dashboard(live_server_url,
     create_user("olivia", "operator", password="correct horse battery")
     _rows()
     page = browser.new_page(viewport={"width": 1500, "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "response",
-        lambda r: (
-            r.status >= 400
-            and not r.url.endswith("/favicon.ico")
-            and errors.append(f"{r.status} {r.url}")
-        ),
-    )
+    errors = collect_errors(page)
 
     # Given an operator who logs in to the console
-    page.goto(f"{live_server_url}/admin/login/?next=/admin/taskhub/queuestate/")
-    page.fill("#id_username", "olivia")
-    page.fill("#id_password", "correct horse battery")
-    page.click("input[type=submit]")
+    log_in(page, live_server_url, "olivia", "correct horse battery", "/admin/taskhub/queuestate/")
     page.wait_for_selector('tr[data-queue="email"]')
 
     # Then the email queue shows its counts, failure rate and a drawn throughput chart
@@ -121,10 +109,13 @@ def test_an_operator_retries_every_failed_task_of_a_filtered_list(live_server_ur
         Task.objects.filter(id=task.id).update(status=TaskStatus.FAILED, completed_at=now)
     schedule("email.send", EMAIL, delay=3600)
     page = browser.new_page(viewport={"width": 1500, "height": 900})
-    page.goto(f"{live_server_url}/admin/login/?next=/admin/taskhub/task/%3Fstatus%3Dfailed")
-    page.fill("#id_username", "omar")
-    page.fill("#id_password", "correct horse battery")
-    page.click("input[type=submit]")
+    log_in(
+        page,
+        live_server_url,
+        "omar",
+        "correct horse battery",
+        "/admin/taskhub/task/%3Fstatus%3Dfailed",
+    )
     page.wait_for_selector("#result_list")
 
     # When the operator asks to retry all that the filtered list matches, the count comes first
@@ -157,10 +148,7 @@ def test_an_operator_searches_the_task_list_and_exports_what_it_found(live_serve
         Task.objects.filter(id=other.id).update(status=TaskStatus.FAILED, error=error)
     schedule("email.send", {**EMAIL, "to": "ada@example.com"})  # pending: no error at all
     page = browser.new_page(viewport={"width": 1500, "height": 900})
-    page.goto(f"{live_server_url}/admin/login/?next=/admin/taskhub/task/")
-    page.fill("#id_username", "sara")
-    page.fill("#id_password", "correct horse battery")
-    page.click("input[type=submit]")
+    log_in(page, live_server_url, "sara", "correct horse battery", "/admin/taskhub/task/")
     page.wait_for_selector("#result_list")
     assert page.locator("#result_list tbody tr").count() == 4
 
