@@ -181,6 +181,26 @@ def _signal_group(proc: subprocess.Popen, signum: int) -> None:
         pass
 
 
+def task_in(status: str, name: str = "taskhub.ping", payload=None, **options):
+    """A task scheduled, then set straight to ``status`` at attempt 1 (finished now): the rows
+    operator actions are tried on. ``options`` go to schedule()."""
+    from django.utils import timezone
+
+    from taskhub.engine.enqueue import schedule
+    from taskhub.models import Task
+
+    task = schedule(name, payload or {}, **options)
+    Task.objects.filter(id=task.id).update(status=status, attempt=1, completed_at=timezone.now())
+    return task
+
+
+def statuses() -> list[str]:
+    """Every task's status, sorted."""
+    from taskhub.models import Task
+
+    return sorted(Task.objects.values_list("status", flat=True))
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 nothing listens on now."""
     with socket.socket() as sock:

@@ -15,9 +15,18 @@ from ..models import Task
 from . import search
 
 
+def apply_lookups(rows: QuerySet, params: Mapping[str, Any], lookups: dict[str, str]) -> QuerySet:
+    """``rows`` narrowed by each filter parameter given a value, through its ORM lookup
+    (``status`` a set of statuses). Shared by the task list and the workflow run list."""
+    for param, lookup in lookups.items():
+        if params.get(param) not in (None, "", set()):
+            value = params[param]
+            rows = rows.filter(**{lookup: list(value) if param == "status" else value})
+    return rows
+
+
 def filtered_tasks(params: Mapping[str, Any]) -> QuerySet[Task]:
     """The tasks matching ``params`` (validated filter values; an empty one filters nothing)."""
-    tasks = Task.objects.all()
     lookups = {
         "status": "status__in",
         "queue": "queue",
@@ -28,10 +37,7 @@ def filtered_tasks(params: Mapping[str, Any]) -> QuerySet[Task]:
         "created_after": "created_at__gte",
         "created_before": "created_at__lt",
     }
-    for param, lookup in lookups.items():
-        if params.get(param) not in (None, "", set()):
-            value = params[param]
-            tasks = tasks.filter(**{lookup: list(value) if param == "status" else value})
+    tasks = apply_lookups(Task.objects.all(), params, lookups)
     if params.get("q"):
         tasks = search.filter_tasks(tasks, params["q"])  # the serializer checked that it parses
     return tasks

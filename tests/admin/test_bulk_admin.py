@@ -11,16 +11,11 @@ from django.utils import timezone
 from taskhub.console import bulk
 from taskhub.engine.enqueue import schedule
 from taskhub.models import OperatorAction, Task, TaskStatus
+from tests.support import task_in
 
 pytestmark = pytest.mark.django_db
 
 LIST = "/admin/taskhub/task/"
-
-
-def task_in(status: str, name: str = "taskhub.ping", payload=None) -> Task:
-    task = schedule(name, payload or {})
-    Task.objects.filter(id=task.id).update(status=status, attempt=1, completed_at=timezone.now())
-    return task
 
 
 def hidden(page: str) -> dict:

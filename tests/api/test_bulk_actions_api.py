@@ -3,24 +3,14 @@ first, by role, audited once; bad input or a changed count changes nothing."""
 
 import pytest
 from django.db import connection, connections
-from django.utils import timezone
 
 from taskhub.console import bulk
 from taskhub.engine.enqueue import schedule
 from taskhub.models import OperatorAction, Task, TaskStatus
 from tests.api.role_matrix import assert_answers_by_role, by_role
+from tests.support import statuses, task_in
 
 pytestmark = pytest.mark.django_db
-
-
-def task_in(status: str, **options) -> Task:
-    task = schedule("taskhub.ping", {}, **options)
-    Task.objects.filter(id=task.id).update(status=status, attempt=1, completed_at=timezone.now())
-    return task
-
-
-def statuses() -> list[str]:
-    return sorted(Task.objects.values_list("status", flat=True))
 
 
 def post(client, action: str, body: dict):

@@ -7,10 +7,10 @@ import io
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.utils import timezone
 
 from taskhub.engine.enqueue import schedule
 from taskhub.models import OperatorAction, Task
+from tests.support import statuses, task_in
 
 pytestmark = pytest.mark.django_db
 
@@ -20,16 +20,6 @@ class Terminal(io.StringIO):
 
     def isatty(self) -> bool:
         return True
-
-
-def task_in(status: str, **options) -> Task:
-    task = schedule("taskhub.ping", {}, **options)
-    Task.objects.filter(id=task.id).update(status=status, attempt=1, completed_at=timezone.now())
-    return task
-
-
-def statuses() -> list[str]:
-    return sorted(Task.objects.values_list("status", flat=True))
 
 
 @pytest.fixture

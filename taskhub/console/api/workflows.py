@@ -20,6 +20,7 @@ from ...workflows.models import FailurePolicy, WorkflowDefinition, WorkflowRun, 
 from ...workflows.start import start_workflow
 from ...workflows.stored import mask_workflow_spec
 from ..audit import audited
+from ..task_filters import apply_lookups
 from .permissions import ADMIN, OPERATOR, VIEWER, RolePermission
 from .serializers import StrictSerializer, TaskFilterSerializer
 from .tasks import TaskCursorPagination
@@ -238,7 +239,6 @@ def detail(run: WorkflowRun) -> dict:
 
 # -- runs ----------------------------------------------------------------------------------------
 def _filtered(params: dict):
-    runs = WorkflowRun.objects.all()
     lookups = {
         "status": "status__in",
         "definition": "name",
@@ -247,11 +247,7 @@ def _filtered(params: dict):
         "created_after": "created_at__gte",
         "created_before": "created_at__lt",
     }
-    for param, lookup in lookups.items():
-        if params.get(param) not in (None, "", set()):
-            value = params[param]
-            runs = runs.filter(**{lookup: list(value) if param == "status" else value})
-    return runs
+    return apply_lookups(WorkflowRun.objects.all(), params, lookups)
 
 
 def _audited(request, action: str, run_id="", **details):
