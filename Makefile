@@ -36,9 +36,8 @@ browser:
 			|| echo "could not install chromium: the browser test will not run"; \
 	fi
 
-test: $(STAMP) $(NODE_STAMP) browser  ## the full suite, fault drills included, then the RabbitMQ pass
-	./scripts/run-tests $(PYTEST_ARGS)
-	./scripts/rabbitmq-pass
+test: $(STAMP) $(NODE_STAMP) browser  ## the full suite, fault drills included, and the RabbitMQ pass (TEST_JOBS packages at once)
+	./scripts/run-tests --rabbitmq-pass $(PYTEST_ARGS)
 
 test-unit: $(STAMP)  ## the engine's in-process unit tests: no npm, browser or worker process (< 1 min)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

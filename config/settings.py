@@ -152,7 +152,12 @@ else:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": VAR_DIR / "taskhub.sqlite3",
             "OPTIONS": dict(SQLITE_OPTIONS),
-            "TEST": {"NAME": str(VAR_DIR / "test_taskhub.sqlite3")},
+            # scripts/run-tests gives each pytest session running at once its own.
+            "TEST": {
+                "NAME": str(
+                    VAR_DIR / f"{os.environ.get('TASKHUB_TEST_DATABASE', 'test_taskhub')}.sqlite3"
+                )
+            },
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
