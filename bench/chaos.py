@@ -11,6 +11,12 @@ session is terminated. A supervisor restarts what died. Then the load stops, the
 and the stack drains: until every row is finished, no row has finished for DRAIN_STALL_S, or
 DRAIN_S has passed.
 
+``--chaos-shape workers`` runs ``rundramatiq`` alone: no dispatcher process, the worker units
+dispatch (EMBEDDED_DISPATCHER; one leads by the lease, taskhub.engine.leadership), and the
+dispatcher's SIGKILL becomes ``leader-sigkill``: the worker process holding the live lease is
+SIGKILLed (its in-flight work counts as a worker kill's). The default ``dispatcher`` shape runs
+the units with EMBEDDED_DISPATCHER off.
+
 ``--chaos-seed N`` repeats a run's faults (order, times, targets drawn); ``--chaos-leave-out``
 drops kinds of work or faults (e.g. ``nul``: to see what the rest finds while one defect is
 being fixed); ``--chaos-keep-db`` keeps the database to look at what a run left. The record of
@@ -24,7 +30,8 @@ that database's sessions, never the harness's own. Timings are shortened (SHORT_
 
 The checker (bench/chaos_check.py) reads the rows and the independent record of handler starts
 and ends (bench.tasks.chaos_record: a file per process, outside the engine's path). Figures go
-to ``bench/results/<date>-chaos[-quick].json`` and ``.md``; the seed and every fault are logged.
+to ``bench/results/<date>-chaos[-workers][-quick].json`` and ``.md``; the seed and every fault
+are logged.
 """
 
 from __future__ import annotations
@@ -44,7 +51,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .chaos_check import FLUSH_GRACE_S, Expectation, Fault, RowState, check, parse_record, summary
 from .chaos_load import MIX, TASK, Load
-from .chaos_procs import FAULT_WEIGHTS, ChaosStack, Faults, PrivateRedis
+from .chaos_procs import (
+    FAULT_KINDS,
+    KILL_FAULTS,
+    LEADER_SIGKILL,
+    ChaosStack,
+    Faults,
+    PrivateRedis,
+    fault_weights,
+)
 from .core import Context, Row, Skip, at_most, info, is_postgres
 from .env import ROOT
 
@@ -158,9 +173,16 @@ def own_database(keep: bool = False):
 
 class Drill:
     def __init__(
-        self, ctx: Context, seconds: float, tasks: int, seed: int, leave_out: frozenset[str]
+        self,
+        ctx: Context,
+        seconds: float,
+        tasks: int,
+        seed: int,
+        leave_out: frozenset[str],
+        shape: str = "dispatcher",
     ):
         self.ctx, self.seconds, self.seed, self.leave_out = ctx, seconds, seed, leave_out
+        self.shape = shape
         self.rate = tasks / seconds
         self.threads = max(ctx.threads, MIN_THREADS)
         self.gap = QUICK_FAULT_GAP_S if ctx.quick else FAULT_GAP_S
@@ -178,7 +200,7 @@ class Drill:
         """Seeded (time offset, fault kind): every kind once in a shuffled order, then drawn by
         weight, at gaps of 0.5–1.5 × the mean gap."""
         rng = self.fault_rng
-        weights = {k: w for k, w in FAULT_WEIGHTS.items() if k not in self.leave_out}
+        weights = {k: w for k, w in fault_weights(self.shape).items() if k not in self.leave_out}
         kinds = list(weights)
         rng.shuffle(kinds)
         plan, t = [], WARM_UP_S
@@ -201,8 +223,10 @@ class Drill:
             ),
             "BENCH_CHAOS_RECORD_DIR": str(self.record_dir),
         }
-        stack = ChaosStack(env, self.ctx.processes, self.threads, SHUTDOWN_GRACE_MS)
-        faults = Faults(stack, server, db_name, self.fault_rng, STALL_S, _in_flight_ids)
+        stack = ChaosStack(env, self.ctx.processes, self.threads, SHUTDOWN_GRACE_MS, self.shape)
+        faults = Faults(
+            stack, server, db_name, self.fault_rng, STALL_S, _in_flight_ids, _leader_holder
+        )
         _add_cron()
         threads: list[threading.Thread] = []
         try:
@@ -360,6 +384,20 @@ def _in_flight_ids() -> list[str]:
         return []
 
 
+def _leader_holder() -> str | None:
+    """The holder of the live dispatcher lease in the drill's database (None: nobody leads, or
+    the read failed — the fault is tried again)."""
+    from taskhub.engine.leadership import current_leader
+
+    try:
+        return current_leader()
+    except Exception:  # noqa: BLE001
+        from django.db import connection
+
+        connection.close()
+        return None
+
+
 def _add_cron() -> None:
     from taskhub.scheduler.schedules import create_schedule
 
@@ -422,22 +460,30 @@ def _cron() -> dict[str, Any]:
 
 
 def _fill_kill_affected(faults: list[Fault], kills, marks, ledger) -> None:
-    """A killed worker's in-flight work, from the record: started there, no outcome yet."""
+    """A killed worker's in-flight work, from the record: started there, no outcome yet. A
+    killed leader's adds to the rows queued or running at it (dispatching stopped too)."""
     from .chaos_check import FLUSH_GRACE_S, in_flight_at, runs_by_task
 
     runs = runs_by_task(marks)
-    worker_faults = [f for f in faults if f.kind.startswith("worker")]
-    for fault, kill in zip(worker_faults, kills, strict=False):
-        fault.affected = [
+    kill_faults = [f for f in faults if f.kind in KILL_FAULTS]  # one kill each, in order
+    for fault, kill in zip(kill_faults, kills, strict=False):
+        killed = [
             t
             for t, task_runs in runs.items()
             if any(in_flight_at(r, kill, FLUSH_GRACE_S) for r in task_runs)
             and (ledger.get(t) is None or ledger[t].kind != "cancel")
         ]
+        before = fault.affected if fault.kind == LEADER_SIGKILL else []
+        fault.affected = list(dict.fromkeys([*before, *killed]))
 
 
-#: What --chaos-leave-out may name: a kind of work, or a fault.
-LEAVE_OUT_CHOICES = (*(k for k in MIX if k != "noop"), *FAULT_WEIGHTS)
+#: What --chaos-leave-out may name: a kind of work, or a fault (of either shape).
+LEAVE_OUT_CHOICES = (*(k for k in MIX if k != "noop"), *FAULT_KINDS)
+#: The stack in each --chaos-shape, as the results describe it.
+SHAPE_NAMES = {
+    "dispatcher": "worker units + a dispatcher process",
+    "workers": "rundramatiq alone (the units dispatch: embedded dispatcher)",
+}
 
 
 def run(
@@ -446,6 +492,7 @@ def run(
     seed: int | None = None,
     leave_out: frozenset[str] = frozenset(),
     keep_database: bool = False,
+    shape: str = "dispatcher",
 ) -> list[Row]:
     from django.test import override_settings
 
@@ -455,7 +502,7 @@ def run(
     per_second = (QUICK_TASKS / QUICK_SECONDS) if ctx.quick else (TASKS / SECONDS)
     tasks = int(per_second * seconds)
     seed = seed if seed is not None else random.SystemRandom().randrange(1 << 30)
-    drill = Drill(ctx, seconds, tasks, seed, leave_out)
+    drill = Drill(ctx, seconds, tasks, seed, leave_out, shape)
     server = PrivateRedis()
     server.start()
     # The harness's own engine calls meet the faults too: their warnings would drown the log.
@@ -570,7 +617,7 @@ def _report(ctx: Context, drill: Drill, data: dict[str, Any]) -> list[Row]:
             m,
             "tasks",
             sum(data["kinds"].values()),
-            note=f"{drill.seconds:.0f} s, seed "
+            note=f"{drill.shape} shape, {drill.seconds:.0f} s, seed "
             f"{drill.seed}; {', '.join(f'{k} {v}' for k, v in sorted(data['kinds'].items()))}",
         ),
         info(
@@ -664,6 +711,8 @@ def _report(ctx: Context, drill: Drill, data: dict[str, Any]) -> list[Row]:
         "stall_s": STALL_S,
         "drain_s": DRAIN_S,
         "shape": f"{ctx.processes} units × {drill.threads} threads",
+        "stack": drill.shape,
+        "stack_description": SHAPE_NAMES[drill.shape],
         "left_out": sorted(drill.leave_out),
         "fault_log": drill.log,
         **data,
@@ -687,7 +736,9 @@ def _examples(items: list) -> str:
 def _write_results(ctx: Context, rows: list[Row], details: dict[str, Any]) -> None:
     from . import report
 
-    stem = f"{time.strftime('%Y-%m-%d')}-chaos" + ("-quick" if ctx.quick else "")
+    stack = details.get("stack", "dispatcher")
+    stem = f"{time.strftime('%Y-%m-%d')}-chaos"
+    stem += ("-workers" if stack == "workers" else "") + ("-quick" if ctx.quick else "")
     report.RESULTS.mkdir(exist_ok=True)
     data = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
@@ -699,14 +750,16 @@ def _write_results(ctx: Context, rows: list[Row], details: dict[str, Any]) -> No
     )
     f = details["findings"]
     lines = [
-        f"# Chaos run {data['date']}",
+        f"# Chaos run {data['date']}, {stack} shape",
         "",
+        f"{details.get('stack_description', stack)}; "
         f"seed {details['seed']}, {details['seconds']:.0f} s of load at "
         f"{details['rate_per_s']}/s, {details['shape']}, timings {details['short_timings']}, "
         f"Redis stalls {details['stall_s']} s, drain ≤ {details['drain_s']:.0f} s; the "
         f"workers' first boot took {details['boot_s']} s (before the load). "
         f"Rerun: `python -m bench.run --only chaos --chaos-seed {details['seed']}"
         f"{' --quick' if ctx.quick else ''}"
+        f"{' --chaos-shape workers' if stack == 'workers' else ''}"
         f"{' --chaos-leave-out ' + ','.join(details['left_out']) if details['left_out'] else ''}"
         "` (the faults' order and times repeat; what they "
         "hit depends on timing).",

@@ -1,4 +1,5 @@
-"""The chaos run's processes and what it does to them: worker units, a dispatcher and a
+"""The chaos run's processes and what it does to them: worker units, a dispatcher (in the
+``dispatcher`` shape; in the ``workers`` shape the units dispatch themselves, one leading) and a
 scheduler kept running by a supervisor (as systemd or Kubernetes would restart them), a private
 Redis that is flushed, restarted and stalled, and killed PostgreSQL sessions of the drill's own
 database. Every fault is seeded (the drill's random.Random) and logged.
@@ -6,6 +7,7 @@ database. Every fault is seeded (the drill's random.Random) and logged.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -92,12 +94,30 @@ class Role:
     pending_kills: list[dict] = field(default_factory=list)
 
 
+#: The stack's shapes (``--chaos-shape``): a ``taskhub dispatcher`` process beside the worker
+#: units (which do not dispatch), or ``rundramatiq`` alone (the units' embedded dispatcher
+#: candidates contend for the lease; one leads dispatching and the lifeline).
+SHAPES = ("dispatcher", "workers")
+
+
 class ChaosStack:
     """``units`` rundramatiq processes (1 process × ``threads`` each, so killing one leaves the
-    others serving), one dispatcher (with the lifeline) and one scheduler."""
+    others serving) and one scheduler; in the ``dispatcher`` shape also one dispatcher process
+    (with the lifeline), in the ``workers`` shape none: the units dispatch (EMBEDDED_DISPATCHER).
+    """
 
-    def __init__(self, env: dict[str, str], units: int, threads: int, shutdown_ms: int):
-        self.env = env
+    def __init__(
+        self,
+        env: dict[str, str],
+        units: int,
+        threads: int,
+        shutdown_ms: int,
+        shape: str = "dispatcher",
+    ):
+        if shape not in SHAPES:
+            raise ValueError(f"unknown shape {shape!r} (choose from {', '.join(SHAPES)})")
+        self.shape = shape
+        self.env = _shape_env(env, embedded=shape == "workers")
         worker = [
             sys.executable,
             MANAGE,
@@ -110,9 +130,10 @@ class ChaosStack:
             str(shutdown_ms),
         ]
         self.roles = {f"worker-{i}": Role(f"worker-{i}", worker) for i in range(units)}
-        self.roles["dispatcher"] = Role(
-            "dispatcher", [sys.executable, MANAGE, "taskhub", "dispatcher"]
-        )
+        if shape == "dispatcher":
+            self.roles["dispatcher"] = Role(
+                "dispatcher", [sys.executable, MANAGE, "taskhub", "dispatcher"]
+            )
         self.roles["scheduler"] = Role("scheduler", [sys.executable, MANAGE, "runscheduler"])
 
     def start(self) -> None:
@@ -147,6 +168,13 @@ class ChaosStack:
     def worker_roles(self) -> list[Role]:
         return [r for r in self.roles.values() if r.name.startswith("worker") and r.proc]
 
+    def unit_of(self, pid: int) -> Role | None:
+        """The worker unit whose main process has ``pid`` as a child (a worker process)."""
+        for role in self.worker_roles():
+            if pid in role.proc.children():
+                return role
+        return None
+
     @staticmethod
     def killable(role: Role) -> bool:
         """Up, and up for MIN_UPTIME_S."""
@@ -164,7 +192,30 @@ class ChaosStack:
                 role.proc = None
 
 
-#: The faults, by name, and how often each is drawn relative to the others.
+def _shape_env(env: dict[str, str], embedded: bool) -> dict[str, str]:
+    """The units' environment with EMBEDDED_DISPATCHER set explicitly either way (bench/settings.py
+    defaults it to off, but a TASKHUB_EMBEDDED_DISPATCHER in the harness's environment would
+    reach the children), also in TASKHUB_SETTINGS_JSON, which config/settings.py applies last."""
+    settings = json.loads(env.get("TASKHUB_SETTINGS_JSON") or "{}")
+    return {
+        **env,
+        "TASKHUB_EMBEDDED_DISPATCHER": "1" if embedded else "0",
+        "TASKHUB_SETTINGS_JSON": json.dumps({**settings, "EMBEDDED_DISPATCHER": embedded}),
+    }
+
+
+def holder_pid(holder: str | None) -> int | None:
+    """The process id in a dispatcher lease holder: a worker's ``<hostname>:<pid>:<hex8>``
+    (taskhub.engine.worker), or ``dispatcher:<hostname>:<pid>:<hex8>`` (a dispatcher process);
+    None for no holder or one of another form."""
+    parts = (holder or "").rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return int(parts[1])
+
+
+#: The faults of the ``dispatcher`` shape, by name, and how often each is drawn relative to the
+#: others (fault_weights gives the ``workers`` shape's).
 FAULT_WEIGHTS = {
     "worker-sigkill": 3,
     "worker-sigterm": 2,
@@ -175,6 +226,24 @@ FAULT_WEIGHTS = {
     "redis-stall": 0.7,
     "pg-terminate": 1.5,
 }
+#: In the ``workers`` shape there is no dispatcher process: the worker process that leads
+#: dispatching (the live lease's holder) is SIGKILLed instead, as often.
+LEADER_SIGKILL = "leader-sigkill"
+#: Every fault kind of either shape.
+FAULT_KINDS = (*FAULT_WEIGHTS, LEADER_SIGKILL)
+#: The faults that kill worker processes: each appends one record to Faults.kills.
+KILL_FAULTS = frozenset({"worker-sigkill", "worker-sigterm", LEADER_SIGKILL})
+
+
+def fault_weights(shape: str = "dispatcher") -> dict[str, float]:
+    """The faults drawn in ``shape``, in FAULT_WEIGHTS' order (a seed's plan in the dispatcher
+    shape is what it was before shapes existed)."""
+    if shape == "dispatcher":
+        return dict(FAULT_WEIGHTS)
+    return {
+        (LEADER_SIGKILL if kind == "dispatcher-sigkill" else kind): weight
+        for kind, weight in FAULT_WEIGHTS.items()
+    }
 
 
 class Faults:
@@ -188,10 +257,12 @@ class Faults:
         rng,
         stall_s: float,
         in_flight: Callable[[], list[str]],
+        leader: Callable[[], str | None] = lambda: None,
     ):
         self.stack, self.server, self.database, self.rng = stack, server, database, rng
         self.stall_s = stall_s
         self.in_flight = in_flight  # ids of the rows queued or running now
+        self.leader = leader  # the holder of the live dispatcher lease, if any
         self.kills: list[dict] = []
         self.outage_until = 0.0  # the main loop keeps supervising until then
 
@@ -200,6 +271,7 @@ class Faults:
             "worker-sigkill": self.worker_sigkill,
             "worker-sigterm": self.worker_sigterm,
             "dispatcher-sigkill": lambda: self.kill_role("dispatcher"),
+            LEADER_SIGKILL: self.leader_sigkill,
             "scheduler-sigkill": lambda: self.kill_role("scheduler"),
             "redis-flushall": self.redis_flush,
             "redis-restart": self.redis_restart,
@@ -229,6 +301,31 @@ class Faults:
         at = time.time()
         self.kills.append({"at": at, "pids": [pid], "signal": "SIGKILL", "until": at})
         return Fault("worker-sigkill", at, detail={"role": role.name, "pid": pid})
+
+    def leader_sigkill(self) -> Fault | None:
+        """SIGKILL the worker process that holds the dispatcher lease (the workers shape): its
+        in-flight work is lost as with worker-sigkill, and dispatching and the lifeline stop
+        until another unit's candidate takes the lease. None when nobody holds a live lease, or
+        its holder is not a worker process of a unit up for MIN_UPTIME_S (tried again)."""
+        holder = self.leader()
+        pid = holder_pid(holder)
+        role = self.stack.unit_of(pid) if pid is not None else None
+        if role is None or not self.stack.killable(role):
+            return None
+        affected = self.in_flight()  # as for the dispatcher: what waited to be dispatched too
+        role.restart_delay = self.rng.uniform(0.5, 2.0)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return None
+        at = time.time()
+        self.kills.append({"at": at, "pids": [pid], "signal": "SIGKILL", "until": at})
+        return Fault(
+            LEADER_SIGKILL,
+            at,
+            affected=affected,
+            detail={"role": role.name, "pid": pid, "holder": holder},
+        )
 
     def worker_sigterm(self) -> Fault | None:
         victim = self._victim()

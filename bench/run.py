@@ -77,6 +77,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "redis-stall: to see what the rest finds while one defect is being fixed",
     )
     p.add_argument(
+        "--chaos-shape",
+        choices=("dispatcher", "workers"),
+        default="dispatcher",
+        help="the chaos run's stack: worker units and a dispatcher process (default), or "
+        "workers: rundramatiq alone, the units dispatching (embedded dispatcher); there the "
+        "dispatcher's SIGKILL becomes leader-sigkill (the worker process leading is killed)",
+    )
+    p.add_argument(
         "--chaos-keep-db",
         action="store_true",
         help="keep the chaos run's database (<name>_chaos) to look at its rows afterwards",
@@ -171,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.chaos_seed,
                         args.chaos_leave_out,
                         args.chaos_keep_db,
+                        args.chaos_shape,
                     )
                 else:
                     rows += module.run(ctx)
