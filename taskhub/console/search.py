@@ -5,7 +5,10 @@ admin's search box::
 
 Terms are separated by spaces and must all match. A term is ``qualifier:value`` or a bare word;
 double quotes keep spaces in a value (``error:"connection refused"``) or make a word with a colon
-a bare word (``"https://x"``). The qualifiers (docs/api.md):
+a bare word (``"https://x"``). A ``-`` before a term turns it round: the tasks it does *not*
+match (``-status:completed``, ``-payload.region:eu``, ``-timeout``; a task without that payload
+key does not match it, so it stays); a word that starts with a dash is searched for in quotes
+(``"-x"``). The qualifiers (docs/api.md):
 
 - ``name:`` / ``error:`` — the task name / its last error contains the value, ignoring case
   (3 letters or digits in a row at least: what a trigram index can look up);
@@ -21,13 +24,16 @@ row), or the id (a full one), correlation id, user id or dedup key equals it —
 search box still finds a pasted id.
 
 :func:`parse` needs no database and raises :class:`SearchError` (the API answers it 400);
-:func:`filter_tasks` turns a search into conditions each index serves on PostgreSQL (migration
-0010): ``payload @> …`` for the jsonb_path_ops GIN index, ``ILIKE`` for the pg_trgm ones, an id
-range for the primary key. SQLite runs the same search with JSON key lookups and ``LIKE``.
+:func:`filter_tasks` turns a search into conditions each index serves on PostgreSQL (the opt-in
+indexes of taskhub.console.search_indexes): ``payload @> …`` for the jsonb_path_ops GIN index,
+``ILIKE`` for the pg_trgm ones, an id range for the primary key. SQLite runs the same search with
+JSON key lookups and ``LIKE``. A negated term is ``NOT`` its condition (which no index serves:
+it narrows what the other terms found, or reads the table).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -84,6 +90,7 @@ class Term:
     field: str
     value: str
     path: tuple[str, ...] = ()  # the payload's keys, for ``payload.a.b:``
+    negated: bool = False  # ``-term``: the tasks the term does not match
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,14 @@ def parse(query: str) -> Search:
     words = _TERM.findall(query)
     if len(words) > MAX_TERMS:
         raise SearchError(f"The search has more than {MAX_TERMS} terms.")
-    return Search(tuple(_term(word) for word in words))
+    return Search(tuple(_signed_term(word) for word in words))
+
+
+def _signed_term(word: str) -> Term:
+    """A term, turned round by a leading ``-`` outside quotes (``-`` alone is a bare word)."""
+    if word.startswith("-") and len(word) > 1:
+        return dataclasses.replace(_term(word[1:]), negated=True)
+    return _term(word)
 
 
 def _term(word: str) -> Term:
@@ -203,7 +217,19 @@ def filter_tasks(tasks: QuerySet, search: Search | str) -> QuerySet:
             # and a key holding "__" stays one key.
             alias = f"_search_payload_{number}"
             tasks = tasks.alias(**{alias: _key_path(term.path)})
-            tasks = tasks.filter(_any(Q(**{f"{alias}__exact": v}) for v in json_values(term.value)))
+            values = json_values(term.value)
+            equal = _any(Q(**{f"{alias}__exact": v}) for v in values)
+            if term.negated:
+                # JSON_EXTRACT of a missing key (or of a JSON null) is SQL NULL, and NOT (NULL =
+                # v) matches nothing: say that those rows do not equal the value.
+                unequal = Q(**{f"{alias}__isnull": True})
+                if None not in values:
+                    unequal |= Q(**{alias: None})
+                equal = ~equal | unequal
+            tasks = tasks.filter(equal)
+        elif term.negated:
+            # Every column a condition reads is NOT NULL but dedup_key, which exclude() handles.
+            tasks = tasks.exclude(_condition(term))
         else:
             tasks = tasks.filter(_condition(term))
     return tasks

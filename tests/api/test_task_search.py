@@ -100,6 +100,23 @@ def test_bare_words_search_names_and_errors_and_equal_ids(viewer, rows):
     assert found(viewer, str(rows["http"].id)) == ids(rows["http"])
 
 
+def test_a_dash_turns_a_term_round(viewer, rows):
+    everyone = ids(*rows.values())
+    assert found(viewer, "-status:failed") == everyone - ids(rows["timeout"])
+    assert found(viewer, "-queue:webhooks -name:noop") == ids(rows["timeout"])
+    assert found(viewer, f"-id:{rows['http'].id}") == everyone - ids(rows["http"])
+    # bare words: the rows whose dedup_key is NULL (all of these) still count as not equal
+    assert found(viewer, "-timed") == everyone - ids(rows["timeout"])
+    assert found(viewer, "-u-9") == everyone - ids(rows["timeout"])
+    # a task without the payload key does not match the term, so turned round it does
+    assert found(viewer, "-payload.user_id:42") == everyone - ids(rows["number"], rows["string"])
+    assert found(viewer, "-payload.order.currency:CHF") == everyone - ids(rows["number"])
+    assert found(viewer, "-payload.flag:true") == everyone - ids(rows["other"])
+    assert found(viewer, "-payload.none:null") == everyone - ids(rows["other"])
+    assert found(viewer, "name:noop -payload.flag:true") == ids(rows["number"], rows["string"])
+    assert found(viewer, '"-timed"') == set()  # in quotes, the dash is part of the word
+
+
 def test_terms_and_the_list_filters_all_apply(viewer, rows):
     assert found(viewer, "payload.user_id:42 name:noop") == ids(rows["number"], rows["string"])
     assert found(viewer, "payload.user_id:42 payload.order.currency:EUR") == ids(rows["string"])

@@ -45,6 +45,21 @@ def test_qualifier_names_and_statuses_ignore_case_payload_keys_keep_it():
     assert not parse("   ")
 
 
+def test_a_dash_turns_a_term_round_and_a_quoted_dash_is_part_of_a_word():
+    assert parse('-status:completed -timeout -payload.a:1 "-x" - name:emails').terms == (
+        Term("status", "completed", negated=True),
+        Term("text", "timeout", negated=True),
+        Term("payload", "1", ("a",), negated=True),
+        Term("text", "-x"),
+        Term("text", "-"),
+        Term("name", "emails"),
+    )
+    with pytest.raises(SearchError, match="Unknown qualifier colour:"):
+        parse("-colour:red")
+    with pytest.raises(SearchError, match="3 letters or digits"):
+        parse("-name:ab")
+
+
 def test_a_short_bare_word_is_allowed_it_is_compared_exactly():
     assert parse("u-9").terms == (Term("text", "u-9"),)
 
