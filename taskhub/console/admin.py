@@ -205,7 +205,8 @@ class TaskAdmin(RoleAdmin):
     search_help_text = (
         "name:… error:… payload.key:value status:… queue:… id:prefix, or words found in the "
         "name or error (3 letters or more) or equal to an id, correlation id, user id or dedup "
-        "key. Example: name:emails error:timeout payload.user_id:42"
+        "key; -term: does not match. Example: name:emails error:timeout payload.user_id:42 "
+        "-status:completed"
     )
     sortable_by = ("created_at",)
     ordering = ("-created_at",)
