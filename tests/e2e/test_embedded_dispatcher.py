@@ -11,6 +11,7 @@ import signal
 import time
 
 import pytest
+from django.db import connection
 
 from taskhub import schedule, schedule_many
 from taskhub.conf import taskhub_settings
@@ -80,6 +81,13 @@ def test_worker_units_alone_run_tasks_and_a_killed_leader_is_replaced_in_time(ma
     print(f"\nembedded dispatcher: new leader {took_over_in:.1f}s after the kill, bound {timeout}s")
 
 
+# SQLite has one write lock for the whole database: a leader stopped inside any write (its first
+# dispatch cycles come right after it takes the lease) keeps every other process from writing,
+# the standby's taking of the lease included, until it is continued — seen here: the standby led
+# within milliseconds of the SIGCONT. docs/deployment.md states it; the guarantee is PostgreSQL's.
+@pytest.mark.skipif(
+    connection.vendor == "sqlite", reason="SQLite: a stopped writer holds the database's lock"
+)
 def test_a_sigstopped_leader_loses_the_lead_and_stands_by_when_continued(make_stack):
     """A stopped process keeps its connections (a lock held by one would stay held): the lease
     runs out instead, another unit leads, and the continued one finds it gone before its next
