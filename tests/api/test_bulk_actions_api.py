@@ -369,3 +369,36 @@ def test_the_202_is_in_the_openapi_schema(viewer):
     paths = viewer.get("/api/schema/?format=json").json()["paths"]
     for action in ("retry", "cancel", "delete"):
         assert "202" in paths[f"/api/tasks/actions/{action}"]["post"]["responses"]
+
+
+def test_cancelling_the_task_stops_it_between_two_batches(
+    operator, taskhub_manual, monkeypatch, django_capture_on_commit_callbacks
+):
+    from taskhub.console import services
+
+    rows = [schedule("taskhub.ping", {}, delay=600, correlation_id="stop") for _ in range(3)]
+    job_id = None
+    real_run = bulk.run
+
+    def cancel_the_job_after_the_first_batch(*args, **kwargs):
+        real_progress = kwargs["progress"]
+
+        def progress(visited, matched):
+            if visited == 1:  # the cancel commits (its flag in Redis) before the checkpoint
+                with django_capture_on_commit_callbacks(execute=True):
+                    services.cancel_task(job_id, actor="someone")
+            real_progress(visited, matched)
+
+        return real_run(*args, **{**kwargs, "progress": progress, "batch": 1})
+
+    monkeypatch.setattr(bulk, "run", cancel_the_job_after_the_first_batch)
+    body = {"filter": {"correlation_id": "stop"}, "background": True}
+    job_id = post(operator, "cancel", body).json()["task_id"]
+
+    taskhub_manual.drain()
+
+    assert Task.objects.get(id=job_id).status == "cancelled"
+    left = sorted(Task.objects.get(id=t.id).status for t in rows)
+    assert left == ["cancelled", "pending", "pending"]  # the first batch (one row) only
+    audit = OperatorAction.objects.get(action="task.bulk_cancel")
+    assert audit.details["acted"] == 1 and "TaskCancelled" in audit.details["interrupted"]
