@@ -100,6 +100,9 @@ DEFAULTS: dict[str, Any] = {
     "PRUNE_BATCH": 5000,
     # Rows one transaction of a bulk action by filter (retry, cancel, delete) acts on.
     "BULK_ACTION_BATCH": 500,
+    # Above this many eligible rows, the API and the admin run a bulk action as a task
+    # (taskhub.bulk_action: 202 / a link to it) instead of inside the web request.
+    "BULK_ACTION_INLINE_MAX": 5000,
     "KEY_PREFIX": "taskhub",
     # Live event streams (GET /api/events/stream): seconds a stream lasts before the client
     # reconnects (and is authorised again), keep-alive comment interval, ticket lifetime,

@@ -1,3 +1,3 @@
 """Domain-free built-in tasks."""
 
-from . import http, maintenance, ping, queue_api  # noqa: F401
+from . import bulk_action, http, maintenance, ping, queue_api  # noqa: F401

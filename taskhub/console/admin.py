@@ -20,7 +20,7 @@ from django.contrib.admin.views.main import ALL_VAR, ERROR_FLAG, ORDER_VAR, PAGE
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Q
-from django.http import Http404, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponseRedirect, JsonResponse, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -47,7 +47,7 @@ from ..models import (
     WorkerProcess,
 )
 from ..scheduler import schedules as schedule_services
-from . import analytics, bulk, search, services
+from . import analytics, bulk, bulk_jobs, search, services
 from .admin_tools import (
     SHOWN_HISTORY,
     CreatedFilter,
@@ -178,6 +178,24 @@ def _confirmed_count(form) -> tuple[int, dt.datetime] | None:
     if as_of is None or not count.isdigit():
         return None
     return int(count), as_of
+
+
+def matching_tasks(user, params: dict[str, str]):
+    """The tasks the task list shows ``user`` with ``params`` (its query string's filters and
+    search), outside a request: what a bulk action the admin scheduled as a task acts on, read
+    by the same list filters and search as the page the operator confirmed."""
+    try:
+        search.parse(params.get("q", ""))
+    except search.SearchError as exc:
+        raise bulk_jobs.BulkJobRefused(f"search: {exc}") from None
+    request = HttpRequest()
+    request.method = "GET"
+    request.GET = QueryDict(urlencode(params))
+    request.user = user
+    try:
+        return TaskAdmin(Task, admin.site).get_changelist_instance(request).queryset
+    except IncorrectLookupParameters as exc:
+        raise bulk_jobs.BulkJobRefused(f"the filters are not valid: {exc}") from None
 
 
 @admin.register(Task)
@@ -512,6 +530,13 @@ class TaskAdmin(RoleAdmin):
             else:
                 expected, as_of = confirmed
                 try:
+                    counted = bulk.count(action, tasks, as_of=as_of)
+                    if counted.matched != expected:
+                        raise bulk.CountChanged(expected, counted.matched)
+                    if bulk_jobs.in_background(counted):
+                        return self._bulk_in_background(
+                            request, action, filters, everything, counted, back
+                        )
                     result = bulk.run(
                         action,
                         tasks,
@@ -550,6 +575,35 @@ class TaskAdmin(RoleAdmin):
                 "back": back,
             },
         )
+
+    def _bulk_in_background(self, request, action, filters, everything, counted, back):
+        """Too many rows for a request (``BULK_ACTION_INLINE_MAX``): the action as a task, and a
+        message linking to it (its progress, then its result)."""
+        job = bulk_jobs.schedule_action(
+            action,
+            user=request.user,
+            source="admin",
+            filters=filters,
+            everything=everything,
+            counted=counted,
+            expected_count=counted.matched,
+            dedup=True,  # the same confirmation posted twice: one task
+        )
+        link = reverse("admin:taskhub_task_change", args=[job.pk])
+        self.message_user(
+            request,
+            format_html(
+                "{} tasks matched, {} to {}: too many for one request, so the action runs as "
+                'task <a href="{}">{}</a> (its progress and result are on its page).',
+                counted.matched,
+                counted.eligible,
+                action,
+                link,
+                str(job.pk)[:8],
+            ),
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(back)
 
 
 @admin.register(TaskEvent)

@@ -11,7 +11,7 @@ from django.utils import timezone
 from taskhub.console import bulk
 from taskhub.engine.enqueue import schedule
 from taskhub.models import OperatorAction, Task, TaskStatus
-from tests.support import task_in
+from tests.support import override_taskhub, task_in
 
 pytestmark = pytest.mark.django_db
 
@@ -152,3 +152,91 @@ def test_the_batches_commit_on_their_own_even_with_atomic_requests(login, monkey
 
     assert inside_a_transaction == [False]
     assert Task.objects.get().status == TaskStatus.PENDING
+
+
+# -- above BULK_ACTION_INLINE_MAX: the action as a taskhub.bulk_action task -----------------------
+
+
+@pytest.fixture
+def inline_max_2():
+    with override_taskhub(BULK_ACTION_INLINE_MAX=2):
+        yield
+
+
+def test_above_the_threshold_the_action_is_a_task_linked_from_the_message(
+    login, inline_max_2, taskhub_manual
+):
+    failed = [task_in(TaskStatus.FAILED) for _ in range(3)]
+    other = task_in(TaskStatus.FAILED, "http.request", {"url": "https://example.com"})
+    task_in(TaskStatus.COMPLETED)
+    browser = login("operator")
+    url = f"{LIST}bulk/retry/?task=taskhub.ping&q=-status:completed"
+    confirm = browser.get(url).content.decode()
+    assert "<b>3</b> tasks match" in confirm
+
+    done = browser.post(url, hidden(confirm), follow=True).content.decode()
+
+    job = Task.objects.get(name="taskhub.bulk_action")
+    link = f'<a href="{LIST}{job.id}/change/">{str(job.id)[:8]}</a>'
+    assert "3 tasks matched, 3 to retry" in done and link in done
+    assert job.payload["source"] == "admin" and job.payload["expected_count"] == 3
+    assert job.payload["filter"] == {"task": "taskhub.ping", "q": "-status:completed"}
+    assert Task.objects.filter(status=TaskStatus.FAILED).count() == 4  # nothing yet
+    assert not OperatorAction.objects.exists()
+    # the same confirmation posted again: still one task
+    browser.post(url, hidden(confirm))
+    assert Task.objects.filter(name="taskhub.bulk_action").count() == 1
+
+    taskhub_manual.drain()
+
+    job.refresh_from_db()
+    assert job.status == "completed"
+    assert job.result == {"matched": 3, "eligible": 3, "acted": 3, "skipped": 0}
+    assert {Task.objects.get(id=t.id).status for t in failed} == {"completed"}  # retried, ran
+    assert Task.objects.get(id=other.id).status == TaskStatus.FAILED
+    action = OperatorAction.objects.get()
+    assert (action.username, action.source, action.action) == (
+        "operator-person",
+        "admin",
+        "task.bulk_retry",
+    )
+    assert action.details["filter"] == {"task": "taskhub.ping", "q": "-status:completed"}
+    # the task's page shows its result
+    page = browser.get(f"{LIST}{job.id}/change/").content.decode()
+    assert "acted" in page
+
+
+def test_above_the_threshold_a_changed_count_schedules_nothing(login, inline_max_2):
+    for _ in range(3):
+        task_in(TaskStatus.FAILED)
+    browser = login("operator")
+    url = f"{LIST}bulk/retry/?status=failed"
+    form = hidden(browser.get(url).content.decode())
+    late = task_in(TaskStatus.FAILED)
+    Task.objects.filter(id=late.id).update(created_at=timezone.now() - dt.timedelta(hours=1))
+
+    again = browser.post(url, form).content.decode()
+
+    assert "now matches 4 tasks, not the 3 expected" in again
+    assert not Task.objects.filter(name="taskhub.bulk_action").exists()
+    assert Task.objects.filter(status=TaskStatus.FAILED).count() == 4
+
+
+def test_an_operator_who_lost_the_role_before_the_task_ran_changes_nothing(
+    login, inline_max_2, taskhub_manual
+):
+    from django.contrib.auth import get_user_model
+
+    for _ in range(3):
+        task_in(TaskStatus.FAILED)
+    browser = login("operator")
+    url = f"{LIST}bulk/retry/?status=failed"
+    browser.post(url, hidden(browser.get(url).content.decode()))
+    get_user_model().objects.filter(username="operator-person").update(is_active=False)
+
+    assert taskhub_manual.drain().counts == {"failed": 1}
+
+    job = Task.objects.get(name="taskhub.bulk_action")
+    assert "no longer exists or is inactive" in job.error
+    assert Task.objects.filter(status=TaskStatus.FAILED).count() == 4  # 3 and the job
+    assert not OperatorAction.objects.exists()

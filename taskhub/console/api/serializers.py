@@ -268,6 +268,11 @@ class BulkActionRequestSerializer(StrictSerializer):
     dry_run = serializers.BooleanField(
         default=False, help_text="Only count: what would be matched and acted on."
     )
+    background = serializers.BooleanField(
+        default=False,
+        help_text="Run the action as a taskhub.bulk_action task (202) whatever the count; "
+        "without it, only above BULK_ACTION_INLINE_MAX eligible tasks.",
+    )
 
     def validate(self, attrs):
         attrs.setdefault("filter", {})
@@ -293,6 +298,18 @@ class BulkActionResultSerializer(serializers.Serializer):
         help_text="matched - acted: not allowed by their status, changed meanwhile, or busy."
     )
     dry_run = serializers.BooleanField()
+
+
+class BulkActionScheduledSerializer(serializers.Serializer):
+    matched = serializers.IntegerField(help_text="Tasks the filter matched when counted.")
+    eligible = serializers.IntegerField(
+        help_text="Of those, the tasks whose status allowed the action when counted."
+    )
+    task_id = serializers.UUIDField(help_text="The taskhub.bulk_action task running the action.")
+    status_url = serializers.URLField(
+        help_text="That task in the API (GET): its status, progress and, once done, its result "
+        "(matched, eligible, acted, skipped)."
+    )
 
 
 class BulkCountChangedSerializer(serializers.Serializer):

@@ -4,6 +4,7 @@ task a filter matches."""
 from __future__ import annotations
 
 from django.db import transaction
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -13,13 +14,14 @@ from rest_framework.response import Response
 
 from ...engine.enqueue import schedule
 from ...models import TaskEvent, TaskLog
-from .. import bulk, services
+from .. import bulk, bulk_jobs, services
 from ..audit import audited
 from ..task_filters import filtered_tasks
 from .permissions import ADMIN, OPERATOR, VIEWER, RolePermission
 from .serializers import (
     BulkActionRequestSerializer,
     BulkActionResultSerializer,
+    BulkActionScheduledSerializer,
     BulkCountChangedSerializer,
     BulkTaskRequestSerializer,
     HistoryPageQuerySerializer,
@@ -118,13 +120,15 @@ class TaskBulkAction(TaskhubAPIView):
         body.is_valid(raise_exception=True)
         data = body.validated_data
         tasks = filtered_tasks(data["filter"])
+        expected = data.get("expected_count")
         try:
+            counted = bulk.count(self.action_name, tasks)
+            if expected is not None and expected != counted.matched:
+                raise bulk.CountChanged(expected, counted.matched)
             if data["dry_run"]:
-                counted = bulk.count(self.action_name, tasks)
-                expected = data.get("expected_count")
-                if expected is not None and expected != counted.matched:
-                    raise bulk.CountChanged(expected, counted.matched)
                 result = bulk.BulkResult(counted.matched, counted.eligible, 0, 0)
+            elif bulk_jobs.in_background(counted, forced=data["background"]):
+                return self._scheduled(request, data, counted)
             else:
                 result = bulk.run(
                     self.action_name,
@@ -132,12 +136,37 @@ class TaskBulkAction(TaskhubAPIView):
                     user=request.user,
                     source="api",
                     filters={**data["filter"], **({"all": True} if data["all"] else {})},
-                    expected_count=data.get("expected_count"),
+                    expected_count=expected,
+                    as_of=counted.as_of,
                 )
         except bulk.CountChanged as exc:
             body = {"error": str(exc), "matched": exc.matched, "expected_count": exc.expected}
             return Response(body, status=status.HTTP_409_CONFLICT)
         return Response({**result.as_dict(), "dry_run": data["dry_run"]})
+
+    def _scheduled(self, request, data, counted: bulk.BulkCount) -> Response:
+        """More eligible rows than BULK_ACTION_INLINE_MAX (or ``background``): the action as a
+        ``taskhub.bulk_action`` task, answered 202 with where to follow it."""
+        received = request.data.get("filter") or {}
+        job = bulk_jobs.schedule_action(
+            self.action_name,
+            user=request.user,
+            source="api",
+            filters=dict(received),
+            everything=data["all"],
+            counted=counted,
+            expected_count=data.get("expected_count"),
+        )
+        url = reverse("taskhub:task-detail", kwargs={"task_id": job.id})
+        return Response(
+            {
+                "matched": counted.matched,
+                "eligible": counted.eligible,
+                "task_id": str(job.id),
+                "status_url": request.build_absolute_uri(url),
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
 
 
 _BULK_SUMMARIES = {
@@ -161,9 +190,15 @@ def bulk_action_view(action: str):
         summary=_BULK_SUMMARIES[action],
         description=f"Acts on {bulk.RULES[action]}; the other matched tasks are skipped. "
         "Counts first: with expected_count, another count is a 409 and nothing changes; "
-        "dry_run only counts.",
+        "dry_run only counts. More eligible tasks than BULK_ACTION_INLINE_MAX (or "
+        '"background": true) schedule the action as a taskhub.bulk_action task: 202 with the '
+        "task's id and status_url, its progress and, once done, its result (these counts).",
         request=BulkActionRequestSerializer,
-        responses={200: BulkActionResultSerializer, 409: BulkCountChangedSerializer},
+        responses={
+            200: BulkActionResultSerializer,
+            202: BulkActionScheduledSerializer,
+            409: BulkCountChangedSerializer,
+        },
         operation_id=f"tasks_actions_{action}",
     )(post)
     # Each batch commits on its own, even in a project with ATOMIC_REQUESTS.
