@@ -44,13 +44,17 @@ from .roles import ADMIN, OPERATOR
 from .services import WAITING_STATUSES
 from .task_filters import describe
 
+#: The built-in task that runs a bulk action too large for a request (bulk_jobs.py). A bulk retry
+#: never retries one: "retry every failed task" must not run again an old delete by filter.
+BULK_ACTION_TASK = "taskhub.bulk_action"
+
 #: The actions, each with the role it needs (``roles.py``).
 ACTIONS = {"retry": OPERATOR, "cancel": OPERATOR, "delete": ADMIN}
 
 #: Which of the matched rows each action may touch, in words (for confirmations and docs).
 RULES = {
     "retry": "failed or cancelled tasks that are not workflow steps (those are retried with "
-    "their run)",
+    "their run) nor bulk actions run as tasks (each of those is retried on its own)",
     "cancel": "waiting, queued, retrying and blocked tasks, cancelled now, and running ones, "
     "asked to stop (unless already asked)",
     "delete": "finished tasks that are not workflow steps, whose parent and spawned tasks have "
@@ -107,7 +111,7 @@ def eligible(action: str, tasks: QuerySet[Task]) -> QuerySet[Task]:
     if action == "retry":
         return tasks.filter(
             status__in=(TaskStatus.FAILED, TaskStatus.CANCELLED), workflow_run__isnull=True
-        )
+        ).exclude(name=BULK_ACTION_TASK)
     if action == "cancel":
         return tasks.filter(
             Q(status__in=WAITING_STATUSES) | Q(status=TaskStatus.RUNNING, cancel_requested=False)

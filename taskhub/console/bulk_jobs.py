@@ -36,7 +36,7 @@ from .roles import has_role
 from .task_filters import filtered_tasks, selects_everything
 
 #: The built-in task that runs a bulk action (declared in taskhub/builtins/bulk_action.py).
-TASK = "taskhub.bulk_action"
+TASK = bulk.BULK_ACTION_TASK
 
 #: Where the filter comes from: the API's filter object, or the admin task list's query string.
 SOURCES = ("api", "admin")

@@ -301,6 +301,28 @@ def test_a_count_changed_before_the_task_runs_fails_it_and_changes_nothing(
     assert not OperatorAction.objects.exists()
 
 
+def test_a_bulk_retry_of_every_failed_task_never_runs_a_failed_bulk_job_again(
+    admin, inline_max_2, taskhub_manual
+):
+    """A delete by filter that failed (here: its count changed) must not come back to life
+    when an operator later retries everything that failed."""
+    rows = [task_in("completed", correlation_id="gone") for _ in range(3)]
+    body = {"filter": {"correlation_id": "gone"}, "expected_count": 3}
+    job_id = post(admin, "delete", body).json()["task_id"]
+    Task.objects.filter(id=rows[0].id).delete()
+    taskhub_manual.drain()
+    assert Task.objects.get(id=job_id).status == "failed"
+    task_in("failed", correlation_id="other")
+
+    response = post(admin, "retry", {"filter": {"status": "failed"}})
+
+    assert response.status_code == 200
+    assert (response.json()["matched"], response.json()["acted"]) == (2, 1)
+    assert Task.objects.get(id=job_id).status == "failed"
+    taskhub_manual.drain()
+    assert Task.objects.filter(correlation_id="gone").count() == 2  # never deleted
+
+
 def test_background_true_forces_the_task_for_any_count(operator, taskhub_manual):
     row = task_in("failed", correlation_id="one")
 
