@@ -293,6 +293,14 @@ class Faults:
             return None
         role, children = victim
         pid = children[0]
+        at = self._sigkill_worker(role, pid)
+        if at is None:
+            return None
+        return Fault("worker-sigkill", at, detail={"role": role.name, "pid": pid})
+
+    def _sigkill_worker(self, role: Role, pid: int) -> float | None:
+        """SIGKILL one worker process of ``role``'s unit, recorded as a kill (its in-flight
+        handlers may start again); when it happened, or None if the process was gone."""
         role.restart_delay = self.rng.uniform(0.5, 2.0)
         try:
             os.kill(pid, signal.SIGKILL)
@@ -300,7 +308,7 @@ class Faults:
             return None
         at = time.time()
         self.kills.append({"at": at, "pids": [pid], "signal": "SIGKILL", "until": at})
-        return Fault("worker-sigkill", at, detail={"role": role.name, "pid": pid})
+        return at
 
     def leader_sigkill(self) -> Fault | None:
         """SIGKILL the worker process that holds the dispatcher lease (the workers shape): its
@@ -313,13 +321,9 @@ class Faults:
         if role is None or not self.stack.killable(role):
             return None
         affected = self.in_flight()  # as for the dispatcher: what waited to be dispatched too
-        role.restart_delay = self.rng.uniform(0.5, 2.0)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+        at = self._sigkill_worker(role, pid)
+        if at is None:
             return None
-        at = time.time()
-        self.kills.append({"at": at, "pids": [pid], "signal": "SIGKILL", "until": at})
         return Fault(
             LEADER_SIGKILL,
             at,
