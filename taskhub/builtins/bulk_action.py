@@ -22,10 +22,11 @@ def bulk_action(payload: dict, ctx) -> dict:
     """Retry, cancel or delete every task a filter matched (scheduled by the API or the admin
     above BULK_ACTION_INLINE_MAX eligible tasks); returns the counts."""
     # Imported on use: Django imports this package (an installed app) before any model can load.
+    from ..console.admin import matching_tasks
     from ..console.bulk_jobs import run_scheduled
 
     def progress(visited: int, matched: int) -> None:
         ctx.set_progress(100.0 * visited / matched if matched else 100.0)
         ctx.check_cancelled()  # an operator's cancel stops it between two batches
 
-    return run_scheduled(payload, progress=progress)
+    return run_scheduled(payload, admin_tasks=matching_tasks, progress=progress)

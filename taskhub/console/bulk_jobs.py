@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -91,13 +92,20 @@ def schedule_action(
     return schedule(TASK, payload, user_id=user.pk, dedup_key=dedup_key)
 
 
-def run_scheduled(payload: dict[str, Any], *, progress: bulk.Progress | None = None) -> dict:
+#: How the admin's task list reads its query string for a user: ``admin.matching_tasks``, passed
+#: in by the task (the admin imports this module, so this module does not import the admin).
+AdminTasks = Callable[[Any, dict[str, str]], QuerySet[Task]]
+
+
+def run_scheduled(
+    payload: dict[str, Any], *, admin_tasks: AdminTasks, progress: bulk.Progress | None = None
+) -> dict:
     """The task's body: the action as scheduled, its :class:`~bulk.BulkResult` as a dict."""
     action = payload["action"]
     bulk._check(action)
     user = _author(payload["user"], action)
     as_of = _as_of(payload["as_of"])
-    tasks, filters = _matching(payload, user)
+    tasks, filters = _matching(payload, user, admin_tasks)
     if selects_everything(tasks) and not payload.get("all"):
         raise BulkJobRefused("the filter matches every task and the action did not say all")
     result = bulk.run(
@@ -130,13 +138,13 @@ def _as_of(value: str) -> dt.datetime:
     return as_of
 
 
-def _matching(payload: dict[str, Any], user: Any) -> tuple[QuerySet[Task], dict[str, Any]]:
+def _matching(
+    payload: dict[str, Any], user: Any, admin_tasks: AdminTasks
+) -> tuple[QuerySet[Task], dict[str, Any]]:
     """The rows the filter selects, read as the surface that received it reads it."""
     if payload["source"] == "admin":
-        from .admin import matching_tasks  # the admin imports this module
-
         params = dict(payload["filter"])
-        return matching_tasks(user, params), params
+        return admin_tasks(user, params), params
     body = BulkTaskFilterSerializer(data=payload["filter"])
     if not body.is_valid():
         raise BulkJobRefused(f"the filter no longer reads: {body.errors}")
