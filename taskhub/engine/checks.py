@@ -246,4 +246,8 @@ _RANGES: dict[str, tuple[Any, str]] = {
         ),
         "a non-empty list of delays in seconds, none negative",
     ),
+    "BULK_ACTION_INLINE_MAX": (
+        lambda v: not _whole(v) or v >= 0,
+        "a whole number of tasks, 0 or more (0: every bulk action by filter runs as a task)",
+    ),
 }

@@ -283,6 +283,7 @@ def test_persist_tasks_false_is_refused_saying_why():
         ("DEFAULT_RETRY_SCHEDULE", []),
         ("DEFAULT_RETRY_SCHEDULE", [1, -1]),
         ("DEFAULT_RETRY_SCHEDULE", [1, "5"]),
+        ("BULK_ACTION_INLINE_MAX", -1),
     ],
 )
 def test_a_task_setting_out_of_range_is_refused_naming_the_key(key, value):
@@ -301,6 +302,7 @@ def test_a_task_setting_out_of_range_is_refused_naming_the_key(key, value):
         ("DEFAULT_TIMEOUT", 0.5),
         ("DEFAULT_RETRY_SCHEDULE", (0, 2.5)),
         ("ENABLE_PRIORITY", False),
+        ("BULK_ACTION_INLINE_MAX", 0),
     ],
 )
 def test_a_task_setting_in_range_passes(key, value):
