@@ -530,9 +530,9 @@ class TaskAdmin(RoleAdmin):
             else:
                 expected, as_of = confirmed
                 try:
-                    counted = bulk.count(action, tasks, as_of=as_of)
-                    if counted.matched != expected:
-                        raise bulk.CountChanged(expected, counted.matched)
+                    counted = bulk.checked_count(
+                        action, tasks, expected_count=expected, as_of=as_of
+                    )
                     if bulk_jobs.in_background(counted):
                         return self._bulk_in_background(
                             request, action, filters, everything, counted, back
@@ -543,8 +543,7 @@ class TaskAdmin(RoleAdmin):
                         user=request.user,
                         source="admin",
                         filters={**filters, **({"all": True} if everything else {})},
-                        expected_count=expected,
-                        as_of=as_of,
+                        counted=counted,
                     )
                 except bulk.CountChanged as exc:
                     problem = str(exc)

@@ -133,6 +133,20 @@ def count(action: str, tasks: QuerySet[Task], *, as_of: dt.datetime | None = Non
     return BulkCount(tasks.count(), eligible(action, tasks).count(), as_of)
 
 
+def checked_count(
+    action: str,
+    tasks: QuerySet[Task],
+    *,
+    expected_count: int | None = None,
+    as_of: dt.datetime | None = None,
+) -> BulkCount:
+    """:func:`count`, refused with :class:`CountChanged` when the caller expected another."""
+    counted = count(action, tasks, as_of=as_of)
+    if expected_count is not None and expected_count != counted.matched:
+        raise CountChanged(expected_count, counted.matched)
+    return counted
+
+
 def run(
     action: str,
     tasks: QuerySet[Task],
@@ -144,6 +158,7 @@ def run(
     as_of: dt.datetime | None = None,
     batch: int | None = None,
     progress: Progress | None = None,
+    counted: BulkCount | None = None,
 ) -> BulkResult:
     """Apply ``action`` (retry, cancel, delete) to every task of ``tasks`` whose status allows
     it, in batches, and record it once in the audit log (``filters``, the filter as the caller
@@ -152,12 +167,13 @@ def run(
 
     ``expected_count``: the count the operator confirmed; another count raises
     :class:`CountChanged` and changes nothing. ``as_of``: when that count was taken (rows
-    created later are left alone). ``progress(visited, matched)`` is called after each batch.
-    An action stopped by an error keeps the batches it committed, and its audit record says so.
+    created later are left alone). ``counted``: a :func:`checked_count` the caller took just
+    before (then neither is taken again). ``progress(visited, matched)`` is called after each
+    batch. An action stopped by an error keeps the batches it committed, and its audit record
+    says so.
     """
-    counted = count(action, tasks, as_of=as_of)
-    if expected_count is not None and expected_count != counted.matched:
-        raise CountChanged(expected_count, counted.matched)
+    if counted is None:
+        counted = checked_count(action, tasks, expected_count=expected_count, as_of=as_of)
     actor = actor_name(user) or source
     acted = 0
 

@@ -288,11 +288,16 @@ class BulkActionRequestSerializer(StrictSerializer):
         return attrs
 
 
-class BulkActionResultSerializer(serializers.Serializer):
+class BulkCountSerializer(serializers.Serializer):
+    """The counts a bulk action answers with, run or scheduled."""
+
     matched = serializers.IntegerField(help_text="Tasks the filter matched when counted.")
     eligible = serializers.IntegerField(
         help_text="Of those, the tasks whose status allowed the action when counted."
     )
+
+
+class BulkActionResultSerializer(BulkCountSerializer):
     acted = serializers.IntegerField(help_text="Tasks retried, cancelled or deleted (0: dry run).")
     skipped = serializers.IntegerField(
         help_text="matched - acted: not allowed by their status, changed meanwhile, or busy."
@@ -300,11 +305,7 @@ class BulkActionResultSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField()
 
 
-class BulkActionScheduledSerializer(serializers.Serializer):
-    matched = serializers.IntegerField(help_text="Tasks the filter matched when counted.")
-    eligible = serializers.IntegerField(
-        help_text="Of those, the tasks whose status allowed the action when counted."
-    )
+class BulkActionScheduledSerializer(BulkCountSerializer):
     task_id = serializers.UUIDField(help_text="The taskhub.bulk_action task running the action.")
     status_url = serializers.URLField(
         help_text="That task in the API (GET): its status, progress and, once done, its result "

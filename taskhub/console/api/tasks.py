@@ -122,9 +122,7 @@ class TaskBulkAction(TaskhubAPIView):
         tasks = filtered_tasks(data["filter"])
         expected = data.get("expected_count")
         try:
-            counted = bulk.count(self.action_name, tasks)
-            if expected is not None and expected != counted.matched:
-                raise bulk.CountChanged(expected, counted.matched)
+            counted = bulk.checked_count(self.action_name, tasks, expected_count=expected)
             if data["dry_run"]:
                 result = bulk.BulkResult(counted.matched, counted.eligible, 0, 0)
             elif bulk_jobs.in_background(counted, forced=data["background"]):
@@ -136,8 +134,7 @@ class TaskBulkAction(TaskhubAPIView):
                     user=request.user,
                     source="api",
                     filters={**data["filter"], **({"all": True} if data["all"] else {})},
-                    expected_count=expected,
-                    as_of=counted.as_of,
+                    counted=counted,
                 )
         except bulk.CountChanged as exc:
             body = {"error": str(exc), "matched": exc.matched, "expected_count": exc.expected}
